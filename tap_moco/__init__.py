@@ -1,0 +1,1 @@
+"""tap-moco: a Singer tap for the MOCO API (contacts, companies, to-dos, comments)."""

@@ -1,0 +1,56 @@
+"""Shared fixtures: the sandboxes served over HTTP on 127.0.0.1 from a background thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from sandbox.server import RunningSandbox
+
+
+@pytest.fixture
+def moco_sandbox_factory() -> Iterator[Callable[..., RunningSandbox]]:
+    """Start MOCO sandboxes with any constructor options; all are stopped after the test."""
+    from sandbox.moco import MocoSandbox
+
+    running: list[RunningSandbox] = []
+
+    def start(**options: Any) -> RunningSandbox:
+        sandbox = RunningSandbox(MocoSandbox(**options)).start()
+        running.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in running:
+        sandbox.stop()
+
+
+@pytest.fixture
+def moco_sandbox(moco_sandbox_factory: Callable[..., RunningSandbox]) -> RunningSandbox:
+    """A MOCO sandbox with the default key ``sandbox-key``, no data and a generous rate limit."""
+    return moco_sandbox_factory(rate_limit=100_000)
+
+
+@pytest.fixture
+def contacts_sandbox_factory() -> Iterator[Callable[..., RunningSandbox]]:
+    """Start Contacts API sandboxes with any constructor options; all are stopped after the test."""
+    from sandbox.contacts import ContactsSandbox
+
+    running: list[RunningSandbox] = []
+
+    def start(**options: Any) -> RunningSandbox:
+        sandbox = RunningSandbox(ContactsSandbox(**options)).start()
+        running.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in running:
+        sandbox.stop()
+
+
+@pytest.fixture
+def contacts_sandbox(contacts_sandbox_factory: Callable[..., RunningSandbox]) -> RunningSandbox:
+    """A Contacts sandbox: location ``sandbox-location``, token ``sandbox-token``, no data."""
+    return contacts_sandbox_factory(rate_limit=100_000)
