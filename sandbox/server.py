@@ -352,8 +352,9 @@ def _redact_headers(headers: dict[str, str]) -> dict[str, str]:
     out = {}
     for name, value in headers.items():
         if name in ("authorization", "proxy-authorization"):
-            scheme = value.split(" ", 1)[0] if value else ""
-            out[name] = f"{scheme} <redacted>" if scheme else "<redacted>"
+            # Keep only a scheme word ("Bearer", "Token"); a bare credential is redacted whole.
+            scheme, sep, _rest = (value or "").partition(" ")
+            out[name] = f"{scheme} <redacted>" if sep and scheme else "<redacted>"
         else:
             out[name] = value
     return out
@@ -409,7 +410,11 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in a handler: answer 500 and say so on stderr
             print(f"sandbox {self.app.name}: handler error: {exc!r}", file=sys.stderr)
             response = Response(500, self.app.error_body(500, "Internal Server Error"))
-        self._send(response)
+        try:
+            self._send(response)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (e.g. its timeout during a slow fault): nothing left to tell it.
+            self.close_connection = True
 
     def _send(self, response: Response) -> None:
         if isinstance(response.body, bytes):
@@ -457,7 +462,9 @@ class RunningSandbox:
         self.server = make_server(app, port)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+        # A short poll interval makes stopping quick, which adds up over a test suite.
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                        daemon=True,
                                         name=f"sandbox-{app.name}")
 
     def start(self) -> RunningSandbox:

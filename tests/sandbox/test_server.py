@@ -101,3 +101,9 @@ def test_sliding_window_counts_only_served_hits():
     results = [window.hit("k")[0] for _ in range(5)]
     assert results == [True, True, True, False, False]
     assert window.hit("other")[0] is True
+
+
+def test_bare_credential_without_scheme_is_redacted_whole(echo):
+    requests.get(f"{echo.url}/items/1", headers={"Authorization": "bare-secret-key"}, timeout=5)
+    log = requests.get(f"{echo.url}/_sandbox/requests", timeout=5).json()
+    assert log[-1]["headers"]["authorization"] == "<redacted>"

@@ -1,0 +1,581 @@
+"""Seed data for the MOCO sandbox: MOCO's record shapes and a deterministic generator.
+
+The shapes (field order, ``""`` versus ``null``, type-specific company fields) follow the real
+responses recorded in ``reference/moco-recorded/`` (2022/2023) and reference/moco-api.md §6; the
+sandbox (:mod:`sandbox.moco`) fills missing seed fields from the same defaults.
+
+:func:`generate` returns a seed document ``{"companies": [...], "contacts": [...], "todos": [...],
+"comments": [...]}`` that ``POST /_sandbox/seed`` accepts as is. Callers may rely on:
+
+- the same ``(n_contacts, seed)`` always giving the same document (no clock, no hash order);
+- exactly ``n_contacts`` contacts, ``max(3, n_contacts // 5)`` companies (the first three: one of
+  each type), ``max(4, n_contacts // 2)`` to-dos, and ``max(3, n_contacts // 2)`` comments plus one
+  system comment ("Firma angelegt.") per company;
+- ids ascending with ``created_at`` inside each record type, in the id ranges of :data:`ID_BASES`;
+- ``created_at``/``updated_at`` in 2021..2025, formatted ``YYYY-MM-DDTHH:MM:SSZ``;
+- a mix that exercises a sync: non-ASCII names (the first contacts are always "Jürgen Müßig",
+  "Zoë Lefèvre" (no e-mail), "Łukasz Wójcik" (no phone)), contacts without e-mail, without phone,
+  without company, tags from :data:`CONTACT_TAGS`, custom properties, completed and open to-dos
+  on contacts and (the first four: Contact, Company, Deal, Assignment) on other records, HTML
+  comments on contacts and on companies, deals and projects;
+- e-mail addresses and phone numbers unique across contacts (the Contacts API deduplicates on them).
+
+100,000 contacts (with 20,000 companies, 50,000 to-dos, 70,000 comments) take about 4 s on
+a small 2-core machine.
+"""
+
+from __future__ import annotations
+
+import calendar
+import random
+import time
+import unicodedata
+from typing import Any
+
+# Users that records point at (``user``, ``created_by``, ``assigned_to``); the first one is the
+# owner of the sandbox's API key (``GET /session``) and the default author of API writes.
+USERS: list[dict[str, Any]] = [
+    {"id": 933662266, "firstname": "Michael", "lastname": "Mustermann"},
+    {"id": 933662267, "firstname": "Sabine", "lastname": "Größer"},
+    {"id": 933662268, "firstname": "Tomasz", "lastname": "Wiśniewski"},
+    {"id": 933662269, "firstname": "Léa", "lastname": "Martin"},
+]
+SESSION_USER = USERS[0]
+SESSION_UUID = "aec324a2-4832-11eb-b378-0242ac130002"
+
+# First id of each record type (real MOCO ids are large; distinct ranges catch mixed-up ids).
+ID_BASES: dict[str, int] = {
+    "companies": 761_300_000,
+    "contacts": 677_600_000,
+    "todos": 23_400_000,
+    "comments": 15_300_000,
+}
+
+COMPANY_TYPES = ("customer", "supplier", "organization")
+GENDERS = ("F", "M", "U")
+TODOABLE_TYPES = ("Assignment", "Company", "Contact", "Deal", "Invoice", "Offer", "ProjectGroup",
+                  "PurchaseDraft", "PurchaseOrder", "Purchase", "User")
+COMMENTABLE_TYPES = ("Company", "Contact", "Deal", "DeliveryNote", "Expense", "Invoice",
+                     "InvoiceBookkeepingExport", "InvoiceDeletion", "InvoiceReminder", "Offer",
+                     "OfferConfirmation", "Project", "ProjectGroup", "Purchase",
+                     "PurchaseBookkeepingExport", "PurchaseDraft", "Receipt",
+                     "ReceiptRefundRequest", "RecurringExpense", "Unit", "User",
+                     "UserHolidayRequest")
+CONTACT_TAGS = ("Christmas Card", "Early Adopter", "Influencer", "Key Account", "Lead",
+                "Newsletter", "Partner", "VIP")
+COMPANY_TAGS = ("A-Kunde", "Agentur", "Druckerei", "Enterprise", "Netzwerk", "Partner")
+
+# --- record shapes: field order and defaults as MOCO answers them ------------------------------
+# Mutable defaults are copied by the callers (see :func:`fresh`).
+
+CONTACT_DEFAULTS: dict[str, Any] = {
+    "id": None, "gender": "U", "firstname": "", "lastname": "", "title": "", "job_position": "",
+    "mobile_phone": "", "work_fax": "", "work_phone": "", "work_email": "", "work_address": "",
+    "home_email": "", "home_address": "", "birthday": None, "salutation": "", "info": "",
+    "avatar_url": None, "tags": [], "custom_properties": {}, "company": None, "user": None,
+    "created_at": None, "updated_at": None,
+}
+
+# Common to all company types (REC 2023 order); ``active``/``archived_on`` come from MD/OA.
+COMPANY_DEFAULTS: dict[str, Any] = {
+    "id": None, "type": "customer", "name": "", "website": "", "email": None,
+    "billing_email_cc": "", "phone": "", "fax": "", "address": "", "country_code": "DE",
+    "vat_identifier": None, "english_correspondence_language": False, "tags": [], "user": None,
+    "labels": [], "info": "", "footer": "", "custom_properties": {}, "active": True,
+    "archived_on": None, "created_at": None, "updated_at": None,
+}
+CUSTOMER_DEFAULTS: dict[str, Any] = {
+    "identifier": None, "intern": False, "billing_tax": 19.0,
+    "billing_vat": {"id": 59020, "tax": 19.0, "reverse_charge": False, "intra_eu": False},
+    "customer_vat": {"id": 59020, "tax": 19.0, "reverse_charge": False, "intra_eu": False},
+    "currency": "EUR", "custom_rates": False, "include_time_report": False, "billing_notes": "",
+    "default_discount": 0.0, "default_cash_discount": 0.0, "default_cash_discount_days": 0,
+    "default_invoice_due_days": 30, "projects": [],
+}
+SUPPLIER_DEFAULTS: dict[str, Any] = {"iban": None}
+# Further company fields OA documents; accepted in seeds, not added when absent.
+COMPANY_OPTIONAL_FIELDS = frozenset({
+    "alternative_correspondence_language", "supplier_vat", "invoice_format",
+    "default_payment_means", "bank_bic", "bank_owner", "debit_number", "credit_number",
+})
+
+TODO_DEFAULTS: dict[str, Any] = {
+    "id": None, "title": "", "due_date": None, "completed_at": None, "completed": False,
+    "personal": False, "todoable_id": None, "todoable_type": None, "todoable_description": "",
+    "created_by": None, "assigned_to": None, "created_at": None, "updated_at": None,
+}
+
+COMMENT_DEFAULTS: dict[str, Any] = {
+    "id": None, "commentable_id": None, "commentable_type": None, "text": "", "manual": True,
+    "created_at": None, "updated_at": None, "user": None,
+}
+# Present only when set (REC 2022 has no such key; MD: only under impersonation).
+COMMENT_OPTIONAL_FIELDS = frozenset({"impersonating_user", "attachment_filename",
+                                     "attachment_content"})
+
+
+def fresh(value: Any) -> Any:
+    """A copy of a default value that is safe to store (lists and dicts are not shared)."""
+    if isinstance(value, dict):
+        return {k: fresh(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fresh(v) for v in value]
+    return value
+
+
+def user_ref(user: dict[str, Any]) -> dict[str, Any]:
+    """The ``{id, firstname, lastname}`` reference MOCO embeds for a user."""
+    return {"id": user["id"], "firstname": user["firstname"], "lastname": user["lastname"]}
+
+
+# --- vocabularies ----------------------------------------------------------------------------
+
+_FIRST_F = ("Anna", "Lena", "Sophie", "Zoë", "Małgorzata", "Anaïs", "Chloé", "Dörte", "Renée",
+            "Julia", "Katrin", "Ines", "Maja", "Agnieszka", "Søs", "Hannah", "Emma", "Mia",
+            "Laura", "Çağla", "Åsa", "Nadia", "Elif", "Léonie", "Zuzanna", "Marie")
+_FIRST_M = ("Jürgen", "Łukasz", "Søren", "José", "Björn", "Günther", "François", "Maximilian",
+            "Jonas", "Paul", "Felix", "Noah", "Tobias", "Stefan", "Nikolai", "Ľubomír", "Ole",
+            "Matthias", "Piotr", "Jean-Luc", "Andreas", "Kemal", "Oskar", "Grzegorz", "Émile")
+_FIRST_U = ("Alex", "Kim", "Robin", "Sascha", "Luca", "Toni", "Noa", "Andrea")
+_LAST = ("Müßig", "Müller", "Schmidt", "Schneider", "Fischer", "Weiß", "Bäcker", "Kowalski",
+         "Wójcik", "Nowak", "Jørgensen", "Andersson", "Dubois", "Lefèvre", "García", "O'Brien",
+         "van der Berg", "de la Cruz", "Zürcher", "Öztürk", "Großmann", "Hoffmann", "Becker",
+         "Wagner", "Keller", "Brunner", "Huber", "Meier", "Frey", "Baumann", "Gerber", "Steiner",
+         "Nguyễn", "Ødegaard", "Šimek", "Lewandowska", "Krämer", "Schäfer", "Fuchs", "Roth",
+         "Yılmaz", "Dvořák", "Rossi", "Mäkinen", "Sørensen", "Lindqvist", "Nagy", "Horváth",
+         "von Arnim", "Zimmermann")
+_TITLES = ("Dr.", "Prof. Dr.", "Dr. med.", "Mag.", "Dipl.-Ing.")
+_POSITIONS = ("Geschäftsführerin", "Geschäftsführer", "CEO", "Head of Marketing",
+              "Einkauf", "Projektleiterin", "Office Manager", "CTO", "Buchhaltung",
+              "Marketing Manager", "Werkstudent", "Art Director", "Vertrieb")
+_COUNTRIES = ("DE", "DE", "DE", "DE", "DE", "CH", "CH", "AT", "AT", "PL")
+_CITIES = {
+    "DE": (("10115", "Berlin"), ("20095", "Hamburg"), ("80331", "München"), ("50667", "Köln"),
+           ("40213", "Düsseldorf")),
+    "CH": (("8001", "Zürich"), ("3011", "Bern"), ("4051", "Basel"), ("1201", "Genève")),
+    "AT": (("1010", "Wien"), ("8010", "Graz"), ("5020", "Salzburg")),
+    "PL": (("31-001", "Kraków"), ("00-001", "Warszawa"), ("90-001", "Łódź")),
+}
+_STREETS = {
+    "DE": ("Hauptstraße", "Lindenallee", "Königsweg", "Schloßstraße", "Am Mühlbach"),
+    "CH": ("Bahnhofstrasse", "Rue du Rhône", "Seestrasse", "Marktgasse"),
+    "AT": ("Mariahilfer Straße", "Herrengasse", "Getreidegasse"),
+    "PL": ("ul. Długa", "ul. Świętokrzyska", "ul. Piotrkowska"),
+}
+_LEGAL = {"DE": ("GmbH", "AG", "KG", "GmbH & Co. KG", "e.K."), "CH": ("AG", "GmbH", "Sàrl"),
+          "AT": ("GmbH", "OG"), "PL": ("Sp. z o.o.", "S.A.")}
+_WORDS = ("Nordlicht", "Alpenblick", "Sonnenhof", "Blaupause", "Weitblick", "Kreativwerk",
+          "Bergquelle", "Stadtgrün", "Fernweh", "Morgenrot", "Lichtblick", "Wolkenlos")
+_NOUNS = ("Media", "Design", "Software", "Consulting", "Druck", "Logistik", "Bau", "Digital")
+_ORGS = ("Verein für Stadtkultur e.V.", "Stiftung {w}", "{c} Tourismus", "Förderverein {w} e.V.",
+         "Handelskammer {c}", "Fachhochschule {c}")
+_JOB_INFO = ("", "", "", "Bevorzugt Kontakt per E-Mail.", "Met at the trade fair 2023.",
+             "Entscheidet über Budget.", "Spricht Deutsch und Polski.")
+_TODO_TITLES = ("Angebot nachfassen", "Follow up on offer", "Rückruf vereinbaren",
+                "Send contract", "Vertrag prüfen", "Termin für Workshop finden",
+                "Präsentation vorbereiten", "Rechnung klären", "Check in after launch",
+                "Geburtstagskarte schicken", "Referenzen anfragen", "Onboarding-Call planen")
+_DEALS = ("Website Relaunch", "SEO Retainer", "Brand Workshop", "Shop-Migration",
+          "Wartungsvertrag", "Kampagne Frühling")
+_PROJECTS = ("Layoutanpassung", "Website Support", "Corporate Design", "App Redesign",
+             "Intranet Łódź", "Messeauftritt Zürich")
+_CONTACT_NOTES = (
+    "<div>Telefonat mit <strong>{first}</strong>: Interesse an einem Relaunch.</div>",
+    "<div>Meeting notes:<br>- Budget confirmed<br>- Next step: offer by Friday</div>",
+    "<div><strong>Wichtig:</strong> bevorzugt E-Mail.</div><ul><li>Newsletter abbestellt</li>"
+    "<li>Rückruf im Q3</li></ul>",
+    "<div>Hat nach dem Angebot gefragt – Preis &amp; Laufzeit klären.</div>",
+    "Kurze Notiz: {first} ist ab Montag im Urlaub.",
+    "<div>Follow-up:</div><ol><li>Vertrag senden</li><li>Kick-off planen</li></ol>",
+    "<div><em>Vertraulich</em>: wechselt zu {company}.</div>",
+    "<div>Zoë &amp; Jürgen vom Team treffen {first} in Łódź 👍</div>",
+    "<pre>Code: ABC-123\nZeile 2</pre>",
+)
+_OTHER_NOTES = (
+    "<div>Rahmenvertrag verlängert.</div>",
+    "<div><strong>Achtung:</strong> Zahlungsziel 14 Tage.</div>",
+    "<div>Status:<ul><li>Entwurf abgestimmt</li><li>Freigabe offen</li></ul></div>",
+)
+_CUSTOM_SOURCES = ("Messe", "Empfehlung", "Website", "LinkedIn", "Kaltakquise")
+_INTERESTS = ("Design", "Hosting", "SEO", "Workshops")
+_BRANCHES = ("Automotive", "Handel", "Gesundheit", "Öffentliche Hand", "Kultur")
+
+_FOLD = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "Ä": "Ae", "Ö": "Oe",
+                       "Ü": "Ue", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "æ": "ae", "Æ": "Ae",
+                       "ı": "i", "đ": "d", "Đ": "D"})
+
+_T0 = 1609459200  # 2021-01-01T00:00:00Z
+_T1 = 1767225599  # 2025-12-31T23:59:59Z
+_DAY_CACHE: dict[int, str] = {}
+_TIME_OF_DAY: list[str] = []  # "HH:MM:SSZ" for each second of a day, built on first use
+_TYPE_MIX = ("customer",) * 6 + ("supplier",) * 2 + ("organization",) * 2
+_GENDER_MIX = ("F",) * 12 + ("M",) * 12 + ("U",)
+
+
+
+def _pick(rng: random.Random, seq: tuple[Any, ...] | list[Any]) -> Any:
+    """``rng.choice`` without its per-call overhead (this runs millions of times)."""
+    return seq[int(rng.random() * len(seq))]
+
+
+def _between(rng: random.Random, low: int, high: int) -> int:
+    """A uniform integer in ``[low, high]``; faster than ``rng.randint``."""
+    return low + int(rng.random() * (high - low + 1))
+
+
+def _sample(rng: random.Random, seq: tuple[str, ...], k: int) -> list[str]:
+    """``k`` distinct items of ``seq`` (``k`` is small)."""
+    out: list[str] = []
+    while len(out) < k:
+        item = _pick(rng, seq)
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def ascii_fold(text: str) -> str:
+    """``"Jürgen Müßig"`` -> ``"Juergen Muessig"``: German transliteration, then accents dropped."""
+    text = text.translate(_FOLD)
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if ch.isascii())
+
+
+def _slug(text: str) -> str:
+    folded = ascii_fold(text).lower()
+    out = []
+    dash = False
+    for ch in folded:
+        if ch.isalnum():
+            out.append(ch)
+            dash = False
+        elif not dash and out:
+            out.append("-")
+            dash = True
+    return "".join(out).strip("-")
+
+
+def format_ts(epoch: int) -> str:
+    """Epoch seconds -> ``YYYY-MM-DDTHH:MM:SSZ`` (UTC); table-driven because it runs ~10^6 times."""
+    day, rest = divmod(epoch, 86400)
+    prefix = _DAY_CACHE.get(day)
+    if prefix is None:
+        prefix = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
+        _DAY_CACHE[day] = prefix
+    if not _TIME_OF_DAY:
+        _TIME_OF_DAY.extend(f"{h:02d}:{m:02d}:{s:02d}Z"
+                            for h in range(24) for m in range(60) for s in range(60))
+    return prefix + _TIME_OF_DAY[rest]
+
+
+def _date(epoch: int) -> str:
+    return format_ts(epoch)[:10]
+
+
+def _phone(country: str, n: int, mobile: bool) -> str:
+    """A plausible number in the country's usual format; ``n`` makes it unique."""
+    if mobile:
+        digits = f"{(n * 104729 + 1234567) % 9_000_000 + 1_000_000}"
+        if country == "CH":
+            return f"+41 79 {digits[:3]} {digits[3:5]} {digits[5:]}"
+        if country == "AT":
+            return f"+43 664 {digits}"
+        if country == "PL":
+            return f"+48 5{digits[:2]} {digits[2:5]} {digits[5:]}"
+        return f"+49 151 {digits[:4]} {digits[4:]}0"
+    digits = f"{(n * 7919 + 2345678) % 9_000_000 + 1_000_000}"
+    if country == "CH":
+        return f"+41 44 {digits[:3]} {digits[3:5]} {digits[5:]}"
+    if country == "AT":
+        return f"+43 1 {digits}"
+    if country == "PL":
+        return f"+48 22 {digits[:3]} {digits[3:5]} {digits[5:]}"
+    style = n % 4
+    if style == 0:
+        return f"030 {digits}"  # national format without country code, as users type it
+    if style == 1:
+        return f"+49 (0)30 {digits}"
+    return f"+49 30 {digits}"
+
+
+def _address(rng: random.Random, country: str, first_line: str | None = None) -> str:
+    zip_code, city = _pick(rng, _CITIES[country])
+    street = f"{_pick(rng, _STREETS[country])} {_between(rng, 1, 120)}"
+    lines = [first_line] if first_line else []
+    lines += [street, f"{zip_code} {city}"]
+    return "\n".join(lines)
+
+
+def _sorted_times(rng: random.Random, count: int, start: int = _T0, end: int = _T1) -> list[int]:
+    return sorted(_between(rng, start, end) for _ in range(count))
+
+
+def _next_ids(rng: random.Random, base: int, count: int) -> list[int]:
+    """Ascending ids with small gaps (MOCO's ids are shared with other accounts)."""
+    ids = []
+    current = base
+    for _ in range(count):
+        current += 1 + (rng.random() < 0.2) * _between(rng, 1, 5)
+        ids.append(current)
+    return ids
+
+
+def _company_name(rng: random.Random, ctype: str, country: str) -> str:
+    if ctype == "organization":
+        zip_city = _pick(rng, _CITIES[country])[1]
+        return _pick(rng, _ORGS).format(w=_pick(rng, _WORDS), c=zip_city)
+    roll = rng.random()
+    legal = _pick(rng, _LEGAL[country])
+    if roll < 0.4:
+        return f"{_pick(rng, _WORDS)} {_pick(rng, _NOUNS)} {legal}"
+    if roll < 0.7:
+        return f"{_pick(rng, _LAST)} {legal}"
+    return f"{_pick(rng, _LAST)} & {_pick(rng, _LAST)} {legal}"
+
+
+def _companies(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    times = _sorted_times(rng, count)
+    ids = _next_ids(rng, ID_BASES["companies"], count)
+    out: list[dict[str, Any]] = []
+    customer_no = 0
+    for i in range(count):
+        ctype = COMPANY_TYPES[i] if i < 3 else _pick(rng, _TYPE_MIX)
+        country = _pick(rng, _COUNTRIES)
+        name = _company_name(rng, ctype, country)
+        slug = _slug(name) or f"company-{i}"
+        created = times[i]
+        updated = created if rng.random() < 0.6 else _between(rng, created, _T1)
+        archived = i >= 3 and rng.random() < 0.05
+        tags = sorted(_sample(rng, COMPANY_TAGS, _pick(rng, (0, 0, 1, 2))))
+        custom: dict[str, Any] = {}
+        if rng.random() < 0.4:
+            custom["Branche"] = _pick(rng, _BRANCHES)
+        record: dict[str, Any] = {
+            "id": ids[i], "type": ctype, "name": name,
+            "website": f"https://www.{slug}.example.com" if rng.random() < 0.7 else "",
+            "email": f"info@{slug}.example.com" if rng.random() < 0.6 else None,
+            "billing_email_cc": "",
+            "phone": _phone(country, 5_000_000 + i, False) if rng.random() < 0.8 else "",
+            "fax": "",
+            "address": _address(rng, country, name),
+            "country_code": country,
+            "vat_identifier": (f"{country}{_between(rng, 100000000, 999999999)}"
+                               if rng.random() < 0.5 else None),
+            "english_correspondence_language": country == "PL",
+            "tags": tags, "user": user_ref(_pick(rng, USERS)), "labels": list(tags),
+            "info": "" if rng.random() < 0.8 else "Rahmenvertrag seit 2022.",
+            "footer": "", "custom_properties": custom,
+            "active": not archived,
+            "archived_on": format_ts(_between(rng, updated, _T1)) if archived else None,
+            "created_at": format_ts(created), "updated_at": format_ts(updated),
+        }
+        if archived:  # archiving is a write, so it is the latest change
+            record["updated_at"] = record["archived_on"]
+        if ctype == "customer":
+            customer_no += 1
+            record.update(fresh(CUSTOMER_DEFAULTS))
+            record["identifier"] = f"K{customer_no:04d}"
+            record["currency"] = "CHF" if country == "CH" else "EUR"
+        elif ctype == "supplier":
+            record["iban"] = (f"DE{_between(rng, 10, 99)}{_between(rng, 10**17, 10**18 - 1)}"
+                              if rng.random() < 0.5 else None)
+        out.append(record)
+    return out
+
+
+def _special_person(i: int) -> tuple[str, str, str] | None:
+    """The first contacts are fixed so that small data sets still carry the hard cases."""
+    return (("M", "Jürgen", "Müßig"), ("F", "Zoë", "Lefèvre"), ("M", "Łukasz", "Wójcik"),
+            ("U", "", "O'Brien"))[i] if i < 4 else None
+
+
+def _contacts(rng: random.Random, count: int,
+              companies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    times = _sorted_times(rng, count)
+    ids = _next_ids(rng, ID_BASES["contacts"], count)
+    used_emails: dict[str, int] = {}
+    folded: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for i in range(count):
+        special = _special_person(i)
+        if special:
+            gender, first, last = special
+        else:
+            gender = _pick(rng, _GENDER_MIX)
+            pool = _FIRST_F if gender == "F" else _FIRST_M if gender == "M" else _FIRST_U
+            first = "" if rng.random() < 0.01 else _pick(rng, pool)
+            last = _pick(rng, _LAST)
+        company = _pick(rng, companies) if companies and rng.random() < 0.8 else None
+        country = company["country_code"] if company else _pick(rng, _COUNTRIES)
+        # i == 1 and 2 are fixed: one contact without e-mail, one without any phone
+        no_email = i == 1 or (i > 3 and rng.random() < 0.12)
+        no_phone = i == 2 or (i > 3 and rng.random() < 0.15)
+        email = ""
+        if not no_email:
+            for name in (first, last):
+                if name not in folded:
+                    folded[name] = _slug(name).replace("-", "")
+            local = ".".join(p for p in (folded[first], folded[last]) if p) or "kontakt"
+            domain = (company["website"].removeprefix("https://www.")
+                      if company and company["website"] else
+                      ("example.com", "example.org", "example.net")[i % 3])
+            address = f"{local}@{domain}"
+            seen = used_emails.get(address, 0)
+            used_emails[address] = seen + 1
+            email = address if not seen else f"{local}{seen + 1}@{domain}"
+        work_phone = mobile = ""
+        if not no_phone:
+            roll = rng.random()
+            if roll < 0.75:
+                work_phone = _phone(country, i, False)
+            if roll > 0.5:
+                mobile = _phone(country, i, True)
+        created = times[i]
+        updated = created if rng.random() < 0.5 else _between(rng, created, _T1)
+        tags = sorted(_sample(rng, CONTACT_TAGS, _pick(rng, (0, 0, 0, 1, 1, 2, 3))))
+        custom: dict[str, Any] = {}
+        if rng.random() < 0.5:
+            custom["Quelle"] = _pick(rng, _CUSTOM_SOURCES)
+        if rng.random() < 0.2:
+            custom["Interessen"] = sorted(_sample(rng, _INTERESTS, _between(rng, 1, 2)))
+        if rng.random() < 0.3:
+            custom["Newsletter"] = _pick(rng, ("0", "1"))
+        salutation = ""
+        if rng.random() < 0.3 and last:
+            salutation = (f"Sehr geehrte Frau {last}" if gender == "F" else
+                          f"Sehr geehrter Herr {last}" if gender == "M" else f"Hallo {first or last}")
+        out.append({
+            "id": ids[i], "gender": gender, "firstname": first, "lastname": last,
+            "title": _pick(rng, _TITLES) if rng.random() < 0.08 else "",
+            "job_position": _pick(rng, _POSITIONS) if company and rng.random() < 0.6 else "",
+            "mobile_phone": mobile,
+            "work_fax": "",
+            "work_phone": work_phone,
+            "work_email": email,
+            "work_address": _address(rng, country) if rng.random() < 0.4 else "",
+            "home_email": (f"{folded.get(first, 'privat') or 'privat'}.{ids[i]}@example.net"
+                           if email and rng.random() < 0.05 else ""),
+            "home_address": _address(rng, country) if rng.random() < 0.05 else "",
+            "birthday": (_date(_between(rng, -631152000, 978307200))  # born 1950..2000
+                         if rng.random() < 0.25 else None),
+            "salutation": salutation,
+            "info": _pick(rng, _JOB_INFO),
+            "avatar_url": None,
+            "tags": tags,
+            "custom_properties": custom,
+            "company": ({"id": company["id"], "type": company["type"], "name": company["name"]}
+                        if company else None),
+            "user": user_ref(_pick(rng, USERS)),
+            "created_at": format_ts(created), "updated_at": format_ts(updated),
+        })
+    return out
+
+
+def _display_name(contact: dict[str, Any]) -> str:
+    return " ".join(p for p in (contact["firstname"], contact["lastname"]) if p)
+
+
+def _todos(rng: random.Random, count: int, contacts: list[dict[str, Any]],
+           companies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    drafts: list[tuple[int, dict[str, Any]]] = []
+    for i in range(count):
+        # the first four: Contact, Company, Deal, Assignment
+        roll = rng.random() if i >= 4 else (0.1, 0.85, 0.95, 0.99)[i]
+        if roll < 0.8 and contacts:
+            target = _pick(rng, contacts)
+            ttype, tid, desc = "Contact", target["id"], _display_name(target)
+            start = _parse_epoch(target["created_at"])
+        elif roll < 0.9 and companies:
+            target = _pick(rng, companies)
+            ttype, tid, desc = "Company", target["id"], target["name"]
+            start = _parse_epoch(target["created_at"])
+        elif roll < 0.96:
+            ttype, tid, desc = "Deal", 9_870_000 + _between(rng, 1, 500), _pick(rng, _DEALS)
+            start = _T0
+        else:
+            ttype, tid = "Assignment", 945_892_000 + _between(rng, 1, 300)
+            desc, start = _pick(rng, _PROJECTS), _T0
+        created = _between(rng, start, _T1)
+        completed = rng.random() < 0.35
+        completed_at = _between(rng, created, _T1) if completed else None
+        updated = completed_at if completed else (
+            created if rng.random() < 0.7 else _between(rng, created, _T1))
+        due = _between(rng, created, _T1 + 90 * 86400) if rng.random() < 0.7 else None
+        assignee = _pick(rng, USERS) if rng.random() < 0.9 else None
+        drafts.append((created, {
+            "id": 0, "title": _pick(rng, _TODO_TITLES),
+            "due_date": f"{_date(due)}T00:00:00Z" if due is not None else None,
+            "completed_at": format_ts(completed_at) if completed_at is not None else None,
+            "completed": completed, "personal": rng.random() < 0.1,
+            "todoable_id": tid, "todoable_type": ttype, "todoable_description": desc,
+            "created_by": user_ref(_pick(rng, USERS)),
+            "assigned_to": user_ref(assignee) if assignee else None,
+            "created_at": format_ts(created), "updated_at": format_ts(updated),
+        }))
+    drafts.sort(key=lambda d: d[0])
+    ids = _next_ids(rng, ID_BASES["todos"], len(drafts))
+    for new_id, (_, todo) in zip(ids, drafts):
+        todo["id"] = new_id
+    return [todo for _, todo in drafts]
+
+
+def _comments(rng: random.Random, count: int, contacts: list[dict[str, Any]],
+              companies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    drafts: list[tuple[int, dict[str, Any]]] = []
+
+    def add(created: int, ctype: str, cid: int, text: str, manual: bool, user: dict) -> None:
+        updated = created if (not manual or rng.random() < 0.85) else _between(rng, created, _T1)
+        drafts.append((created, {
+            "id": 0, "commentable_id": cid, "commentable_type": ctype, "text": text,
+            "manual": manual, "created_at": format_ts(created), "updated_at": format_ts(updated),
+            "user": user_ref(user),
+        }))
+
+    for company in companies:  # MOCO writes this system comment when a company is created
+        add(_parse_epoch(company["created_at"]), "Company", company["id"], "Firma angelegt.",
+            False, _pick(rng, USERS))
+    for i in range(count):
+        roll = rng.random() if i >= 3 else (0.1, 0.9, 0.97)[i]  # first three: Contact, Company, Deal
+        user = _pick(rng, USERS)
+        if roll < 0.85 and contacts:
+            contact = _pick(rng, contacts)
+            company = contact["company"]["name"] if contact["company"] else "einer neuen Firma"
+            text = _pick(rng, _CONTACT_NOTES).format(first=contact["firstname"] or "Kontakt",
+                                                     company=company)
+            add(_between(rng, _parse_epoch(contact["created_at"]), _T1), "Contact", contact["id"],
+                text, True, user)
+        elif roll < 0.93 and companies:
+            company_rec = _pick(rng, companies)
+            add(_between(rng, _parse_epoch(company_rec["created_at"]), _T1), "Company",
+                company_rec["id"], _pick(rng, _OTHER_NOTES), True, user)
+        elif roll < 0.98:
+            add(_between(rng, _T0, _T1), "Deal", 9_870_000 + _between(rng, 1, 500),
+                _pick(rng, _OTHER_NOTES), True, user)
+        else:
+            add(_between(rng, _T0, _T1), "Project", 945_892_000 + _between(rng, 1, 300),
+                "Projekt angelegt.", False, user)
+    drafts.sort(key=lambda d: d[0])
+    ids = _next_ids(rng, ID_BASES["comments"], len(drafts))
+    for new_id, (_, comment) in zip(ids, drafts):
+        comment["id"] = new_id
+    return [comment for _, comment in drafts]
+
+
+def _parse_epoch(ts: str) -> int:
+    """Inverse of :func:`format_ts` for the generator's own timestamps."""
+    return calendar.timegm((int(ts[0:4]), int(ts[5:7]), int(ts[8:10]), int(ts[11:13]),
+                            int(ts[14:16]), int(ts[17:19]), 0, 0, 0))
+
+
+def generate(n_contacts: int, seed: int = 1) -> dict[str, list[dict[str, Any]]]:
+    """A deterministic seed document with ``n_contacts`` contacts; see the module docstring."""
+    if n_contacts < 0:
+        raise ValueError("n_contacts must be >= 0")
+    rng = random.Random(seed)
+    n_companies = max(3, n_contacts // 5)
+    companies = _companies(rng, n_companies)
+    contacts = _contacts(rng, n_contacts, companies)
+    todos = _todos(rng, max(4, n_contacts // 2), contacts, companies)
+    comments = _comments(rng, max(3, n_contacts // 2), contacts, companies)
+    return {"companies": companies, "contacts": contacts, "todos": todos, "comments": comments}
