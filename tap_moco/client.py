@@ -1,0 +1,521 @@
+"""The MOCO REST base stream: URL, auth, paging, rate limit, retries and incremental reads.
+
+Every tap-moco stream derives from :class:`MocoStream`. What a caller may rely on:
+
+- Requests go to ``{base_url}/api/v1`` (sandbox, tests) or
+  ``https://{subdomain}.mocoapp.com/api/v1`` with ``Authorization: Token token=<api_key>`` and
+  ask for ``per_page=page_size``; pages are followed through MOCO's ``Link: <...>; rel="next"``
+  header until there is none.
+- Every HTTP attempt, retries included, first takes a slot from the tap's one
+  :class:`RequestRateLimiter`, so all streams of a tap process together stay within
+  ``rate_limit_requests`` per ``rate_limit_window_seconds``.
+- 429 and 5xx answers and connection errors are retried: after ``Retry-After`` when the answer
+  carries one, otherwise after an exponential wait. 401 and 403 stop the run at once with
+  :class:`MocoAuthError`. No error message or log line contains the API key or request headers.
+- Incremental reads (see :meth:`MocoStream.get_records`) re-read an overlap window before the
+  bookmark and emit a record only when this exact version (``id`` + ``updated_at``) was not
+  emitted before; the bookmark itself advances only when a stream was read to its end, and
+  not at all when the list changed while it was paged (its ``X-Total`` moved).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import logging
+import random
+import typing as t
+
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from http import HTTPStatus
+from importlib import metadata
+from urllib.parse import ParseResult, parse_qsl, urlsplit
+
+from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate, SingleBucketFactory
+from singer_sdk import RESTStream
+from singer_sdk.authenticators import APIKeyAuthenticator
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.pagination import BaseAPIPaginator, HeaderLinkPaginator
+from typing_extensions import override
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Iterable, Mapping
+
+    import requests
+
+    from backoff.types import Details
+    from singer_sdk.helpers.types import Context
+    from singer_sdk.streams.rest import HTTPRequest, PageContext
+    from singer_sdk.tap_base import Tap
+
+__all__ = [
+    "MocoAuthError",
+    "SETTING_DEFAULTS",
+    "MocoStream",
+    "RequestRateLimiter",
+    "api_root",
+    "format_moco_timestamp",
+    "parse_moco_timestamp",
+    "setting",
+]
+
+#: State key (inside a stream's bookmark) holding the record versions emitted in the overlap
+#: window: ``{"<id>": "<updated_at>"}``.
+EMITTED_STATE_KEY = "emitted_in_overlap"
+
+_ERROR_DETAIL_LIMIT = 300
+
+#: Defaults of the numeric settings: the tap's config schema declares them, and the streams fall
+#: back to them when the SDK did not fill them in (it does so only when it validates the config).
+SETTING_DEFAULTS: dict[str, float] = {
+    "page_size": 100,
+    "rate_limit_requests": 120,
+    "rate_limit_window_seconds": 120,
+    "overlap_seconds": 300,
+    "request_timeout": 60,
+}
+
+
+def setting(config: Mapping[str, t.Any], name: str) -> float:
+    """The numeric setting ``name`` from ``config``, else its :data:`SETTING_DEFAULTS` value."""
+    value = config.get(name)
+    return float(SETTING_DEFAULTS[name] if value is None else value)
+
+
+class MocoAuthError(FatalAPIError):
+    """MOCO refused the API key (401) or the key's user may not read a resource (403)."""
+
+
+def api_root(config: Mapping[str, t.Any]) -> str:
+    """The API root for ``config``: ``base_url`` + ``/api/v1`` if set, else the subdomain's.
+
+    ``base_url`` wins over ``subdomain``; a ``base_url`` that already ends in ``/api/v1`` is kept
+    as it is, and a subdomain given as ``acme.mocoapp.com`` or with ``https://`` is reduced to
+    ``acme``. Raises ``ValueError`` when neither is set (the tap's config validation reports that
+    earlier, with a clearer message).
+    """
+    base_url = (config.get("base_url") or "").strip().rstrip("/")
+    if base_url:
+        return base_url if base_url.endswith("/api/v1") else base_url + "/api/v1"
+    subdomain = (config.get("subdomain") or "").strip().lower()
+    subdomain = subdomain.removeprefix("https://").removeprefix("http://").split("/")[0]
+    subdomain = subdomain.removesuffix(".mocoapp.com")
+    if subdomain:
+        return f"https://{subdomain}.mocoapp.com/api/v1"
+    msg = "Set either subdomain or base_url for tap-moco."
+    raise ValueError(msg)
+
+
+def parse_moco_timestamp(value: str) -> datetime:
+    """Parse MOCO's UTC timestamps (``2018-10-17T09:33:46Z``) and ISO-8601 with offsets.
+
+    Naive values are taken as UTC. The result is always timezone-aware.
+    """
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def format_moco_timestamp(moment: datetime) -> str:
+    """Format ``moment`` the way MOCO's ``updated_after`` filter expects: UTC, whole seconds, ``Z``.
+
+    Fractions of a second are cut off, so the bound never moves later than ``moment``.
+    """
+    utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("moco-contacts-sync")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class RequestRateLimiter:
+    """A client-side budget of ``requests`` per ``window_seconds`` (a sliding window).
+
+    One instance belongs to one tap; all its streams share it, so together they never send more
+    than the budget within any window of that length (the window is kept 5 % longer, at most 1 s,
+    as a margin for network jitter). :meth:`acquire` blocks until a slot is free.
+    """
+
+    def __init__(self, requests: int, window_seconds: float) -> None:
+        """Create the budget; both values must be positive."""
+        if requests < 1 or window_seconds <= 0:
+            msg = "The rate limit needs at least 1 request per a positive number of seconds."
+            raise ValueError(msg)
+        self.requests = requests
+        self.window_seconds = window_seconds
+        # A little longer than the server's window, so that uneven network delays between our
+        # clock and the server's count cannot squeeze one request too many into its window.
+        margin = min(1.0, window_seconds / 20)
+        rate = Rate(requests, Duration.SECOND * (window_seconds + margin))
+        self._bucket = InMemoryBucket([rate])
+        # No background leak thread per tap: acquire() drops expired entries itself.
+        self._limiter = Limiter(SingleBucketFactory(self._bucket, schedule_leak=False))
+
+    def acquire(self) -> None:
+        """Wait until a request may be sent, and count it."""
+        self._bucket.leak(self._bucket.now())
+        if not self._limiter.try_acquire("moco-api", blocking=True):
+            msg = "The client-side rate limiter refused a request it should have delayed."
+            raise RuntimeError(msg)
+
+
+class MocoStream(RESTStream[ParseResult]):
+    """Base stream for MOCO list endpoints (bare JSON arrays, ``Link`` paging).
+
+    Subclasses set ``name``, ``path``, ``schema`` and, where needed, :attr:`extra_params`,
+    :attr:`server_side_updated_after` and :meth:`keep_record`.
+    """
+
+    primary_keys: t.ClassVar[tuple[str, ...]] = ("id",)
+    replication_key = "updated_at"
+    # MOCO lists are ordered by name or id, never by updated_at: the bookmark may only move once
+    # a stream has been read to its end (the SDK keeps it in progress markers until then).
+    is_sorted = False
+    records_jsonpath = "$[*]"
+
+    #: Query parameters sent with every page of this stream.
+    extra_params: t.ClassVar[dict[str, str]] = {}
+    #: Whether the endpoint supports ``updated_after`` (``/todos`` does not).
+    server_side_updated_after: t.ClassVar[bool] = True
+
+    #: Attempts per request (the first try included) before the error is raised.
+    backoff_attempts: t.ClassVar[int] = 8
+    #: First exponential wait in seconds; it doubles per attempt up to :attr:`backoff_max_seconds`.
+    backoff_base_seconds: t.ClassVar[float] = 1.0
+    backoff_max_seconds: t.ClassVar[float] = 60.0
+    #: The longest ``Retry-After`` honoured; a larger value is cut to this.
+    retry_after_max_seconds: t.ClassVar[float] = 600.0
+    #: At most this many record versions are remembered for de-duplication (the newest are
+    #: kept); versions beyond it may be emitted once more, which is safe, never lost.
+    max_remembered_versions: t.ClassVar[int] = 10_000
+
+    def __init__(self, tap: Tap, *, limiter: RequestRateLimiter) -> None:
+        """Create the stream for ``tap``; ``limiter`` is the tap's shared request budget."""
+        super().__init__(tap=tap)
+        self._limiter = limiter
+        self._read_window_cache: dict[str, datetime | None] | None = None
+        self._page_totals: set[str] = set()
+
+    # --- where and how to call -----------------------------------------------------------
+    @override
+    @property
+    def url_base(self) -> str:
+        return api_root(self.config)
+
+    @override
+    @cached_property
+    def authenticator(self) -> APIKeyAuthenticator:
+        return APIKeyAuthenticator(
+            key="Authorization",
+            value=f"Token token={self.config['api_key']}",
+            location="header",
+        )
+
+    @override
+    @property
+    def http_headers(self) -> dict[str, str]:
+        return {"Accept": "application/json"}
+
+    @override
+    @cached_property
+    def user_agent(self) -> str:
+        return str(self.config.get("user_agent") or f"tap-moco/{_package_version()}")
+
+    @override
+    @property
+    def timeout(self) -> int:
+        return int(setting(self.config, "request_timeout"))
+
+    @override
+    def get_new_paginator(self) -> BaseAPIPaginator[ParseResult]:
+        return HeaderLinkPaginator()
+
+    @override
+    def get_url_params(
+        self,
+        context: Context | None,
+        next_page_token: ParseResult | None,
+    ) -> dict[str, t.Any]:
+        params: dict[str, t.Any] = {
+            "page": 1,
+            "per_page": int(setting(self.config, "page_size")),
+            **self.extra_params,
+        }
+        lower_bound = self.read_window(context)["lower_bound"]
+        if self.server_side_updated_after and lower_bound is not None:
+            params["updated_after"] = format_moco_timestamp(lower_bound)
+        return params
+
+    @override
+    def get_http_request(self, *, page: PageContext[ParseResult]) -> HTTPRequest:
+        request = super().get_http_request(page=page)
+        if page.next_page_token is not None:
+            # MOCO's next link names the page (and may repeat filters); our own filters stay.
+            request.params.update(parse_qsl(page.next_page_token.query))
+        return request
+
+    # --- answers, errors and retries -----------------------------------------------------
+    @override
+    def validate_response(self, response: requests.Response) -> None:
+        status = response.status_code
+        if status == HTTPStatus.UNAUTHORIZED:
+            msg = (
+                "MOCO rejected the API key (401 Unauthorized): check the tap-moco api_key "
+                "setting (a user key from Profile > Integrations, or an account key from "
+                "Settings > Extensions > API & Webhooks)."
+            )
+            raise MocoAuthError(msg)
+        if status == HTTPStatus.FORBIDDEN:
+            msg = (
+                f"MOCO refused access (403 Forbidden) to {self._request_label(response)} for "
+                f"stream '{self.name}': the API key is valid but its user may not read this "
+                "resource; give the key's user (or the account key) read access to it."
+            )
+            raise MocoAuthError(msg)
+        if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            raise RetriableAPIError(self.response_error_message(response), response)
+        if status >= HTTPStatus.BAD_REQUEST:
+            raise FatalAPIError(self.response_error_message(response))
+
+    @override
+    def response_error_message(self, response: requests.Response) -> str:
+        """Status, reason, request path and MOCO's own error text; never headers or the key."""
+        message = (
+            f"MOCO answered {response.status_code} {response.reason} to "
+            f"{self._request_label(response)} (stream '{self.name}')"
+        )
+        detail = self._error_detail(response)
+        if detail:
+            message += f": {detail}"
+        return self._redact(message)
+
+    @override
+    def request_decorator(
+        self,
+        func: Callable[..., requests.Response],
+    ) -> Callable[..., requests.Response]:
+        limiter = self._limiter
+
+        @functools.wraps(func)
+        def rate_limited(*args: t.Any, **kwargs: t.Any) -> requests.Response:
+            # Inside the retry loop: every attempt, retries included, spends a slot.
+            limiter.acquire()
+            return func(*args, **kwargs)
+
+        return t.cast("Callable[..., requests.Response]", super().request_decorator(rate_limited))
+
+    @override
+    def backoff_wait_generator(self) -> Generator[float, t.Any, None]:
+        """Wait ``Retry-After`` when the answer has one, else 1, 2, 4 … s (up to a cap)."""
+        exception = yield  # type: ignore[misc]  # the first send() primes the generator
+        attempt = 0
+        while True:
+            retry_after = self._retry_after_seconds(exception)
+            if retry_after is None:
+                wait = min(self.backoff_base_seconds * 2**attempt, self.backoff_max_seconds)
+            else:
+                wait = retry_after
+            attempt += 1
+            exception = yield wait
+
+    @override
+    def backoff_max_tries(self) -> int:
+        return self.backoff_attempts
+
+    @override
+    def backoff_jitter(self, value: float) -> float:
+        # Only ever later than asked (Retry-After is a minimum), by up to a tenth.
+        return value * (1.0 + random.random() / 10.0)  # noqa: S311
+
+    @override
+    def backoff_handler(self, details: Details) -> None:
+        exception = details.get("exception")
+        response = getattr(exception, "response", None)
+        if isinstance(exception, RetriableAPIError) and response is not None:
+            cause = f"{response.status_code} {response.reason}"
+            label = self._request_label(response)
+        else:
+            cause = type(exception).__name__ if exception is not None else "an error"
+            label = f"stream '{self.name}'"
+        self.log(
+            "Retrying %s in %.1f s after %s (attempt %d of %d)",
+            label,
+            details.get("wait", 0.0),
+            cause,
+            details.get("tries", 0),
+            self.backoff_attempts,
+            level=logging.WARNING,
+        )
+
+    def _retry_after_seconds(self, exception: BaseException | None) -> float | None:
+        response = getattr(exception, "response", None)
+        header = response.headers.get("Retry-After") if response is not None else None
+        if not header:
+            return None
+        header = header.strip()
+        try:
+            seconds = float(header)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(header)
+            except (TypeError, ValueError):
+                return None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            seconds = (when - datetime.now(timezone.utc)).total_seconds()
+        return min(max(seconds, 0.0), self.retry_after_max_seconds)
+
+    @staticmethod
+    def _request_label(response: requests.Response) -> str:
+        request = response.request
+        method = request.method if request is not None else "GET"
+        url = response.url or (request.url if request is not None else "") or ""
+        parts = urlsplit(url)
+        return f"{method} {parts.path}" + (f"?{parts.query}" if parts.query else "")
+
+    @staticmethod
+    def _error_detail(response: requests.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            text = response.text.strip()
+            return text[:_ERROR_DETAIL_LIMIT] if text and not text.startswith("<") else ""
+        if isinstance(body, dict):
+            found = body.get("message") or body.get("errors") or body.get("error")
+            return str(found)[:_ERROR_DETAIL_LIMIT] if found else ""
+        return ""
+
+    def _redact(self, text: str) -> str:
+        api_key = str(self.config.get("api_key") or "")
+        return text.replace(api_key, "<api_key>") if len(api_key) >= 4 else text  # noqa: PLR2004
+
+    # --- incremental reading -------------------------------------------------------------
+    def keep_record(self, record: Mapping[str, t.Any]) -> bool:  # noqa: ARG002, PLR6301
+        """Whether a record read from the endpoint belongs to this stream (default: all)."""
+        return True
+
+    def read_window(self, context: Context | None) -> dict[str, datetime | None]:
+        """The bookmark this run starts from and the lower bound it reads from.
+
+        ``bookmark`` is the stream's saved ``updated_at`` bookmark (``None`` on a first run);
+        ``lower_bound`` is ``bookmark - overlap_seconds`` (never before ``start_date``), or
+        ``start_date``, or ``None`` for a full read. Computed once per run and then fixed.
+        """
+        if self._read_window_cache is None:
+            state = self.get_context_state(context)
+            saved = state.get("replication_key_value")
+            bookmark = (
+                parse_moco_timestamp(str(saved))
+                if saved and state.get("replication_key") == self.replication_key
+                else None
+            )
+            start_date = self.config.get("start_date")
+            start = parse_moco_timestamp(str(start_date)) if start_date else None
+            lower_bound = start
+            if bookmark is not None:
+                overlap = timedelta(seconds=setting(self.config, "overlap_seconds"))
+                lower_bound = bookmark - overlap
+                if start is not None and start > lower_bound:
+                    lower_bound = start
+            self._read_window_cache = {"bookmark": bookmark, "lower_bound": lower_bound}
+        return self._read_window_cache
+
+    @override
+    def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
+        # X-Total of every page: when it changes, the list changed while it was being paged.
+        self._page_totals.add(response.headers.get("X-Total", ""))
+        return super().parse_response(response)
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Yield the records changed since the bookmark, each version once.
+
+        A record is yielded when it belongs to the stream (:meth:`keep_record`), its
+        ``updated_at`` is not before the read window's lower bound, and the same ``id`` with the
+        same ``updated_at`` was not yielded before, in this run or in an earlier one (those are
+        remembered in state for the overlap window). Only after the last page has been read is
+        the remembered set in state replaced; an interrupted run leaves state as it found it.
+
+        MOCO pages by offset in name order, so a record added or removed while the list is paged
+        shifts the pages and may hide a record from this run. When the list's ``X-Total``
+        changes between pages, the run keeps the old bookmark, so that the next run reads the
+        same window again.
+        """
+        window = self.read_window(context)
+        lower_bound = window["lower_bound"]
+        state = self.get_context_state(context)
+        known: dict[str, str] = dict(state.get(EMITTED_STATE_KEY) or {})
+        newest: datetime | None = None
+        self._page_totals = set()
+        for record in super().get_records(context):
+            if not self.keep_record(record):
+                continue
+            updated_at = str(record[self.replication_key])
+            updated = parse_moco_timestamp(updated_at)
+            if lower_bound is not None and updated < lower_bound:
+                continue
+            record_id = str(record["id"])
+            if known.get(record_id) == updated_at:
+                continue  # this version was emitted already
+            known[record_id] = updated_at
+            newest = updated if newest is None or updated > newest else newest
+            yield record
+        # The whole stream has been read.
+        next_bookmark = self._next_bookmark(context, window["bookmark"], newest)
+        if len(self._page_totals) > 1:
+            self.log(
+                "The %s list changed while it was paged (X-Total %s); keeping the bookmark at "
+                "%s so that the next run reads this window again",
+                self.name,
+                " / ".join(sorted(self._page_totals)),
+                window["bookmark"],
+                level=logging.WARNING,
+            )
+            # Without progress markers the SDK has nothing to promote: the bookmark stays.
+            state.pop("progress_markers", None)
+            next_bookmark = window["bookmark"]
+        state[EMITTED_STATE_KEY] = self._versions_to_remember(known, next_bookmark)
+
+    def _next_bookmark(
+        self,
+        context: Context | None,
+        bookmark: datetime | None,
+        newest: datetime | None,
+    ) -> datetime | None:
+        """The bookmark the SDK will finalise: the newest emitted value capped at the signpost."""
+        if newest is None:
+            return bookmark
+        signpost = self.get_replication_key_signpost(context)
+        if isinstance(signpost, datetime):
+            return min(newest, signpost)
+        return newest
+
+    def _versions_to_remember(
+        self,
+        versions: dict[str, str],
+        next_bookmark: datetime | None,
+    ) -> dict[str, str]:
+        if next_bookmark is None:
+            return {}
+        overlap = timedelta(seconds=setting(self.config, "overlap_seconds"))
+        cutoff = next_bookmark - overlap
+        kept = sorted(
+            (
+                (parse_moco_timestamp(updated_at), record_id, updated_at)
+                for record_id, updated_at in versions.items()
+            ),
+            reverse=True,
+        )
+        return {
+            record_id: updated_at
+            for moment, record_id, updated_at in kept[: self.max_remembered_versions]
+            if moment >= cutoff
+        }
+
