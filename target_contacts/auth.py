@@ -1,0 +1,625 @@
+"""Contacts API auth: a static Private Integration Token, or OAuth 2.0 with a secure token store.
+
+What a caller may rely on:
+
+- :class:`StaticTokenAuth` and :class:`OAuthAuth` both satisfy :class:`AuthProvider`, the only
+  thing :class:`~target_contacts.client.ContactsClient` needs.
+- :class:`TokenStore` keeps one row per location in the ledger database (table ``oauth_tokens``).
+  With an encryption key the access and refresh tokens are Fernet-encrypted at rest; a row written
+  with a key cannot be read without it (:class:`~target_contacts.errors.TokenStoreError`).
+- :class:`OAuthAuth` refreshes before expiry and once after a 401. Refresh tokens are single-use
+  and rotate, so a refresh happens under a cross-process lock on the token row, re-reads the row
+  first (another run may have refreshed already: its token is reused without calling the token
+  endpoint) and commits the rotated tokens before the new access token is handed out.
+- No token, secret or code appears in a log line, an exception message or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol, runtime_checkable
+
+import requests
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Select,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from target_contacts.db import DEFAULT_LEDGER_URL, make_engine, metadata
+from target_contacts.errors import (
+    LOGIN_HINT,
+    AuthError,
+    ConfigError,
+    TokenLostError,
+    TokenStoreError,
+    TransientError,
+    response_messages,
+)
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "2021-07-28"
+DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
+SCOPES = "contacts.readonly contacts.write"
+TOKEN_PATH = "/oauth/token"
+LOCATION_TOKEN_PATH = "/oauth/locationToken"
+KEYGEN_HINT = (
+    'generate one with: python -c "from cryptography.fernet import Fernet; '
+    'print(Fernet.generate_key().decode())"'
+)
+
+oauth_tokens = Table(
+    "oauth_tokens",
+    metadata,
+    Column("location_id", String(64), primary_key=True),
+    Column("access_token", Text, nullable=False),  # Fernet ciphertext when `encrypted`
+    Column("refresh_token", Text, nullable=True),  # Fernet ciphertext when `encrypted`
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("scope", Text, nullable=True),
+    Column("user_type", String(32), nullable=True),
+    Column("company_id", String(64), nullable=True),
+    Column("user_id", String(64), nullable=True),
+    Column("encrypted", Boolean, nullable=False, default=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+@runtime_checkable
+class AuthProvider(Protocol):
+    """What the client needs from auth."""
+
+    def token(self) -> str:
+        """A valid access token (refreshed first when it is about to expire)."""
+        ...
+
+    def refresh_after_401(self, rejected_token: str) -> str | None:
+        """A new token after the API refused ``rejected_token``, or None when none can be had."""
+        ...
+
+
+class StaticTokenAuth:
+    """A Private Integration Token: sent as it is, never refreshed."""
+
+    def __init__(self, token: str) -> None:
+        if not token or not token.strip():
+            raise ConfigError("private_integration_token is empty: set the sub-account's Private "
+                              "Integration Token (Settings > Private Integrations).")
+        self._token = token.strip()
+
+    def token(self) -> str:
+        return self._token
+
+    def refresh_after_401(self, rejected_token: str) -> str | None:
+        """A static token cannot be refreshed: always None."""
+        return None
+
+    def __repr__(self) -> str:
+        return "StaticTokenAuth(<private integration token>)"
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What is stored for a location, without the token values (readable without the key)."""
+
+    location_id: str
+    expires_at: datetime
+    updated_at: datetime
+    scope: str | None
+    user_type: str | None
+    company_id: str | None
+    user_id: str | None
+    encrypted: bool
+    has_refresh_token: bool
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """One location's tokens; ``updated_at`` is when they were issued. Its repr hides the tokens."""
+
+    location_id: str
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_at: datetime
+    scope: str | None = None
+    user_type: str | None = None
+    company_id: str | None = None
+    user_id: str | None = None
+    updated_at: datetime = field(default_factory=_utcnow)
+
+    @classmethod
+    def from_token_response(cls, data: Mapping[str, Any], *, location_id: str,
+                            previous: StoredToken | None = None) -> StoredToken:
+        """Tokens from a ``/oauth/token`` or ``/oauth/locationToken`` answer (issued now)."""
+        access = data.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise AuthError("The token endpoint answered without an access_token; "
+                            f"{LOGIN_HINT}.", method="POST")
+        now = _utcnow()
+        try:
+            expires_in = float(data.get("expires_in") or 86399)
+        except (TypeError, ValueError):
+            expires_in = 86399.0
+        refresh = data.get("refresh_token")
+        return cls(
+            location_id=location_id,
+            access_token=access,
+            refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+            expires_at=now + timedelta(seconds=expires_in),
+            scope=data.get("scope") or (previous.scope if previous else None),
+            user_type=data.get("userType") or (previous.user_type if previous else "Location"),
+            company_id=data.get("companyId") or (previous.company_id if previous else None),
+            user_id=data.get("userId") or (previous.user_id if previous else None),
+            updated_at=now,
+        )
+
+    def info(self, *, encrypted: bool) -> TokenInfo:
+        return TokenInfo(self.location_id, self.expires_at, self.updated_at, self.scope,
+                         self.user_type, self.company_id, self.user_id, encrypted,
+                         self.refresh_token is not None)
+
+
+class _Cipher:
+    """Fernet encryption of token values; None key means plaintext."""
+
+    def __init__(self, key: str | None) -> None:
+        self._fernet: Fernet | None = None
+        if key:
+            try:
+                self._fernet = Fernet(key.strip().encode("ascii"))
+            except (ValueError, UnicodeEncodeError) as exc:
+                raise TokenStoreError(
+                    "token_encryption_key is not a valid Fernet key (32 url-safe base64-encoded "
+                    f"bytes): {KEYGEN_HINT}") from exc
+
+    @property
+    def enabled(self) -> bool:
+        return self._fernet is not None
+
+    def encrypt(self, value: str | None) -> str | None:
+        if value is None or self._fernet is None:
+            return value
+        return self._fernet.encrypt(value.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, value: str | None, *, location_id: str) -> str | None:
+        if value is None:
+            return None
+        if self._fernet is None:
+            raise TokenStoreError(
+                f"The stored tokens for location {location_id} are encrypted: set "
+                "token_encryption_key (TARGET_CONTACTS_TOKEN_ENCRYPTION_KEY) to the key used when "
+                f"they were stored, or {LOGIN_HINT}.")
+        try:
+            return self._fernet.decrypt(value.encode("ascii")).decode("utf-8")
+        except InvalidToken:
+            raise TokenStoreError(
+                f"The stored tokens for location {location_id} cannot be decrypted with the "
+                "configured token_encryption_key: set the key used when they were stored, or "
+                f"{LOGIN_HINT}.") from None
+
+
+def row_query(location_id: str, *, for_update: bool = False) -> Select[Any]:
+    """The token row of ``location_id``; ``for_update`` locks it (PostgreSQL, MySQL: ``FOR UPDATE``;
+    SQLite renders nothing, its lock is the ``BEGIN IMMEDIATE`` of :meth:`TokenStore.locked`)."""
+    query = select(oauth_tokens).where(oauth_tokens.c.location_id == location_id)
+    return query.with_for_update() if for_update else query
+
+
+class TokenStore:
+    """OAuth tokens per location in the ledger database (table ``oauth_tokens``).
+
+    ``encryption_key`` is a Fernet key; with it the token values are encrypted at rest. The
+    SQLite file itself is 0600 (made so by :func:`target_contacts.db.make_engine`).
+    """
+
+    def __init__(self, engine: Engine, *, encryption_key: str | None = None) -> None:
+        self.engine = engine
+        self._cipher = _Cipher(encryption_key)
+        oauth_tokens.create(engine, checkfirst=True)
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether this store encrypts what it writes."""
+        return self._cipher.enabled
+
+    def info(self, location_id: str) -> TokenInfo | None:
+        """What is stored for ``location_id`` without decrypting anything; None when nothing is."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(oauth_tokens).where(
+                oauth_tokens.c.location_id == location_id)).mappings().first()
+        if row is None:
+            return None
+        return TokenInfo(location_id, _aware(row["expires_at"]), _aware(row["updated_at"]),
+                         row["scope"], row["user_type"], row["company_id"], row["user_id"],
+                         bool(row["encrypted"]), row["refresh_token"] is not None)
+
+    def load(self, location_id: str) -> StoredToken | None:
+        """The stored tokens of ``location_id``, decrypted; None when nothing is stored.
+
+        Raises :class:`TokenStoreError` when they are encrypted and the key is missing or wrong.
+        """
+        with self.engine.connect() as conn:
+            return self._read(conn, location_id, for_update=False)
+
+    def save(self, token: StoredToken) -> None:
+        """Insert or replace the tokens of ``token.location_id`` in one transaction."""
+        with self.engine.begin() as conn:
+            self._write(conn, token)
+
+    def delete(self, location_id: str) -> bool:
+        """Forget ``location_id``'s tokens; True when something was deleted."""
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(oauth_tokens).where(
+                oauth_tokens.c.location_id == location_id))
+        return bool(result.rowcount)
+
+    @contextmanager
+    def locked(self, location_id: str) -> Iterator[LockedTokens]:
+        """Hold the cross-process lock on ``location_id``'s tokens for the ``with`` block.
+
+        The block sees the row as committed by whoever held the lock before; what it saves is
+        committed when the block ends without an exception (rolled back otherwise). SQLite: an
+        exclusive write transaction (``BEGIN IMMEDIATE``; other writers wait up to the engine's busy
+        timeout). PostgreSQL and others: ``SELECT ... FOR UPDATE`` on the row.
+        """
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            handle = LockedTokens(self, conn, self._read(conn, location_id, for_update=True))
+            try:
+                yield handle
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    # --- rows ------------------------------------------------------------------------------
+    def _read(self, conn: Connection, location_id: str, *, for_update: bool) -> StoredToken | None:
+        row = conn.execute(row_query(location_id, for_update=for_update)).mappings().first()
+        if row is None:
+            return None
+        if row["encrypted"]:
+            access = self._cipher.decrypt(row["access_token"], location_id=location_id)
+            refresh = self._cipher.decrypt(row["refresh_token"], location_id=location_id)
+        else:
+            access, refresh = row["access_token"], row["refresh_token"]
+        assert access is not None  # the column is NOT NULL
+        return StoredToken(
+            location_id=location_id, access_token=access, refresh_token=refresh,
+            expires_at=_aware(row["expires_at"]), scope=row["scope"], user_type=row["user_type"],
+            company_id=row["company_id"], user_id=row["user_id"],
+            updated_at=_aware(row["updated_at"]))
+
+    def _write(self, conn: Connection, token: StoredToken) -> None:
+        values = {
+            "access_token": self._cipher.encrypt(token.access_token),
+            "refresh_token": self._cipher.encrypt(token.refresh_token),
+            "expires_at": token.expires_at,
+            "scope": token.scope,
+            "user_type": token.user_type,
+            "company_id": token.company_id,
+            "user_id": token.user_id,
+            "encrypted": self._cipher.enabled,
+            "updated_at": token.updated_at,
+        }
+        result = conn.execute(update(oauth_tokens).where(
+            oauth_tokens.c.location_id == token.location_id).values(**values))
+        if not result.rowcount:
+            conn.execute(insert(oauth_tokens).values(location_id=token.location_id, **values))
+
+    def __repr__(self) -> str:
+        return f"TokenStore({self.engine.url!r}, encrypted={self.encrypted})"
+
+
+class LockedTokens:
+    """The token row while :meth:`TokenStore.locked` holds the lock."""
+
+    def __init__(self, store: TokenStore, conn: Connection, token: StoredToken | None) -> None:
+        self._store = store
+        self._conn = conn
+        self.token = token
+
+    def save(self, token: StoredToken) -> None:
+        """Write ``token`` in the locked transaction (committed when the ``with`` block ends)."""
+        self._store._write(self._conn, token)
+        self.token = token
+
+
+class _GrantRefused(Exception):
+    """Internal: the token endpoint refused the grant (400 invalid grant)."""
+
+
+class _TokenEndpoint:
+    """The form-encoded OAuth endpoints: answers as dicts, failures as typed errors."""
+
+    def __init__(self, base_url: str, session: requests.Session | None, timeout: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = session or requests.Session()
+        self.timeout = timeout
+
+    def post(self, path: str, form: Mapping[str, str], *,
+             headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        url = self.base_url + path
+        try:
+            response = self.session.post(
+                url, data=dict(form), timeout=self.timeout,
+                headers={"Accept": "application/json", **(headers or {})})
+        except requests.RequestException as exc:
+            # A refresh that may have reached the server may have spent the refresh token; the
+            # stored one is left as it was so the next attempt can find out.
+            raise TransientError(
+                f"POST {path} failed before an answer ({type(exc).__name__}); the stored tokens "
+                "are unchanged: run again shortly.", method="POST", path=path) from None
+        messages = response_messages(response)
+        text = "; ".join(messages) or response.reason
+        if response.status_code == 200:
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                raise AuthError(f"POST {path} answered 200 without a JSON object.",
+                                status=200, method="POST", path=path)
+            return data
+        if response.status_code == 400 and "invalid grant" in text.lower():
+            raise _GrantRefused(text)
+        if response.status_code >= 500:
+            raise TransientError(
+                f"POST {path} answered {response.status_code}: {text}; the stored tokens are "
+                "unchanged: run again shortly.", status=response.status_code, method="POST",
+                path=path, messages=messages)
+        if response.status_code == 401 and path == TOKEN_PATH:
+            hint = "check client_id and client_secret (the app's credentials in the Marketplace)"
+        elif response.status_code in (401, 403):
+            hint = "check agency_token and company_id"
+        elif "not active" in text.lower():
+            hint = "the sub-account is paused or suspended; the stored refresh token stays valid"
+        else:
+            hint = LOGIN_HINT
+        raise AuthError(f"POST {path} answered {response.status_code}: {text}; {hint}.",
+                        status=response.status_code, method="POST", path=path, messages=messages)
+
+
+def exchange_code(store: TokenStore, *, base_url: str, client_id: str, client_secret: str,
+                  code: str, redirect_uri: str, location_id: str | None = None,
+                  session: requests.Session | None = None, timeout: float = 30.0) -> StoredToken:
+    """Exchange an authorization code for tokens and store them; returns what was stored.
+
+    Raises :class:`AuthError` (nothing stored) when the code is refused, when the token is not a
+    sub-account (Location) token, or when ``location_id`` is given and differs from the one granted.
+    """
+    endpoint = _TokenEndpoint(base_url, session, timeout)
+    try:
+        data = endpoint.post(TOKEN_PATH, {
+            "client_id": client_id, "client_secret": client_secret,
+            "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+            "user_type": "Location",
+        })
+    except _GrantRefused as exc:
+        raise AuthError(f"The authorization code was refused ({exc}): run `contacts-admin login` "
+                        "again and finish the consent within a few minutes.",
+                        status=400, method="POST", path=TOKEN_PATH) from None
+    if data.get("userType", "Location") != "Location":
+        raise AuthError("The app was authorised for an agency (Company) but the Contacts API needs "
+                        "a sub-account (Location) token: run `contacts-admin login` again and "
+                        "choose a sub-account.", method="POST", path=TOKEN_PATH)
+    granted = data.get("locationId")
+    if not isinstance(granted, str) or not granted:
+        raise AuthError("The token endpoint named no locationId: run `contacts-admin login` again "
+                        "and choose a sub-account.", method="POST", path=TOKEN_PATH)
+    if location_id and granted != location_id:
+        raise AuthError(f"The consent granted location {granted} but location_id is {location_id}: "
+                        "choose that sub-account on the consent page, or change location_id.",
+                        method="POST", path=TOKEN_PATH)
+    token = StoredToken.from_token_response(data, location_id=granted)
+    store.save(token)
+    logger.info("Stored OAuth tokens for location %s (scope: %s).", granted, token.scope)
+    return token
+
+
+class OAuthAuth:
+    """OAuth 2.0 access tokens of one location, refreshed from the :class:`TokenStore`.
+
+    Thread-safe and safe across processes sharing one store (see the module docstring). A token
+    is refreshed when less than ``refresh_margin_seconds`` (at most half its lifetime) is left.
+    When the refresh token is refused and ``agency_token`` and ``company_id`` are set, a location
+    token is minted with ``POST /oauth/locationToken`` instead; otherwise :class:`TokenLostError`.
+    """
+
+    def __init__(
+        self,
+        store: TokenStore,
+        *,
+        base_url: str,
+        location_id: str,
+        client_id: str,
+        client_secret: str,
+        refresh_margin_seconds: float = 300,
+        agency_token: str | None = None,
+        company_id: str | None = None,
+        session: requests.Session | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if not client_id or not client_secret:
+            raise ConfigError("OAuth needs client_id and client_secret (TARGET_CONTACTS_CLIENT_ID, "
+                              "TARGET_CONTACTS_CLIENT_SECRET), or set private_integration_token.")
+        self.store = store
+        self.location_id = location_id
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.refresh_margin_seconds = refresh_margin_seconds
+        self._agency_token = agency_token or None
+        self.company_id = company_id or None
+        self._endpoint = _TokenEndpoint(base_url, session, timeout)
+        self._lock = threading.Lock()
+        self._cached: StoredToken | None = None
+
+    def token(self) -> str:
+        cached = self._cached
+        if cached is not None and not self._expiring(cached):
+            return cached.access_token
+        with self._lock:
+            cached = self._cached
+            if cached is not None and not self._expiring(cached):
+                return cached.access_token
+            stored = self.store.load(self.location_id)  # another run may have refreshed already
+            if stored is None:
+                raise self._not_logged_in()
+            if not self._expiring(stored):
+                self._cached = stored
+                return stored.access_token
+            return self._refresh(rejected=None).access_token
+
+    def refresh_after_401(self, rejected_token: str) -> str | None:
+        with self._lock:
+            return self._refresh(rejected=rejected_token).access_token
+
+    # --- internals ---------------------------------------------------------------------------
+    def _expiring(self, token: StoredToken) -> bool:
+        lifetime = (token.expires_at - token.updated_at).total_seconds()
+        # A margin longer than the token's life would refresh on every call.
+        margin = min(self.refresh_margin_seconds, max(lifetime / 2, 0.0))
+        return _utcnow() >= token.expires_at - timedelta(seconds=margin)
+
+    def _refresh(self, *, rejected: str | None) -> StoredToken:
+        with self.store.locked(self.location_id) as row:
+            current = row.token
+            if current is None:
+                raise self._not_logged_in()
+            reusable = not self._expiring(current) and (
+                rejected is None or current.access_token != rejected)
+            if reusable:
+                logger.info("Using the tokens another run refreshed for location %s.",
+                            self.location_id)
+                new = current
+            else:
+                new = self._fetch_new(current)
+                row.save(new)  # committed when the block ends, before the token is used
+        self._cached = new
+        return new
+
+    def _fetch_new(self, current: StoredToken) -> StoredToken:
+        if current.refresh_token:
+            try:
+                data = self._endpoint.post(TOKEN_PATH, {
+                    "grant_type": "refresh_token", "client_id": self.client_id,
+                    "client_secret": self._client_secret, "refresh_token": current.refresh_token,
+                    "user_type": "Location",
+                })
+            except _GrantRefused:
+                if not self._can_recover:
+                    raise self._token_lost() from None
+                logger.warning("The refresh token for location %s was refused; getting a location "
+                               "token with the agency token.", self.location_id)
+                return self._location_token(current)
+            logger.info("Refreshed the OAuth access token for location %s.", self.location_id)
+            token = StoredToken.from_token_response(data, location_id=self.location_id,
+                                                    previous=current)
+            if token.refresh_token is None:
+                # Without a new one the old (now spent) refresh token would be kept: say so later.
+                logger.warning("The token endpoint sent no new refresh token for location %s.",
+                               self.location_id)
+            return token
+        if self._can_recover:
+            return self._location_token(current)
+        raise AuthError(f"No refresh token is stored for location {self.location_id}: "
+                        f"{LOGIN_HINT}.", method="POST", path=TOKEN_PATH)
+
+    @property
+    def _can_recover(self) -> bool:
+        return bool(self._agency_token and self.company_id)
+
+    def _location_token(self, current: StoredToken | None) -> StoredToken:
+        assert self._agency_token and self.company_id
+        try:
+            data = self._endpoint.post(
+                LOCATION_TOKEN_PATH,
+                {"companyId": self.company_id, "locationId": self.location_id},
+                headers={"Authorization": f"Bearer {self._agency_token}", "Version": API_VERSION})
+        except _GrantRefused:
+            raise AuthError("The agency token was refused by POST /oauth/locationToken: check "
+                            f"agency_token and company_id, or {LOGIN_HINT}.", status=400,
+                            method="POST", path=LOCATION_TOKEN_PATH) from None
+        granted = data.get("locationId") or self.location_id
+        if granted != self.location_id:
+            raise AuthError(f"POST /oauth/locationToken granted location {granted}, not "
+                            f"{self.location_id}: check location_id and company_id.",
+                            method="POST", path=LOCATION_TOKEN_PATH)
+        token = StoredToken.from_token_response(data, location_id=self.location_id,
+                                                previous=current)
+        if token.company_id is None:
+            token = replace(token, company_id=self.company_id)
+        logger.info("Got a location token for location %s from the agency token.", self.location_id)
+        return token
+
+    def _not_logged_in(self) -> AuthError:
+        return AuthError(f"No OAuth tokens are stored for location {self.location_id}: "
+                         f"{LOGIN_HINT} (or set private_integration_token).")
+
+    def _token_lost(self) -> TokenLostError:
+        return TokenLostError(
+            f"The stored refresh token for location {self.location_id} is no longer valid (the "
+            "token endpoint refused it: it was already used, has expired or was revoked). Run "
+            "`contacts-admin login` again to authorise the app. To recover automatically next "
+            "time, also configure agency_token and company_id.",
+            status=400, method="POST", path=TOKEN_PATH)
+
+    def __repr__(self) -> str:
+        return f"OAuthAuth(location_id={self.location_id!r}, client_id={self.client_id!r})"
+
+
+def auth_from_config(config: Mapping[str, Any], engine: Engine | None = None, *,
+                     session: requests.Session | None = None) -> AuthProvider:
+    """The auth provider the settings ask for: a Private Integration Token when
+    ``private_integration_token`` is set, else OAuth with the token store in the ledger database.
+
+    Raises :class:`ConfigError` naming the missing settings.
+    """
+    location_id = config.get("location_id")
+    if not location_id:
+        raise ConfigError("location_id is not set (TARGET_CONTACTS_LOCATION_ID): the sub-account "
+                          "whose contacts are written.")
+    pit = config.get("private_integration_token")
+    if pit:
+        return StaticTokenAuth(str(pit))
+    if not config.get("client_id") or not config.get("client_secret"):
+        raise ConfigError("Set private_integration_token, or client_id and client_secret for OAuth "
+                          "(then run `contacts-admin login`).")
+    if engine is None:
+        engine = make_engine(config.get("ledger_url") or DEFAULT_LEDGER_URL)
+    store = TokenStore(engine, encryption_key=config.get("token_encryption_key") or None)
+    return OAuthAuth(
+        store,
+        base_url=config.get("base_url") or DEFAULT_BASE_URL,
+        location_id=str(location_id),
+        client_id=str(config["client_id"]),
+        client_secret=str(config["client_secret"]),
+        agency_token=config.get("agency_token") or None,
+        company_id=config.get("company_id") or None,
+        session=session,
+    )

@@ -1,0 +1,132 @@
+"""Typed errors of the Contacts API client and its auth.
+
+Every error carries the request that failed (``method``, ``path``), the HTTP ``status`` when there
+was an answer, and the API's own ``messages``. No error message, ``repr`` or attribute ever holds a
+token, a client secret or an authorization code: callers may log these errors as they are.
+"""
+
+from __future__ import annotations
+
+LOGIN_HINT = "run `contacts-admin login` to authorise the app again"
+
+
+class ContactsAPIError(Exception):
+    """A Contacts API call failed; the base of every error this package raises for the API.
+
+    ``status`` is the HTTP status (None when no answer arrived), ``method`` and ``path`` name the
+    request (the concrete path, without query string), ``messages`` the API's messages (a 422
+    lists every violated constraint).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        messages: list[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.method = method
+        self.path = path
+        self.messages: list[str] = list(messages or [])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r}, status={self.status!r})"
+
+
+class NotFoundError(ContactsAPIError):
+    """The contact, task or note does not exist (404, or the API's 400 "... not found")."""
+
+
+class DuplicateContactError(ContactsAPIError):
+    """``POST /contacts/`` refused a duplicate; ``contact_id`` is the existing contact's id.
+
+    ``matching_field`` is ``"email"`` or ``"phone"`` as the API reports it (None if absent).
+    The usual recovery is to update ``contact_id`` instead of creating.
+    """
+
+    def __init__(self, message: str, *, contact_id: str, matching_field: str | None = None,
+                 **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.contact_id = contact_id
+        self.matching_field = matching_field
+
+
+class ValidationError(ContactsAPIError):
+    """The API refused the body (422); ``messages`` lists every violated constraint."""
+
+
+class AuthError(ContactsAPIError):
+    """The token was refused (401/403) or none is usable; the message says what to do."""
+
+
+class TokenLostError(AuthError):
+    """The stored refresh token is no longer valid (used, expired or revoked); log in again."""
+
+
+class TokenStoreError(AuthError):
+    """The token store cannot be read: encrypted without the right key, or a bad key configured."""
+
+
+class RateLimitError(ContactsAPIError):
+    """Still 429 after the retries; ``retry_after`` is the server's hint in seconds, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class DailyQuotaExhausted(ContactsAPIError):
+    """Raised BEFORE sending: the location's daily quota is at or below the configured reserve.
+
+    Nothing was sent. Stop the run and resume tomorrow (the quota is 200,000 requests a day per
+    app and location); ``daily_remaining`` is the last count the API reported.
+    """
+
+    def __init__(self, message: str, *, daily_remaining: int | None = None,
+                 **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.daily_remaining = daily_remaining
+
+
+class TransientError(ContactsAPIError):
+    """5xx, timeout or connection error that outlasted the retries (or was not retried).
+
+    ``ambiguous`` is True when a non-idempotent write (a create) may have been committed although
+    no success answer arrived: look for the object before creating it again.
+    """
+
+    def __init__(self, message: str, *, ambiguous: bool = False, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.ambiguous = ambiguous
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names it and its environment variable."""
+
+
+def response_messages(response: object) -> list[str]:
+    """The API's messages from an error answer (``message`` as a string or a list; ``error``).
+
+    Takes a ``requests.Response``; falls back to the start of the body text when it is not JSON.
+    """
+    try:
+        body = response.json()  # type: ignore[attr-defined]
+    except ValueError:
+        text = (getattr(response, "text", "") or "").strip()
+        return [text[:300]] if text else []
+    if not isinstance(body, dict):
+        return [str(body)[:300]] if body else []
+    message = body.get("message")
+    if isinstance(message, list):
+        messages = [str(m) for m in message]
+    elif message:
+        messages = [str(message)]
+    else:
+        messages = []
+    if not messages and body.get("error"):
+        messages = [str(body["error"])]
+    return messages

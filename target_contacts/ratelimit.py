@@ -1,0 +1,178 @@
+"""Client-side rate limiting for the Contacts API: keep the limits by design, not by retrying.
+
+The API allows 100 requests per 10 seconds and 200,000 a day per app and location, and reports
+its counts in ``X-RateLimit-*`` headers (reference/contacts-api.md §4). :class:`ContactsRateLimiter`
+combines a pyrate-limiter sliding window (our own requests) with those headers (everyone's
+requests against the same location, e.g. a second run), so a healthy run sees no 429.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import ClassVar
+
+from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate
+
+from target_contacts.errors import DailyQuotaExhausted
+
+logger = logging.getLogger(__name__)
+
+_BUCKET = "contacts-api"
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    """An integer header (case-insensitive lookup on a plain dict too), None when absent or bad."""
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+class ContactsRateLimiter:
+    """A thread-safe limiter for one (API base URL, location): call :meth:`acquire` before each
+    request and :meth:`observe` with each response's headers.
+
+    What a caller may rely on:
+
+    - No more than ``max_requests`` acquisitions in any sliding window of ``window_seconds`` plus a
+      safety margin (default ``max(0.1 s, 2 %)`` of the window), which absorbs the time between
+      acquiring and the server counting the request. Every attempt counts, also one answered 429.
+    - When the server reports ``X-RateLimit-Remaining: 0`` and our own recent requests do not
+      explain it (someone else uses the same location, or the server's limit is stricter),
+      acquisitions pause for the server's whole window (``X-RateLimit-Interval-Milliseconds``).
+    - :meth:`acquire` raises :class:`DailyQuotaExhausted` without waiting once the daily remaining
+      count (``X-RateLimit-Daily-Remaining``, decremented locally between answers) is at or below
+      ``daily_reserve``; the reserve keeps requests for an operator's own checks.
+    """
+
+    _shared: ClassVar[dict[tuple[str, str], ContactsRateLimiter]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        max_requests: int = 100,
+        window_seconds: float = 10.0,
+        daily_reserve: int = 100,
+        *,
+        safety_margin_seconds: float | None = None,
+    ) -> None:
+        if max_requests < 1 or window_seconds <= 0:
+            raise ValueError("max_requests must be >= 1 and window_seconds > 0")
+        self.max_requests = max_requests
+        self.window_seconds = float(window_seconds)
+        self.daily_reserve = daily_reserve
+        self.safety_margin_seconds = (
+            max(0.1, 0.02 * window_seconds) if safety_margin_seconds is None
+            else safety_margin_seconds)
+        window_ms = int((self.window_seconds + self.safety_margin_seconds) * Duration.SECOND.value)
+        self._limiter = Limiter(InMemoryBucket([Rate(max_requests, window_ms)]))
+        self._lock = threading.Lock()
+        # Our own acquisitions, kept longer than the window to compare with the server's count.
+        self._sent: deque[float] = deque(maxlen=max(1000, 20 * max_requests))
+        self._paused_until = 0.0
+        self._daily_remaining: int | None = None
+        self._daily_limit: int | None = None
+        self._warned_stricter = False
+
+    @classmethod
+    def shared(cls, base_url: str, location_id: str, **kwargs: float) -> ContactsRateLimiter:
+        """The one limiter of this process for (``base_url``, ``location_id``).
+
+        ``kwargs`` (the constructor's) apply only when this call creates it: clients of the same
+        location in one process must share one budget, so the first configuration wins.
+        """
+        key = (base_url.rstrip("/"), location_id)
+        with cls._shared_lock:
+            limiter = cls._shared.get(key)
+            if limiter is None:
+                limiter = cls(**kwargs)  # type: ignore[arg-type]
+                cls._shared[key] = limiter
+            return limiter
+
+    @property
+    def daily_remaining(self) -> int | None:
+        """The daily remaining count last reported, minus our requests since; None before any."""
+        with self._lock:
+            return self._daily_remaining
+
+    def acquire(self) -> None:
+        """Block until one request may be sent now; raise :class:`DailyQuotaExhausted` instead of
+        waiting when the daily quota is at or below the reserve (nothing is sent then)."""
+        self._check_daily()
+        while True:
+            with self._lock:
+                wait = self._paused_until - time.monotonic()
+            if wait <= 0:
+                break
+            time.sleep(wait)
+        if not self._limiter.try_acquire(_BUCKET, blocking=True):
+            raise RuntimeError("rate limiter refused a single request; max_requests must be >= 1")
+        with self._lock:
+            self._sent.append(time.monotonic())
+            if self._daily_remaining is not None:
+                self._daily_remaining -= 1
+
+    def _check_daily(self) -> None:
+        with self._lock:
+            remaining = self._daily_remaining
+        if remaining is not None and remaining <= self.daily_reserve:
+            raise DailyQuotaExhausted(
+                f"The Contacts API daily quota for this location is used up: {max(remaining, 0)} "
+                f"requests left, at or below the reserve of {self.daily_reserve}. Nothing was "
+                "sent; run again after the daily quota resets (200,000 requests a day per app "
+                "and location).",
+                daily_remaining=remaining,
+            )
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Follow the ``X-RateLimit-*`` headers of one response (any status)."""
+        daily = _int_header(headers, "X-RateLimit-Daily-Remaining")
+        daily_limit = _int_header(headers, "X-RateLimit-Limit-Daily")
+        remaining = _int_header(headers, "X-RateLimit-Remaining")
+        server_max = _int_header(headers, "X-RateLimit-Max")
+        interval_ms = _int_header(headers, "X-RateLimit-Interval-Milliseconds")
+        now = time.monotonic()
+        with self._lock:
+            if daily is not None:
+                self._daily_remaining = daily
+            if daily_limit is not None:
+                self._daily_limit = daily_limit
+            if remaining is None or remaining > 0:
+                return
+            interval = interval_ms / 1000 if interval_ms else self.window_seconds
+            limit = server_max or self.max_requests
+            stricter = limit < self.max_requests or interval > self.window_seconds
+            if stricter and not self._warned_stricter:
+                self._warned_stricter = True
+                logger.warning(
+                    "The Contacts API allows %s requests per %.1f s, fewer than the limiter's %s "
+                    "per %.1f s: lower the limiter's max_requests to match.",
+                    limit, interval, self.max_requests, self.window_seconds)
+            # Generous look-back: a request counts server-side a little after we acquired it.
+            cutoff = now - interval - max(2.0, 0.2 * interval)
+            own = sum(1 for t in self._sent if t > cutoff)
+            if own >= limit and not stricter:
+                return  # our own traffic used the window up; our own window already holds back
+            until = now + interval
+            if until > self._paused_until:
+                self._paused_until = until
+                logger.info("The Contacts API reports its rate window used up by other traffic; "
+                            "pausing requests for %.1f s.", interval)
+
+    def close(self) -> None:
+        """Stop the limiter's background leak thread."""
+        self._limiter.close()
+
+    def __repr__(self) -> str:
+        return (f"ContactsRateLimiter(max_requests={self.max_requests}, "
+                f"window_seconds={self.window_seconds}, daily_reserve={self.daily_reserve})")
