@@ -1,0 +1,186 @@
+"""Dry runs: the same write rules, with writes recorded as a plan instead of sent.
+
+:class:`DryRunClient` passes reads (duplicate search, task and note lists) to the real client, so
+the plan foresees a duplicate answer exactly where a live run would get one, and records every
+write as a planned call with a placeholder id. :class:`OverlayLedger` keeps this run's ledger
+changes in memory on top of the real ledger, which a dry run never changes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from target_contacts import client as routes
+from target_contacts.client import Route
+from target_contacts.errors import DuplicateContactError
+from target_contacts.ledger import IdLedger, LedgerEntry
+
+
+class DryRunClient:
+    """A Contacts API client that reads for real and only plans its writes."""
+
+    def __init__(self, client: Any, location_id: str) -> None:
+        self._client = client
+        self.location_id = location_id
+        self.plan: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._calls: Counter[str] = Counter()
+
+    def _plan(self, route: Route, body: Any, *, creates: bool = False,
+              **ids: str) -> dict[str, Any]:
+        with self._lock:
+            self._counter += 1
+            entry = {"method": route.method, "path": route.path(**ids), "body": body,
+                     "placeholder_id": f"dry-run-{self._counter:06d}" if creates else None}
+            self.plan.append(entry)
+            self._calls[route.key] += 1
+            return entry
+
+    def calls_by_route(self) -> Counter[str]:
+        """Planned calls per "METHOD route-template", as the live client counts its calls."""
+        with self._lock:
+            return Counter(self._calls)
+
+    # reads go to the real API
+    def search_duplicate(self, *, email: str | None = None,
+                         phone: str | None = None) -> dict[str, Any] | None:
+        return self._client.search_duplicate(email=email, phone=phone)
+
+    def search_contacts(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._client.search_contacts(body)
+
+    def list_tasks(self, contact_id: str) -> list[dict[str, Any]]:
+        return [] if contact_id.startswith("dry-run-") else self._client.list_tasks(contact_id)
+
+    def list_notes(self, contact_id: str) -> list[dict[str, Any]]:
+        return [] if contact_id.startswith("dry-run-") else self._client.list_notes(contact_id)
+
+    # writes are planned
+    def create_contact(self, payload: dict[str, Any]) -> dict[str, Any]:
+        planned = self._plan(routes.CREATE_CONTACT, payload, creates=True)
+        for key in ("email", "phone"):
+            if payload.get(key):
+                found = self._client.search_duplicate(**{key: payload[key]})
+                if found and found.get("id"):
+                    # A live run sends this create too, and the API answers with the duplicate.
+                    planned["expected_answer"] = f"400 duplicate of {found['id']}"
+                    raise DuplicateContactError(
+                        "dry run: the duplicate search found this contact",
+                        contact_id=str(found["id"]), matching_field=key)
+        return {"id": planned["placeholder_id"]}
+
+    def update_contact(self, contact_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self._plan(routes.UPDATE_CONTACT, payload, id=contact_id)
+        return {"id": contact_id}
+
+    def upsert_contact(self, payload: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        self._plan(routes.UPSERT_CONTACT, payload)
+        key = {k: payload[k] for k in ("email", "phone") if payload.get(k)}
+        found = self._client.search_duplicate(**key) if key else None
+        return found is None, {"id": (found or {}).get("id")}
+
+    def add_tags(self, contact_id: str, tags: list[str]) -> list[str]:
+        self._plan(routes.ADD_TAGS, {"tags": tags}, id=contact_id)
+        return tags
+
+    def create_task(self, contact_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        planned = self._plan(routes.CREATE_TASK, payload, creates=True, id=contact_id)
+        return {"id": planned["placeholder_id"]}
+
+    def update_task(self, contact_id: str, task_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self._plan(routes.UPDATE_TASK, payload, id=contact_id, taskId=task_id)
+        return {"id": task_id}
+
+    def set_task_completed(self, contact_id: str, task_id: str,
+                           completed: bool = True) -> dict[str, Any]:
+        self._plan(routes.COMPLETE_TASK, {"completed": completed}, id=contact_id,
+                   taskId=task_id)
+        return {"id": task_id}
+
+    def create_note(self, contact_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        planned = self._plan(routes.CREATE_NOTE, payload, creates=True, id=contact_id)
+        return {"id": planned["placeholder_id"]}
+
+    def update_note(self, contact_id: str, note_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self._plan(routes.UPDATE_NOTE, payload, id=contact_id, noteId=note_id)
+        return {"id": note_id}
+
+    def write_plan(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as fh:
+            for call in self.plan:
+                fh.write(json.dumps(call, ensure_ascii=False, default=str) + "\n")
+
+
+class OverlayLedger:
+    """The real ledger for reads, with this run's changes kept in memory only."""
+
+    def __init__(self, ledger: IdLedger) -> None:
+        self._ledger = ledger
+        self.location_id = ledger.location_id
+        self._entries: dict[tuple[str, str], LedgerEntry | None] = {}
+        self.rejected: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        ids = list(source_ids)
+        found = self._ledger.lookup(stream, ids)
+        with self._lock:
+            for source_id in ids:
+                if (stream, source_id) in self._entries:
+                    entry = self._entries[(stream, source_id)]
+                    if entry is None:
+                        found.pop(source_id, None)
+                    else:
+                        found[source_id] = entry
+        return found
+
+    def get(self, stream: str, source_id: str) -> LedgerEntry | None:
+        return self.lookup(stream, [source_id]).get(source_id)
+
+    def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]:
+        ids = self._ledger.target_ids_for_contact(stream, contact_source_id)
+        with self._lock:
+            for (s, _sid), entry in self._entries.items():
+                if s == stream and entry and entry.contact_source_id == contact_source_id \
+                        and entry.target_id:
+                    ids.add(entry.target_id)
+        return ids
+
+    def mark_creating(self, stream: str, source_id: str, *,
+                      contact_source_id: str | None = None) -> None:
+        with self._lock:
+            current = self._entries.get((stream, source_id))
+            # Keep the real ledger's "creating" verdict: the dry run must look first as live would.
+            if current is None:
+                self._entries[(stream, source_id)] = LedgerEntry(
+                    stream, source_id, None, None, "creating", {}, contact_source_id)
+
+    def record_written(self, stream: str, source_id: str, target_id: str, payload_hash: str, *,
+                       extra: dict[str, Any] | None = None,
+                       contact_source_id: str | None = None) -> None:
+        entry = LedgerEntry(stream, source_id, target_id, payload_hash, "written", extra or {},
+                            contact_source_id)
+        with self._lock:
+            self._entries[(stream, source_id)] = entry
+            self.rejected.pop((stream, source_id), None)
+
+    def forget(self, stream: str, source_id: str) -> None:
+        with self._lock:
+            self._entries[(stream, source_id)] = None
+
+    def reject(self, stream: str, source_id: str, record: dict[str, Any], *, field: str | None,
+               reason: str, kind: str) -> None:
+        with self._lock:
+            self.rejected[(stream, source_id)] = {"field": field, "reason": reason, "kind": kind}
+
+    def clear_reject(self, stream: str, source_id: str) -> None:
+        with self._lock:
+            self.rejected.pop((stream, source_id), None)
+

@@ -1,0 +1,474 @@
+"""Writing one record at a time, idempotently: the rules behind every Contacts API call.
+
+:class:`ContactsSync` decides per record: unchanged (same payload hash: no call), update, or
+create; it records an intent before every create, so that after a crash or a lost answer it looks
+for the object before it creates again; it adopts the existing contact a duplicate answer names;
+it adds tags and never removes tags someone set in the CRM. Batches run concurrently on a bounded
+pool while records with the same source id run one after another.
+
+In a dry run the same rules run against :class:`DryRunClient` and an in-memory ledger overlay, so
+the plan lists exactly the calls a live run would make.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from target_contacts.errors import (
+    AuthError,
+    ContactsAPIError,
+    DailyQuotaExhausted,
+    DuplicateContactError,
+    NotFoundError,
+    RateLimitError,
+    TransientError,
+)
+from target_contacts.ledger import IdLedger, LedgerEntry
+from target_contacts.payloads import (
+    ContactPayload,
+    NotePayload,
+    SOURCE_ID_FIELD,
+    RecordRejected,
+    TaskPayload,
+    contact_payload,
+    note_payload,
+    source_id_of,
+    stable_hash,
+    task_payload,
+)
+from target_contacts.summary import RunSummary
+
+logger = logging.getLogger("target_contacts")
+
+# How often a create is tried again after an ambiguous failure (each time after looking first).
+MAX_CREATE_ATTEMPTS = 3
+
+
+class FatalSyncError(Exception):
+    """The run cannot go on (auth, quota, API unreachable); nothing after it is written."""
+
+
+@dataclass
+class WorkItem:
+    """One input record as it reached the sink."""
+
+    stream: str
+    record: dict[str, Any]
+    source_id: str | None
+
+
+class LedgerLike(Protocol):
+    location_id: str
+
+    def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]: ...
+    def get(self, stream: str, source_id: str) -> LedgerEntry | None: ...
+    def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]: ...
+    def mark_creating(self, stream: str, source_id: str, *,
+                      contact_source_id: str | None = None) -> None: ...
+    def record_written(self, stream: str, source_id: str, target_id: str, payload_hash: str, *,
+                       extra: dict[str, Any] | None = None,
+                       contact_source_id: str | None = None) -> None: ...
+    def forget(self, stream: str, source_id: str) -> None: ...
+    def reject(self, stream: str, source_id: str, record: dict[str, Any], *, field: str | None,
+               reason: str, kind: str) -> None: ...
+    def clear_reject(self, stream: str, source_id: str) -> None: ...
+
+
+class ContactsSync:
+    """The write rules for contacts, tasks and notes of one location."""
+
+    def __init__(self, client: Any, ledger: LedgerLike, *, location_id: str,
+                 summary: RunSummary | None = None, concurrency: int = 8,
+                 default_phone_region: str | None = None,
+                 custom_field_map: Mapping[str, str] | None = None) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.location_id = location_id
+        self.summary = summary or RunSummary()
+        self.concurrency = max(1, concurrency)
+        self.default_phone_region = default_phone_region
+        self.custom_field_map = dict(custom_field_map or {})
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency,
+                                        thread_name_prefix="contacts-write")
+        self._held: list[WorkItem] = []
+        self._held_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # --- batches ---------------------------------------------------------------------------
+    def write_batch(self, stream: str, records: list[dict[str, Any]], *,
+                    count_read: bool = True) -> None:
+        """Write a batch; returns when every record is written, unchanged, rejected or held.
+
+        Raises :class:`FatalSyncError` when the run must stop (the rest of the batch is not
+        started; what was written is in the ledger).
+        """
+        items = [WorkItem(stream, r, source_id_of(stream, r)) for r in records]
+        if count_read:
+            self.summary.read(stream, len(items))
+        groups: dict[str, list[WorkItem]] = defaultdict(list)
+        for index, item in enumerate(items):
+            groups[item.source_id or f"<missing #{index}>"].append(item)
+        prefetched = self.ledger.lookup(stream, [k for k in groups if not k.startswith("<")])
+        if stream != "contacts":
+            contact_ids = {str(i.record.get("contactId")) for i in items
+                           if i.record.get("contactId") not in (None, "")}
+            contacts = self.ledger.lookup("contacts", contact_ids)
+        else:
+            contacts = {}
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def run_group(group: list[WorkItem]) -> None:
+            for position, item in enumerate(group):
+                if stop.is_set():
+                    return
+                entry = prefetched.get(item.source_id or "") if position == 0 else None
+                try:
+                    self._write_one(item, entry, contacts, first=position == 0)
+                except FatalSyncError as exc:
+                    errors.append(exc)
+                    stop.set()
+                    return
+
+        futures = [self._pool.submit(run_group, g) for g in groups.values()]
+        for future in futures:
+            future.result()
+        if errors:
+            raise errors[0]
+
+    def _write_one(self, item: WorkItem, entry: LedgerEntry | None,
+                   contacts: dict[str, LedgerEntry], *, first: bool) -> None:
+        stream = item.stream
+        try:
+            if item.source_id is None:
+                raise RecordRejected(SOURCE_ID_FIELD[stream], "is required but missing")
+            if not first:
+                entry = self.ledger.get(stream, item.source_id)
+            outcome = self._dispatch(item, entry, contacts)
+        except RecordRejected as exc:
+            self._reject(item, exc)
+            return
+        except (AuthError, DailyQuotaExhausted, RateLimitError) as exc:
+            raise FatalSyncError(str(exc)) from exc
+        except TransientError as exc:
+            raise FatalSyncError(f"the Contacts API kept failing: {exc}") from exc
+        except ContactsAPIError as exc:
+            self._reject(item, RecordRejected(_field_from_messages(exc.messages),
+                                              f"the Contacts API refused it: {exc}", kind="api"))
+            return
+        if outcome == "held":
+            with self._held_lock:
+                self._held.append(item)
+            return
+        self.summary.outcome(stream, outcome)
+
+    def _reject(self, item: WorkItem, exc: RecordRejected) -> None:
+        source_id = item.source_id or f"<missing:{stable_hash(item.record)[:12]}>"
+        self.ledger.reject(item.stream, source_id, item.record, field=exc.field,
+                           reason=exc.reason, kind=exc.kind)
+        message = (f"rejected {item.stream} record {source_id}"
+                   + (f", field {exc.field}" if exc.field else "") + f": {exc.reason}")
+        logger.warning(message)
+        self.summary.outcome(item.stream, "rejected")
+        self.summary.note_reject(item.stream, message)
+
+    def _dispatch(self, item: WorkItem, entry: LedgerEntry | None,
+                  contacts: dict[str, LedgerEntry]) -> str:
+        if item.stream == "contacts":
+            payload = contact_payload(item.record, default_phone_region=self.default_phone_region,
+                                      custom_field_map=self.custom_field_map)
+            return self.write_contact(payload, entry)
+        if item.stream == "tasks":
+            task = task_payload(item.record)
+            contact_id = self._contact_target_id(task.contact_source_id, contacts)
+            if contact_id is None:
+                return "held"
+            return self.write_task(task, entry, contact_id)
+        if item.stream == "notes":
+            note = note_payload(item.record)
+            contact_id = self._contact_target_id(note.contact_source_id, contacts)
+            if contact_id is None:
+                return "held"
+            return self.write_note(note, entry, contact_id)
+        raise RecordRejected(None, f"unknown stream {item.stream!r}")
+
+    def _contact_target_id(self, contact_source_id: str,
+                           contacts: dict[str, LedgerEntry]) -> str | None:
+        entry = contacts.get(contact_source_id)
+        if entry is None or not entry.written:
+            entry = self.ledger.get("contacts", contact_source_id)
+        return entry.target_id if entry is not None and entry.written else None
+
+    # --- held records ----------------------------------------------------------------------
+    @property
+    def held_count(self) -> int:
+        with self._held_lock:
+            return len(self._held)
+
+    def hold_pending(self) -> None:
+        """Keep the held records in the ledger too, so a crash cannot lose them."""
+        with self._held_lock:
+            held = list(self._held)
+        for item in held:
+            self.ledger.reject(item.stream, item.source_id or "?", item.record,
+                               field="contactId", kind="missing_contact",
+                               reason=f"waiting for contact {item.record.get('contactId')} "
+                                      "to be written in this run")
+
+    def resolve_held(self) -> None:
+        """Retry held records now that the run's contacts are written; reject what is left."""
+        with self._held_lock:
+            held, self._held = self._held, []
+        if not held:
+            return
+        logger.info("retrying %d task/note records that arrived before their contact", len(held))
+        for stream in ("tasks", "notes"):
+            records = [i.record for i in held if i.stream == stream]
+            if records:
+                self.write_batch(stream, records, count_read=False)
+        with self._held_lock:
+            still, self._held = self._held, []
+        for item in still:
+            contact = item.record.get("contactId")
+            self._reject(item, RecordRejected(
+                "contactId", f"contact {contact} is unknown: it was neither in this run nor "
+                "synced before (filtered out by the stream maps, rejected, or deleted in MOCO)",
+                kind="missing_contact"))
+
+    # --- contacts --------------------------------------------------------------------------
+    def write_contact(self, p: ContactPayload, entry: LedgerEntry | None) -> str:
+        if entry is not None and entry.written:
+            if entry.payload_hash == p.payload_hash:
+                self.ledger.clear_reject("contacts", p.source_id)
+                return "unchanged"
+            try:
+                self._update_contact(entry.target_id or "", p, entry.extra)
+            except NotFoundError:
+                logger.warning("contact %s (source %s) is gone from the CRM; creating it again",
+                               entry.target_id, p.source_id)
+                self.ledger.forget("contacts", p.source_id)
+                return self._create_contact(p, None)
+            return "updated"
+        return self._create_contact(p, entry)
+
+    def _contact_extra(self, p: ContactPayload, sent_tags: Iterable[str]) -> dict[str, Any]:
+        return {"fields_hash": p.fields_hash, "tags": sorted(set(sent_tags)),
+                "companyName": p.fields.get("companyName")}
+
+    def _update_contact(self, target_id: str, p: ContactPayload, extra: dict[str, Any],
+                        *, force: bool = False) -> None:
+        if force or extra.get("fields_hash") != p.fields_hash:
+            body = {k: v for k, v in p.fields.items() if k != "companyName"}
+            self.client.update_contact(target_id, body)
+            company = p.fields.get("companyName")
+            if company and (force or company != extra.get("companyName")):
+                self._set_company_name(target_id, p)
+        known_tags = set(extra.get("tags") or [])
+        new_tags = sorted(set(p.tags) - known_tags)
+        if new_tags or force and p.tags:
+            self.client.add_tags(target_id, sorted(set(p.tags)) if force else new_tags)
+        self.ledger.record_written("contacts", p.source_id, target_id, p.payload_hash,
+                                   extra=self._contact_extra(p, known_tags | set(p.tags)))
+
+    def _set_company_name(self, target_id: str, p: ContactPayload) -> None:
+        """``PUT /contacts/:id`` has no companyName; upsert on the contact's own email/phone does."""
+        key = {k: p.fields[k] for k in ("email", "phone") if k in p.fields}
+        if not key:
+            logger.warning("contact %s: companyName changed but the Contacts API can only set it "
+                           "through upsert, which needs an email or phone", p.source_id)
+            return
+        _new, contact = self.client.upsert_contact(
+            {"locationId": self.location_id, **key, "companyName": p.fields["companyName"]})
+        if contact.get("id") != target_id:
+            logger.warning("contact %s: upsert for companyName matched contact %s, not %s",
+                           p.source_id, contact.get("id"), target_id)
+
+    def _create_contact(self, p: ContactPayload, entry: LedgerEntry | None) -> str:
+        look_first = entry is not None and entry.state == "creating"
+        for _attempt in range(MAX_CREATE_ATTEMPTS):
+            if look_first:
+                found = self._find_contact(p)
+                if found:
+                    self._update_contact(found, p, {}, force=True)
+                    return "created"
+            self.ledger.mark_creating("contacts", p.source_id)
+            body = {"locationId": self.location_id, **p.fields}
+            if p.tags:
+                body["tags"] = p.tags
+            try:
+                contact = self.client.create_contact(body)
+            except DuplicateContactError as dup:
+                logger.info("contact %s matches existing contact %s on %s; adopting it",
+                            p.source_id, dup.contact_id, dup.matching_field)
+                self._update_contact(dup.contact_id, p, {}, force=True)
+                return "updated"
+            except TransientError as exc:
+                if not exc.ambiguous:
+                    raise
+                look_first = True
+                continue
+            self.ledger.record_written("contacts", p.source_id, contact["id"], p.payload_hash,
+                                       extra=self._contact_extra(p, p.tags))
+            return "created"
+        raise FatalSyncError(f"creating contact {p.source_id} failed {MAX_CREATE_ATTEMPTS} times "
+                             "with no answer from the Contacts API; rerun later")
+
+    def _find_contact(self, p: ContactPayload) -> str | None:
+        """Look for a contact this record may already have created (after a lost answer)."""
+        claimed = None
+        for key in ("email", "phone"):
+            if key in p.fields:
+                found = self.client.search_duplicate(**{"email" if key == "email" else "phone":
+                                                        p.fields[key]})
+                if found and found.get("id"):
+                    return str(found["id"])
+        name = " ".join(p.fields.get(k, "") for k in ("firstName", "lastName")).strip()
+        if not name or "email" in p.fields or "phone" in p.fields:
+            return None
+        result = self.client.search_contacts({"locationId": self.location_id, "query": name,
+                                              "pageLimit": 100})
+        for contact in result.get("contacts", []):
+            if (contact.get("firstName") or "") == p.fields.get("firstName", "") and \
+                    (contact.get("lastName") or "") == p.fields.get("lastName", ""):
+                if claimed is None:
+                    claimed = self._claimed_contact_ids()
+                if contact["id"] not in claimed:
+                    return str(contact["id"])
+        return None
+
+    def _claimed_contact_ids(self) -> set[str]:
+        # Only needed for the rare contact with neither email nor phone after a lost answer.
+        from sqlalchemy import select
+
+        from target_contacts.ledger import id_map
+        engine = getattr(self.ledger, "engine", None)
+        if engine is None:
+            return set()
+        with engine.connect() as conn:
+            rows = conn.execute(select(id_map.c.target_id).where(
+                id_map.c.location_id == self.location_id, id_map.c.stream == "contacts",
+                id_map.c.target_id.is_not(None)))
+            return {r.target_id for r in rows}
+
+    # --- tasks -----------------------------------------------------------------------------
+    def write_task(self, p: TaskPayload, entry: LedgerEntry | None, contact_id: str) -> str:
+        if entry is not None and entry.written:
+            if entry.payload_hash == p.payload_hash:
+                self.ledger.clear_reject("tasks", p.source_id)
+                return "unchanged"
+            task_id = entry.target_id or ""
+            try:
+                if entry.extra.get("fields_hash") != stable_hash(p.fields):
+                    self.client.update_task(contact_id, task_id, dict(p.fields))
+                if entry.extra.get("completed") != p.completed:
+                    self.client.set_task_completed(contact_id, task_id, p.completed)
+            except NotFoundError:
+                self.ledger.forget("tasks", p.source_id)
+                return self._create_child("tasks", p, None, contact_id)
+            self._record_task(p, task_id)
+            return "updated"
+        return self._create_child("tasks", p, entry, contact_id)
+
+    def _record_task(self, p: TaskPayload, task_id: str) -> None:
+        self.ledger.record_written("tasks", p.source_id, task_id, p.payload_hash,
+                                   contact_source_id=p.contact_source_id,
+                                   extra={"fields_hash": stable_hash(p.fields),
+                                          "completed": p.completed})
+
+    # --- notes -----------------------------------------------------------------------------
+    def write_note(self, p: NotePayload, entry: LedgerEntry | None, contact_id: str) -> str:
+        if entry is not None and entry.written:
+            if entry.payload_hash == p.payload_hash:
+                self.ledger.clear_reject("notes", p.source_id)
+                return "unchanged"
+            try:
+                self.client.update_note(contact_id, entry.target_id or "", {"body": p.body})
+            except NotFoundError:
+                self.ledger.forget("notes", p.source_id)
+                return self._create_child("notes", p, None, contact_id)
+            self.ledger.record_written("notes", p.source_id, entry.target_id or "",
+                                       p.payload_hash, contact_source_id=p.contact_source_id)
+            return "updated"
+        return self._create_child("notes", p, entry, contact_id)
+
+    # --- creating tasks and notes ------------------------------------------------------------
+    def _create_child(self, stream: str, p: TaskPayload | NotePayload,
+                      entry: LedgerEntry | None, contact_id: str) -> str:
+        look_first = entry is not None and entry.state == "creating"
+        for _attempt in range(MAX_CREATE_ATTEMPTS):
+            if look_first:
+                found = self._find_child(stream, p, contact_id)
+                if found:
+                    return self._adopt_child(stream, p, found, contact_id)
+            self.ledger.mark_creating(stream, p.source_id, contact_source_id=p.contact_source_id)
+            try:
+                if isinstance(p, TaskPayload):
+                    created = self.client.create_task(
+                        contact_id, {**p.fields, "completed": p.completed})
+                else:
+                    created = self.client.create_note(contact_id, {"body": p.body})
+            except TransientError as exc:
+                if not exc.ambiguous:
+                    raise
+                look_first = True
+                continue
+            if isinstance(p, TaskPayload):
+                self._record_task(p, created["id"])
+            else:
+                self.ledger.record_written("notes", p.source_id, created["id"], p.payload_hash,
+                                           contact_source_id=p.contact_source_id)
+            return "created"
+        raise FatalSyncError(f"creating {stream} record {p.source_id} failed {MAX_CREATE_ATTEMPTS} "
+                             "times with no answer from the Contacts API; rerun later")
+
+    def _find_child(self, stream: str, p: TaskPayload | NotePayload,
+                    contact_id: str) -> dict[str, Any] | None:
+        """A task or note on the contact that matches ``p`` and no other source record claims."""
+        claimed = self.ledger.target_ids_for_contact(stream, p.contact_source_id)
+        if isinstance(p, TaskPayload):
+            candidates = self.client.list_tasks(contact_id)
+            want_due = p.fields["dueDate"][:19]
+            for task in candidates:
+                if task.get("id") in claimed:
+                    continue
+                if task.get("title") == p.fields["title"] and \
+                        str(task.get("dueDate") or "")[:19] == want_due:
+                    return task
+            return None
+        for note in self.client.list_notes(contact_id):
+            if note.get("id") not in claimed and note.get("body") == p.body:
+                return note
+        return None
+
+    def _adopt_child(self, stream: str, p: TaskPayload | NotePayload, found: dict[str, Any],
+                     contact_id: str) -> str:
+        if isinstance(p, TaskPayload):
+            if bool(found.get("completed")) != p.completed:
+                self.client.set_task_completed(contact_id, found["id"], p.completed)
+            self._record_task(p, found["id"])
+        else:
+            self.ledger.record_written("notes", p.source_id, found["id"], p.payload_hash,
+                                       contact_source_id=p.contact_source_id)
+        logger.info("%s %s was already created before an interrupted run; adopted %s",
+                    stream, p.source_id, found["id"])
+        return "created"
+
+
+def _field_from_messages(messages: list[str]) -> str | None:
+    """The field an API validation message is about (``property X should not exist``, ``X must ...``)."""
+    for message in messages:
+        words = message.split()
+        if len(words) >= 2 and words[0] == "property":
+            return words[1]
+        if words:
+            return words[0]
+    return None
+

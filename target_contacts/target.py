@@ -1,0 +1,160 @@
+"""target-contacts: writes contacts, tasks, notes and tags to the Contacts API (HighLevel v2)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from singer_sdk import typing as th
+from singer_sdk.target_base import Target
+from typing_extensions import override
+
+from target_contacts.db import DEFAULT_LEDGER_URL
+from target_contacts.sinks import STREAMS, ContactsApiSink
+from target_contacts.summary import RunSummary
+from target_contacts.sync import ContactsSync, FatalSyncError
+from target_contacts.wiring import DEFAULT_BASE_URL, ConfigError, build_sync
+
+
+class TargetContacts(Target):
+    """Upserts contacts, tasks and notes (and adds tags) through the HighLevel Contacts API.
+
+    Input streams: ``contacts`` (id, firstName, lastName, email, phone, companyName, address1,
+    city, postalCode, country, website, dateOfBirth, source, tags[], custom_properties),
+    ``tasks`` (taskId, contactId, title, dueDate, status open|completed, body) and ``notes``
+    (notesId, contactId, content, createdAt); ids are source ids, mapped to Contacts API ids in
+    the ledger. Unchanged records cost no call; rejected records are kept in the ledger with
+    their reason (``contacts-admin rejects list``).
+    """
+
+    name = "target-contacts"
+    default_sink_class = ContactsApiSink
+
+    config_jsonschema = th.PropertiesList(
+        th.Property("base_url", th.StringType, default=DEFAULT_BASE_URL,
+                    description="Contacts API root URL. Point it at the local sandbox "
+                                "(http://127.0.0.1:PORT) for the demo, tests and dry runs."),
+        th.Property("location_id", th.StringType, required=True,
+                    description="The HighLevel location (sub-account) id the contacts belong to."),
+        th.Property("private_integration_token", th.StringType, secret=True,
+                    description="A Private Integration Token of the location. Use it, or OAuth "
+                                "(client_id, client_secret and `contacts-admin login`)."),
+        th.Property("client_id", th.StringType,
+                    description="OAuth app client id (Marketplace app). Tokens come from the "
+                                "token store, filled by `contacts-admin login`."),
+        th.Property("client_secret", th.StringType, secret=True,
+                    description="OAuth app client secret."),
+        th.Property("token_encryption_key", th.StringType, secret=True,
+                    description="Fernet key that encrypts the stored OAuth tokens at rest. "
+                                "Make one with `contacts-admin genkey`."),
+        th.Property("agency_token", th.StringType, secret=True,
+                    description="Optional agency (company) token with oauth.write: if the stored "
+                                "refresh token is lost, a location token is minted through "
+                                "POST /oauth/locationToken instead of failing."),
+        th.Property("company_id", th.StringType,
+                    description="Agency (company) id, needed with agency_token."),
+        th.Property("ledger_url", th.StringType, default=DEFAULT_LEDGER_URL,
+                    description="SQLAlchemy URL of the ledger (id map, hashes, rejects, tokens). "
+                                "A SQLite file by default; use PostgreSQL when several machines "
+                                "or CI runners share one sync."),
+        th.Property("dry_run", th.BooleanType, default=False,
+                    description="Plan only: no write reaches the API. Prints the plan and writes "
+                                "the planned calls to dry_run_plan_path."),
+        th.Property("dry_run_plan_path", th.StringType,
+                    default=".target-contacts/dry-run-plan.jsonl",
+                    description="Where a dry run writes its planned calls (JSON lines)."),
+        th.Property("default_phone_region", th.StringType,
+                    description="ISO country code (e.g. DE) for phone numbers without a "
+                                "+country prefix; phones are sent in E.164."),
+        th.Property("custom_fields", th.ObjectType(additional_properties=th.StringType),
+                    description="Maps MOCO custom_properties names to Contacts API custom field "
+                                "ids, e.g. {\"Line of business\": \"kJ2...\"}; the record must "
+                                "carry custom_properties (pass it through the stream map)."),
+        th.Property("max_concurrency", th.IntegerType, default=8,
+                    description="Writes in flight at once (all share one rate limiter)."),
+        th.Property("rate_limit_requests", th.IntegerType, default=100,
+                    description="Requests allowed per rate-limit window and location "
+                                "(HighLevel: 100 per 10 s)."),
+        th.Property("rate_limit_window_seconds", th.NumberType, default=10,
+                    description="Length of the rate-limit window in seconds."),
+        th.Property("daily_quota_reserve", th.IntegerType, default=100,
+                    description="Stop cleanly when the location's daily quota has this many "
+                                "requests left, so other integrations keep working."),
+        th.Property("request_timeout", th.NumberType, default=30,
+                    description="Seconds to wait for one Contacts API answer."),
+        th.Property("fail_on_rejects", th.BooleanType, default=False,
+                    description="Exit non-zero (and pass no state on) when any record was "
+                                "rejected. Rejects are always kept in the ledger."),
+        th.Property("summary_path", th.StringType,
+                    description="Optional file to write the run summary to (JSON)."),
+    ).to_dict()
+
+    @override
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Sinks drain one at a time; writes are concurrent inside ContactsSync's own pool.
+        self.max_parallelism = 1
+        self.summary = RunSummary()
+
+    @override
+    def get_sink_class(self, stream_name: str) -> type[ContactsApiSink]:
+        if stream_name not in STREAMS:
+            raise ConfigError(
+                f"target-contacts received stream {stream_name!r}; it accepts "
+                f"{', '.join(STREAMS)}. Rename the stream with __alias__ or drop it "
+                f"({stream_name}: __NULL__) in the stream maps.")
+        _ = self.sync  # check the configuration before the first record is written
+        return ContactsApiSink
+
+    # --- wiring ----------------------------------------------------------------------------
+    @cached_property
+    def sync(self) -> ContactsSync:
+        """The writer shared by all sinks (built once; validates the configuration)."""
+        return build_sync(self.config, self.summary)
+
+    def drain_stream(self, stream_name: str) -> None:
+        """Write what one stream has buffered (used to put contacts before tasks and notes)."""
+        sink = self._sinks_active.get(stream_name)
+        if sink is not None:
+            self.drain_one(sink)
+
+    # --- end of input ------------------------------------------------------------------------
+    @override
+    def process_endofpipe(self) -> None:
+        if "sync" not in self.__dict__:  # no record arrived: nothing to write or report
+            super().process_endofpipe()
+            return
+        for stream in STREAMS:
+            self.drain_stream(stream)
+        self.sync.resolve_held()
+        self._report()
+        rejected = sum(c["rejected"] for c in self.summary.as_dict().values())
+        self.sync.close()
+        if rejected and self.config.get("fail_on_rejects"):
+            raise FatalSyncError(f"{rejected} record(s) were rejected and fail_on_rejects is set; "
+                                 "see `contacts-admin rejects list`")
+        super().process_endofpipe()  # writes the tap's state: everything it covers is done
+
+    def _report(self) -> None:
+        from target_contacts.dryrun import DryRunClient
+
+        client = self.sync.client
+        extra: dict[str, Any] = {"dry_run": bool(self.config.get("dry_run"))}
+        if isinstance(client, DryRunClient):
+            path = Path(self.config.get("dry_run_plan_path") or "dry-run-plan.jsonl")
+            client.write_plan(path)
+            extra["planned_calls"] = dict(client.calls_by_route())
+            extra["plan_path"] = str(path)
+            title = "target-contacts DRY RUN plan (nothing was written)"
+        else:
+            extra["api_calls"] = dict(getattr(client, "calls", {}))
+            title = "target-contacts summary"
+        self.logger.info("\n%s", self.summary.table(title))
+        report = self.summary.to_json(extra)
+        print("SUMMARY " + json.dumps(report, sort_keys=True), file=sys.stderr, flush=True)
+        if self.config.get("summary_path"):
+            Path(self.config["summary_path"]).write_text(json.dumps(report, indent=2) + "\n",
+                                                         encoding="utf-8")

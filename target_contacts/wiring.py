@@ -1,0 +1,59 @@
+"""Builds the writer from a configuration: ledger, auth, rate limiter, client, dry-run wrappers.
+
+Shared by the target and the operator CLI (`contacts-admin rejects retry`), so both write with
+exactly the same rules and settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from target_contacts.db import DEFAULT_LEDGER_URL, make_engine
+from target_contacts.errors import ConfigError
+from target_contacts.ledger import IdLedger
+from target_contacts.summary import RunSummary
+from target_contacts.sync import ContactsSync
+
+DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
+
+
+def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> ContactsSync:
+    """A :class:`ContactsSync` for ``config``; checks auth now so bad config fails before writes."""
+    from target_contacts.auth import OAuthAuth, StaticTokenAuth, TokenStore
+    from target_contacts.client import ContactsClient
+    from target_contacts.dryrun import DryRunClient, OverlayLedger
+    from target_contacts.ratelimit import ContactsRateLimiter
+
+    location_id = config.get("location_id")
+    if not location_id:
+        raise ConfigError("location_id is required: the HighLevel location (sub-account) id")
+    base_url = config.get("base_url") or DEFAULT_BASE_URL
+    engine = make_engine(config.get("ledger_url") or DEFAULT_LEDGER_URL)
+    ledger: Any = IdLedger(engine, location_id)
+    if config.get("private_integration_token"):
+        auth: Any = StaticTokenAuth(config["private_integration_token"])
+    elif config.get("client_id") and config.get("client_secret"):
+        store = TokenStore(engine, encryption_key=config.get("token_encryption_key"))
+        auth = OAuthAuth(store, base_url=base_url, location_id=location_id,
+                         client_id=config["client_id"], client_secret=config["client_secret"],
+                         agency_token=config.get("agency_token"),
+                         company_id=config.get("company_id"))
+        auth.token()  # fails now, saying what to do, when nobody has logged in
+    else:
+        raise ConfigError("target-contacts needs either private_integration_token or OAuth "
+                          "(client_id and client_secret, then `contacts-admin login`)")
+    limiter = ContactsRateLimiter.shared(
+        base_url, location_id,
+        max_requests=int(config.get("rate_limit_requests") or 100),
+        window_seconds=float(config.get("rate_limit_window_seconds") or 10),
+        daily_reserve=int(config.get("daily_quota_reserve") or 100))
+    client: Any = ContactsClient(base_url, location_id, auth, limiter=limiter,
+                                 timeout=float(config.get("request_timeout") or 30))
+    if config.get("dry_run"):
+        client = DryRunClient(client, location_id)
+        ledger = OverlayLedger(ledger)
+    return ContactsSync(client, ledger, location_id=location_id, summary=summary,
+                        concurrency=int(config.get("max_concurrency") or 8),
+                        default_phone_region=config.get("default_phone_region"),
+                        custom_field_map=config.get("custom_fields") or {})
