@@ -21,6 +21,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "phone": {"type": ["string", "null"]}, "companyName": {"type": ["string", "null"]},
         "tags": {"type": ["array", "null"], "items": {"type": "string"}},
         "source": {"type": ["string", "null"]},
+        "custom_properties": {"type": ["object", "null"]},
     }},
     "tasks": {"properties": {
         "taskId": {"type": "string"}, "contactId": {"type": "string"},

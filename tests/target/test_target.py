@@ -192,9 +192,10 @@ def test_dry_run_writes_nothing_and_its_plan_matches_the_live_run(config, contac
     records = dataset(3)
     plan_path = tmp_path / "plan.jsonl"
     dry = run_target({**config, "dry_run": True, "dry_run_plan_path": str(plan_path)},
-                     messages(records), tmp_path)
+                     messages(records, state={"bookmarks": {}}), tmp_path)
     assert write_calls(contacts.url) == []
     assert "DRY RUN" in dry.stderr
+    assert dry.states == []  # a dry run passes no state on: the live run must read the same
     plan = [json.loads(line) for line in plan_path.read_text().splitlines()]
     clear_requests(contacts.url)
     live = run_target(config, messages(records), tmp_path)
@@ -259,3 +260,14 @@ def test_unknown_stream_is_refused_with_what_to_do(config, tmp_path):
              "key_properties": []}]
     run = run_target(config, msgs, tmp_path, expect_ok=False)
     assert run.returncode != 0 and "__NULL__" in run.stderr
+
+
+def test_custom_properties_land_in_the_mapped_custom_fields(config, contacts, tmp_path):
+    record = person(1, custom_properties={"Branche": "Druck", "Interessen": ["Design", "SEO"],
+                                          "Not mapped": "x"})
+    cfg = {**config, "custom_fields": {"Branche": "cfBranche0000000001",
+                                       "Interessen": "cfInteressen0000001"}}
+    run_target(cfg, messages([record]), tmp_path)
+    contact = sandbox_state(contacts.url)["contacts"][0]
+    values = {f["id"]: f["value"] for f in contact["customFields"]}
+    assert values == {"cfBranche0000000001": "Druck", "cfInteressen0000001": ["Design", "SEO"]}
