@@ -60,6 +60,16 @@ def show_summary(path: Path, title: str) -> dict:
     return report
 
 
+def sync(step: int, name: str, env: dict[str, str], out: Path) -> None:
+    """One ``meltano run tap-moco target-contacts`` with its summary printed."""
+    print(f"\n{step}) {name}: meltano run tap-moco target-contacts")
+    summary = out / f"demo-summary-{step}.json"
+    started = time.monotonic()
+    meltano("run", "tap-moco", "target-contacts",
+            env={**env, "TARGET_CONTACTS_SUMMARY_PATH": str(summary)}, quiet=True)
+    show_summary(summary, f"{name} done in {time.monotonic() - started:.0f} s")
+
+
 def change_moco(moco: str) -> None:
     """Edit a few MOCO records the way people do during a day."""
     headers = {"Authorization": "Token token=sandbox-key"}
@@ -114,22 +124,10 @@ def main() -> int:
         meltano("install", env=env, quiet=True)
         meltano("state", "clear", "--force", STATE_ID, env=env, quiet=True)
 
-        print("\n1) Full sync: meltano run tap-moco target-contacts")
-        summary1 = out / "demo-summary-1.json"
-        t0 = time.monotonic()
-        meltano("run", "tap-moco", "target-contacts",
-                env={**env, "TARGET_CONTACTS_SUMMARY_PATH": str(summary1)}, quiet=True)
-        show_summary(summary1, f"Full sync done in {time.monotonic() - t0:.0f} s")
-
+        sync(1, "Full sync", env, out)
         print("\n2) Changing a few records in MOCO")
         change_moco(moco)
-
-        print("\n3) Incremental sync: meltano run tap-moco target-contacts")
-        summary2 = out / "demo-summary-2.json"
-        t0 = time.monotonic()
-        meltano("run", "tap-moco", "target-contacts",
-                env={**env, "TARGET_CONTACTS_SUMMARY_PATH": str(summary2)}, quiet=True)
-        show_summary(summary2, f"Incremental sync done in {time.monotonic() - t0:.0f} s")
+        sync(3, "Incremental sync", env, out)
 
         state = requests.get(f"{contacts}/_sandbox/state", timeout=10).json()
         done = sum(1 for t in state["tasks"] if t.get("completed"))

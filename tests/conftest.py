@@ -7,7 +7,21 @@ from typing import Any
 
 import pytest
 
-from sandbox.server import RunningSandbox
+from sandbox.server import RunningSandbox, SandboxApp
+
+
+def _sandboxes(app_class: type[SandboxApp]) -> Iterator[Callable[..., RunningSandbox]]:
+    """A starter of ``app_class`` sandboxes with any constructor options; stops them all after."""
+    running: list[RunningSandbox] = []
+
+    def start(**options: Any) -> RunningSandbox:
+        sandbox = RunningSandbox(app_class(**options)).start()
+        running.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in running:
+        sandbox.stop()
 
 
 @pytest.fixture
@@ -15,16 +29,7 @@ def moco_sandbox_factory() -> Iterator[Callable[..., RunningSandbox]]:
     """Start MOCO sandboxes with any constructor options; all are stopped after the test."""
     from sandbox.moco import MocoSandbox
 
-    running: list[RunningSandbox] = []
-
-    def start(**options: Any) -> RunningSandbox:
-        sandbox = RunningSandbox(MocoSandbox(**options)).start()
-        running.append(sandbox)
-        return sandbox
-
-    yield start
-    for sandbox in running:
-        sandbox.stop()
+    yield from _sandboxes(MocoSandbox)
 
 
 @pytest.fixture
@@ -38,16 +43,7 @@ def contacts_sandbox_factory() -> Iterator[Callable[..., RunningSandbox]]:
     """Start Contacts API sandboxes with any constructor options; all are stopped after the test."""
     from sandbox.contacts import ContactsSandbox
 
-    running: list[RunningSandbox] = []
-
-    def start(**options: Any) -> RunningSandbox:
-        sandbox = RunningSandbox(ContactsSandbox(**options)).start()
-        running.append(sandbox)
-        return sandbox
-
-    yield start
-    for sandbox in running:
-        sandbox.stop()
+    yield from _sandboxes(ContactsSandbox)
 
 
 @pytest.fixture
