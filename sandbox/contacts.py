@@ -46,7 +46,7 @@ from sandbox.contacts_oauth import (
     error,
     firebase_id,
 )
-from sandbox.server import HTTPError, Request, Response, SandboxApp, SlidingWindow
+from sandbox.server import UNLIMITED, HTTPError, Request, Response, SandboxApp, SlidingWindow
 
 READ = "contacts.readonly"
 WRITE = "contacts.write"
@@ -763,7 +763,7 @@ class ContactsSandbox(SandboxApp):
             "X-RateLimit-Limit-Daily": str(self.daily_limit),
             "X-RateLimit-Daily-Remaining": str(max(0, self.daily_limit - used)),
             "X-RateLimit-Interval-Milliseconds": str(int(self._window.window * 1000)),
-            "X-RateLimit-Max": str(self._window.limit),
+            "X-RateLimit-Max": str(self._window.limit if self._window.limit > 0 else UNLIMITED),
             "X-RateLimit-Remaining": str(window_remaining),
         }
 

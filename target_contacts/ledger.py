@@ -146,7 +146,7 @@ class IdLedger:
             )))
             return {row.target_id for row in rows}
 
-    def _put(self, values: dict[str, Any]) -> None:
+    def _put(self, values: dict[str, Any], *, clear_reject: bool = False) -> None:
         key = and_(id_map.c.location_id == self.location_id,
                    id_map.c.stream == values["stream"],
                    id_map.c.source_id == values["source_id"])
@@ -154,6 +154,11 @@ class IdLedger:
             changed = conn.execute(update(id_map).where(key).values(**values)).rowcount
             if not changed:
                 conn.execute(id_map.insert().values(location_id=self.location_id, **values))
+            if clear_reject:  # in the same transaction: one commit per written record
+                conn.execute(delete(rejects).where(and_(
+                    rejects.c.location_id == self.location_id,
+                    rejects.c.stream == values["stream"],
+                    rejects.c.source_id == values["source_id"])))
 
     def mark_creating(self, stream: str, source_id: str, *,
                       contact_source_id: str | None = None) -> None:
@@ -169,8 +174,8 @@ class IdLedger:
         self._put({"stream": stream, "source_id": source_id, "target_id": target_id,
                    "payload_hash": payload_hash, "state": "written",
                    "extra": json.dumps(extra) if extra else None,
-                   "contact_source_id": contact_source_id, "updated_at": _now()})
-        self.clear_reject(stream, source_id)
+                   "contact_source_id": contact_source_id, "updated_at": _now()},
+                  clear_reject=True)
 
     def forget(self, stream: str, source_id: str) -> None:
         """Drop the mapping (e.g. the object was deleted in the CRM and must be created anew)."""
