@@ -1,0 +1,1 @@
+"""The benchmark harness: `bench/run` (python -m bench); see docs/benchmarks.md."""
