@@ -15,7 +15,8 @@ Every tap-moco stream derives from :class:`MocoStream`. What a caller may rely o
 - Incremental reads (see :meth:`MocoStream.get_records`) re-read an overlap window before the
   bookmark and emit a record only when this exact version (``id`` + ``updated_at``) was not
   emitted before; the bookmark itself advances only when a stream was read to its end, and
-  not at all when the list changed while it was paged (its ``X-Total`` moved).
+  not at all when the list changed while it was paged (its ``X-Total`` moved, or a record read
+  was changed after the read began).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from importlib import metadata
 from urllib.parse import ParseResult, parse_qsl, urlsplit
 
 from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate, SingleBucketFactory
+from requests import exceptions as requests_exceptions
 from singer_sdk import RESTStream
 from singer_sdk.authenticators import APIKeyAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
@@ -65,6 +67,10 @@ __all__ = [
 EMITTED_STATE_KEY = "emitted_in_overlap"
 
 _ERROR_DETAIL_LIMIT = 300
+
+#: How far MOCO's clock may lag behind ours when telling whether a record changed during a read
+#: (MOCO's timestamps are whole seconds; a larger margin keeps bookmarks back more often).
+CLOCK_MARGIN_SECONDS = 10
 
 #: Defaults of the numeric settings: the tap's config schema declares them, and the streams fall
 #: back to them when the SDK did not fill them in (it does so only when it validates the config).
@@ -202,6 +208,7 @@ class MocoStream(RESTStream[ParseResult]):
         self._limiter = limiter
         self._read_window_cache: dict[str, datetime | None] | None = None
         self._page_totals: set[str] = set()
+        self._pages_read = 0
 
     # --- where and how to call -----------------------------------------------------------
     @override
@@ -307,7 +314,16 @@ class MocoStream(RESTStream[ParseResult]):
         def rate_limited(*args: t.Any, **kwargs: t.Any) -> requests.Response:
             # Inside the retry loop: every attempt, retries included, spends a slot.
             limiter.acquire()
-            return func(*args, **kwargs)
+            try:
+                return func(*args, **kwargs)
+            except requests_exceptions.SSLError as exc:
+                # An untrusted certificate does not heal by waiting: fail now, and clearly.
+                msg = (
+                    f"TLS verification failed for {api_root(self.config)} (stream "
+                    f"'{self.name}'): {type(exc).__name__}; check base_url or subdomain and the "
+                    "system's CA certificates (verification stays on)."
+                )
+                raise FatalAPIError(msg) from None
 
         return t.cast("Callable[..., requests.Response]", super().request_decorator(rate_limited))
 
@@ -431,6 +447,7 @@ class MocoStream(RESTStream[ParseResult]):
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
         # X-Total of every page: when it changes, the list changed while it was being paged.
         self._page_totals.add(response.headers.get("X-Total", ""))
+        self._pages_read += 1
         return super().parse_response(response)
 
     @override
@@ -445,8 +462,9 @@ class MocoStream(RESTStream[ParseResult]):
 
         MOCO pages by offset in name order, so a record added or removed while the list is paged
         shifts the pages and may hide a record from this run. When the list's ``X-Total``
-        changes between pages, the run keeps the old bookmark, so that the next run reads the
-        same window again.
+        changes between pages, or a list of several pages holds a record changed after the read
+        began (a removal and an addition leave ``X-Total`` as it was), the run keeps the old
+        bookmark, so that the next run reads the same window again.
         """
         window = self.read_window(context)
         lower_bound = window["lower_bound"]
@@ -454,11 +472,18 @@ class MocoStream(RESTStream[ParseResult]):
         known: dict[str, str] = dict(state.get(EMITTED_STATE_KEY) or {})
         newest: datetime | None = None
         self._page_totals = set()
+        self._pages_read = 0
+        # A record changed while the list was paged can shift the pages without moving X-Total
+        # (one record removed before the read position, one added or moved after it); seeing
+        # such a record is how that shows (with a margin for the two clocks).
+        pass_started = datetime.now(timezone.utc) - timedelta(seconds=CLOCK_MARGIN_SECONDS)
+        changed_during_pass = False
         for record in super().get_records(context):
             if not self.keep_record(record):
                 continue
             updated_at = str(record[self.replication_key])
             updated = parse_moco_timestamp(updated_at)
+            changed_during_pass = changed_during_pass or updated >= pass_started
             if lower_bound is not None and updated < lower_bound:
                 continue
             record_id = str(record["id"])
@@ -469,12 +494,14 @@ class MocoStream(RESTStream[ParseResult]):
             yield record
         # The whole stream has been read.
         next_bookmark = self._next_bookmark(context, window["bookmark"], newest)
-        if len(self._page_totals) > 1:
+        if len(self._page_totals) > 1 or (changed_during_pass and self._pages_read > 1):
             self.log(
-                "The %s list changed while it was paged (X-Total %s); keeping the bookmark at "
-                "%s so that the next run reads this window again",
+                "The %s list changed while it was paged (X-Total %s, records changed since the "
+                "read began: %s); keeping the bookmark at %s so that the next run reads this "
+                "window again",
                 self.name,
                 " / ".join(sorted(self._page_totals)),
+                "yes" if changed_during_pass else "no",
                 window["bookmark"],
                 level=logging.WARNING,
             )

@@ -365,16 +365,19 @@ class _TokenEndpoint:
     def post(self, path: str, form: Mapping[str, str], *,
              headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         url = self.base_url + path
+        # A refresh that reached the server may have spent the refresh token although no answer
+        # came back; the stored one is left as it was, and the next attempt finds out.
+        spent = ("; if the next run says the refresh token is no longer valid, the token "
+                 f"endpoint rotated it before failing: {LOGIN_HINT} (or configure agency_token and "
+                 "company_id)" if form.get("grant_type") == "refresh_token" else "")
         try:
             response = self.session.post(
                 url, data=dict(form), timeout=self.timeout,
                 headers={"Accept": "application/json", **(headers or {})})
         except requests.RequestException as exc:
-            # A refresh that may have reached the server may have spent the refresh token; the
-            # stored one is left as it was so the next attempt can find out.
             raise TransientError(
                 f"POST {path} failed before an answer ({type(exc).__name__}); the stored tokens "
-                "are unchanged: run again shortly.", method="POST", path=path) from None
+                f"are unchanged: run again shortly{spent}.", method="POST", path=path) from None
         messages = response_messages(response)
         text = "; ".join(messages) or response.reason
         if response.status_code == 200:
@@ -391,8 +394,8 @@ class _TokenEndpoint:
         if response.status_code >= 500:
             raise TransientError(
                 f"POST {path} answered {response.status_code}: {text}; the stored tokens are "
-                "unchanged: run again shortly.", status=response.status_code, method="POST",
-                path=path, messages=messages)
+                f"unchanged: run again shortly{spent}.", status=response.status_code,
+                method="POST", path=path, messages=messages)
         if response.status_code == 401 and path == TOKEN_PATH:
             hint = "check client_id and client_secret (the app's credentials in the Marketplace)"
         elif response.status_code in (401, 403):

@@ -489,7 +489,8 @@ class ContactsClient:
         return TransientError(
             f"{route.method} {path}: the request was sent but no answer came ({kind}); it may have "
             "been committed: look for the object before creating it again.",
-            ambiguous=True, method=route.method, path=path)
+            ambiguous=True, method=route.method, path=path,
+            pending=isinstance(exc, requests.exceptions.ReadTimeout))
 
     def _failure(self, route: Route, path: str, response: requests.Response, safe: bool,
                  token: str) -> Exception:
@@ -537,7 +538,7 @@ class ContactsClient:
             if not safe:
                 return TransientError(
                     f"{where}; the create may have been committed: look for the object before "
-                    "creating it again.", ambiguous=True, **common)
+                    "creating it again.", ambiguous=True, pending=status == 504, **common)
             retry_after = _retry_after(response.headers)
             if retry_after is not None and retry_after > MAX_RETRY_AFTER:
                 retry_after = None

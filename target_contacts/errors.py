@@ -96,12 +96,16 @@ class TransientError(ContactsAPIError):
     """5xx, timeout or connection error that outlasted the retries (or was not retried).
 
     ``ambiguous`` is True when a non-idempotent write (a create) may have been committed although
-    no success answer arrived: look for the object before creating it again.
+    no success answer arrived: look for the object before creating it again. ``pending`` is True
+    when no answer came at all because the wait ran out (a read timeout, a 504): the API may still
+    be working on the request and commit it after a look found nothing.
     """
 
-    def __init__(self, message: str, *, ambiguous: bool = False, **kwargs: object) -> None:
+    def __init__(self, message: str, *, ambiguous: bool = False, pending: bool = False,
+                 **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.ambiguous = ambiguous
+        self.pending = pending
 
 
 class ConfigError(ValueError):

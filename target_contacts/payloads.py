@@ -198,7 +198,9 @@ def normalize_phone(value: Any, default_region: str | None) -> str | None:
         hint = "" if default_region else " (set default_phone_region for numbers without +country)"
         raise RecordRejected("phone", f"{phone!r} cannot be read as a phone number: "
                              f"{exc._msg}{hint}") from exc
-    if not phonenumbers.is_possible_number(parsed):
+    # IS_POSSIBLE_LOCAL_ONLY ("12", "030 1") has no E.164 form anyone could dial: refuse it too.
+    if phonenumbers.is_possible_number_with_reason(parsed) != \
+            phonenumbers.ValidationResult.IS_POSSIBLE:
         raise RecordRejected("phone", f"{phone!r} is not a possible phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 

@@ -49,6 +49,14 @@ logger = logging.getLogger("target_contacts")
 # How often a create is tried again after an ambiguous failure (each time after looking first).
 MAX_CREATE_ATTEMPTS = 3
 
+# A create that got no answer in time may still be committed by the API after a look found
+# nothing; sending it again could make a duplicate, so it waits for a later look instead.
+UNCONFIRMED_CREATE = (
+    "the create got no answer in time (the Contacts API may still commit it), so it was not sent "
+    "again: a second create could make a duplicate. `contacts-admin rejects retry` (or the next "
+    "run that reads this record) looks for it first and adopts it, or creates it if it is not "
+    "there")
+
 
 class FatalSyncError(Exception):
     """The run cannot go on (auth, quota, API unreachable); nothing after it is written."""
@@ -161,6 +169,10 @@ class ContactsSync:
         except TransientError as exc:
             raise FatalSyncError(f"the Contacts API kept failing: {exc}") from exc
         except ContactsAPIError as exc:
+            if exc.status is None:
+                # No usable answer at all (TLS verification failed, base_url unusable, an answer
+                # of another shape): nothing the record can fix, so it must not become a reject.
+                raise FatalSyncError(str(exc)) from exc
             self._reject(item, RecordRejected(_field_from_messages(exc.messages),
                                               f"the Contacts API refused it: {exc}", kind="api"))
             return
@@ -224,24 +236,44 @@ class ContactsSync:
                                       "to be written in this run")
 
     def resolve_held(self) -> None:
-        """Retry held records now that the run's contacts are written; reject what is left."""
+        """Retry held records now that the run's contacts are written; reject what is left.
+
+        Then write the tasks and notes rejected in earlier runs for want of their contact, whose
+        contact is written now (a tap does not send them again unless they change); the summary
+        counts them as read in this run.
+        """
         with self._held_lock:
             held, self._held = self._held, []
-        if not held:
+        if held:
+            logger.info("retrying %d task/note records that arrived before their contact",
+                        len(held))
+            for stream in ("tasks", "notes"):
+                records = [i.record for i in held if i.stream == stream]
+                if records:
+                    self.write_batch(stream, records, count_read=False)
+            with self._held_lock:
+                still, self._held = self._held, []
+            for item in still:
+                contact = item.record.get("contactId")
+                self._reject(item, RecordRejected(
+                    "contactId", f"contact {contact} is unknown: it was neither in this run nor "
+                    "synced before (filtered out by the stream maps, rejected, or deleted in MOCO)",
+                    kind="missing_contact"))
+        self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        ledger = getattr(self.ledger, "_ledger", self.ledger)  # a dry run reads the real ledger
+        if not hasattr(ledger, "rejects"):
             return
-        logger.info("retrying %d task/note records that arrived before their contact", len(held))
         for stream in ("tasks", "notes"):
-            records = [i.record for i in held if i.stream == stream]
-            if records:
-                self.write_batch(stream, records, count_read=False)
-        with self._held_lock:
-            still, self._held = self._held, []
-        for item in still:
-            contact = item.record.get("contactId")
-            self._reject(item, RecordRejected(
-                "contactId", f"contact {contact} is unknown: it was neither in this run nor "
-                "synced before (filtered out by the stream maps, rejected, or deleted in MOCO)",
-                kind="missing_contact"))
+            waiting = [r.record for r in ledger.rejects(stream=stream, kind="missing_contact")]
+            written = self.ledger.lookup("contacts", {str(r.get("contactId")) for r in waiting})
+            ready = [r for r in waiting
+                     if (e := written.get(str(r.get("contactId")))) is not None and e.written]
+            if ready:
+                logger.info("writing %d %s record(s) that were waiting for their contact",
+                            len(ready), stream)
+                self.write_batch(stream, ready)
 
     # --- contacts --------------------------------------------------------------------------
     def write_contact(self, p: ContactPayload, entry: LedgerEntry | None) -> str:
@@ -293,12 +325,15 @@ class ContactsSync:
 
     def _create_contact(self, p: ContactPayload, entry: LedgerEntry | None) -> str:
         look_first = entry is not None and entry.state == "creating"
+        pending = False
         for _attempt in range(MAX_CREATE_ATTEMPTS):
             if look_first:
                 found = self._find_contact(p)
                 if found:
                     self._update_contact(found, p, {}, force=True)
                     return "created"
+                if pending:
+                    raise RecordRejected(None, UNCONFIRMED_CREATE, kind="api")
             self.ledger.mark_creating("contacts", p.source_id)
             body = {"locationId": self.location_id, **p.fields}
             if p.tags:
@@ -313,7 +348,7 @@ class ContactsSync:
             except TransientError as exc:
                 if not exc.ambiguous:
                     raise
-                look_first = True
+                look_first, pending = True, exc.pending
                 continue
             self.ledger.record_written("contacts", p.source_id, contact["id"], p.payload_hash,
                                        extra=self._contact_extra(p, p.tags))
@@ -403,11 +438,14 @@ class ContactsSync:
     def _create_child(self, stream: str, p: TaskPayload | NotePayload,
                       entry: LedgerEntry | None, contact_id: str) -> str:
         look_first = entry is not None and entry.state == "creating"
+        pending = False
         for _attempt in range(MAX_CREATE_ATTEMPTS):
             if look_first:
                 found = self._find_child(stream, p, contact_id)
                 if found:
                     return self._adopt_child(stream, p, found, contact_id)
+                if pending:
+                    raise RecordRejected(None, UNCONFIRMED_CREATE, kind="api")
             self.ledger.mark_creating(stream, p.source_id, contact_source_id=p.contact_source_id)
             try:
                 if isinstance(p, TaskPayload):
@@ -418,7 +456,7 @@ class ContactsSync:
             except TransientError as exc:
                 if not exc.ambiguous:
                     raise
-                look_first = True
+                look_first, pending = True, exc.pending
                 continue
             if isinstance(p, TaskPayload):
                 self._record_task(p, created["id"])

@@ -102,12 +102,36 @@ class TargetContacts(Target):
     @override
     def get_sink_class(self, stream_name: str) -> type[ContactsApiSink]:
         if stream_name not in STREAMS:
+            if self._dropped_by_stream_maps(stream_name):
+                # `stream: __NULL__` drops every record, but the SDK still asks for a sink when
+                # the SCHEMA arrives; an empty sink that never gets a record is harmless.
+                return ContactsApiSink
             raise ConfigError(
                 f"target-contacts received stream {stream_name!r}; it accepts "
                 f"{', '.join(STREAMS)}. Rename the stream with __alias__ or drop it "
                 f"({stream_name}: __NULL__) in the stream maps.")
         _ = self.sync  # check the configuration before the first record is written
         return ContactsApiSink
+
+    def _dropped_by_stream_maps(self, stream_name: str) -> bool:
+        """Whether the stream maps drop ``stream_name`` entirely (``stream_name: __NULL__``)."""
+        from singer_sdk.mapper import RemoveRecordTransform
+
+        maps = [m for ms in self.mapper.stream_maps.values() for m in ms
+                if m.stream_alias == stream_name]
+        return bool(maps) and all(isinstance(m, RemoveRecordTransform) for m in maps)
+
+    @override
+    def _process_record_message(self, message_dict: dict) -> None:
+        record = message_dict.get("record")
+        if "record" in message_dict and not isinstance(record, dict):
+            from singer_sdk.singerlib.exceptions import InvalidInputLine
+
+            raise InvalidInputLine(
+                f"RECORD message of stream {message_dict.get('stream')!r} holds "
+                f"{type(record).__name__} {str(record)[:80]!r}, not a JSON object: fix the tap "
+                "or the stream maps that produced it")
+        super()._process_record_message(message_dict)
 
     # --- wiring ----------------------------------------------------------------------------
     @cached_property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from target_contacts.db import DEFAULT_LEDGER_URL, make_engine
 from target_contacts.errors import ConfigError
@@ -18,6 +19,36 @@ from target_contacts.sync import ContactsSync
 DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 
 
+def check_settings(config: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming the first setting whose value cannot work."""
+    import phonenumbers
+
+    base_url = str(config.get("base_url") or DEFAULT_BASE_URL)
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"base_url {base_url!r} is not an http(s) URL "
+                          f"(TARGET_CONTACTS_BASE_URL): use {DEFAULT_BASE_URL}, or the "
+                          "sandbox's http://127.0.0.1:PORT")
+    region = config.get("default_phone_region")
+    if region and str(region).upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"default_phone_region {region!r} is not a country code "
+                          "(TARGET_CONTACTS_DEFAULT_PHONE_REGION): use a two-letter ISO code "
+                          "such as DE, AT or US")
+    for name in ("max_concurrency", "rate_limit_requests", "rate_limit_window_seconds",
+                 "request_timeout", "daily_quota_reserve"):
+        value = config.get(name)
+        if value is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not number >= (0 if name == "daily_quota_reserve" else 1e-9):
+            raise ConfigError(f"{name} must be a number greater than "
+                              f"{'or equal to ' if name == 'daily_quota_reserve' else ''}0, "
+                              f"got {value!r} (TARGET_CONTACTS_{name.upper()})")
+
+
 def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> ContactsSync:
     """A :class:`ContactsSync` for ``config``; checks auth now so bad config fails before writes."""
     from target_contacts.auth import OAuthAuth, StaticTokenAuth, TokenStore
@@ -25,6 +56,7 @@ def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> 
     from target_contacts.dryrun import DryRunClient, OverlayLedger
     from target_contacts.ratelimit import ContactsRateLimiter
 
+    check_settings(config)
     location_id = config.get("location_id")
     if not location_id:
         raise ConfigError("location_id is required: the HighLevel location (sub-account) id")
@@ -47,7 +79,8 @@ def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> 
         base_url, location_id,
         max_requests=int(config.get("rate_limit_requests") or 100),
         window_seconds=float(config.get("rate_limit_window_seconds") or 10),
-        daily_reserve=int(config.get("daily_quota_reserve") or 100))
+        daily_reserve=int(100 if config.get("daily_quota_reserve") is None
+                          else config["daily_quota_reserve"]))
     client: Any = ContactsClient(base_url, location_id, auth, limiter=limiter,
                                  timeout=float(config.get("request_timeout") or 30))
     if config.get("dry_run"):

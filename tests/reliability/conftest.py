@@ -1,0 +1,162 @@
+"""Fixtures of the reliability suite: sandboxes per test, a clean-run baseline per data set, the
+evidence every test feeds (for the final secrets scan) and the rows of docs/reliability.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from sandbox.contacts import ContactsSandbox
+from sandbox.moco import MocoSandbox
+from sandbox.server import RunningSandbox
+from tests.reliability.harness import (
+    AGENCY_TOKEN,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    COMPANY_ID,
+    LOCATION,
+    MOCO_KEY,
+    PIT,
+    Evidence,
+    Row,
+    World,
+    watch_oauth,
+)
+
+RESULTS_ENV = "RELIABILITY_RESULTS"
+
+
+def results_path(config: pytest.Config) -> Path:
+    """Where this session's table rows go (``$RELIABILITY_RESULTS`` or the pytest cache)."""
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV])
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("reliability")) / "results.json"
+    return Path(tempfile.gettempdir()) / "moco-contacts-sync-reliability.json"
+
+
+@pytest.fixture(scope="session")
+def evidence() -> Evidence:
+    """Everything the reliability tests captured, and every secret they used or saw issued."""
+    return Evidence()
+
+
+@pytest.fixture(scope="session")
+def table(request: pytest.FixtureRequest) -> Iterator[list[Row]]:
+    """The rows the tests measured; written as JSON when the session ends."""
+    rows: list[Row] = []
+    yield rows
+    if rows:
+        path = results_path(request.config)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([asdict(r) for r in rows], indent=1, ensure_ascii=False))
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest, table: list[Row]) -> Callable[..., Row]:
+    """Add one row to the table (marked slow when the test is)."""
+    slow = request.node.get_closest_marker("slow") is not None
+
+    def add(**fields: Any) -> Row:
+        row = Row(slow=slow, **fields)
+        table.append(row)
+        return row
+
+    return add
+
+
+def _seed_moco(moco: RunningSandbox, n_contacts: int, seed: int) -> None:
+    requests.post(f"{moco.url}/_sandbox/seed", timeout=60,
+                  json={"generate": {"contacts": n_contacts, "seed": seed}}).raise_for_status()
+
+
+@pytest.fixture
+def world_factory(tmp_path: Path, evidence: Evidence) -> Iterator[Callable[..., World]]:
+    """Make worlds: MOCO seeded with generated data, an empty Contacts location, a fresh ledger.
+
+    Options: ``n_contacts``, ``seed`` (MOCO data), ``latency`` (both sandboxes, seconds),
+    ``allow_duplicates`` (Contacts location; True means only the target's own rules prevent a
+    duplicate), ``agency`` (accept AGENCY_TOKEN at /oauth/locationToken), ``contacts`` and
+    ``moco`` (more sandbox constructor options).
+    """
+    made: list[tuple[World, list[RunningSandbox]]] = []
+
+    def make(*, n_contacts: int = 40, seed: int = 7, latency: float = 0.01,
+             allow_duplicates: bool = True, agency: bool = False,
+             contacts: dict[str, Any] | None = None,
+             moco: dict[str, Any] | None = None) -> World:
+        moco_sandbox = RunningSandbox(MocoSandbox(**{
+            "api_key": MOCO_KEY, "rate_limit": 100_000, "latency": latency,
+            **(moco or {})})).start()
+        contacts_sandbox = RunningSandbox(ContactsSandbox(**{
+            "location_id": LOCATION, "token": PIT, "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET, "company_id": COMPANY_ID,
+            "agency_token": AGENCY_TOKEN if agency else None, "rate_limit": 100_000,
+            "allow_duplicates": allow_duplicates, "latency": latency,
+            **(contacts or {})})).start()
+        issued = watch_oauth(contacts_sandbox, evidence)
+        if n_contacts:
+            _seed_moco(moco_sandbox, n_contacts, seed)
+        folder = tmp_path / f"world{len(made) + 1}"
+        folder.mkdir()
+        world = World(moco_sandbox, contacts_sandbox, folder, evidence)
+        world.issued = issued
+        made.append((world, [moco_sandbox, contacts_sandbox]))
+        return world
+
+    yield make
+    for world, sandboxes in made:
+        try:
+            world.collect()
+        finally:
+            for sandbox in sandboxes:
+                sandbox.stop()
+
+
+class Baseline:
+    """What a clean run makes of a data set: the CRM, the rejects, the writes, the summary."""
+
+    def __init__(self, crm: dict[str, Any], rejects: set[Any], writes: int,
+                 summary: dict[str, Any], moco: dict[str, Any]) -> None:
+        self.crm = crm
+        self.rejects = rejects
+        self.writes = writes
+        self.summary = summary
+        self.moco = moco
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory: pytest.TempPathFactory,
+             evidence: Evidence) -> Callable[..., Baseline]:
+    """``baseline(n_contacts, seed)``: one clean, fault-free run of that MOCO data set (cached)."""
+    cache: dict[tuple[int, int], Baseline] = {}
+
+    def get(n_contacts: int = 40, seed: int = 7) -> Baseline:
+        key = (n_contacts, seed)
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(f"baseline-{n_contacts}-{seed}")
+            with RunningSandbox(MocoSandbox(api_key=MOCO_KEY, rate_limit=100_000)) as moco, \
+                    RunningSandbox(ContactsSandbox(
+                        location_id=LOCATION, token=PIT, client_id=CLIENT_ID,
+                        client_secret=CLIENT_SECRET, company_id=COMPANY_ID,
+                        rate_limit=100_000, allow_duplicates=True)) as contacts:
+                _seed_moco(moco, n_contacts, seed)
+                world = World(moco, contacts, folder, evidence)
+                run = world.run()
+                assert run.ok, run.describe()
+                assert run.summary is not None and run.summary["adds_up"], run.stderr[-2000:]
+                cache[key] = Baseline(world.crm(), world.rejects(), len(world.writes()),
+                                      run.summary, world.moco_state())
+                world.collect()
+        return cache[key]
+
+    return get

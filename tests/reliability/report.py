@@ -1,0 +1,160 @@
+"""Write the measured reliability table into docs/reliability.md.
+
+The reliability tests record one row per case (fault, how it is injected, outcome, records lost,
+duplicates created) into a JSON file when the pytest session ends. This script renders those rows
+between the ``<!-- BEGIN GENERATED -->`` and ``<!-- END GENERATED -->`` markers of
+docs/reliability.md and leaves the hand-written text around them alone::
+
+    scripts/test --all tests/reliability          # or the whole suite: scripts/test --all
+    .venv/bin/python -m tests.reliability.report  # rewrites the table in docs/reliability.md
+
+Options: ``--results PATH`` (default: ``$RELIABILITY_RESULTS``, else the pytest cache's
+``.pytest_cache/d/reliability/results.json``), ``--out PATH`` (default docs/reliability.md),
+``--check`` (exit 1 when the results lack the slow cases or show a loss or a duplicate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
+AREAS = ("Contacts API", "Contacts API / OAuth", "OAuth", "MOCO", "Crash", "Bad input", "Secrets")
+CRASH_KINDS = {
+    "pipe": "SIGKILL of `tap-moco | target-contacts` during a full sync",
+    "incremental": "SIGKILL of `tap-moco | target-contacts` during an incremental sync "
+                   "(renames, new tags, completions, an edited note, new records)",
+    "meltano": "SIGKILL of `meltano run tap-moco target-contacts` during a full sync",
+}
+CRASH_OUTCOMES = {
+    "pipe": "every point: the rerun(s) completed (at most {reruns}); CRM equal to a clean run; "
+            "a full re-sync afterwards wrote nothing",
+    "incremental": "every point: the rerun(s) from the saved state completed (at most "
+                   "{reruns}); every change landed once; a full re-sync afterwards wrote nothing",
+    "meltano": "every point: Meltano refused the job while the killed run still counted as "
+               "running (stale after 5 min, or `--force`); the rerun completed, CRM equal to a "
+               "clean run; the next run wrote nothing",
+}
+
+
+def default_results() -> Path:
+    if os.environ.get("RELIABILITY_RESULTS"):
+        return Path(os.environ["RELIABILITY_RESULTS"])
+    return ROOT / ".pytest_cache" / "d" / "reliability" / "results.json"
+
+
+def cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def crash_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary row per crash kind (the points are listed in their own table)."""
+    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_kind[row["detail"]["kind"]].append(row)
+    out = []
+    for kind, points in by_kind.items():
+        phases = defaultdict(int)
+        for p in points:
+            phases[p["detail"]["phase"]] += 1
+        writes = points[0]["detail"]["writes"]
+        reruns = max(p["detail"]["reruns"] for p in points)
+        out.append({
+            "area": "Crash", "fault": CRASH_KINDS[kind],
+            "injection": f"{len(points)} seeded kill points over the {writes} writes of a clean "
+                         f"run ({phases['before']} just before a write is applied, "
+                         f"{phases['after']} just after it was committed)",
+            "outcome": CRASH_OUTCOMES[kind].format(reruns=reruns),
+            "lost": sum(p["lost"] for p in points),
+            "duplicates": sum(p["duplicates"] for p in points),
+        })
+    return out
+
+
+def render(rows: list[dict[str, Any]], results: Path) -> str:
+    crash = [r for r in rows if r["area"] == "Crash"]
+    others = [r for r in rows if r["area"] != "Crash"]
+    ordered = sorted(others, key=lambda r: AREAS.index(r["area"]) if r["area"] in AREAS else 99)
+    table = ordered[:]
+    insert_at = next((i for i, r in enumerate(table) if r["area"] == "Bad input"), len(table))
+    table[insert_at:insert_at] = crash_rows(crash)
+    slow = sum(1 for r in rows if r.get("slow"))
+    stamp = datetime.fromtimestamp(results.stat().st_mtime, tz=timezone.utc)
+    lines = [
+        f"Measured by the suite on {stamp:%Y-%m-%d %H:%M} UTC: {len(rows)} cases "
+        f"({slow} of them from the slow, CI-only part), {len(crash)} of them crash points. "
+        f"Records lost in total: **{sum(r['lost'] for r in rows)}**; duplicates created in "
+        f"total: **{sum(r['duplicates'] for r in rows)}**.",
+        "",
+        "| Area | Fault | How it is injected | Outcome | Records lost | Duplicates created |",
+        "|---|---|---|---|---:|---:|",
+    ]
+    for r in table:
+        lines.append(f"| {cell(r['area'])} | {cell(r['fault'])} | {cell(r['injection'])} | "
+                     f"{cell(r['outcome'])} | {r['lost']} | {r['duplicates']} |")
+    if crash:
+        lines += ["", "### The kill points", "",
+                  "`k`: the write request (counted at the Contacts sandbox) at which the "
+                  "process group got SIGKILL; *before*: the request was dropped unapplied, "
+                  "*after*: it was committed and its answer lost.", "",
+                  "| Run killed | Seed | k / writes of a clean run | When | Reruns | "
+                  "Records lost | Duplicates created |", "|---|---:|---:|---|---:|---:|---:|"]
+        for r in sorted(crash, key=lambda r: (list(CRASH_KINDS).index(r["detail"]["kind"]),
+                                              r["detail"]["seed"])):
+            d = r["detail"]
+            lines.append(f"| {d['kind']} | {d['seed']} | {d['k']} / {d['writes']} | "
+                         f"{d['phase']} | {d['reruns']} | {r['lost']} | {r['duplicates']} |")
+    return "\n".join(lines)
+
+
+SKELETON = f"""# Reliability
+
+{BEGIN}
+{END}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.reliability.report",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=default_results())
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.results.exists():
+        print(f"error: {args.results} does not exist; run `scripts/test --all` first.",
+              file=sys.stderr)
+        return 2
+    rows = json.loads(args.results.read_text(encoding="utf-8"))
+    if not rows:
+        print(f"error: {args.results} holds no rows.", file=sys.stderr)
+        return 2
+    problems = []
+    if not any(r.get("slow") for r in rows):
+        problems.append("the results hold no slow case: run `scripts/test --all` for the table")
+    bad = [r["case"] for r in rows if r["lost"] or r["duplicates"]]
+    if bad:
+        problems.append(f"cases with losses or duplicates: {', '.join(bad)}")
+    doc = args.out.read_text(encoding="utf-8") if args.out.exists() else SKELETON
+    if BEGIN not in doc or END not in doc:
+        print(f"error: {args.out} lacks the {BEGIN} / {END} markers.", file=sys.stderr)
+        return 2
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    args.out.write_text(f"{head}{BEGIN}\n{render(rows, args.results)}\n{END}{tail}",
+                        encoding="utf-8")
+    print(f"wrote {len(rows)} cases to {args.out}")
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 1 if args.check and problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
