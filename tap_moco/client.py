@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import heapq
 import logging
 import random
 import typing as t
@@ -459,6 +460,9 @@ class MocoStream(RESTStream[ParseResult]):
         same ``updated_at`` was not yielded before, in this run or in an earlier one (those are
         remembered in state for the overlap window). Only after the last page has been read is
         the remembered set in state replaced; an interrupted run leaves state as it found it.
+        A first (full) read does not remember every version it yields, to keep memory flat: a
+        record the paging shows twice in that read is yielded twice (the target writes the
+        second copy as unchanged).
 
         MOCO pages by offset in name order, so a record added or removed while the list is paged
         shifts the pages and may hide a record from this run. When the list's ``X-Total``
@@ -470,6 +474,9 @@ class MocoStream(RESTStream[ParseResult]):
         lower_bound = window["lower_bound"]
         state = self.get_context_state(context)
         known: dict[str, str] = dict(state.get(EMITTED_STATE_KEY) or {})
+        # Only the newest versions of this run can matter to the next one (the overlap window),
+        # so a bounded heap keeps memory flat however large the first sync is.
+        recent: list[tuple[datetime, str, str]] = []
         newest: datetime | None = None
         self._page_totals = set()
         self._pages_read = 0
@@ -489,7 +496,13 @@ class MocoStream(RESTStream[ParseResult]):
             record_id = str(record["id"])
             if known.get(record_id) == updated_at:
                 continue  # this version was emitted already
-            known[record_id] = updated_at
+            version = (updated, record_id, updated_at)
+            if len(recent) < self.max_remembered_versions:
+                heapq.heappush(recent, version)
+            elif version > recent[0]:
+                heapq.heapreplace(recent, version)
+            if lower_bound is not None:
+                known[record_id] = updated_at  # an incremental read is small: dedupe it whole
             newest = updated if newest is None or updated > newest else newest
             yield record
         # The whole stream has been read.
@@ -508,6 +521,7 @@ class MocoStream(RESTStream[ParseResult]):
             # Without progress markers the SDK has nothing to promote: the bookmark stays.
             state.pop("progress_markers", None)
             next_bookmark = window["bookmark"]
+        known.update((record_id, updated_at) for _moment, record_id, updated_at in recent)
         state[EMITTED_STATE_KEY] = self._versions_to_remember(known, next_bookmark)
 
     def _next_bookmark(
