@@ -32,6 +32,8 @@ import time
 import unicodedata
 from typing import Any
 
+from sandbox.server import copy_json
+
 # Users that records point at (``user``, ``created_by``, ``assigned_to``); the first one is the
 # owner of the sandbox's API key (``GET /session``) and the default author of API writes.
 USERS: list[dict[str, Any]] = [
@@ -114,13 +116,8 @@ COMMENT_OPTIONAL_FIELDS = frozenset({"impersonating_user", "attachment_filename"
                                      "attachment_content"})
 
 
-def fresh(value: Any) -> Any:
-    """A copy of a default value that is safe to store (lists and dicts are not shared)."""
-    if isinstance(value, dict):
-        return {k: fresh(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [fresh(v) for v in value]
-    return value
+# A copy of a default value that is safe to store (lists and dicts are not shared).
+fresh = copy_json
 
 
 def user_ref(user: dict[str, Any]) -> dict[str, Any]:
