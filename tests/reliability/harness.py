@@ -37,6 +37,7 @@ from typing import Any
 import requests
 
 from sandbox.server import Request, Response, RunningSandbox
+from tests.target.singer import messages, note, person, task  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -661,56 +662,10 @@ def token_grants(world: World) -> list[dict[str, Any]]:
 
 
 # --- hand-made Singer input for the target alone -------------------------------------------------
-TARGET_SCHEMAS: dict[str, dict[str, Any]] = {
-    "contacts": {"type": "object", "properties": {
-        "id": {"type": ["string"]}, "firstName": {"type": ["string", "null"]},
-        "lastName": {"type": ["string", "null"]}, "email": {"type": ["string", "null"]},
-        "phone": {"type": ["string", "null"]}, "companyName": {"type": ["string", "null"]},
-        "tags": {"type": ["array", "null"], "items": {"type": "string"}},
-        "source": {"type": ["string", "null"]}}},
-    "tasks": {"type": "object", "properties": {
-        "taskId": {"type": "string"}, "contactId": {"type": "string"},
-        "title": {"type": "string"}, "dueDate": {"type": ["string", "null"]},
-        "status": {"type": ["string", "null"]}, "body": {"type": ["string", "null"]}}},
-    "notes": {"type": "object", "properties": {
-        "notesId": {"type": "string"}, "contactId": {"type": "string"},
-        "content": {"type": "string"}, "createdAt": {"type": ["string", "null"]}}},
-}
-TARGET_KEYS = {"contacts": ["id"], "tasks": ["taskId"], "notes": ["notesId"]}
-
-
 def singer(records: Iterable[tuple[str, dict[str, Any]]], *, state: dict[str, Any] | None = None,
            streams: tuple[str, ...] = ("contacts", "tasks", "notes")) -> list[dict[str, Any]]:
     """SCHEMA messages, the RECORDs as given, then an optional STATE (as a tap would send)."""
-    out: list[dict[str, Any]] = [{"type": "SCHEMA", "stream": s, "schema": TARGET_SCHEMAS[s],
-                                  "key_properties": TARGET_KEYS[s]} for s in streams]
-    out += [{"type": "RECORD", "stream": s, "record": r} for s, r in records]
-    if state is not None:
-        out.append({"type": "STATE", "value": state})
-    return out
-
-
-def person(i: int, **extra: Any) -> tuple[str, dict[str, Any]]:
-    record = {"id": str(i), "firstName": f"First{i}", "lastName": f"Last{i}",
-              "email": f"person{i}@example.com", "phone": f"+49 30 555 {1000 + i}",
-              "companyName": "ACME GmbH", "tags": ["moco"], "source": "MOCO"}
-    record.update(extra)
-    return ("contacts", record)
-
-
-def task(i: int, contact: int, **extra: Any) -> tuple[str, dict[str, Any]]:
-    record = {"taskId": str(i), "contactId": str(contact), "title": f"Task {i}",
-              "dueDate": "2026-12-01T09:00:00Z", "status": "open"}
-    record.update(extra)
-    return ("tasks", record)
-
-
-def note(i: int, contact: int, content: str | None = None,
-         **extra: Any) -> tuple[str, dict[str, Any]]:
-    record = {"notesId": str(i), "contactId": str(contact), "content": content or f"Note {i}",
-              "createdAt": "2026-01-01T00:00:00Z"}
-    record.update(extra)
-    return ("notes", record)
+    return messages(list(records), state=state, order=streams)
 
 
 # --- what the mapping in meltano.yml promises for a MOCO data set ---------------------------------

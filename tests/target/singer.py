@@ -48,6 +48,32 @@ def messages(records: list[tuple[str, dict[str, Any]]], state: dict | None = Non
     return out
 
 
+def person(i: int, **extra: Any) -> tuple[str, dict[str, Any]]:
+    """A contacts record with source id ``i``; ``extra`` overrides fields."""
+    record = {"id": str(i), "firstName": f"First{i}", "lastName": f"Last{i}",
+              "email": f"person{i}@example.com", "phone": f"+49 30 555 {1000 + i}",
+              "companyName": "ACME GmbH", "tags": ["moco"], "source": "MOCO"}
+    record.update(extra)
+    return ("contacts", record)
+
+
+def task(i: int, contact: int, **extra: Any) -> tuple[str, dict[str, Any]]:
+    """A tasks record ``i`` on source contact ``contact``."""
+    record = {"taskId": str(i), "contactId": str(contact), "title": f"Task {i}",
+              "dueDate": "2026-12-01T09:00:00Z", "status": "open"}
+    record.update(extra)
+    return ("tasks", record)
+
+
+def note(i: int, contact: int, content: str | None = None,
+         **extra: Any) -> tuple[str, dict[str, Any]]:
+    """A notes record ``i`` on source contact ``contact``."""
+    record = {"notesId": str(i), "contactId": str(contact), "content": content or f"Note {i}",
+              "createdAt": "2026-01-01T00:00:00Z"}
+    record.update(extra)
+    return ("notes", record)
+
+
 @dataclass
 class TargetRun:
     returncode: int

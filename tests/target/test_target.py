@@ -14,10 +14,13 @@ from tests.target.singer import (
     BIN,
     clear_requests,
     messages,
+    note,
+    person,
     run_target,
     sandbox_requests,
     sandbox_state,
     set_faults,
+    task,
     write_calls,
 )
 
@@ -38,26 +41,6 @@ def config(contacts, tmp_path: Path) -> dict[str, Any]:
         "max_concurrency": 4,
         "request_timeout": 2,
     }
-
-
-def person(i: int, **extra: Any) -> tuple[str, dict[str, Any]]:
-    record = {"id": str(i), "firstName": f"First{i}", "lastName": f"Last{i}",
-              "email": f"person{i}@example.com", "phone": f"030 555 {1000 + i}",
-              "companyName": "ACME GmbH", "tags": ["moco"], "source": "MOCO"}
-    record.update(extra)
-    return ("contacts", record)
-
-
-def task(i: int, contact: int, **extra: Any) -> tuple[str, dict[str, Any]]:
-    record = {"taskId": str(i), "contactId": str(contact), "title": f"Task {i}",
-              "dueDate": "2026-12-01T09:00:00Z", "status": "open"}
-    record.update(extra)
-    return ("tasks", record)
-
-
-def note(i: int, contact: int, content: str | None = None) -> tuple[str, dict[str, Any]]:
-    return ("notes", {"notesId": str(i), "contactId": str(contact),
-                      "content": content or f"Note {i}", "createdAt": "2026-01-01T00:00:00Z"})
 
 
 def dataset(n: int = 5) -> list[tuple[str, dict[str, Any]]]:
