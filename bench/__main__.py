@@ -56,11 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int,
                    help="target max_concurrency (default: 16 at scale 5, 8 unscaled/item 4)")
     p.add_argument("--elt-buffer-size", type=int,
-                   help="Meltano's elt.buffer_size in bytes for every run (default: Meltano's, "
-                        "100 MiB); see item 4")
-    p.add_argument("--keep-nagle", action="store_true",
-                   help="serve the sandboxes exactly as python -m sandbox (adds ~40 ms per "
-                        "answer, see bench/sandbox_server.py)")
+                   help="Meltano's elt.buffer_size in bytes for every run (default: meltano.yml's, "
+                        "8 MiB); see item 4")
     p.add_argument("--results", type=Path, help="default bench/results.json")
     p.add_argument("--report", type=Path, help="default docs/benchmarks.md")
     p.add_argument("--render", action="store_true",
@@ -85,7 +82,6 @@ def build_config(args: argparse.Namespace) -> scenarios.Config:
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
-    cfg.keep_nagle = args.keep_nagle
     return cfg
 
 
@@ -119,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "config": {
             "scale": cfg.scale, "latency_s": list(cfg.latency),
-            "tcp_nodelay_on_sandboxes": not cfg.keep_nagle,
-            "meltano_elt_buffer_size": args.elt_buffer_size or "meltano default (100 MiB)",
+            "meltano_elt_buffer_size": args.elt_buffer_size or "meltano.yml (8 MiB)",
         },
     }
     log(f"workdir {workdir}; results -> {results_path}; report -> {report_path}")

@@ -203,22 +203,19 @@ class ProcessSampler(threading.Thread):
 
 # --- sandboxes -----------------------------------------------------------------------------------
 class Sandbox:
-    """``python -m bench.sandbox_server API ...`` as a subprocess (its CPU is not ours)."""
+    """``python -m sandbox API ...`` as a subprocess (its CPU is not ours)."""
 
     def __init__(self, api: str, *, latency: tuple[float, float] = (0.0, 0.0),
                  rate_limit: int, rate_window: float, generate: int = 0,
-                 extra: tuple[str, ...] = (), keep_nagle: bool = False) -> None:
+                 extra: tuple[str, ...] = ()) -> None:
         self.api = api
-        cmd = [sys.executable, "-m", "bench.sandbox_server", api, "--port", "0",
-               "--latency-min", str(latency[0]), "--latency-max", str(latency[1]),
+        cmd = [sys.executable, "-m", "sandbox", api, "--port", "0",
+               "--latency", str(latency[0]), "--latency-max", str(latency[1]),
                "--rate-limit", str(rate_limit), "--rate-window", str(rate_window), *extra]
-        if keep_nagle:
-            cmd.append("--keep-nagle")
         if generate and api == "moco":
             cmd += ["--generate", str(generate)]
         self.settings = {"latency_s": list(latency), "rate_limit": rate_limit,
-                         "rate_window_s": rate_window, "generate": generate,
-                         "tcp_nodelay": not keep_nagle}
+                         "rate_window_s": rate_window, "generate": generate}
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if "listening on" not in line:

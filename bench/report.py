@@ -390,6 +390,9 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
         + (" **Quick smoke run: sizes too small for the numbers to mean anything.**"
            if r.get("quick") else ""))
     add("")
+    for note in r.get("notes") or []:  # e.g. an item re-measured later and merged in
+        add(note)
+        add("")
     add(f"**Machine:** {m['nproc']} CPUs ({m['cpu_model']}), {m.get('memory_gb')} GB RAM, "
         f"Python {m['python']}, Meltano {m.get('meltano')}, {m['platform']}; load average "
         f"{m['load_average_start'][0]:.2f} at the start and "
@@ -398,18 +401,15 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
         + (f" with uncommitted changes in {', '.join(x.split()[-1] for x in m['git_modified_files'])}"
            if m.get("git_modified_files") else "") + ".")
     add("")
-    add("**Set-up:** both sandboxes (`python -m sandbox`, served by `bench/sandbox_server.py`) run "
+    add("**Set-up:** both sandboxes (`python -m sandbox --latency A --latency-max B`) run "
         "as their own processes on 127.0.0.1; `meltano run tap-moco target-contacts` runs from "
         "the repository root with the `sandbox` environment, its system database and state in a "
         "temp dir, a fresh SQLite ledger per scenario, and the settings below passed as "
         "`TAP_MOCO_*` / `TARGET_CONTACTS_*` variables. Answers wait a uniformly random "
         f"{r['config']['latency_s'][0] * 1000:.0f}-{r['config']['latency_s'][1] * 1000:.0f} ms. "
-        + ("The sandboxes' sockets get TCP_NODELAY: as shipped, the sandbox HTTP server adds "
-           "~40 ms to every answer on a kept-alive connection (Nagle's algorithm with delayed "
-           "ACK), which the real APIs do not."
-           if r["config"].get("tcp_nodelay_on_sandboxes") else
-           "The sandboxes run as shipped (`--keep-nagle`): every answer carries ~40 ms of "
-           "Nagle/delayed-ACK stall on top of the latency."))
+        + "The sandbox server sets TCP_NODELAY (without it every answer on a kept-alive "
+        "connection stalled ~40 ms on Nagle's algorithm and delayed ACK, which the real APIs "
+        "do not).")
     add("")
     w = r.get("writes")
     if w:

@@ -52,7 +52,6 @@ class Config:
     read_fast_contacts: int = 6000
     overhead_sizes: tuple[int, ...] = (10_000, 100_000)
     overhead_streams: str = "contacts"      # or "all"
-    keep_nagle: bool = False
     seed: int = 1
 
 
@@ -178,10 +177,9 @@ def writes(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any]:
     wd.mkdir(parents=True, exist_ok=True)
     log(f"items 1+2 (scaled x{k}): {cfg.contacts} MOCO contacts, latency {cfg.latency} s")
     with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT, rate_window=moco_window,
-                 generate=cfg.contacts, extra=("--generate-seed", str(cfg.seed)),
-                 keep_nagle=cfg.keep_nagle) as moco, \
+                 generate=cfg.contacts, extra=("--generate-seed", str(cfg.seed))) as moco, \
             Sandbox("contacts", latency=cfg.latency, rate_limit=target_limit,
-                    rate_window=CONTACTS_WINDOW, keep_nagle=cfg.keep_nagle) as crm:
+                    rate_window=CONTACTS_WINDOW) as crm:
         env = _env(wd, moco, crm, tap_limit=MOCO_LIMIT, tap_window=moco_window,
                    target_limit=target_limit, target_window=CONTACTS_WINDOW,
                    concurrency=concurrency)
@@ -207,9 +205,9 @@ def writes(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any]:
         nwd.mkdir(parents=True, exist_ok=True)
         with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT,
                      rate_window=moco_window, generate=cfg.naive_contacts,
-                     extra=("--generate-seed", str(cfg.seed)), keep_nagle=cfg.keep_nagle) as moco, \
+                     extra=("--generate-seed", str(cfg.seed))) as moco, \
                 Sandbox("contacts", latency=cfg.latency, rate_limit=target_limit,
-                        rate_window=CONTACTS_WINDOW, keep_nagle=cfg.keep_nagle) as crm:
+                        rate_window=CONTACTS_WINDOW) as crm:
             kw = {"target_limit": target_limit, "target_window": CONTACTS_WINDOW,
                   "moco_limit": MOCO_LIMIT, "moco_window": moco_window}
             nruns: dict[str, Any] = {"contacts": cfg.naive_contacts}
@@ -240,10 +238,9 @@ def unscaled(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any
     wd.mkdir(parents=True, exist_ok=True)
     log(f"item 1 unscaled (real limits): {cfg.unscaled_contacts} MOCO contacts")
     with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT, rate_window=MOCO_WINDOW,
-                 generate=cfg.unscaled_contacts, extra=("--generate-seed", str(cfg.seed)),
-                 keep_nagle=cfg.keep_nagle) as moco, \
+                 generate=cfg.unscaled_contacts, extra=("--generate-seed", str(cfg.seed))) as moco, \
             Sandbox("contacts", latency=cfg.latency, rate_limit=CONTACTS_LIMIT,
-                    rate_window=CONTACTS_WINDOW, keep_nagle=cfg.keep_nagle) as crm:
+                    rate_window=CONTACTS_WINDOW) as crm:
         env = _env(wd, moco, crm, tap_limit=MOCO_LIMIT, tap_window=MOCO_WINDOW,
                    target_limit=CONTACTS_LIMIT, target_window=CONTACTS_WINDOW,
                    concurrency=concurrency)
@@ -255,9 +252,9 @@ def unscaled(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any
         log(f"item 5 unscaled (naive baseline): {cfg.unscaled_naive_contacts} MOCO contacts")
         with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT, rate_window=MOCO_WINDOW,
                      generate=cfg.unscaled_naive_contacts,
-                     extra=("--generate-seed", str(cfg.seed)), keep_nagle=cfg.keep_nagle) as moco, \
+                     extra=("--generate-seed", str(cfg.seed))) as moco, \
                 Sandbox("contacts", latency=cfg.latency, rate_limit=CONTACTS_LIMIT,
-                        rate_window=CONTACTS_WINDOW, keep_nagle=cfg.keep_nagle) as crm:
+                        rate_window=CONTACTS_WINDOW) as crm:
             result["naive"] = {"contacts": cfg.unscaled_naive_contacts,
                                "first": _naive_run("first", nwd, moco, crm, **kw)}
     return result
@@ -307,16 +304,14 @@ def reads(cfg: Config, workdir: Path) -> dict[str, Any]:
     }}
     log(f"item 3 (tap alone, MOCO {MOCO_LIMIT}/{window} s): {cfg.read_contacts} MOCO contacts")
     with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT, rate_window=window,
-                 generate=cfg.read_contacts, extra=("--generate-seed", str(cfg.seed)),
-                 keep_nagle=cfg.keep_nagle) as moco:
+                 generate=cfg.read_contacts, extra=("--generate-seed", str(cfg.seed))) as moco:
         result["standard"] = _tap_read("standard", wd, moco, limit=MOCO_LIMIT, window=window)
     if cfg.read_fast_contacts:
         fast_window = MOCO_WINDOW // 10
         log(f"item 3b (tap alone, MOCO {MOCO_LIMIT}/{fast_window} s = 10 requests/s): "
             f"{cfg.read_fast_contacts} MOCO contacts")
         with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT, rate_window=fast_window,
-                     generate=cfg.read_fast_contacts, extra=("--generate-seed", str(cfg.seed)),
-                     keep_nagle=cfg.keep_nagle) as moco:
+                     generate=cfg.read_fast_contacts, extra=("--generate-seed", str(cfg.seed))) as moco:
             result["fast"] = _tap_read("fast", wd, moco, limit=MOCO_LIMIT, window=fast_window)
     return result
 
@@ -340,9 +335,9 @@ def overhead(cfg: Config, workdir: Path) -> dict[str, Any]:
         wd.mkdir(parents=True, exist_ok=True)
         log(f"item 4 (no latency, no limits): {n} MOCO contacts, streams: {cfg.overhead_streams}")
         with Sandbox("moco", rate_limit=0, rate_window=1, generate=n,
-                     extra=("--generate-seed", str(cfg.seed)), keep_nagle=cfg.keep_nagle) as moco, \
+                     extra=("--generate-seed", str(cfg.seed))) as moco, \
                 Sandbox("contacts", rate_limit=10_000_000, rate_window=1,
-                        extra=("--daily-limit", str(10**9)), keep_nagle=cfg.keep_nagle) as crm:
+                        extra=("--daily-limit", str(10**9))) as crm:
             env = _env(wd, moco, crm, tap_limit=100_000, tap_window=1, target_limit=target_limit,
                        target_window=1, concurrency=cfg.concurrency or 8)
             if cfg.overhead_streams == "contacts":

@@ -10,7 +10,8 @@ Control routes under ``/_sandbox/`` are common to both sandboxes:
 - ``GET /_sandbox/requests``: the request log (``DELETE`` clears it).
 - ``POST /_sandbox/faults``: ``{"faults": [Fault, ...]}`` replaces the injected faults
   (``DELETE`` clears them; ``GET`` lists them with what is left of each).
-- ``POST /_sandbox/config``: change ``latency`` (seconds) and app-specific knobs at run time.
+- ``POST /_sandbox/config``: change ``latency`` (seconds; ``latency_max`` above it makes each
+  answer wait a uniformly random time in between) and app-specific knobs at run time.
 - ``POST /_sandbox/seed``, ``GET /_sandbox/state``, ``POST /_sandbox/reset``: app-specific.
 
 A fault is a dict::
@@ -33,6 +34,7 @@ handler (the write is committed) and then answer the error or stall, as real API
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import sys
@@ -165,6 +167,8 @@ class SandboxApp:
 
     def __init__(self, *, latency: float = 0.0) -> None:
         self.latency = latency
+        # With latency_max above latency, each answer waits uniform(latency, latency_max).
+        self.latency_max: float | None = None
         self.lock = threading.RLock()  # guards the app's data; handlers run under it
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._log: list[dict[str, Any]] = []
@@ -269,6 +273,9 @@ class SandboxApp:
         settings = dict(request.json() or {})
         if "latency" in settings:
             self.latency = float(settings.pop("latency"))
+            self.latency_max = None
+        if "latency_max" in settings:
+            self.latency_max = float(settings.pop("latency_max"))
         if "log_bodies" in settings:
             self.log_bodies = bool(settings.pop("log_bodies"))
         with self.lock:
@@ -324,8 +331,11 @@ class SandboxApp:
         return response
 
     def _handle_api(self, request: Request) -> Response:
-        if self.latency > 0:
-            time.sleep(self.latency)
+        delay = self.latency
+        if self.latency_max is not None and self.latency_max > delay:
+            delay = random.uniform(delay, self.latency_max)  # noqa: S311 - jitter, not security
+        if delay > 0:
+            time.sleep(delay)
         limited = self.check_rate_limit(request)
         if limited is not None:
             return limited
