@@ -153,6 +153,13 @@ class OverlayLedger:
                     ids.add(entry.target_id)
         return ids
 
+    def is_claimed(self, stream: str, target_id: str) -> bool:
+        with self._lock:
+            if any(s == stream and e and e.target_id == target_id
+                   for (s, _sid), e in self._entries.items()):
+                return True
+        return self._ledger.is_claimed(stream, target_id)
+
     def mark_creating(self, stream: str, source_id: str, *,
                       contact_source_id: str | None = None) -> None:
         with self._lock:

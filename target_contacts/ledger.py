@@ -38,7 +38,7 @@ id_map = Table(
     Column("location_id", String(64), primary_key=True),
     Column("stream", String(32), primary_key=True),
     Column("source_id", String(255), primary_key=True),
-    Column("target_id", String(64), nullable=True),
+    Column("target_id", String(64), nullable=True, index=True),
     Column("contact_source_id", String(255), nullable=True, index=True),
     Column("payload_hash", String(64), nullable=True),
     Column("state", String(16), nullable=False),  # "creating" or "written"
@@ -177,23 +177,19 @@ class IdLedger:
                    "contact_source_id": contact_source_id, "updated_at": _now()},
                   clear_reject=True)
 
+    def is_claimed(self, stream: str, target_id: str) -> bool:
+        """Whether some source record of ``stream`` already maps to Contacts API id ``target_id``."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(id_map.c.source_id).where(and_(
+                id_map.c.location_id == self.location_id, id_map.c.stream == stream,
+                id_map.c.target_id == target_id)).limit(1)).first() is not None
+
     def forget(self, stream: str, source_id: str) -> None:
         """Drop the mapping (e.g. the object was deleted in the CRM and must be created anew)."""
         with self.engine.begin() as conn:
             conn.execute(delete(id_map).where(and_(
                 id_map.c.location_id == self.location_id, id_map.c.stream == stream,
                 id_map.c.source_id == source_id)))
-
-    def counts(self) -> dict[str, int]:
-        """Written mappings per stream."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(id_map.c.stream, id_map.c.state).where(
-                id_map.c.location_id == self.location_id))
-            out: dict[str, int] = {}
-            for row in rows:
-                if row.state == "written":
-                    out[row.stream] = out.get(row.stream, 0) + 1
-            return out
 
     # --- rejects -------------------------------------------------------------------------
     def reject(self, stream: str, source_id: str, record: dict[str, Any], *, field: str | None,

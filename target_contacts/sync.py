@@ -29,7 +29,7 @@ from target_contacts.errors import (
     RateLimitError,
     TransientError,
 )
-from target_contacts.ledger import IdLedger, LedgerEntry
+from target_contacts.ledger import LedgerEntry
 from target_contacts.payloads import (
     ContactPayload,
     NotePayload,
@@ -82,6 +82,7 @@ class LedgerLike(Protocol):
     def record_written(self, stream: str, source_id: str, target_id: str, payload_hash: str, *,
                        extra: dict[str, Any] | None = None,
                        contact_source_id: str | None = None) -> None: ...
+    def is_claimed(self, stream: str, target_id: str) -> bool: ...
     def forget(self, stream: str, source_id: str) -> None: ...
     def reject(self, stream: str, source_id: str, record: dict[str, Any], *, field: str | None,
                reason: str, kind: str) -> None: ...
@@ -358,7 +359,6 @@ class ContactsSync:
 
     def _find_contact(self, p: ContactPayload) -> str | None:
         """Look for a contact this record may already have created (after a lost answer)."""
-        claimed = None
         for key in ("email", "phone"):
             if key in p.fields:
                 found = self.client.search_duplicate(**{"email" if key == "email" else "phone":
@@ -373,25 +373,9 @@ class ContactsSync:
         for contact in result.get("contacts", []):
             if (contact.get("firstName") or "") == p.fields.get("firstName", "") and \
                     (contact.get("lastName") or "") == p.fields.get("lastName", ""):
-                if claimed is None:
-                    claimed = self._claimed_contact_ids()
-                if contact["id"] not in claimed:
+                if not self.ledger.is_claimed("contacts", str(contact["id"])):
                     return str(contact["id"])
         return None
-
-    def _claimed_contact_ids(self) -> set[str]:
-        # Only needed for the rare contact with neither email nor phone after a lost answer.
-        from sqlalchemy import select
-
-        from target_contacts.ledger import id_map
-        engine = getattr(self.ledger, "engine", None)
-        if engine is None:
-            return set()
-        with engine.connect() as conn:
-            rows = conn.execute(select(id_map.c.target_id).where(
-                id_map.c.location_id == self.location_id, id_map.c.stream == "contacts",
-                id_map.c.target_id.is_not(None)))
-            return {r.target_id for r in rows}
 
     # --- tasks -----------------------------------------------------------------------------
     def write_task(self, p: TaskPayload, entry: LedgerEntry | None, contact_id: str) -> str:

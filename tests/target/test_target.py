@@ -254,3 +254,15 @@ def test_custom_properties_land_in_the_mapped_custom_fields(config, contacts, tm
     contact = sandbox_state(contacts.url)["contacts"][0]
     values = {f["id"]: f["value"] for f in contact["customFields"]}
     assert values == {"cfBranche0000000001": "Druck", "cfInteressen0000001": ["Design", "SEO"]}
+
+
+def test_lost_create_answer_for_a_contact_without_email_or_phone_leaves_no_duplicate(
+        config, contacts, tmp_path):
+    nameonly = person(1, email=None, phone=None, firstName="Otto", lastName="Ohnekontakt")
+    set_faults(contacts.url, [{"kind": "commit_then_status", "method": "POST",
+                               "path": "^/contacts/$", "status": 502, "times": 1}])
+    run_target(config, messages([nameonly]), tmp_path)
+    run_target(config, messages([nameonly]), tmp_path)
+    state = sandbox_state(contacts.url)
+    assert [(c["firstName"], c["lastName"]) for c in state["contacts"]] == \
+        [("Otto", "Ohnekontakt")]
