@@ -1,8 +1,7 @@
 """Request validation against the official HighLevel OpenAPI files, with class-validator messages.
 
-The official files live beside the repository in ``<repo>/../shared/reference`` (set
-``SANDBOX_REFERENCE_DIR`` to point elsewhere). Nothing is copied: the sandbox and the client tests
-read the very files the vendor publishes.
+The official files, unchanged as HighLevel publishes them, are kept in ``sandbox/spec/`` so that
+a fresh clone is complete (set ``SANDBOX_REFERENCE_DIR`` to validate against other copies).
 
 What a caller may rely on:
 
@@ -53,7 +52,7 @@ import jsonschema
 
 REFERENCE_DIR = Path(
     os.environ.get("SANDBOX_REFERENCE_DIR")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+    or Path(__file__).resolve().parent / "spec"
 )
 SPEC_FILES = {
     "contacts": "highlevel-contacts-openapi.json",
