@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import report, scenarios
-from bench import harness
+from bench import harness, report, scenarios
 from bench.harness import ROOT, base_env, ensure_meltano_plugins, log, machine_info
 
 ALL_ITEMS = (1, 2, 3, 4, 5)
@@ -29,56 +28,106 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench/run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--items", default="1,2,3,4,5",
-                   help="items to run, e.g. 1,2,5 (default: all)")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny sizes; results to bench/.quick/ unless --results/--report given")
-    p.add_argument("--scale", type=int, default=5,
-                   help="rate scale factor for items 1-3 (Contacts limit x N, MOCO window / N)")
-    p.add_argument("--latency", default="0.1,0.2",
-                   help="sandbox answer latency range in seconds, uniform (default 0.1,0.2)")
+    p = argparse.ArgumentParser(
+        prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--items", default="1,2,3,4,5", help="items to run, e.g. 1,2,5 (default: all)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes; results to bench/.quick/ unless --results/--report given",
+    )
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=5,
+        help="rate scale factor for items 1-3 (Contacts limit x N, MOCO window / N)",
+    )
+    p.add_argument(
+        "--latency",
+        default="0.1,0.2",
+        help="sandbox answer latency range in seconds, uniform (default 0.1,0.2)",
+    )
     p.add_argument("--contacts", type=int, help="MOCO contacts for items 1+2 (default 2000)")
-    p.add_argument("--naive-contacts", type=int, help="MOCO contacts for the naive baseline "
-                   "(default 150; it sends one request at a time, so it is slow by design)")
-    p.add_argument("--unscaled-contacts", type=int,
-                   help="MOCO contacts for the unscaled item 1 run (default 300; 0: skip it)")
+    p.add_argument(
+        "--naive-contacts",
+        type=int,
+        help="MOCO contacts for the naive baseline "
+        "(default 150; it sends one request at a time, so it is slow by design)",
+    )
+    p.add_argument(
+        "--unscaled-contacts",
+        type=int,
+        help="MOCO contacts for the unscaled item 1 run (default 300; 0: skip it)",
+    )
     p.add_argument("--unscaled-naive-contacts", type=int, help="default 60")
     p.add_argument("--read-contacts", type=int, help="MOCO contacts for item 3 (default 20000)")
-    p.add_argument("--read-fast-contacts", type=int,
-                   help="MOCO contacts for item 3 at 10 requests/s (default 6000; 0: skip)")
-    p.add_argument("--overhead-sizes", type=_ints,
-                   help="MOCO contacts per item 4 run (default 10000,100000)")
-    p.add_argument("--overhead-streams", choices=("contacts", "all"),
-                   help="streams synced in item 4 (default contacts; all adds tasks and notes "
-                        "and takes about twice as long)")
-    p.add_argument("--concurrency", type=int,
-                   help="target max_concurrency (default: 16 at scale 5, 8 unscaled/item 4)")
-    p.add_argument("--elt-buffer-size", type=int,
-                   help="Meltano's elt.buffer_size in bytes for every run (default: meltano.yml's, "
-                        "8 MiB); see item 4")
+    p.add_argument(
+        "--read-fast-contacts",
+        type=int,
+        help="MOCO contacts for item 3 at 10 requests/s (default 6000; 0: skip)",
+    )
+    p.add_argument(
+        "--overhead-sizes", type=_ints, help="MOCO contacts per item 4 run (default 10000,100000)"
+    )
+    p.add_argument(
+        "--overhead-streams",
+        choices=("contacts", "all"),
+        help="streams synced in item 4 (default contacts; all adds tasks and notes "
+        "and takes about twice as long)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        help="target max_concurrency (default: 16 at scale 5, 8 unscaled/item 4)",
+    )
+    p.add_argument(
+        "--elt-buffer-size",
+        type=int,
+        help="Meltano's elt.buffer_size in bytes for every run (default: meltano.yml's, "
+        "8 MiB); see item 4",
+    )
     p.add_argument("--results", type=Path, help="default bench/results.json")
     p.add_argument("--report", type=Path, help="default docs/benchmarks.md")
-    p.add_argument("--render", action="store_true",
-                   help="run nothing: re-render the report from the results file")
-    p.add_argument("--keep-workdir", action="store_true",
-                   help="keep the temp dir with ledgers, meltano state and logs")
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="run nothing: re-render the report from the results file",
+    )
+    p.add_argument(
+        "--keep-workdir",
+        action="store_true",
+        help="keep the temp dir with ledgers, meltano state and logs",
+    )
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> scenarios.Config:
     cfg = scenarios.Config()
     if args.quick:
-        cfg = scenarios.Config(contacts=200, naive_contacts=20, unscaled_contacts=30,
-                               unscaled_naive_contacts=10, read_contacts=1500,
-                               read_fast_contacts=0, overhead_sizes=(500, 2000))
+        cfg = scenarios.Config(
+            contacts=200,
+            naive_contacts=20,
+            unscaled_contacts=30,
+            unscaled_naive_contacts=10,
+            read_contacts=1500,
+            read_fast_contacts=0,
+            overhead_sizes=(500, 2000),
+        )
     low, _, high = args.latency.partition(",")
     cfg.latency = (float(low), float(high or low))
     cfg.scale = args.scale
-    for name in ("contacts", "naive_contacts", "unscaled_contacts", "unscaled_naive_contacts",
-                 "read_contacts", "read_fast_contacts", "overhead_sizes", "overhead_streams",
-                 "concurrency"):
+    for name in (
+        "contacts",
+        "naive_contacts",
+        "unscaled_contacts",
+        "unscaled_naive_contacts",
+        "read_contacts",
+        "read_fast_contacts",
+        "overhead_sizes",
+        "overhead_streams",
+        "concurrency",
+    ):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -95,10 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.elt_buffer_size:
         harness.EXTRA_MELTANO_ENV["MELTANO_ELT_BUFFER_SIZE"] = str(args.elt_buffer_size)
     out_dir = ROOT / "bench" / ".quick" if args.quick else None
-    results_path = args.results or (out_dir / "results.json" if out_dir else
-                                    ROOT / "bench" / "results.json")
-    report_path = args.report or (out_dir / "benchmarks.md" if out_dir else
-                                  ROOT / "docs" / "benchmarks.md")
+    results_path = args.results or (
+        out_dir / "results.json" if out_dir else ROOT / "bench" / "results.json"
+    )
+    report_path = args.report or (
+        out_dir / "benchmarks.md" if out_dir else ROOT / "docs" / "benchmarks.md"
+    )
     if args.render:
         results = json.loads(results_path.read_text(encoding="utf-8"))
         results["evaluation"] = report.evaluate(results)
@@ -114,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         "items": sorted(items),
         "machine": machine_info(),
         "config": {
-            "scale": cfg.scale, "latency_s": list(cfg.latency),
+            "scale": cfg.scale,
+            "latency_s": list(cfg.latency),
             "meltano_elt_buffer_size": args.elt_buffer_size or "meltano.yml (8 MiB)",
         },
     }
@@ -138,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     results["evaluation"] = report.evaluate(results)
     results_path.parent.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n",
-                            encoding="utf-8")
+    results_path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(report.markdown(results), encoding="utf-8")
     log(f"done in {results['duration_s']:.0f} s: {results_path}, {report_path}")

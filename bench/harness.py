@@ -57,8 +57,9 @@ def machine_info() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, text=True, capture_output=True,
-                                  timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, text=True, capture_output=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -75,8 +76,11 @@ def machine_info() -> dict[str, Any]:
             meltano_version = version("meltano")
         except Exception:  # noqa: BLE001
             meltano_version = "unknown"
-    dirty = [line for line in git("status", "--short", "--untracked-files=no").splitlines()
-             if line.strip()]
+    dirty = [
+        line
+        for line in git("status", "--short", "--untracked-files=no").splitlines()
+        if line.strip()
+    ]
     return {
         "nproc": os.cpu_count(),
         "cpu_model": cpu,
@@ -98,7 +102,7 @@ def proc_stat(pid: int) -> tuple[int, float] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    rest = text[text.rindex(")") + 2:].split()
+    rest = text[text.rindex(")") + 2 :].split()
     return int(rest[1]), (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
@@ -125,8 +129,12 @@ def proc_hwm_kb(pid: int) -> int | None:
 
 def proc_cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            "utf-8", "replace")
+        return (
+            Path(f"/proc/{pid}/cmdline")
+            .read_bytes()
+            .replace(b"\0", b" ")
+            .decode("utf-8", "replace")
+        )
     except OSError:
         return ""
 
@@ -205,17 +213,42 @@ class ProcessSampler(threading.Thread):
 class Sandbox:
     """``python -m sandbox API ...`` as a subprocess (its CPU is not ours)."""
 
-    def __init__(self, api: str, *, latency: tuple[float, float] = (0.0, 0.0),
-                 rate_limit: int, rate_window: float, generate: int = 0,
-                 extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        api: str,
+        *,
+        latency: tuple[float, float] = (0.0, 0.0),
+        rate_limit: int,
+        rate_window: float,
+        generate: int = 0,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.api = api
-        cmd = [sys.executable, "-m", "sandbox", api, "--port", "0",
-               "--latency", str(latency[0]), "--latency-max", str(latency[1]),
-               "--rate-limit", str(rate_limit), "--rate-window", str(rate_window), *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "sandbox",
+            api,
+            "--port",
+            "0",
+            "--latency",
+            str(latency[0]),
+            "--latency-max",
+            str(latency[1]),
+            "--rate-limit",
+            str(rate_limit),
+            "--rate-window",
+            str(rate_window),
+            *extra,
+        ]
         if generate and api == "moco":
             cmd += ["--generate", str(generate)]
-        self.settings = {"latency_s": list(latency), "rate_limit": rate_limit,
-                         "rate_window_s": rate_window, "generate": generate}
+        self.settings = {
+            "latency_s": list(latency),
+            "rate_limit": rate_limit,
+            "rate_window_s": rate_window,
+            "generate": generate,
+        }
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if "listening on" not in line:
@@ -274,34 +307,43 @@ class Sandbox:
 # --- meltano -----------------------------------------------------------------------------------
 def base_env(workdir: Path) -> dict[str, str]:
     """The environment of every meltano call: sandbox environment, state and system DB in
-    ``workdir`` (nothing of the repository's .meltano/meltano.db is read or written)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TAP_MOCO_", "TARGET_CONTACTS_", "MELTANO_"))}
-    env.update({
-        "MELTANO_ENVIRONMENT": "sandbox",
-        "MELTANO_DATABASE_URI": f"sqlite:///{workdir / 'meltano.db'}",
-        "MELTANO_STATE_BACKEND_URI": f"file://{workdir / 'state'}",
-        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        "NO_PROXY": "127.0.0.1,localhost",
-        **EXTRA_MELTANO_ENV,
-    })
+    ``workdir`` (nothing of the repository's .meltano/meltano.db is read or written).
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TAP_MOCO_", "TARGET_CONTACTS_", "MELTANO_"))
+    }
+    env.update(
+        {
+            "MELTANO_ENVIRONMENT": "sandbox",
+            "MELTANO_DATABASE_URI": f"sqlite:///{workdir / 'meltano.db'}",
+            "MELTANO_STATE_BACKEND_URI": f"file://{workdir / 'state'}",
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "NO_PROXY": "127.0.0.1,localhost",
+            **EXTRA_MELTANO_ENV,
+        }
+    )
     return env
 
 
 def ensure_meltano_plugins(env: dict[str, str]) -> None:
     """``meltano install`` only when the plugins are missing (it would reinstall them under any
-    other run using this checkout at the same time)."""
+    other run using this checkout at the same time).
+    """
     tap = ROOT / ".meltano/extractors/tap-moco/venv/bin/tap-moco"
     target = ROOT / ".meltano/loaders/target-contacts/venv/bin/target-contacts"
     if tap.exists() and target.exists():
         return
     log("meltano install (plugins missing)")
-    result = subprocess.run([str(MELTANO), "install"], cwd=ROOT, env=env, text=True,
-                            capture_output=True)
+    result = subprocess.run(
+        [str(MELTANO), "install"], cwd=ROOT, env=env, text=True, capture_output=True
+    )
     if result.returncode != 0:
-        raise RuntimeError("meltano install failed:\n" + result.stdout[-3000:]
-                           + result.stderr[-3000:])
+        raise RuntimeError(
+            "meltano install failed:\n" + result.stdout[-3000:] + result.stderr[-3000:]
+        )
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -331,9 +373,15 @@ class MeltanoResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_meltano(args: list[str], env: dict[str, str], log_path: Path, *,
-                summary_path: Path | None = None, timeout: float = 3600,
-                stdout_counter: bool = False) -> MeltanoResult:
+def run_meltano(
+    args: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    summary_path: Path | None = None,
+    timeout: float = 3600,
+    stdout_counter: bool = False,
+) -> MeltanoResult:
     """Run ``meltano ARGS`` from the repository root, sampling the tap's and target's memory."""
     if summary_path is not None:
         summary_path.unlink(missing_ok=True)
@@ -343,9 +391,14 @@ def run_meltano(args: list[str], env: dict[str, str], log_path: Path, *,
         t0 = time.monotonic()
         busy0 = machine_busy_seconds()
         # Its own process group, so that a failure or Ctrl-C stops meltano's tap and target too.
-        proc = subprocess.Popen([str(MELTANO), *args], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE if stdout_counter else err,
-                                stderr=err, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(MELTANO), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE if stdout_counter else err,
+            stderr=err,
+            start_new_session=True,
+        )
         sampler = ProcessSampler(proc.pid)
         sampler.start()
         records = None
@@ -371,16 +424,33 @@ def run_meltano(args: list[str], env: dict[str, str], log_path: Path, *,
         tail = Path(log_path).read_text(errors="replace")[-4000:]
         raise RuntimeError(f"meltano {' '.join(args)} failed (exit {rc}); log {log_path}:\n{tail}")
     return MeltanoResult(
-        wall_s=round(wall, 3), started=started, ended=ended, summary=summary,
+        wall_s=round(wall, 3),
+        started=started,
+        ended=ended,
+        summary=summary,
         peak_rss_mb={k: round(v / 1024, 1) for k, v in sampler.peak_kb.items()},
         cpu_s={k: round(v, 2) for k, v in sampler.cpu_s.items()},
-        returncode=rc, log_path=str(log_path), records_out=records,
-        machine_busy_s=round(busy, 2))
+        returncode=rc,
+        log_path=str(log_path),
+        records_out=records,
+        machine_busy_s=round(busy, 2),
+    )
 
 
 # --- request logs ------------------------------------------------------------------------------
-_FIXED_SEGMENTS = {"contacts", "tasks", "notes", "tags", "upsert", "search", "duplicate",
-                   "business", "completed", "appointments", ""}
+_FIXED_SEGMENTS = {
+    "contacts",
+    "tasks",
+    "notes",
+    "tags",
+    "upsert",
+    "search",
+    "duplicate",
+    "business",
+    "completed",
+    "appointments",
+    "",
+}
 
 
 def route_of(path: str) -> str:
@@ -393,12 +463,14 @@ def route_of(path: str) -> str:
 
 
 def is_write(entry: dict[str, Any]) -> bool:
-    return entry["method"] in ("POST", "PUT", "DELETE") and \
-        not entry["path"].startswith(("/contacts/search", "/oauth"))
+    return entry["method"] in ("POST", "PUT", "DELETE") and not entry["path"].startswith(
+        ("/contacts/search", "/oauth")
+    )
 
 
-def rate_stats(times: list[float], *, limit: int, window: float,
-               start: float | None = None) -> dict[str, Any]:
+def rate_stats(
+    times: list[float], *, limit: int, window: float, start: float | None = None
+) -> dict[str, Any]:
     """Rates of events (answer times, sorted) against a ``limit`` per ``window`` s ceiling.
 
     ``whole``: (n - 1) / (last - first). A sliding window lets ``limit`` requests go at once, so
@@ -439,15 +511,19 @@ def rate_stats(times: list[float], *, limit: int, window: float,
     return out
 
 
-def contacts_log_stats(entries: list[dict[str, Any]], *, limit: int,
-                       window: float) -> dict[str, Any]:
+def contacts_log_stats(
+    entries: list[dict[str, Any]], *, limit: int, window: float
+) -> dict[str, Any]:
     api = [e for e in entries if not e["path"].startswith("/oauth")]
     api.sort(key=lambda e: e["time"])
     writes = [e for e in api if is_write(e)]
     by_route = Counter(f"{e['method']} {route_of(e['path'])}" for e in api)
     status = Counter(str(e["status"]) for e in api)
-    contact_creates = [e["time"] for e in writes if e["status"] < 300 and
-                       e["path"] in ("/contacts/", "/contacts/upsert")]
+    contact_creates = [
+        e["time"]
+        for e in writes
+        if e["status"] < 300 and e["path"] in ("/contacts/", "/contacts/upsert")
+    ]
     out: dict[str, Any] = {
         "calls": len(api),
         "writes": len(writes),
@@ -460,8 +536,9 @@ def contacts_log_stats(entries: list[dict[str, Any]], *, limit: int,
         times = [e["time"] for e in api]
         first_write = writes[0]["time"]
         out["write_phase_s"] = round(writes[-1]["time"] - first_write, 3)
-        out["calls_rate"] = rate_stats([t for t in times if t >= first_write], limit=limit,
-                                       window=window)
+        out["calls_rate"] = rate_stats(
+            [t for t in times if t >= first_write], limit=limit, window=window
+        )
         out["contacts_created"] = len(contact_creates)
         if out["write_phase_s"] > 0:
             out["contacts_per_s"] = round(len(contact_creates) / out["write_phase_s"], 3)
@@ -470,8 +547,9 @@ def contacts_log_stats(entries: list[dict[str, Any]], *, limit: int,
         # Per-second histogram of calls (answer times), for the report's timeline.
         base = int(first_write)
         hist = Counter(int(t) - base for t in times if t >= first_write)
-        out["calls_per_second_series"] = [hist.get(i, 0) for i in range(max(hist) + 1)] \
-            if hist else []
+        out["calls_per_second_series"] = (
+            [hist.get(i, 0) for i in range(max(hist) + 1)] if hist else []
+        )
     return out
 
 
@@ -480,8 +558,11 @@ def moco_log_stats(entries: list[dict[str, Any]], *, limit: int, window: float) 
     status = Counter(str(e["status"]) for e in api)
     times = [e["time"] for e in api]
     by_path = Counter(e["path"] for e in api)
-    out: dict[str, Any] = {"requests": len(api), "status_429": status.get("429", 0),
-                           "by_path": dict(sorted(by_path.items()))}
+    out: dict[str, Any] = {
+        "requests": len(api),
+        "status_429": status.get("429", 0),
+        "by_path": dict(sorted(by_path.items())),
+    }
     if len(times) > 1:
         out["rate"] = rate_stats(times, limit=limit, window=window)
         out["span_s"] = round(times[-1] - times[0], 3)
@@ -493,22 +574,35 @@ def moco_log_stats(entries: list[dict[str, Any]], *, limit: int, window: float) 
 # --- the 1 % change ------------------------------------------------------------------------------
 def synced_scope(moco_state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """MOCO records the sync writes: contacts with an e-mail or phone, their to-dos, comments."""
-    contacts = [c for c in moco_state["contacts"]
-                if c.get("work_email") or c.get("home_email") or c.get("work_phone")
-                or c.get("mobile_phone")]
+    contacts = [
+        c
+        for c in moco_state["contacts"]
+        if c.get("work_email")
+        or c.get("home_email")
+        or c.get("work_phone")
+        or c.get("mobile_phone")
+    ]
     ids = {c["id"] for c in contacts}
-    todos = [t for t in moco_state["todos"]
-             if t.get("todoable_type") == "Contact" and t.get("todoable_id") in ids]
-    comments = [c for c in moco_state["comments"]
-                if c.get("commentable_type") == "Contact" and c.get("commentable_id") in ids
-                and c.get("text")]
+    todos = [
+        t
+        for t in moco_state["todos"]
+        if t.get("todoable_type") == "Contact" and t.get("todoable_id") in ids
+    ]
+    comments = [
+        c
+        for c in moco_state["comments"]
+        if c.get("commentable_type") == "Contact"
+        and c.get("commentable_id") in ids
+        and c.get("text")
+    ]
     return {"contacts": contacts, "tasks": todos, "notes": comments}
 
 
 def change_fraction(moco: Sandbox, fraction: float, *, seed: int = 7) -> dict[str, Any]:
     """Edit ``fraction`` of the synced MOCO records (mapped fields only), spread over contacts,
     to-dos and comments in proportion. MOCO's limit is lifted while editing (the sandbox does
-    not count requests while its limit is 0), so the edits do not spend the tap's budget."""
+    not count requests while its limit is 0), so the edits do not spend the tap's budget.
+    """
     scope = synced_scope(moco.state())
     total = sum(len(v) for v in scope.values())
     wanted = max(1, round(total * fraction))
@@ -523,21 +617,34 @@ def change_fraction(moco: Sandbox, fraction: float, *, seed: int = 7) -> dict[st
         session.trust_env = False
         session.headers.update(MOCO_KEY_HEADER)
         for person in rng.sample(scope["contacts"], counts["contacts"]):
-            r = session.put(f"{moco.url}/api/v1/contacts/people/{person['id']}", timeout=30,
-                            json={"firstname": (person.get("firstname") or "X") + " B."})
+            r = session.put(
+                f"{moco.url}/api/v1/contacts/people/{person['id']}",
+                timeout=30,
+                json={"firstname": (person.get("firstname") or "X") + " B."},
+            )
             r.raise_for_status()
         for todo in rng.sample(scope["tasks"], counts["tasks"]):
-            r = session.put(f"{moco.url}/_sandbox/todos/{todo['id']}", timeout=30,
-                            json={"title": (todo.get("title") or "To-do") + " (moved)"})
+            r = session.put(
+                f"{moco.url}/_sandbox/todos/{todo['id']}",
+                timeout=30,
+                json={"title": (todo.get("title") or "To-do") + " (moved)"},
+            )
             r.raise_for_status()
         for comment in rng.sample(scope["notes"], counts["notes"]):
-            r = session.put(f"{moco.url}/api/v1/comments/{comment['id']}", timeout=30,
-                            json={"text": comment["text"] + "<p>Update: call back.</p>"})
+            r = session.put(
+                f"{moco.url}/api/v1/comments/{comment['id']}",
+                timeout=30,
+                json={"text": comment["text"] + "<p>Update: call back.</p>"},
+            )
             r.raise_for_status()
     finally:
         moco.configure(rate_limit=limit, rate_window=window)
-    return {"scope_records": total, "changed": counts, "changed_total": sum(counts.values()),
-            "fraction": round(sum(counts.values()) / total, 4)}
+    return {
+        "scope_records": total,
+        "changed": counts,
+        "changed_total": sum(counts.values()),
+        "fraction": round(sum(counts.values()) / total, 4),
+    }
 
 
 def moco_totals(moco_state: dict[str, Any]) -> dict[str, int]:
@@ -546,6 +653,7 @@ def moco_totals(moco_state: dict[str, Any]) -> dict[str, int]:
         "companies": len(moco_state["companies"]),
         "contacts": len(moco_state["contacts"]),
         "todos": len(moco_state["todos"]),
-        "comments_on_contacts": sum(1 for c in moco_state["comments"]
-                                    if c.get("commentable_type") == "Contact"),
+        "comments_on_contacts": sum(
+            1 for c in moco_state["comments"] if c.get("commentable_type") == "Contact"
+        ),
     }

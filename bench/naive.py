@@ -33,15 +33,24 @@ CONTACTS_HEADERS = {"Version": "2021-07-28", "Accept": "application/json"}
 
 
 class NaiveSync:
-    def __init__(self, moco: str, contacts: str, *, api_key: str, token: str, location: str,
-                 timeout: float = 60) -> None:
+    def __init__(
+        self,
+        moco: str,
+        contacts: str,
+        *,
+        api_key: str,
+        token: str,
+        location: str,
+        timeout: float = 60,
+    ) -> None:
         self.moco = moco.rstrip("/") + "/api/v1"
         self.contacts = contacts.rstrip("/")
         self.location = location
         self.timeout = timeout
         self.moco_session = requests.Session()
-        self.moco_session.headers.update({**MOCO_HEADERS,
-                                          "Authorization": f"Token token={api_key}"})
+        self.moco_session.headers.update(
+            {**MOCO_HEADERS, "Authorization": f"Token token={api_key}"}
+        )
         self.crm = requests.Session()
         self.crm.headers.update({**CONTACTS_HEADERS, "Authorization": f"Bearer {token}"})
         self.calls: Counter[str] = Counter()
@@ -58,8 +67,11 @@ class NaiveSync:
         while True:
             while True:
                 self.moco_calls += 1
-                r = self.moco_session.get(self.moco + path, timeout=self.timeout,
-                                          params={**(params or {}), "page": page, "per_page": 100})
+                r = self.moco_session.get(
+                    self.moco + path,
+                    timeout=self.timeout,
+                    params={**(params or {}), "page": page, "per_page": 100},
+                )
                 if r.status_code == 429:
                     self.moco_429 += 1
                     time.sleep(1.0)
@@ -134,15 +146,23 @@ class NaiveSync:
             for todo in todos.get(person["id"], []):
                 self.records["tasks"] += 1
                 if contact_id:
-                    self.post("POST /contacts/{id}/tasks", f"/contacts/{contact_id}/tasks", {
-                        "title": todo.get("title") or "(untitled)",
-                        "dueDate": todo.get("due_date") or todo.get("created_at"),
-                        "completed": bool(todo.get("completed"))})
+                    self.post(
+                        "POST /contacts/{id}/tasks",
+                        f"/contacts/{contact_id}/tasks",
+                        {
+                            "title": todo.get("title") or "(untitled)",
+                            "dueDate": todo.get("due_date") or todo.get("created_at"),
+                            "completed": bool(todo.get("completed")),
+                        },
+                    )
             for comment in comments.get(person["id"], []):
                 self.records["notes"] += 1
                 if contact_id and comment.get("text"):
-                    self.post("POST /contacts/{id}/notes", f"/contacts/{contact_id}/notes",
-                              {"body": comment["text"]})
+                    self.post(
+                        "POST /contacts/{id}/notes",
+                        f"/contacts/{contact_id}/notes",
+                        {"body": comment["text"]},
+                    )
         ended = time.time()
         return {
             "records": dict(self.records),
@@ -160,8 +180,11 @@ class NaiveSync:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.naive", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.naive",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--moco", required=True, help="MOCO (sandbox) root URL")
     parser.add_argument("--contacts", required=True, help="Contacts API (sandbox) root URL")
     parser.add_argument("--api-key", default="sandbox-key")
@@ -172,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     for url in (args.moco, args.contacts):
         if not url.startswith(("http://127.0.0.1", "http://localhost")):
             parser.error("the naive baseline only talks to the local sandboxes")
-    result = NaiveSync(args.moco, args.contacts, api_key=args.api_key, token=args.token,
-                       location=args.location).run()
+    result = NaiveSync(
+        args.moco, args.contacts, api_key=args.api_key, token=args.token, location=args.location
+    ).run()
     text = json.dumps(result, indent=2, sort_keys=True)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:

@@ -11,8 +11,13 @@ from typing import Any
 TARGET_MARGIN = lambda window: max(0.1, 0.02 * window)  # noqa: E731  target_contacts/ratelimit.py
 TAP_MARGIN = lambda window: min(1.0, window / 20)  # noqa: E731  tap_moco/client.py
 
-CONTACT_ROUTES = ("POST /contacts/", "PUT /contacts/{id}", "POST /contacts/upsert",
-                  "POST /contacts/{id}/tags", "DELETE /contacts/{id}/tags")
+CONTACT_ROUTES = (
+    "POST /contacts/",
+    "PUT /contacts/{id}",
+    "POST /contacts/upsert",
+    "POST /contacts/{id}/tags",
+    "DELETE /contacts/{id}/tags",
+)
 
 
 # --- small formatting helpers --------------------------------------------------------------------
@@ -23,7 +28,7 @@ def pct(x: float | None, digits: int = 1) -> str:
 def num(x: float | None, digits: int = 1) -> str:
     if x is None:
         return "n/a"
-    if isinstance(x, int) or float(x).is_integer() and abs(x) >= 100:
+    if isinstance(x, int) or (float(x).is_integer() and abs(x) >= 100):
         return f"{int(round(x)):,}"
     return f"{x:,.{digits}f}"
 
@@ -40,8 +45,11 @@ def _rate(stats: dict[str, Any]) -> tuple[float | None, float | None, str]:
     """(per second, fraction, basis): steady state when the run was long enough, else whole."""
     if stats.get("steady_fraction") is not None:
         return stats["steady_per_s"], stats["steady_fraction"], "steady state"
-    return stats.get("whole_per_s"), stats.get("whole_fraction"), "whole run (too short for " \
-        "a steady-state figure)"
+    return (
+        stats.get("whole_per_s"),
+        stats.get("whole_fraction"),
+        "whole run (too short for a steady-state figure)",
+    )
 
 
 def _short(basis: str) -> str:
@@ -83,14 +91,19 @@ def evaluate(r: dict[str, Any]) -> dict[str, Any]:
         met = all(f is not None and f >= 0.95 and n429 == 0 for _, f, n429, _ in checks)
         g = {
             "goal": ">= 95 % of the Contacts API ceiling, zero 429s",
-            "result": "; ".join(f"{name}: {pct(f)} of the ceiling ({b}), {n429} x 429"
-                                for name, f, n429, b in checks),
+            "result": "; ".join(
+                f"{name}: {pct(f)} of the ceiling ({b}), {n429} x 429"
+                for name, f, n429, b in checks
+            ),
             "met": met,
             "limiter_cap": round(cap, 4),
         }
         if not met:
-            short = [f"{name} by {100 * (0.95 - f):.1f} points" for name, f, _, _ in checks
-                     if f is not None and f < 0.95]
+            short = [
+                f"{name} by {100 * (0.95 - f):.1f} points"
+                for name, f, _, _ in checks
+                if f is not None and f < 0.95
+            ]
             n429 = sum(n for _, _, n, _ in checks)
             g["shortfall"] = ", ".join(short) + (f"; {n429} x 429" if n429 else "")
             g["why"], g["close"] = _why_writes(r, checks, window, cap)
@@ -102,29 +115,42 @@ def evaluate(r: dict[str, Any]) -> dict[str, Any]:
         first = ours["first"]
         created = _created_contacts(first)
         per_new = _contact_writes(first) / created if created else None
-        unchanged = [ours[k]["contacts_api"]["writes"] for k in
-                     ("unchanged_incremental", "unchanged_full_reread") if k in ours]
+        unchanged = [
+            ours[k]["contacts_api"]["writes"]
+            for k in ("unchanged_incremental", "unchanged_full_reread")
+            if k in ours
+        ]
         changed = _get(w, "change", "changed_total", default=0)
         calls_changed = _get(ours, "changed_1pct", "contacts_api", "calls", default=None)
         per_changed = calls_changed / changed if changed and calls_changed is not None else None
-        met = (per_new is not None and per_new <= 1.0 and all(x == 0 for x in unchanged)
-               and per_changed is not None and per_changed <= 2.0)
+        met = (
+            per_new is not None
+            and per_new <= 1.0
+            and all(x == 0 for x in unchanged)
+            and per_changed is not None
+            and per_changed <= 2.0
+        )
         g = {
             "goal": "<= 1 write per new contact; 0 for unchanged records; calls after a 1 % "
-                    "change proportional to it (here: <= 2 calls per changed record)",
-            "result": (f"{num(per_new, 3)} contact writes per new contact; unchanged re-runs: "
-                       f"{' and '.join(str(x) for x in unchanged)} writes; 1 % change: "
-                       f"{calls_changed} calls for {changed} changed records "
-                       f"({num(per_changed, 2)} per changed record)"),
+            "change proportional to it (here: <= 2 calls per changed record)",
+            "result": (
+                f"{num(per_new, 3)} contact writes per new contact; unchanged re-runs: "
+                f"{' and '.join(str(x) for x in unchanged)} writes; 1 % change: "
+                f"{calls_changed} calls for {changed} changed records "
+                f"({num(per_changed, 2)} per changed record)"
+            ),
             "met": met,
         }
         if not met:
             g["shortfall"] = "see the item 2 table"
-            routes = {k: _get(ours, k, "contacts_api", "by_route") for k in
-                      ("first", "unchanged_incremental", "unchanged_full_reread", "changed_1pct")}
+            routes = {
+                k: _get(ours, k, "contacts_api", "by_route")
+                for k in ("first", "unchanged_incremental", "unchanged_full_reread", "changed_1pct")
+            }
             g["why"] = f"calls beyond one per record; the routes called per run: {routes}"
-            g["close"] = ("remove the calls that do not follow from a record change (see the "
-                          "routes above)")
+            g["close"] = (
+                "remove the calls that do not follow from a record change (see the routes above)"
+            )
         goals["2"] = g
 
     # (3) read throughput
@@ -140,8 +166,10 @@ def evaluate(r: dict[str, Any]) -> dict[str, Any]:
         met = rec_frac is not None and rec_frac >= 0.90 and s["moco_api"]["status_429"] == 0
         g = {
             "goal": ">= 90 % of MOCO's ceiling (100 records x 120 requests / 120 s)",
-            "result": (f"{pct(rec_frac)} of the ceiling in records/s ({pct(frac)} in requests/s,"
-                       f" {basis}), {s['moco_api']['status_429']} x 429"),
+            "result": (
+                f"{pct(rec_frac)} of the ceiling in records/s ({pct(frac)} in requests/s,"
+                f" {basis}), {s['moco_api']['status_429']} x 429"
+            ),
             "met": met,
             "limiter_cap_scaled": round(cap, 4),
             "limiter_cap_real": round(real_cap, 4),
@@ -160,17 +188,22 @@ def evaluate(r: dict[str, Any]) -> dict[str, Any]:
         for role in ("tap", "target", "meltano"):
             a, b = _get(small, "peak_rss_mb", role), _get(big, "peak_rss_mb", role)
             if a and b:
-                growth[role] = {"small_mb": a, "big_mb": b, "growth_mb": round(b - a, 1),
-                                "growth_fraction": round((b - a) / a, 4),
-                                "bytes_per_extra_record": round((b - a) * 1024 * 1024
-                                                                / extra_records)}
+                growth[role] = {
+                    "small_mb": a,
+                    "big_mb": b,
+                    "growth_mb": round(b - a, 1),
+                    "growth_fraction": round((b - a) / a, 4),
+                    "bytes_per_extra_record": round((b - a) * 1024 * 1024 / extra_records),
+                }
         met = bool(growth) and all(v["growth_fraction"] <= 0.10 for v in growth.values())
         g = {
             "goal": f"peak memory flat from {small['contacts']:,} to {big['contacts']:,} "
-                    "contacts (here: each process's peak RSS grows <= 10 %)",
-            "result": "; ".join(f"{role} {v['small_mb']} -> {v['big_mb']} MB "
-                                f"({v['growth_mb']:+.1f} MB, {pct(v['growth_fraction'])})"
-                                for role, v in growth.items()),
+            "contacts (here: each process's peak RSS grows <= 10 %)",
+            "result": "; ".join(
+                f"{role} {v['small_mb']} -> {v['big_mb']} MB "
+                f"({v['growth_mb']:+.1f} MB, {pct(v['growth_fraction'])})"
+                for role, v in growth.items()
+            ),
             "met": met,
             "growth": growth,
         }
@@ -179,29 +212,39 @@ def evaluate(r: dict[str, Any]) -> dict[str, Any]:
             g["shortfall"] = "; ".join(
                 f"{role} by {100 * (v['growth_fraction'] - 0.10):.0f} points over the 10 % "
                 f"allowance ({v['growth_mb']:+.1f} MB, ~{v['bytes_per_extra_record']} bytes per "
-                "extra record)" for role, v in grown.items())
+                "extra record)"
+                for role, v in grown.items()
+            )
             why, close = [], []
             if "tap" in grown:
-                why.append("the tap keeps the id and `updated_at` of every record it emits in a "
-                           "stream (`known` in `MocoStream.get_records`, tap_moco/client.py) and "
-                           "at the end sorts all of them with parsed timestamps "
-                           "(`_versions_to_remember`), although state keeps at most 10,000; "
-                           "tracemalloc at 50,000 contacts: ~8 MB in `known`, ~6 MB more while "
-                           "sorting")
-                close.append("tap: check new versions against the previous run's remembered "
-                             "versions only and keep the newest `max_remembered_versions` in a "
-                             "bounded heap while reading")
+                why.append(
+                    "the tap keeps the id and `updated_at` of every record it emits in a "
+                    "stream (`known` in `MocoStream.get_records`, tap_moco/client.py) and "
+                    "at the end sorts all of them with parsed timestamps "
+                    "(`_versions_to_remember`), although state keeps at most 10,000; "
+                    "tracemalloc at 50,000 contacts: ~8 MB in `known`, ~6 MB more while "
+                    "sorting"
+                )
+                close.append(
+                    "tap: check new versions against the previous run's remembered "
+                    "versions only and keep the newest `max_remembered_versions` in a "
+                    "bounded heap while reading"
+                )
             if "meltano" in grown:
-                why.append("Meltano buffers the tap's output while the target is slower: its "
-                           "`elt.buffer_size` (100 MiB by default) lets the tap run up to ~2 x "
-                           "100 MiB ahead. At the real limits the target is always the slower "
-                           "side, so a large first import fills that buffer")
-                close.append("meltano.yml: set `elt.buffer_size` to a few MiB (it must stay above "
-                             "twice the largest Singer message). A separate 45-second check at "
-                             "50,000 contacts (not part of this run): Meltano peaked at 153 MB "
-                             "with the default and 105 MB (its baseline) with 8 MiB, the tap "
-                             "then being back-pressured; `bench/run --elt-buffer-size 8388608` "
-                             "measures it")
+                why.append(
+                    "Meltano buffers the tap's output while the target is slower: its "
+                    "`elt.buffer_size` (100 MiB by default) lets the tap run up to ~2 x "
+                    "100 MiB ahead. At the real limits the target is always the slower "
+                    "side, so a large first import fills that buffer"
+                )
+                close.append(
+                    "meltano.yml: set `elt.buffer_size` to a few MiB (it must stay above "
+                    "twice the largest Singer message). A separate 45-second check at "
+                    "50,000 contacts (not part of this run): Meltano peaked at 153 MB "
+                    "with the default and 105 MB (its baseline) with 8 MiB, the tap "
+                    "then being back-pressured; `bench/run --elt-buffer-size 8388608` "
+                    "measures it"
+                )
             if "target" in grown:
                 why.append("the target's memory grows with the records written")
                 close.append("target: find the per-record state (tracemalloc)")
@@ -211,11 +254,12 @@ def evaluate(r: dict[str, Any]) -> dict[str, Any]:
     return {"goals": goals}
 
 
-def _why_writes(r: dict[str, Any], checks: list[Any], window: float,
-                cap: float) -> tuple[str, str]:
+def _why_writes(r: dict[str, Any], checks: list[Any], window: float, cap: float) -> tuple[str, str]:
     """Why goal 1 was missed, from what the run measured."""
-    why = [f"the target's limiter keeps a {TARGET_MARGIN(window):.1f} s margin on the {window} s "
-           f"window, which caps it at {pct(cap)}"]
+    why = [
+        f"the target's limiter keeps a {TARGET_MARGIN(window):.1f} s margin on the {window} s "
+        f"window, which caps it at {pct(cap)}"
+    ]
     close = []
     for name, _frac, n429, _basis in checks:
         scenario = r["writes"] if name == "scaled" else r["unscaled"]
@@ -225,42 +269,58 @@ def _why_writes(r: dict[str, Any], checks: list[Any], window: float,
         latency = sum(scenario["settings"]["latency_s"]) / 2
         limit = rate["ceiling_per_s"]
         if conc / max(latency, 1e-3) < limit * 1.1:
-            why.append(f"{name}: max_concurrency {conc} / {latency * 1000:.0f} ms latency allows "
-                       f"~{conc / latency:.0f} calls/s, too close to the {limit:.0f}/s ceiling "
-                       "(Little's law)")
+            why.append(
+                f"{name}: max_concurrency {conc} / {latency * 1000:.0f} ms latency allows "
+                f"~{conc / latency:.0f} calls/s, too close to the {limit:.0f}/s ceiling "
+                "(Little's law)"
+            )
             close.append(f"raise max_concurrency to at least {int(2 * limit * latency) + 1}")
         lag_need = window + TARGET_MARGIN(window)
         p90 = rate.get("window_lag_p90_s")
         if p90 and p90 > lag_need * 1.03:
-            why.append(f"{name}: windows not kept full: the 90th percentile of the window lag is "
-                       f"{p90} s against the {lag_need:.1f} s the limiter needs, so the write "
-                       "pool ran dry at times (the target writes in 500-record batches and waits "
-                       "for each batch's slowest write before it reads on; the streams switch "
-                       "from contacts to notes to tasks)")
-            close.append("keep the pool fed across batch and stream boundaries (read the next "
-                         "batch while the current one is written)")
+            why.append(
+                f"{name}: windows not kept full: the 90th percentile of the window lag is "
+                f"{p90} s against the {lag_need:.1f} s the limiter needs, so the write "
+                "pool ran dry at times (the target writes in 500-record batches and waits "
+                "for each batch's slowest write before it reads on; the streams switch "
+                "from contacts to notes to tasks)"
+            )
+            close.append(
+                "keep the pool fed across batch and stream boundaries (read the next "
+                "batch while the current one is written)"
+            )
         if n429:
             why.append(f"{name}: {n429} requests answered 429")
-            close.append("find which requests the limiter let through early (the log times are "
-                         "in results.json)")
-    return "; ".join(why) + ".", ("; ".join(close) or "nothing beyond the limiter's margin, "
-                                  "which is deliberate") + "."
+            close.append(
+                "find which requests the limiter let through early (the log times are "
+                "in results.json)"
+            )
+    return "; ".join(why) + ".", (
+        "; ".join(close) or "nothing beyond the limiter's margin, which is deliberate"
+    ) + "."
 
 
-def _why_reads(s: dict[str, Any], rate: dict[str, Any], cap: float,
-               real_cap: float) -> tuple[str, str]:
+def _why_reads(
+    s: dict[str, Any], rate: dict[str, Any], cap: float, real_cap: float
+) -> tuple[str, str]:
     """Why goal 3 was missed, from what the run measured."""
     ms = _get(s, "moco_api", "server_time_per_request_ms") or 0
     ceiling = rate.get("ceiling_per_s") or 0
-    why = [f"the tap's limiter keeps a margin of min(1 s, window / 20), which caps it at "
-           f"{pct(cap)} at this window ({pct(real_cap)} at the real 120 s window)"]
+    why = [
+        f"the tap's limiter keeps a margin of min(1 s, window / 20), which caps it at "
+        f"{pct(cap)} at this window ({pct(real_cap)} at the real 120 s window)"
+    ]
     close = []
     if ms and 1000 / ms < ceiling * 1.15:
-        why.append(f"the tap reads one page at a time and each costs ~{ms:.0f} ms at the server "
-                   f"alone, so it cannot exceed ~{1000 / ms:.1f} requests/s against the "
-                   f"{ceiling:.1f}/s ceiling")
-        close.append("read the streams' pages concurrently (e.g. to-dos and comments while the "
-                     "contacts are paged), sharing the one limiter")
+        why.append(
+            f"the tap reads one page at a time and each costs ~{ms:.0f} ms at the server "
+            f"alone, so it cannot exceed ~{1000 / ms:.1f} requests/s against the "
+            f"{ceiling:.1f}/s ceiling"
+        )
+        close.append(
+            "read the streams' pages concurrently (e.g. to-dos and comments while the "
+            "contacts are paged), sharing the one limiter"
+        )
     return "; ".join(why) + ".", ("; ".join(close) or "a smaller margin in the tap's limiter") + "."
 
 
@@ -275,37 +335,63 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         per_s, frac, basis = _rate(f["calls_rate"])
         naive = _get(w, "naive", "first", "contacts_api")
         nper, nfrac, nbasis = _rate(naive["calls_rate"]) if naive else (None, None, "")
-        rows.append((f"1. Contacts API calls/s, first sync (scaled x{k})",
-                     f"{num(per_s)} ({pct(frac)}, {_short(basis)})",
-                     f"{num(nper)} ({pct(nfrac)}, {_short(nbasis)})" if naive else "not run",
-                     f"{num(ceiling)} /s (goal >= 95 %)"))
+        rows.append(
+            (
+                f"1. Contacts API calls/s, first sync (scaled x{k})",
+                f"{num(per_s)} ({pct(frac)}, {_short(basis)})",
+                f"{num(nper)} ({pct(nfrac)}, {_short(nbasis)})" if naive else "not run",
+                f"{num(ceiling)} /s (goal >= 95 %)",
+            )
+        )
         records = w["ours"]["first"]["records_read_by_target"]
         contacts = f.get("contacts_created", 0)
         mix_ceiling = ceiling * contacts / max(1, f["writes"])
         nc = _get(naive, "contacts_per_s")
-        rows.append((f"1. Contacts written/s, first sync (scaled x{k})",
-                     f"{num(f.get('contacts_per_s'))} ({pct(f.get('contacts_per_s', 0) / mix_ceiling if mix_ceiling else None)}, whole write phase)",
-                     f"{num(nc)} ({pct(nc / (ceiling * naive['contacts_created'] / max(1, naive['writes'])))})" if naive and nc else "not run",
-                     f"{num(mix_ceiling)} /s at this mix ({contacts:,} contacts in "
-                     f"{f['writes']:,} writes)"))
-        rows.append((f"1. 429 answers, first sync (scaled x{k})", str(f["status_429"]),
-                     str(naive["status_429"]) if naive else "not run", "0"))
-        rows.append((f"1. Wall time of the first sync (scaled x{k})",
-                     f"{num(w['ours']['first']['wall_s'])} s for {records:,} records",
-                     f"{num(_get(w, 'naive', 'first', 'wall_s'))} s for "
-                     f"{_get(w, 'naive', 'first', 'records_read_by_target'):,} records"
-                     if naive else "not run",
-                     f"{num(f['writes'] / ceiling)} s of writes at the ceiling"))
+        rows.append(
+            (
+                f"1. Contacts written/s, first sync (scaled x{k})",
+                f"{num(f.get('contacts_per_s'))} ({pct(f.get('contacts_per_s', 0) / mix_ceiling if mix_ceiling else None)}, whole write phase)",
+                f"{num(nc)} ({pct(nc / (ceiling * naive['contacts_created'] / max(1, naive['writes'])))})"
+                if naive and nc
+                else "not run",
+                f"{num(mix_ceiling)} /s at this mix ({contacts:,} contacts in "
+                f"{f['writes']:,} writes)",
+            )
+        )
+        rows.append(
+            (
+                f"1. 429 answers, first sync (scaled x{k})",
+                str(f["status_429"]),
+                str(naive["status_429"]) if naive else "not run",
+                "0",
+            )
+        )
+        rows.append(
+            (
+                f"1. Wall time of the first sync (scaled x{k})",
+                f"{num(w['ours']['first']['wall_s'])} s for {records:,} records",
+                f"{num(_get(w, 'naive', 'first', 'wall_s'))} s for "
+                f"{_get(w, 'naive', 'first', 'records_read_by_target'):,} records"
+                if naive
+                else "not run",
+                f"{num(f['writes'] / ceiling)} s of writes at the ceiling",
+            )
+        )
     if u and "ours" in u:
         f = u["ours"]["first"]["contacts_api"]
         per_s, frac, basis = _rate(f["calls_rate"])
         naive = _get(u, "naive", "first", "contacts_api")
         nper, nfrac, nbasis = _rate(naive["calls_rate"]) if naive else (None, None, "")
-        rows.append(("1. Contacts API calls/s, first sync, unscaled (100 / 10 s)",
-                     f"{num(per_s, 2)} ({pct(frac)}, {_short(basis)}), {f['status_429']} x 429",
-                     f"{num(nper, 2)} ({pct(nfrac)}, {_short(nbasis)}), "
-                     f"{naive['status_429']} x 429"
-                     if naive else "not run", "10 /s (goal >= 95 %, 0 x 429)"))
+        rows.append(
+            (
+                "1. Contacts API calls/s, first sync, unscaled (100 / 10 s)",
+                f"{num(per_s, 2)} ({pct(frac)}, {_short(basis)}), {f['status_429']} x 429",
+                f"{num(nper, 2)} ({pct(nfrac)}, {_short(nbasis)}), {naive['status_429']} x 429"
+                if naive
+                else "not run",
+                "10 /s (goal >= 95 %, 0 x 429)",
+            )
+        )
     if w and "ours" in w:
         ours = w["ours"]
         scope = ours["first"]["records_read_by_target"]
@@ -318,52 +404,103 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             c = run["contacts_api"]
             return f"{c['calls'] / denom:.3f} ({c['calls']:,} calls / {denom:,} records)"
 
-        rows.append(("2. Calls per source record, first sync", per(ours["first"], scope),
-                     per(_get(naive, "first"), nscope), "1 (one write per record)"))
-        rows.append(("2. Calls per source record, unchanged re-run (incremental)",
-                     per(ours.get("unchanged_incremental"), scope),
-                     per(_get(naive, "unchanged_rerun"), nscope), "0"))
-        rows.append(("2. Calls per source record, unchanged full re-read (all records sent "
-                     "to the target again)", per(ours.get("unchanged_full_reread"), scope),
-                     per(_get(naive, "unchanged_rerun"), nscope), "0"))
+        rows.append(
+            (
+                "2. Calls per source record, first sync",
+                per(ours["first"], scope),
+                per(_get(naive, "first"), nscope),
+                "1 (one write per record)",
+            )
+        )
+        rows.append(
+            (
+                "2. Calls per source record, unchanged re-run (incremental)",
+                per(ours.get("unchanged_incremental"), scope),
+                per(_get(naive, "unchanged_rerun"), nscope),
+                "0",
+            )
+        )
+        rows.append(
+            (
+                "2. Calls per source record, unchanged full re-read (all records sent "
+                "to the target again)",
+                per(ours.get("unchanged_full_reread"), scope),
+                per(_get(naive, "unchanged_rerun"), nscope),
+                "0",
+            )
+        )
         changed = _get(w, "change", "changed_total")
         nchanged = _get(naive, "change", "changed_total")
-        rows.append((f"2. Calls per source record after {pct(w['settings']['change_fraction'], 0)}"
-                     " changed", per(ours.get("changed_1pct"), scope)
-                     + (f"; {ours['changed_1pct']['contacts_api']['calls'] / changed:.2f} per "
-                        f"changed record" if changed and ours.get("changed_1pct") else ""),
-                     per(_get(naive, "changed_1pct"), nscope)
-                     + (f"; {naive['changed_1pct']['contacts_api']['calls'] / nchanged:.1f} per "
-                        "changed record" if naive and nchanged else ""),
-                     f"{w['settings']['change_fraction']:.2f} (1 per changed record)"))
+        rows.append(
+            (
+                f"2. Calls per source record after {pct(w['settings']['change_fraction'], 0)}"
+                " changed",
+                per(ours.get("changed_1pct"), scope)
+                + (
+                    f"; {ours['changed_1pct']['contacts_api']['calls'] / changed:.2f} per "
+                    f"changed record"
+                    if changed and ours.get("changed_1pct")
+                    else ""
+                ),
+                per(_get(naive, "changed_1pct"), nscope)
+                + (
+                    f"; {naive['changed_1pct']['contacts_api']['calls'] / nchanged:.1f} per "
+                    "changed record"
+                    if naive and nchanged
+                    else ""
+                ),
+                f"{w['settings']['change_fraction']:.2f} (1 per changed record)",
+            )
+        )
     if rd and "standard" in rd:
         s = rd["standard"]
         per_s, frac, basis = _rate(_get(s, "moco_api", "rate", default={}))
         per_req = s.get("records_per_request") or 100
-        rows.append((f"3. MOCO records/s read (tap alone, scaled x{rd['settings']['scale']})",
-                     f"{num(per_s * per_req if per_s else None)} "
-                     f"({pct(frac * per_req / 100 if frac else None)}, {_short(basis)})", "—",
-                     f"{num(s['ceiling_records_per_s'])} /s (goal >= 90 %)"))
+        rows.append(
+            (
+                f"3. MOCO records/s read (tap alone, scaled x{rd['settings']['scale']})",
+                f"{num(per_s * per_req if per_s else None)} "
+                f"({pct(frac * per_req / 100 if frac else None)}, {_short(basis)})",
+                "—",
+                f"{num(s['ceiling_records_per_s'])} /s (goal >= 90 %)",
+            )
+        )
         if "fast" in rd:
             fs = rd["fast"]
             per_s, frac, basis = _rate(_get(fs, "moco_api", "rate", default={}))
             per_req = fs.get("records_per_request") or 100
-            rows.append(("3. MOCO records/s read at 10 requests/s (unlimited plan's rate)",
-                         f"{num(per_s * per_req if per_s else None)} "
-                         f"({pct(frac * per_req / 100 if frac else None)}, {_short(basis)})",
-                         "—",
-                         f"{num(fs['ceiling_records_per_s'])} /s (no goal)"))
+            rows.append(
+                (
+                    "3. MOCO records/s read at 10 requests/s (unlimited plan's rate)",
+                    f"{num(per_s * per_req if per_s else None)} "
+                    f"({pct(frac * per_req / 100 if frac else None)}, {_short(basis)})",
+                    "—",
+                    f"{num(fs['ceiling_records_per_s'])} /s (no goal)",
+                )
+            )
     if o and o.get("sizes"):
         for entry in sorted(o["sizes"].values(), key=lambda e: e["contacts"]):
-            rows.append((f"4. Records/s through `meltano run`, no latency or limits, "
-                         f"{entry['contacts']:,} contacts",
-                         f"{num(entry['records_per_s'])} ({entry['records']:,} records in "
-                         f"{num(entry['wall_s'])} s)", "—", "none (CPU-bound)"))
+            rows.append(
+                (
+                    f"4. Records/s through `meltano run`, no latency or limits, "
+                    f"{entry['contacts']:,} contacts",
+                    f"{num(entry['records_per_s'])} ({entry['records']:,} records in "
+                    f"{num(entry['wall_s'])} s)",
+                    "—",
+                    "none (CPU-bound)",
+                )
+            )
         for entry in sorted(o["sizes"].values(), key=lambda e: e["contacts"]):
             p = entry["peak_rss_mb"]
-            rows.append((f"4. Peak RSS at {entry['contacts']:,} contacts",
-                         f"tap {p.get('tap', 'n/a')} MB, target {p.get('target', 'n/a')} MB, "
-                         f"meltano {p.get('meltano', 'n/a')} MB", "—", "flat"))
+            rows.append(
+                (
+                    f"4. Peak RSS at {entry['contacts']:,} contacts",
+                    f"tap {p.get('tap', 'n/a')} MB, target {p.get('target', 'n/a')} MB, "
+                    f"meltano {p.get('meltano', 'n/a')} MB",
+                    "—",
+                    "flat",
+                )
+            )
     return rows
 
 
@@ -385,36 +522,50 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
     add("")
     add("<!-- Generated by `bench/run` from bench/results.json; do not edit by hand. -->")
     add("")
-    add(f"One run of `{r['command'].strip()}` on {m['date']} "
+    add(
+        f"One run of `{r['command'].strip()}` on {m['date']} "
         f"({r.get('duration_s', 0) / 60:.1f} minutes)."
-        + (" **Quick smoke run: sizes too small for the numbers to mean anything.**"
-           if r.get("quick") else ""))
+        + (
+            " **Quick smoke run: sizes too small for the numbers to mean anything.**"
+            if r.get("quick")
+            else ""
+        )
+    )
     add("")
     for note in r.get("notes") or []:  # e.g. an item re-measured later and merged in
         add(note)
         add("")
-    add(f"**Machine:** {m['nproc']} CPUs ({m['cpu_model']}), {m.get('memory_gb')} GB RAM, "
+    add(
+        f"**Machine:** {m['nproc']} CPUs ({m['cpu_model']}), {m.get('memory_gb')} GB RAM, "
         f"Python {m['python']}, Meltano {m.get('meltano')}, {m['platform']}; load average "
         f"{m['load_average_start'][0]:.2f} at the start and "
         f"{_get(m, 'load_average_end', default=[0])[0]:.2f} at the end (the machine is shared: "
         f"other jobs' CPU use makes item 4 noisy). Code: `git` {m.get('git_head')}"
-        + (f" with uncommitted changes in {', '.join(x.split()[-1] for x in m['git_modified_files'])}"
-           if m.get("git_modified_files") else "") + ".")
+        + (
+            f" with uncommitted changes in {', '.join(x.split()[-1] for x in m['git_modified_files'])}"
+            if m.get("git_modified_files")
+            else ""
+        )
+        + "."
+    )
     add("")
-    add("**Set-up:** both sandboxes (`python -m sandbox --latency A --latency-max B`) run "
+    add(
+        "**Set-up:** both sandboxes (`python -m sandbox --latency A --latency-max B`) run "
         "as their own processes on 127.0.0.1; `meltano run tap-moco target-contacts` runs from "
         "the repository root with the `sandbox` environment, its system database and state in a "
         "temp dir, a fresh SQLite ledger per scenario, and the settings below passed as "
         "`TAP_MOCO_*` / `TARGET_CONTACTS_*` variables. Answers wait a uniformly random "
         f"{r['config']['latency_s'][0] * 1000:.0f}-{r['config']['latency_s'][1] * 1000:.0f} ms. "
-        + "The sandbox server sets TCP_NODELAY (without it every answer on a kept-alive "
+         "The sandbox server sets TCP_NODELAY (without it every answer on a kept-alive "
         "connection stalled ~40 ms on Nagle's algorithm and delayed ACK, which the real APIs "
-        "do not).")
+        "do not)."
+    )
     add("")
     w = r.get("writes")
     if w:
         s = w["settings"]
-        add(f"**Scaling (items 1-3):** both APIs run {s['scale']}x faster, and both sides "
+        add(
+            f"**Scaling (items 1-3):** both APIs run {s['scale']}x faster, and both sides "
             f"agree: Contacts API {s['contacts_limit']}, target `rate_limit_requests="
             f"{s['target']['rate_limit_requests']}`, `max_concurrency="
             f"{s['target']['max_concurrency']}`; MOCO {s['moco_limit']}, tap "
@@ -422,25 +573,32 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
             f"`rate_limit_window_seconds={s['tap']['rate_limit_window_seconds']}`. Fractions "
             "are of the scaled ceiling. Latency is not scaled, so scaling makes a one-request-"
             "at-a-time client look worse, not better; the unscaled run of item 1 checks the "
-            "result at the real limits.")
+            "result at the real limits."
+        )
         add("")
     add("## Results")
     add("")
     add(summary_table(r))
     add("")
-    add("Steady state: a sliding window of L requests per W seconds lets a client send L "
+    add(
+        "Steady state: a sliding window of L requests per W seconds lets a client send L "
         "requests at once, so the rate over a short run's whole span can exceed the long-run "
         "ceiling. The steady-state figure is immune to that: request k can only be counted W "
         "seconds after request k - L, so for every request from the (L+1)th on the bench takes "
         "the window lag t(k) - t(k-L); L / mean lag is the long-run rate and W / mean lag the "
         "fraction of the ceiling (1.0 = the limit is kept full all the time). A client that never "
         "sends L requests (the naive one) is not limited by the ceiling; its rate over the whole "
-        "run is its rate.")
+        "run is its rate."
+    )
     add("")
     add("## Goals")
     add("")
-    names = {"1": "Write throughput", "2": "Calls per record", "3": "Read throughput",
-             "4": "Memory"}
+    names = {
+        "1": "Write throughput",
+        "2": "Calls per record",
+        "3": "Read throughput",
+        "4": "Memory",
+    }
     add("| # | Goal | Result | Met? |")
     add("|---|---|---|---|")
     for key in ("1", "2", "3", "4"):
@@ -454,8 +612,10 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
     for key in ("1", "2", "3", "4"):
         g = goals.get(key)
         if g and not g["met"]:
-            add(f"- **Goal {key} missed** {g.get('shortfall', '')}. Why: {g['why']} "
-                f"What would close it: {g['close']}")
+            add(
+                f"- **Goal {key} missed** {g.get('shortfall', '')}. Why: {g['why']} "
+                f"What would close it: {g['close']}"
+            )
     if any(g and not g["met"] for g in goals.values()):
         add("")
 
@@ -466,75 +626,97 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
         c = f["contacts_api"]
         add("## 1. Write throughput")
         add("")
-        add(f"First sync of {s['contacts']:,} generated MOCO contacts "
+        add(
+            f"First sync of {s['contacts']:,} generated MOCO contacts "
             f"({f['records_read_by_target']:,} records reach the target: "
             + ", ".join(f"{k} {v['read']:,}" for k, v in (f.get("streams") or {}).items())
             + "; tasks and notes of contacts the stream map filters out are rejected, not "
-            "sent).")
+            "sent)."
+        )
         add("")
         rate = c["calls_rate"]
-        add(f"- Write phase (first to last write in the Contacts sandbox's log): "
-            f"{num(c['write_phase_s'])} s; `meltano run` wall time {num(f['wall_s'])} s.")
-        add(f"- Contacts API calls: {c['calls']:,} ({', '.join(f'{k}: {v:,}' for k, v in c['by_route'].items())}); "
-            f"{c['status_429']} answered 429.")
-        add(f"- Calls/s: {num(rate.get('whole_per_s'))} over the whole write phase "
+        add(
+            f"- Write phase (first to last write in the Contacts sandbox's log): "
+            f"{num(c['write_phase_s'])} s; `meltano run` wall time {num(f['wall_s'])} s."
+        )
+        add(
+            f"- Contacts API calls: {c['calls']:,} ({', '.join(f'{k}: {v:,}' for k, v in c['by_route'].items())}); "
+            f"{c['status_429']} answered 429."
+        )
+        add(
+            f"- Calls/s: {num(rate.get('whole_per_s'))} over the whole write phase "
             f"({pct(rate.get('whole_fraction'))}), {num(rate.get('steady_per_s'))} in steady "
             f"state ({pct(rate.get('steady_fraction'))}) against {num(rate['ceiling_per_s'])}/s. "
             f"The target's limiter keeps a {TARGET_MARGIN(10):.1f} s margin on the 10 s window, "
-            f"so its own cap is {pct(goals.get('1', {}).get('limiter_cap'))}.")
+            f"so its own cap is {pct(goals.get('1', {}).get('limiter_cap'))}."
+        )
         if rate.get("window_lag_mean_s"):
-            add(f"- Window lag (time from call k - {rate['ceiling_per_s'] * 10:.0f} to call k, "
+            add(
+                f"- Window lag (time from call k - {rate['ceiling_per_s'] * 10:.0f} to call k, "
                 f"{rate['steady_events']:,} calls): mean {rate['window_lag_mean_s']} s, min "
                 f"{rate['window_lag_min_s']} s, 90th percentile {rate['window_lag_p90_s']} s, max "
                 f"{rate['window_lag_max_s']} s. A minimum of at least 10 s means no 10 s window "
                 "ever held more than the limit; a mean close to 10 s means the limit was kept "
-                "full.")
+                "full."
+            )
         series = c.get("calls_per_second_series") or []
         if series:
-            add(f"- Calls per second over the write phase: `{' '.join(str(x) for x in series)}`. "
+            add(
+                f"- Calls per second over the write phase: `{' '.join(str(x) for x in series)}`. "
                 "The limiter is a sliding window: it lets a window's allowance go as fast as "
                 "`max_concurrency` and the latency allow (about twice the average rate), then "
                 "waits for the window to slide. The server's sliding window accepts that, "
-                "hence no 429.")
-        add(f"- MOCO during the first sync: {f['moco_api']['requests']} requests, "
-            f"{f['moco_api']['status_429']} x 429.")
-        add(f"- CPU seconds: " + ", ".join(f"{k} {v}" for k, v in f["cpu_s"].items()) + ".")
+                "hence no 429."
+            )
+        add(
+            f"- MOCO during the first sync: {f['moco_api']['requests']} requests, "
+            f"{f['moco_api']['status_429']} x 429."
+        )
+        add("- CPU seconds: " + ", ".join(f"{k} {v}" for k, v in f["cpu_s"].items()) + ".")
         n = _get(w, "naive", "first")
         if n:
             nc = n["contacts_api"]
-            add(f"- Naive baseline ({w['naive']['contacts']} MOCO contacts, "
+            add(
+                f"- Naive baseline ({w['naive']['contacts']} MOCO contacts, "
                 f"{n['records_read_by_target']} records): {nc['calls']} calls in "
                 f"{num(nc['write_phase_s'])} s = {num(_get(nc, 'calls_rate', 'whole_per_s'))} "
                 f"calls/s ({pct(_get(nc, 'calls_rate', 'whole_fraction'))} of the scaled "
                 f"ceiling), {nc['status_429']} x 429. One request at a time, it is bound by "
-                "latency, not by the limit: about 1 / (latency + its own time) requests/s.")
+                "latency, not by the limit: about 1 / (latency + its own time) requests/s."
+            )
         uu = _get(r, "unscaled", "ours", "first")
         if uu:
             uc = uu["contacts_api"]
             urate = uc["calls_rate"]
-            add(f"- Unscaled (100 / 10 s, MOCO 120 / 120 s, `max_concurrency="
+            add(
+                f"- Unscaled (100 / 10 s, MOCO 120 / 120 s, `max_concurrency="
                 f"{r['unscaled']['settings']['target']['max_concurrency']}`), "
                 f"{r['unscaled']['settings']['contacts']} MOCO contacts: {uc['calls']} calls in "
                 f"{num(uc.get('write_phase_s'))} s, {num(urate.get('whole_per_s'), 2)}/s over the "
                 f"whole phase ({pct(urate.get('whole_fraction'))}), "
                 f"{num(urate.get('steady_per_s'), 2)}/s steady ({pct(urate.get('steady_fraction'))}),"
-                f" {uc['status_429']} x 429.")
+                f" {uc['status_429']} x 429."
+            )
             un = _get(r, "unscaled", "naive", "first")
             if un:
                 unc = un["contacts_api"]
-                add(f"- Naive baseline unscaled ({r['unscaled']['naive']['contacts']} MOCO "
+                add(
+                    f"- Naive baseline unscaled ({r['unscaled']['naive']['contacts']} MOCO "
                     f"contacts): {unc['calls']} calls, "
                     f"{num(_get(unc, 'calls_rate', 'whole_per_s'), 2)}/s "
                     f"({pct(_get(unc, 'calls_rate', 'whole_fraction'))} of 10/s), "
-                    f"{unc['status_429']} x 429.")
+                    f"{unc['status_429']} x 429."
+                )
             # What it means for a first import.
             _, uf, _ = _rate(urate)
             if uf:
                 recs_per_contact = f["records_read_by_target"] / max(1, s["contacts"])
                 total = 20000 * recs_per_contact
                 ours_min = total / (10 * uf) / 60
-                line = (f"- A first import of 20,000 MOCO contacts (~{total:,.0f} records at this "
-                        f"mix) at the real limits: ours ~{ours_min:.0f} min")
+                line = (
+                    f"- A first import of 20,000 MOCO contacts (~{total:,.0f} records at this "
+                    f"mix) at the real limits: ours ~{ours_min:.0f} min"
+                )
                 nmin = None
                 if un:
                     _, nfrac, _ = _rate(_get(un, "contacts_api", "calls_rate", default={}))
@@ -543,81 +725,107 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
                         line += f", the naive sync ~{nmin:.0f} min"
                 add(line + f" (the ceiling: {total / 10 / 60:.0f} min).")
                 if nmin:
-                    add(f"- So on a first import the naive sync is only ~{nmin / ours_min:.1f}x "
+                    add(
+                        f"- So on a first import the naive sync is only ~{nmin / ours_min:.1f}x "
                         "slower at the real limits (one request at a time at 100-200 ms already "
                         f"reaches {pct(nfrac, 0)} of 10 requests/s). The difference is every run after "
                         f"it: the naive sync sends everything again (~{nmin:.0f} min per run, "
                         "longer than an hourly schedule, and duplicating every task and note), "
-                        "ours sends only the changes (item 2).")
+                        "ours sends only the changes (item 2)."
+                    )
         add("")
 
         add("## 2. Calls per source record")
         add("")
-        add("Source records = the records the first sync brought to the target (contacts, tasks, "
+        add(
+            "Source records = the records the first sync brought to the target (contacts, tasks, "
             "notes). The 1 % change edits mapped fields of randomly chosen synced records "
             "(contacts' first name, to-dos' title, comments' text) in MOCO: "
-            f"{_get(w, 'change', 'changed')}.")
+            f"{_get(w, 'change', 'changed')}."
+        )
         add("")
-        add("| Run | Records reaching the target | Contacts API calls | Writes | Calls per source "
-            "record | MOCO requests | Wall time |")
+        add(
+            "| Run | Records reaching the target | Contacts API calls | Writes | Calls per source "
+            "record | MOCO requests | Wall time |"
+        )
         add("|---|---|---|---|---|---|---|")
         scope = f["records_read_by_target"]
-        labels = {"first": "Ours: first sync", "unchanged_incremental":
-                  "Ours: unchanged re-run (incremental: the tap sends nothing)",
-                  "unchanged_full_reread": "Ours: unchanged full re-read (`--full-refresh`: all "
-                  "records reach the target)", "changed_1pct": "Ours: after the 1 % change"}
+        labels = {
+            "first": "Ours: first sync",
+            "unchanged_incremental": "Ours: unchanged re-run (incremental: the tap sends nothing)",
+            "unchanged_full_reread": "Ours: unchanged full re-read (`--full-refresh`: all "
+            "records reach the target)",
+            "changed_1pct": "Ours: after the 1 % change",
+        }
         for key, label in labels.items():
             run = ours.get(key)
             if run:
                 cc = run["contacts_api"]
-                add(f"| {label} | {run['records_read_by_target']:,} | {cc['calls']:,} | "
+                add(
+                    f"| {label} | {run['records_read_by_target']:,} | {cc['calls']:,} | "
                     f"{cc['writes']:,} | {cc['calls'] / scope:.4f} | "
-                    f"{_moco_requests(run)} | {num(run['wall_s'])} s |")
+                    f"{_moco_requests(run)} | {num(run['wall_s'])} s |"
+                )
         nv = w.get("naive")
         if nv:
             nscope = nv["first"]["records_read_by_target"]
-            for key, label in (("first", "Naive: first sync"),
-                               ("unchanged_rerun", "Naive: unchanged re-run"),
-                               ("changed_1pct", "Naive: after the 1 % change")):
+            for key, label in (
+                ("first", "Naive: first sync"),
+                ("unchanged_rerun", "Naive: unchanged re-run"),
+                ("changed_1pct", "Naive: after the 1 % change"),
+            ):
                 run = nv.get(key)
                 if run:
                     cc = run["contacts_api"]
-                    add(f"| {label} | {run['records_read_by_target']:,} | {cc['calls']:,} | "
+                    add(
+                        f"| {label} | {run['records_read_by_target']:,} | {cc['calls']:,} | "
                         f"{cc['writes']:,} | {cc['calls'] / nscope:.4f} | "
-                        f"{_moco_requests(run)} | {num(run['wall_s'])} s |")
+                        f"{_moco_requests(run)} | {num(run['wall_s'])} s |"
+                    )
         add("")
         created = _created_contacts(f)
-        add(f"- New contacts: {created:,}; writes on contact routes: {_contact_writes(f):,} "
+        add(
+            f"- New contacts: {created:,}; writes on contact routes: {_contact_writes(f):,} "
             f"({_contact_writes(f) / max(1, created):.3f} per new contact: the create carries the "
-            "tags, so no extra tag call).")
+            "tags, so no extra tag call)."
+        )
         if ours.get("changed_1pct"):
-            add(f"- After the change: {ours['changed_1pct']['contacts_api']['by_route']} for "
-                f"{_get(w, 'change', 'changed_total')} changed records.")
+            add(
+                f"- After the change: {ours['changed_1pct']['contacts_api']['by_route']} for "
+                f"{_get(w, 'change', 'changed_total')} changed records."
+            )
         inc = ours.get("unchanged_incremental")
         if inc:
             paths = _get(inc, "moco_api", "by_path", default={})
             todos = paths.get("/api/v1/todos", 0)
-            add(f"- MOCO requests of an unchanged incremental run: {_moco_requests(inc)}, of "
+            add(
+                f"- MOCO requests of an unchanged incremental run: {_moco_requests(inc)}, of "
                 f"which {todos} read `/todos` in full: MOCO's to-do list has no `updated_after` "
                 "filter, so every run reads all to-dos (one request per 100 to-dos, 1 s each at "
-                "the real limit). That is the main cost of an hourly run on a large account.")
-        add("- The naive sync has no ledger and no change detection: every run sends every "
+                "the real limit). That is the main cost of an hourly run on a large account."
+            )
+        add(
+            "- The naive sync has no ledger and no change detection: every run sends every "
             "record again (one upsert per contact, one create per task and note, so a re-run "
-            "also duplicates every task and note in the CRM).")
+            "also duplicates every task and note in the CRM)."
+        )
         add("")
 
     rd = r.get("reads")
     if rd:
         add("## 3. Read throughput")
         add("")
-        for key, title in (("standard", f"MOCO {rd['settings']['moco_limit']}"),
-                           ("fast", f"MOCO {rd['settings']['fast_limit']}")):
+        for key, title in (
+            ("standard", f"MOCO {rd['settings']['moco_limit']}"),
+            ("fast", f"MOCO {rd['settings']['fast_limit']}"),
+        ):
             s3 = rd.get(key)
             if not s3:
                 continue
             ma = s3["moco_api"]
             rate = ma.get("rate", {})
-            add(f"- **{title}**, `meltano invoke tap-moco` alone (output counted and dropped), "
+            add(
+                f"- **{title}**, `meltano invoke tap-moco` alone (output counted and dropped), "
                 f"{s3['moco_totals']['contacts']:,} contacts: {ma['requests']} requests, "
                 f"{s3['records_fetched']:,} records fetched ({s3.get('records_per_request')} per "
                 f"request; {s3['records_emitted']:,} emitted, to-dos on other objects are "
@@ -626,55 +834,71 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
                 f"), {num(rate.get('steady_per_s'), 2)} steady state "
                 f"({pct(rate.get('steady_fraction'))}) against {num(rate.get('ceiling_per_s'), 2)};"
                 f" the sandbox's time per request (latency included) "
-                f"{ma.get('server_time_per_request_ms')} ms.")
+                f"{ma.get('server_time_per_request_ms')} ms."
+            )
         g3 = goals.get("3")
         if g3:
-            add(f"- The tap's limiter keeps a margin of min(1 s, window / 20) on MOCO's window: "
+            add(
+                f"- The tap's limiter keeps a margin of min(1 s, window / 20) on MOCO's window: "
                 f"a cap of {pct(g3['limiter_cap_scaled'])} at the scaled window and "
                 f"{pct(g3['limiter_cap_real'])} at the real 120 s window. So the scaled figure "
-                "understates the real one by about the difference.")
+                "understates the real one by about the difference."
+            )
         if rd.get("fast"):
-            add("- At 10 requests/s the tap is bound by latency, not by the limit: it reads one "
+            add(
+                "- At 10 requests/s the tap is bound by latency, not by the limit: it reads one "
                 "page at a time, so it cannot go faster than 1 / (latency + its own time per "
-                "page). That matters on MOCO's unlimited plan (1,200 / 120 s) only.")
+                "page). That matters on MOCO's unlimited plan (1,200 / 120 s) only."
+            )
         add("")
 
     if r.get("overhead"):
         o = r["overhead"]
         add("## 4. Overhead and memory")
         add("")
-        add(f"`meltano run` with no latency and no limits (MOCO limit off; Contacts sandbox "
+        add(
+            f"`meltano run` with no latency and no limits (MOCO limit off; Contacts sandbox "
             f"10,000,000 / 1 s and target `rate_limit_requests={o['settings']['target']['rate_limit_requests']}`"
             f" / 1 s, far above what the pipeline reaches), streams: "
             f"{'contacts only' if o['settings']['streams'] == 'contacts' else 'contacts, tasks, notes'}"
             ". Peak RSS is the kernel's high-water mark (VmHWM) of each process, sampled every "
-            "0.2 s.")
+            "0.2 s."
+        )
         add("")
-        add("| Contacts | Records | `meltano run` wall time | Records/s (whole run) | Records/s "
+        add(
+            "| Contacts | Records | `meltano run` wall time | Records/s (whole run) | Records/s "
             "after start-up | Peak RSS tap | Peak RSS target | Peak RSS meltano | CPU per record: "
-            "target / tap | Other jobs on the machine |")
+            "target / tap | Other jobs on the machine |"
+        )
         add("|---|---|---|---|---|---|---|---|---|---|")
         for e in sorted(o["sizes"].values(), key=lambda x: x["contacts"]):
             p = e["peak_rss_mb"]
             load = e.get("machine_load") or {}
-            add(f"| {e['contacts']:,} | {e['records']:,} | {num(e['wall_s'])} s | "
+            add(
+                f"| {e['contacts']:,} | {e['records']:,} | {num(e['wall_s'])} s | "
                 f"{num(e['records_per_s'])} | {num(e.get('records_per_s_after_startup'))} | "
                 f"{p.get('tap')} MB | {p.get('target')} MB | {p.get('meltano')} MB | "
                 f"{e.get('target_cpu_ms_per_record')} / {e.get('tap_cpu_ms_per_record')} ms | "
-                f"{load.get('other_processes_cores', 'n/a')} of {load.get('cores', '?')} cores |")
+                f"{load.get('other_processes_cores', 'n/a')} of {load.get('cores', '?')} cores |"
+            )
         add("")
-        add("Records/s after start-up counts from the tap's first MOCO request (Meltano's own "
-            "start-up, ~5 s, excluded). \"Other jobs\" is the CPU the rest of the machine used "
+        add(
+            "Records/s after start-up counts from the tap's first MOCO request (Meltano's own "
+            'start-up, ~5 s, excluded). "Other jobs" is the CPU the rest of the machine used '
             "during the run (all CPUs' busy time minus the bench's processes): the machine is "
-            "shared, and this item is CPU-bound, so its records/s move with that number.")
+            "shared, and this item is CPU-bound, so its records/s move with that number."
+        )
         add("")
         if o["settings"]["streams"] == "contacts":
-            add("Only the contacts stream is synced here (`TAP_MOCO__SELECT`): the target is "
+            add(
+                "Only the contacts stream is synced here (`TAP_MOCO__SELECT`): the target is "
                 "CPU-bound at a few hundred records/s on this machine, so the full mix at 100,000 "
                 "contacts (~180,000 records) would take the whole time budget on its own. "
-                "`bench/run --overhead-streams all` runs the full mix.")
+                "`bench/run --overhead-streams all` runs the full mix."
+            )
             add("")
-        add("Where the target's CPU goes (cProfile of the same workload with the write pool "
+        add(
+            "Where the target's CPU goes (cProfile of the same workload with the write pool "
             "made synchronous, 3,600 records; not part of this run): ~40 % in the ledger (three "
             "SQLite transactions per new record: `mark_creating`, `record_written`, "
             "`clear_reject`, each building and compiling its SQLAlchemy statement anew; with 8 "
@@ -682,41 +906,55 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
             "path (`requests` itself; about a sixth of that is `requests` re-reading the whole "
             "environment for proxy settings on every request), ~6 % in payload checks and "
             "stream maps. At the real APIs' limits (10 calls/s) the target needs ~4 % of one "
-            "core, so this does not limit a real sync; it is what bounds this no-limit figure.")
+            "core, so this does not limit a real sync; it is what bounds this no-limit figure."
+        )
         add("")
         g4 = goals.get("4")
         if g4:
-            add("Memory growth from the smallest to the largest run, per process: "
-                + "; ".join(f"{role} {v['growth_mb']:+.1f} MB ({pct(v['growth_fraction'])}, "
-                            f"~{v['bytes_per_extra_record']} bytes per extra record)"
-                            for role, v in g4["growth"].items()) + ".")
+            add(
+                "Memory growth from the smallest to the largest run, per process: "
+                + "; ".join(
+                    f"{role} {v['growth_mb']:+.1f} MB ({pct(v['growth_fraction'])}, "
+                    f"~{v['bytes_per_extra_record']} bytes per extra record)"
+                    for role, v in g4["growth"].items()
+                )
+                + "."
+            )
             if not g4["met"]:
                 add("")
                 add("Goal 4 is missed; why and what would close it: see [Goals](#goals).")
             add("")
-        add(f"Meltano's `elt.buffer_size` in this run: {r['config'].get('meltano_elt_buffer_size')}.")
+        add(
+            f"Meltano's `elt.buffer_size` in this run: {r['config'].get('meltano_elt_buffer_size')}."
+        )
         add("")
 
     add("## 5. The naive baseline")
     add("")
-    add("`bench/naive.py`: reads MOCO page by page with no limiter (a 429 is retried after 1 s), "
+    add(
+        "`bench/naive.py`: reads MOCO page by page with no limiter (a 429 is retried after 1 s), "
         "then for each person with an e-mail or phone sends `POST /contacts/upsert` and one "
         "`POST` per to-do and comment of that person, one request at a time, with the same field "
         "mapping as `meltano.yml`. No ledger, no change detection. It runs against its own pair "
         "of sandboxes with the same settings (fewer contacts: it is slow by design); its rows "
-        "above are per record, so the size does not change them.")
+        "above are per record, so the size does not change them."
+    )
     add("")
     add("## How to reproduce")
     add("")
     add("```bash")
-    add("bench/run                      # everything, ~20 minutes; writes bench/results.json and "
-        "docs/benchmarks.md")
+    add(
+        "bench/run                      # everything, ~20 minutes; writes bench/results.json and "
+        "docs/benchmarks.md"
+    )
     add("bench/run --items 1,2,5        # write throughput, calls per record, naive baseline")
     add("bench/run --quick              # small smoke run, writes to bench/.quick/")
     add("bench/run --help               # sizes, scale, latency, concurrency")
     add("```")
     add("")
-    add("Every number above is in bench/results.json, with the request counts per route and the "
-        "per-second call series.")
+    add(
+        "Every number above is in bench/results.json, with the request counts per route and the "
+        "per-second call series."
+    )
     add("")
     return "\n".join(out)

@@ -31,10 +31,10 @@ from bench.harness import (
     run_meltano,
 )
 
-MOCO_LIMIT = 120          # requests per window and API key (standard plans)
-MOCO_WINDOW = 120         # seconds
-CONTACTS_LIMIT = 100      # requests per window and location
-CONTACTS_WINDOW = 10      # seconds
+MOCO_LIMIT = 120  # requests per window and API key (standard plans)
+MOCO_WINDOW = 120  # seconds
+CONTACTS_LIMIT = 100  # requests per window and location
+CONTACTS_WINDOW = 10  # seconds
 PAGE_SIZE = 100
 
 
@@ -45,13 +45,13 @@ class Config:
     contacts: int = 2000
     naive_contacts: int = 150
     change_fraction: float = 0.01
-    concurrency: int | None = None          # default: 8 x scale / 5, at least 8
+    concurrency: int | None = None  # default: 8 x scale / 5, at least 8
     unscaled_contacts: int = 300
     unscaled_naive_contacts: int = 60
     read_contacts: int = 20000
     read_fast_contacts: int = 6000
     overhead_sizes: tuple[int, ...] = (10_000, 100_000)
-    overhead_streams: str = "contacts"      # or "all"
+    overhead_streams: str = "contacts"  # or "all"
     seed: int = 1
 
 
@@ -61,19 +61,30 @@ def _target_concurrency(cfg: Config, scale: int) -> int:
     return max(8, 16 * scale // 5)
 
 
-def _env(workdir: Path, moco: Sandbox, crm: Sandbox, *, tap_limit: int, tap_window: int,
-         target_limit: int, target_window: int, concurrency: int) -> dict[str, str]:
+def _env(
+    workdir: Path,
+    moco: Sandbox,
+    crm: Sandbox,
+    *,
+    tap_limit: int,
+    tap_window: int,
+    target_limit: int,
+    target_window: int,
+    concurrency: int,
+) -> dict[str, str]:
     env = base_env(workdir)
-    env.update({
-        "TAP_MOCO_BASE_URL": moco.url,
-        "TAP_MOCO_RATE_LIMIT_REQUESTS": str(tap_limit),
-        "TAP_MOCO_RATE_LIMIT_WINDOW_SECONDS": str(tap_window),
-        "TARGET_CONTACTS_BASE_URL": crm.url,
-        "TARGET_CONTACTS_LEDGER_URL": f"sqlite:///{workdir / 'ledger.db'}",
-        "TARGET_CONTACTS_RATE_LIMIT_REQUESTS": str(target_limit),
-        "TARGET_CONTACTS_RATE_LIMIT_WINDOW_SECONDS": str(target_window),
-        "TARGET_CONTACTS_MAX_CONCURRENCY": str(concurrency),
-    })
+    env.update(
+        {
+            "TAP_MOCO_BASE_URL": moco.url,
+            "TAP_MOCO_RATE_LIMIT_REQUESTS": str(tap_limit),
+            "TAP_MOCO_RATE_LIMIT_WINDOW_SECONDS": str(tap_window),
+            "TARGET_CONTACTS_BASE_URL": crm.url,
+            "TARGET_CONTACTS_LEDGER_URL": f"sqlite:///{workdir / 'ledger.db'}",
+            "TARGET_CONTACTS_RATE_LIMIT_REQUESTS": str(target_limit),
+            "TARGET_CONTACTS_RATE_LIMIT_WINDOW_SECONDS": str(target_window),
+            "TARGET_CONTACTS_MAX_CONCURRENCY": str(concurrency),
+        }
+    )
     return env
 
 
@@ -82,10 +93,13 @@ def _other_load(result: MeltanoResult, cpu: dict[str, float]) -> dict[str, Any]:
     ours = sum(cpu.values())
     other = max(0.0, result.machine_busy_s - ours)
     cores = os.cpu_count() or 1
-    return {"machine_busy_s": result.machine_busy_s, "bench_processes_s": round(ours, 2),
-            "other_processes_s": round(other, 2),
-            "other_processes_cores": round(other / result.wall_s, 2) if result.wall_s else None,
-            "cores": cores}
+    return {
+        "machine_busy_s": result.machine_busy_s,
+        "bench_processes_s": round(ours, 2),
+        "other_processes_s": round(other, 2),
+        "other_processes_cores": round(other / result.wall_s, 2) if result.wall_s else None,
+        "cores": cores,
+    }
 
 
 def _records_read(summary: dict[str, Any] | None) -> int:
@@ -94,46 +108,87 @@ def _records_read(summary: dict[str, Any] | None) -> int:
     return sum(c.get("read", 0) for c in summary.get("streams", {}).values())
 
 
-def _sync_run(name: str, args: list[str], env: dict[str, str], workdir: Path, moco: Sandbox,
-              crm: Sandbox, *, target_limit: int, target_window: float, moco_limit: int,
-              moco_window: float) -> dict[str, Any]:
+def _sync_run(
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    workdir: Path,
+    moco: Sandbox,
+    crm: Sandbox,
+    *,
+    target_limit: int,
+    target_window: float,
+    moco_limit: int,
+    moco_window: float,
+) -> dict[str, Any]:
     moco.clear_log()
     crm.clear_log()
     cpu0 = {"moco_sandbox": moco.cpu_seconds(), "contacts_sandbox": crm.cpu_seconds()}
     result: MeltanoResult = run_meltano(
-        ["run", "--no-install", *args, "tap-moco", "target-contacts"], env,
-        workdir / f"{name}.log", summary_path=workdir / f"{name}-summary.json")
-    cpu = {"moco_sandbox": round(moco.cpu_seconds() - cpu0["moco_sandbox"], 2),
-           "contacts_sandbox": round(crm.cpu_seconds() - cpu0["contacts_sandbox"], 2),
-           **result.cpu_s}
+        ["run", "--no-install", *args, "tap-moco", "target-contacts"],
+        env,
+        workdir / f"{name}.log",
+        summary_path=workdir / f"{name}-summary.json",
+    )
+    cpu = {
+        "moco_sandbox": round(moco.cpu_seconds() - cpu0["moco_sandbox"], 2),
+        "contacts_sandbox": round(crm.cpu_seconds() - cpu0["contacts_sandbox"], 2),
+        **result.cpu_s,
+    }
     summary = result.summary or {}
     out = {
         "wall_s": result.wall_s,
         "records_read_by_target": _records_read(summary),
         "streams": summary.get("streams"),
         "target_api_calls": summary.get("api_calls"),
-        "contacts_api": contacts_log_stats(crm.requests_log(), limit=target_limit,
-                                           window=target_window),
+        "contacts_api": contacts_log_stats(
+            crm.requests_log(), limit=target_limit, window=target_window
+        ),
         "moco_api": moco_log_stats(moco.requests_log(), limit=moco_limit, window=moco_window),
         "peak_rss_mb": result.peak_rss_mb,
         "cpu_s": cpu,
         "machine_load": _other_load(result, cpu),
     }
     c = out["contacts_api"]
-    log(f"  {name}: {out['records_read_by_target']} records, {c['calls']} Contacts API calls "
-        f"({c['writes']} writes, {c['status_429']} x 429), {result.wall_s:.1f} s")
+    log(
+        f"  {name}: {out['records_read_by_target']} records, {c['calls']} Contacts API calls "
+        f"({c['writes']} writes, {c['status_429']} x 429), {result.wall_s:.1f} s"
+    )
     return out
 
 
-def _naive_run(name: str, workdir: Path, moco: Sandbox, crm: Sandbox, *, target_limit: int,
-               target_window: float, moco_limit: int, moco_window: float) -> dict[str, Any]:
+def _naive_run(
+    name: str,
+    workdir: Path,
+    moco: Sandbox,
+    crm: Sandbox,
+    *,
+    target_limit: int,
+    target_window: float,
+    moco_limit: int,
+    moco_window: float,
+) -> dict[str, Any]:
     moco.clear_log()
     crm.clear_log()
     out_path = workdir / f"{name}.json"
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "bench.naive", "--moco", moco.url,
-                           "--contacts", crm.url, "--out", str(out_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.naive",
+            "--moco",
+            moco.url,
+            "--contacts",
+            crm.url,
+            "--out",
+            str(out_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     wall = time.monotonic() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"bench.naive failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
@@ -142,13 +197,16 @@ def _naive_run(name: str, workdir: Path, moco: Sandbox, crm: Sandbox, *, target_
         "wall_s": round(wall, 3),
         "naive": naive,
         "records_read_by_target": naive["source_records"],
-        "contacts_api": contacts_log_stats(crm.requests_log(), limit=target_limit,
-                                           window=target_window),
+        "contacts_api": contacts_log_stats(
+            crm.requests_log(), limit=target_limit, window=target_window
+        ),
         "moco_api": moco_log_stats(moco.requests_log(), limit=moco_limit, window=moco_window),
     }
     c = out["contacts_api"]
-    log(f"  {name}: {naive['source_records']} records, {c['calls']} Contacts API calls "
-        f"({c['status_429']} x 429), {wall:.1f} s")
+    log(
+        f"  {name}: {naive['source_records']} records, {c['calls']} Contacts API calls "
+        f"({c['status_429']} x 429), {wall:.1f} s"
+    )
     return out
 
 
@@ -161,55 +219,101 @@ def writes(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any]:
     target_limit = CONTACTS_LIMIT * k
     concurrency = _target_concurrency(cfg, k)
     settings = {
-        "scale": k, "latency_s": list(cfg.latency), "contacts": cfg.contacts,
+        "scale": k,
+        "latency_s": list(cfg.latency),
+        "contacts": cfg.contacts,
         "moco_limit": f"{MOCO_LIMIT} requests / {moco_window} s (real: {MOCO_LIMIT} / "
-                      f"{MOCO_WINDOW} s; window / {k})",
+        f"{MOCO_WINDOW} s; window / {k})",
         "contacts_limit": f"{target_limit} requests / {CONTACTS_WINDOW} s (real: "
-                          f"{CONTACTS_LIMIT} / {CONTACTS_WINDOW} s; limit x {k})",
-        "tap": {"rate_limit_requests": MOCO_LIMIT, "rate_limit_window_seconds": moco_window,
-                "page_size": PAGE_SIZE},
-        "target": {"rate_limit_requests": target_limit,
-                   "rate_limit_window_seconds": CONTACTS_WINDOW, "max_concurrency": concurrency},
+        f"{CONTACTS_LIMIT} / {CONTACTS_WINDOW} s; limit x {k})",
+        "tap": {
+            "rate_limit_requests": MOCO_LIMIT,
+            "rate_limit_window_seconds": moco_window,
+            "page_size": PAGE_SIZE,
+        },
+        "target": {
+            "rate_limit_requests": target_limit,
+            "rate_limit_window_seconds": CONTACTS_WINDOW,
+            "max_concurrency": concurrency,
+        },
         "change_fraction": cfg.change_fraction,
     }
     result: dict[str, Any] = {"settings": settings}
     wd = workdir / "writes"
     wd.mkdir(parents=True, exist_ok=True)
     log(f"items 1+2 (scaled x{k}): {cfg.contacts} MOCO contacts, latency {cfg.latency} s")
-    with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT, rate_window=moco_window,
-                 generate=cfg.contacts, extra=("--generate-seed", str(cfg.seed))) as moco, \
-            Sandbox("contacts", latency=cfg.latency, rate_limit=target_limit,
-                    rate_window=CONTACTS_WINDOW) as crm:
-        env = _env(wd, moco, crm, tap_limit=MOCO_LIMIT, tap_window=moco_window,
-                   target_limit=target_limit, target_window=CONTACTS_WINDOW,
-                   concurrency=concurrency)
+    with (
+        Sandbox(
+            "moco",
+            latency=cfg.latency,
+            rate_limit=MOCO_LIMIT,
+            rate_window=moco_window,
+            generate=cfg.contacts,
+            extra=("--generate-seed", str(cfg.seed)),
+        ) as moco,
+        Sandbox(
+            "contacts", latency=cfg.latency, rate_limit=target_limit, rate_window=CONTACTS_WINDOW
+        ) as crm,
+    ):
+        env = _env(
+            wd,
+            moco,
+            crm,
+            tap_limit=MOCO_LIMIT,
+            tap_window=moco_window,
+            target_limit=target_limit,
+            target_window=CONTACTS_WINDOW,
+            concurrency=concurrency,
+        )
         result["moco_totals"] = moco_totals(moco.state())
-        kw = {"target_limit": target_limit, "target_window": CONTACTS_WINDOW,
-              "moco_limit": MOCO_LIMIT, "moco_window": moco_window}
+        kw = {
+            "target_limit": target_limit,
+            "target_window": CONTACTS_WINDOW,
+            "moco_limit": MOCO_LIMIT,
+            "moco_window": moco_window,
+        }
         runs: dict[str, Any] = {}
         suffix = ["--state-id-suffix", "bench"]
         runs["first"] = _sync_run("first", suffix, env, wd, moco, crm, **kw)
-        runs["unchanged_incremental"] = _sync_run("unchanged-incremental", suffix, env, wd,
-                                                  moco, crm, **kw)
-        runs["unchanged_full_reread"] = _sync_run("unchanged-full-reread",
-                                                  [*suffix, "--full-refresh"], env, wd, moco,
-                                                  crm, **kw)
+        runs["unchanged_incremental"] = _sync_run(
+            "unchanged-incremental", suffix, env, wd, moco, crm, **kw
+        )
+        runs["unchanged_full_reread"] = _sync_run(
+            "unchanged-full-reread", [*suffix, "--full-refresh"], env, wd, moco, crm, **kw
+        )
         result["change"] = change_fraction(moco, cfg.change_fraction, seed=cfg.seed)
-        log(f"  changed {result['change']['changed_total']} MOCO records "
-            f"({result['change']['changed']})")
+        log(
+            f"  changed {result['change']['changed_total']} MOCO records "
+            f"({result['change']['changed']})"
+        )
         runs["changed_1pct"] = _sync_run("changed", suffix, env, wd, moco, crm, **kw)
         result["ours"] = runs
     if naive:
         log(f"item 5 (naive baseline, scaled x{k}): {cfg.naive_contacts} MOCO contacts")
         nwd = workdir / "writes-naive"
         nwd.mkdir(parents=True, exist_ok=True)
-        with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT,
-                     rate_window=moco_window, generate=cfg.naive_contacts,
-                     extra=("--generate-seed", str(cfg.seed))) as moco, \
-                Sandbox("contacts", latency=cfg.latency, rate_limit=target_limit,
-                        rate_window=CONTACTS_WINDOW) as crm:
-            kw = {"target_limit": target_limit, "target_window": CONTACTS_WINDOW,
-                  "moco_limit": MOCO_LIMIT, "moco_window": moco_window}
+        with (
+            Sandbox(
+                "moco",
+                latency=cfg.latency,
+                rate_limit=MOCO_LIMIT,
+                rate_window=moco_window,
+                generate=cfg.naive_contacts,
+                extra=("--generate-seed", str(cfg.seed)),
+            ) as moco,
+            Sandbox(
+                "contacts",
+                latency=cfg.latency,
+                rate_limit=target_limit,
+                rate_window=CONTACTS_WINDOW,
+            ) as crm,
+        ):
+            kw = {
+                "target_limit": target_limit,
+                "target_window": CONTACTS_WINDOW,
+                "moco_limit": MOCO_LIMIT,
+                "moco_window": moco_window,
+            }
             nruns: dict[str, Any] = {"contacts": cfg.naive_contacts}
             nruns["first"] = _naive_run("first", nwd, moco, crm, **kw)
             nruns["unchanged_rerun"] = _naive_run("unchanged", nwd, moco, crm, **kw)
@@ -223,66 +327,122 @@ def unscaled(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any
     """Item 1 (and 5) at the real limits: 100 / 10 s and 120 / 120 s, fewer records."""
     concurrency = cfg.concurrency or 8
     settings = {
-        "scale": 1, "latency_s": list(cfg.latency), "contacts": cfg.unscaled_contacts,
+        "scale": 1,
+        "latency_s": list(cfg.latency),
+        "contacts": cfg.unscaled_contacts,
         "naive_contacts": cfg.unscaled_naive_contacts,
         "moco_limit": f"{MOCO_LIMIT} requests / {MOCO_WINDOW} s",
         "contacts_limit": f"{CONTACTS_LIMIT} requests / {CONTACTS_WINDOW} s",
         "tap": {"rate_limit_requests": MOCO_LIMIT, "rate_limit_window_seconds": MOCO_WINDOW},
-        "target": {"rate_limit_requests": CONTACTS_LIMIT,
-                   "rate_limit_window_seconds": CONTACTS_WINDOW, "max_concurrency": concurrency},
+        "target": {
+            "rate_limit_requests": CONTACTS_LIMIT,
+            "rate_limit_window_seconds": CONTACTS_WINDOW,
+            "max_concurrency": concurrency,
+        },
     }
     result: dict[str, Any] = {"settings": settings}
-    kw = {"target_limit": CONTACTS_LIMIT, "target_window": CONTACTS_WINDOW,
-          "moco_limit": MOCO_LIMIT, "moco_window": MOCO_WINDOW}
+    kw = {
+        "target_limit": CONTACTS_LIMIT,
+        "target_window": CONTACTS_WINDOW,
+        "moco_limit": MOCO_LIMIT,
+        "moco_window": MOCO_WINDOW,
+    }
     wd = workdir / "unscaled"
     wd.mkdir(parents=True, exist_ok=True)
     log(f"item 1 unscaled (real limits): {cfg.unscaled_contacts} MOCO contacts")
-    with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT, rate_window=MOCO_WINDOW,
-                 generate=cfg.unscaled_contacts, extra=("--generate-seed", str(cfg.seed))) as moco, \
-            Sandbox("contacts", latency=cfg.latency, rate_limit=CONTACTS_LIMIT,
-                    rate_window=CONTACTS_WINDOW) as crm:
-        env = _env(wd, moco, crm, tap_limit=MOCO_LIMIT, tap_window=MOCO_WINDOW,
-                   target_limit=CONTACTS_LIMIT, target_window=CONTACTS_WINDOW,
-                   concurrency=concurrency)
-        result["ours"] = {"first": _sync_run("first", ["--state-id-suffix", "bench"], env, wd,
-                                             moco, crm, **kw)}
+    with (
+        Sandbox(
+            "moco",
+            latency=cfg.latency,
+            rate_limit=MOCO_LIMIT,
+            rate_window=MOCO_WINDOW,
+            generate=cfg.unscaled_contacts,
+            extra=("--generate-seed", str(cfg.seed)),
+        ) as moco,
+        Sandbox(
+            "contacts", latency=cfg.latency, rate_limit=CONTACTS_LIMIT, rate_window=CONTACTS_WINDOW
+        ) as crm,
+    ):
+        env = _env(
+            wd,
+            moco,
+            crm,
+            tap_limit=MOCO_LIMIT,
+            tap_window=MOCO_WINDOW,
+            target_limit=CONTACTS_LIMIT,
+            target_window=CONTACTS_WINDOW,
+            concurrency=concurrency,
+        )
+        result["ours"] = {
+            "first": _sync_run("first", ["--state-id-suffix", "bench"], env, wd, moco, crm, **kw)
+        }
     if naive:
         nwd = workdir / "unscaled-naive"
         nwd.mkdir(parents=True, exist_ok=True)
         log(f"item 5 unscaled (naive baseline): {cfg.unscaled_naive_contacts} MOCO contacts")
-        with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT, rate_window=MOCO_WINDOW,
-                     generate=cfg.unscaled_naive_contacts,
-                     extra=("--generate-seed", str(cfg.seed))) as moco, \
-                Sandbox("contacts", latency=cfg.latency, rate_limit=CONTACTS_LIMIT,
-                        rate_window=CONTACTS_WINDOW) as crm:
-            result["naive"] = {"contacts": cfg.unscaled_naive_contacts,
-                               "first": _naive_run("first", nwd, moco, crm, **kw)}
+        with (
+            Sandbox(
+                "moco",
+                latency=cfg.latency,
+                rate_limit=MOCO_LIMIT,
+                rate_window=MOCO_WINDOW,
+                generate=cfg.unscaled_naive_contacts,
+                extra=("--generate-seed", str(cfg.seed)),
+            ) as moco,
+            Sandbox(
+                "contacts",
+                latency=cfg.latency,
+                rate_limit=CONTACTS_LIMIT,
+                rate_window=CONTACTS_WINDOW,
+            ) as crm,
+        ):
+            result["naive"] = {
+                "contacts": cfg.unscaled_naive_contacts,
+                "first": _naive_run("first", nwd, moco, crm, **kw),
+            }
     return result
 
 
-def _tap_read(name: str, workdir: Path, moco: Sandbox, *, limit: int, window: int,
-              ) -> dict[str, Any]:
+def _tap_read(
+    name: str,
+    workdir: Path,
+    moco: Sandbox,
+    *,
+    limit: int,
+    window: int,
+) -> dict[str, Any]:
     env = base_env(workdir)
-    env.update({"TAP_MOCO_BASE_URL": moco.url, "TAP_MOCO_RATE_LIMIT_REQUESTS": str(limit),
-                "TAP_MOCO_RATE_LIMIT_WINDOW_SECONDS": str(window)})
+    env.update(
+        {
+            "TAP_MOCO_BASE_URL": moco.url,
+            "TAP_MOCO_RATE_LIMIT_REQUESTS": str(limit),
+            "TAP_MOCO_RATE_LIMIT_WINDOW_SECONDS": str(window),
+        }
+    )
     moco.clear_log()
     totals = moco_totals(moco.state())
     fetched = sum(totals.values()) - totals["companies"]  # companies are not selected
-    result = run_meltano(["invoke", "tap-moco"], env, workdir / f"{name}.log",
-                         stdout_counter=True)
+    result = run_meltano(["invoke", "tap-moco"], env, workdir / f"{name}.log", stdout_counter=True)
     stats = moco_log_stats(moco.requests_log(), limit=limit, window=window)
-    out: dict[str, Any] = {"wall_s": result.wall_s, "records_emitted": result.records_out,
-                           "records_fetched": fetched, "moco_totals": totals,
-                           "moco_api": stats, "peak_rss_mb": result.peak_rss_mb,
-                           "ceiling_records_per_s": round(PAGE_SIZE * limit / window, 2)}
+    out: dict[str, Any] = {
+        "wall_s": result.wall_s,
+        "records_emitted": result.records_out,
+        "records_fetched": fetched,
+        "moco_totals": totals,
+        "moco_api": stats,
+        "peak_rss_mb": result.peak_rss_mb,
+        "ceiling_records_per_s": round(PAGE_SIZE * limit / window, 2),
+    }
     span = stats.get("span_s") or 0
     if span:
         out["records_per_s"] = round(fetched / span, 2)
         out["records_fraction"] = round(out["records_per_s"] / out["ceiling_records_per_s"], 4)
         out["records_per_request"] = round(fetched / max(1, stats["requests"]), 1)
     rate = stats.get("rate", {})
-    log(f"  {name}: {stats['requests']} MOCO requests in {span:.1f} s, steady "
-        f"{rate.get('steady_fraction', 'n/a')} of the ceiling, {stats['status_429']} x 429")
+    log(
+        f"  {name}: {stats['requests']} MOCO requests in {span:.1f} s, steady "
+        f"{rate.get('steady_fraction', 'n/a')} of the ceiling, {stats['status_429']} x 429"
+    )
     return out
 
 
@@ -292,26 +452,47 @@ def reads(cfg: Config, workdir: Path) -> dict[str, Any]:
     window = MOCO_WINDOW // k
     wd = workdir / "reads"
     wd.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"settings": {
-        "scale": k, "latency_s": list(cfg.latency), "contacts": cfg.read_contacts,
-        "moco_limit": f"{MOCO_LIMIT} requests / {window} s (real: {MOCO_LIMIT} / {MOCO_WINDOW} s;"
-                      f" window / {k})",
-        "tap": {"rate_limit_requests": MOCO_LIMIT, "rate_limit_window_seconds": window,
-                "page_size": PAGE_SIZE},
-        "fast_contacts": cfg.read_fast_contacts,
-        "fast_limit": f"{MOCO_LIMIT} requests / {MOCO_WINDOW // 10} s (10 requests/s: the rate "
-                      "of MOCO's unlimited plan, 1,200 / 120 s)",
-    }}
+    result: dict[str, Any] = {
+        "settings": {
+            "scale": k,
+            "latency_s": list(cfg.latency),
+            "contacts": cfg.read_contacts,
+            "moco_limit": f"{MOCO_LIMIT} requests / {window} s (real: {MOCO_LIMIT} / {MOCO_WINDOW} s;"
+            f" window / {k})",
+            "tap": {
+                "rate_limit_requests": MOCO_LIMIT,
+                "rate_limit_window_seconds": window,
+                "page_size": PAGE_SIZE,
+            },
+            "fast_contacts": cfg.read_fast_contacts,
+            "fast_limit": f"{MOCO_LIMIT} requests / {MOCO_WINDOW // 10} s (10 requests/s: the rate "
+            "of MOCO's unlimited plan, 1,200 / 120 s)",
+        }
+    }
     log(f"item 3 (tap alone, MOCO {MOCO_LIMIT}/{window} s): {cfg.read_contacts} MOCO contacts")
-    with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT, rate_window=window,
-                 generate=cfg.read_contacts, extra=("--generate-seed", str(cfg.seed))) as moco:
+    with Sandbox(
+        "moco",
+        latency=cfg.latency,
+        rate_limit=MOCO_LIMIT,
+        rate_window=window,
+        generate=cfg.read_contacts,
+        extra=("--generate-seed", str(cfg.seed)),
+    ) as moco:
         result["standard"] = _tap_read("standard", wd, moco, limit=MOCO_LIMIT, window=window)
     if cfg.read_fast_contacts:
         fast_window = MOCO_WINDOW // 10
-        log(f"item 3b (tap alone, MOCO {MOCO_LIMIT}/{fast_window} s = 10 requests/s): "
-            f"{cfg.read_fast_contacts} MOCO contacts")
-        with Sandbox("moco", latency=cfg.latency, rate_limit=MOCO_LIMIT, rate_window=fast_window,
-                     generate=cfg.read_fast_contacts, extra=("--generate-seed", str(cfg.seed))) as moco:
+        log(
+            f"item 3b (tap alone, MOCO {MOCO_LIMIT}/{fast_window} s = 10 requests/s): "
+            f"{cfg.read_fast_contacts} MOCO contacts"
+        )
+        with Sandbox(
+            "moco",
+            latency=cfg.latency,
+            rate_limit=MOCO_LIMIT,
+            rate_window=fast_window,
+            generate=cfg.read_fast_contacts,
+            extra=("--generate-seed", str(cfg.seed)),
+        ) as moco:
             result["fast"] = _tap_read("fast", wd, moco, limit=MOCO_LIMIT, window=fast_window)
     return result
 
@@ -322,54 +503,101 @@ def overhead(cfg: Config, workdir: Path) -> dict[str, Any]:
     # sandbox gets a huge limit rather than 0: with 0 it answers X-RateLimit-Remaining: 0 to every
     # request, and the target (rightly) pauses for a window each time.
     target_limit = 1000
-    result: dict[str, Any] = {"settings": {
-        "latency_s": [0, 0], "streams": cfg.overhead_streams,
-        "moco_limit": "off (sandbox rate_limit 0)",
-        "contacts_limit": "off (sandbox 10,000,000 / 1 s, daily limit 10^9)",
-        "tap": {"rate_limit_requests": 100_000, "rate_limit_window_seconds": 1},
-        "target": {"rate_limit_requests": target_limit, "rate_limit_window_seconds": 1,
-                   "max_concurrency": cfg.concurrency or 8},
-    }, "sizes": {}}
+    result: dict[str, Any] = {
+        "settings": {
+            "latency_s": [0, 0],
+            "streams": cfg.overhead_streams,
+            "moco_limit": "off (sandbox rate_limit 0)",
+            "contacts_limit": "off (sandbox 10,000,000 / 1 s, daily limit 10^9)",
+            "tap": {"rate_limit_requests": 100_000, "rate_limit_window_seconds": 1},
+            "target": {
+                "rate_limit_requests": target_limit,
+                "rate_limit_window_seconds": 1,
+                "max_concurrency": cfg.concurrency or 8,
+            },
+        },
+        "sizes": {},
+    }
     for n in cfg.overhead_sizes:
         wd = workdir / f"overhead-{n}"
         wd.mkdir(parents=True, exist_ok=True)
         log(f"item 4 (no latency, no limits): {n} MOCO contacts, streams: {cfg.overhead_streams}")
-        with Sandbox("moco", rate_limit=0, rate_window=1, generate=n,
-                     extra=("--generate-seed", str(cfg.seed))) as moco, \
-                Sandbox("contacts", rate_limit=10_000_000, rate_window=1,
-                        extra=("--daily-limit", str(10**9))) as crm:
-            env = _env(wd, moco, crm, tap_limit=100_000, tap_window=1, target_limit=target_limit,
-                       target_window=1, concurrency=cfg.concurrency or 8)
+        with (
+            Sandbox(
+                "moco",
+                rate_limit=0,
+                rate_window=1,
+                generate=n,
+                extra=("--generate-seed", str(cfg.seed)),
+            ) as moco,
+            Sandbox(
+                "contacts",
+                rate_limit=10_000_000,
+                rate_window=1,
+                extra=("--daily-limit", str(10**9)),
+            ) as crm,
+        ):
+            env = _env(
+                wd,
+                moco,
+                crm,
+                tap_limit=100_000,
+                tap_window=1,
+                target_limit=target_limit,
+                target_window=1,
+                concurrency=cfg.concurrency or 8,
+            )
             if cfg.overhead_streams == "contacts":
                 env["TAP_MOCO__SELECT"] = '["contacts.*"]'
             cpu0 = {"moco_sandbox": moco.cpu_seconds(), "contacts_sandbox": crm.cpu_seconds()}
-            res = run_meltano(["run", "--no-install", "--state-id-suffix", f"overhead-{n}",
-                               "tap-moco", "target-contacts"], env, wd / "run.log",
-                              summary_path=wd / "summary.json")
+            res = run_meltano(
+                [
+                    "run",
+                    "--no-install",
+                    "--state-id-suffix",
+                    f"overhead-{n}",
+                    "tap-moco",
+                    "target-contacts",
+                ],
+                env,
+                wd / "run.log",
+                summary_path=wd / "summary.json",
+            )
             records = _records_read(res.summary)
             calls = sum((res.summary or {}).get("api_calls", {}).values())
             moco_log = moco.requests_log()
             first_read = min((e["time"] - e["duration"] for e in moco_log), default=None)
             pipeline_s = res.ended - first_read if first_read else None
-            cpu = {"moco_sandbox": round(moco.cpu_seconds() - cpu0["moco_sandbox"], 2),
-                   "contacts_sandbox": round(crm.cpu_seconds() - cpu0["contacts_sandbox"], 2),
-                   **res.cpu_s}
+            cpu = {
+                "moco_sandbox": round(moco.cpu_seconds() - cpu0["moco_sandbox"], 2),
+                "contacts_sandbox": round(crm.cpu_seconds() - cpu0["contacts_sandbox"], 2),
+                **res.cpu_s,
+            }
             entry = {
-                "contacts": n, "wall_s": res.wall_s, "records": records, "api_calls": calls,
+                "contacts": n,
+                "wall_s": res.wall_s,
+                "records": records,
+                "api_calls": calls,
                 "streams": (res.summary or {}).get("streams"),
                 "records_per_s": round(records / res.wall_s, 1) if res.wall_s else None,
                 "startup_s": round(res.wall_s - pipeline_s, 1) if pipeline_s else None,
                 "records_per_s_after_startup": round(records / pipeline_s, 1)
-                if pipeline_s else None,
+                if pipeline_s
+                else None,
                 "moco_requests": len(moco_log),
-                "peak_rss_mb": res.peak_rss_mb, "cpu_s": cpu,
+                "peak_rss_mb": res.peak_rss_mb,
+                "cpu_s": cpu,
                 "machine_load": _other_load(res, cpu),
                 "target_cpu_ms_per_record": round(1000 * cpu.get("target", 0) / records, 2)
-                if records else None,
+                if records
+                else None,
                 "tap_cpu_ms_per_record": round(1000 * cpu.get("tap", 0) / records, 3)
-                if records else None,
+                if records
+                else None,
             }
             result["sizes"][str(n)] = entry
-            log(f"  {n}: {records} records in {res.wall_s:.1f} s = {entry['records_per_s']}/s; "
-                f"peak RSS {res.peak_rss_mb}")
+            log(
+                f"  {n}: {records} records in {res.wall_s:.1f} s = {entry['records_per_s']}/s; "
+                f"peak RSS {res.peak_rss_mb}"
+            )
     return result

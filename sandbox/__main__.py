@@ -22,8 +22,12 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
         p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
         p.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
-        p.add_argument("--latency-max", type=float, default=None,
-                       help="with it, each answer waits a random time from --latency to this")
+        p.add_argument(
+            "--latency-max",
+            type=float,
+            default=None,
+            help="with it, each answer waits a random time from --latency to this",
+        )
         p.add_argument("--seed-file", help="JSON file loaded as if POSTed to /_sandbox/seed")
         module.add_arguments(p)
     args = parser.parse_args(argv)

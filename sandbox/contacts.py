@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -64,8 +64,9 @@ LIST_LIMIT_MAX = 100
 # assumption: sources say 500 or 100 per search page; the lower bound keeps clients safe on both
 SEARCH_PAGE_LIMIT_MAX = 100
 SEARCH_WINDOW_MAX = 10_000  # page-number paging reaches at most this many records (§5.4)
-DATE_OF_BIRTH_FORMATS = "YYYY/MM/DD, MM/DD/YYYY, YYYY-MM-DD, MM-DD-YYYY, YYYY.MM.DD, MM.DD.YYYY, " \
-                        "YYYY_MM_DD, MM_DD_YYYY"
+DATE_OF_BIRTH_FORMATS = (
+    "YYYY/MM/DD, MM/DD/YYYY, YYYY-MM-DD, MM-DD-YYYY, YYYY.MM.DD, MM.DD.YYYY, YYYY_MM_DD, MM_DD_YYYY"
+)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOB_YMD = re.compile(r"^(\d{4})([/\-._])(\d{1,2})\2(\d{1,2})$")
 _DOB_MDY = re.compile(r"^(\d{1,2})([/\-._])(\d{1,2})\2(\d{4})$")
@@ -79,9 +80,17 @@ SEARCH_BODY_SCHEMA: dict[str, Any] = {
         "page": {"type": "number", "minimum": 1},
         "searchAfter": {"type": "array"},
         "filters": {"type": "array", "items": {"type": "object"}},
-        "sort": {"type": "array", "items": {"type": "object", "properties": {
-            "field": {"type": "string"},
-            "direction": {"type": "string", "enum": ["asc", "desc"]}}, "required": ["field"]}},
+        "sort": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "field": {"type": "string"},
+                    "direction": {"type": "string", "enum": ["asc", "desc"]},
+                },
+                "required": ["field"],
+            },
+        },
         "query": {"type": "string", "maxLength": 75},
     },
     "required": ["locationId", "pageLimit"],
@@ -169,14 +178,24 @@ class ContactsSandbox(SandboxApp):
 
     name = "contacts"
 
-    def __init__(self, *, location_id: str = "sandbox-location", token: str = "sandbox-token",
-                 client_id: str = "sandbox-client-id",
-                 client_secret: str = "sandbox-client-secret",
-                 company_id: str = "sandbox-company", agency_token: str | None = None,
-                 extra_locations: Iterable[str] = (), rate_limit: int = 100,
-                 rate_window: float = 10.0, daily_limit: int = 200_000,
-                 access_token_ttl: float = 86399, allow_duplicates: bool = False,
-                 duplicate_match: Iterable[str] = DUPLICATE_FIELDS, latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        location_id: str = "sandbox-location",
+        token: str = "sandbox-token",
+        client_id: str = "sandbox-client-id",
+        client_secret: str = "sandbox-client-secret",
+        company_id: str = "sandbox-company",
+        agency_token: str | None = None,
+        extra_locations: Iterable[str] = (),
+        rate_limit: int = 100,
+        rate_window: float = 10.0,
+        daily_limit: int = 200_000,
+        access_token_ttl: float = 86399,
+        allow_duplicates: bool = False,
+        duplicate_match: Iterable[str] = DUPLICATE_FIELDS,
+        latency: float = 0.0,
+    ) -> None:
         super().__init__(latency=latency)
         self.location_id = location_id
         self.company_id = company_id
@@ -186,10 +205,15 @@ class ContactsSandbox(SandboxApp):
             pit = token if loc == location_id else f"{token}-{loc}"
             self.registry.static[pit] = TokenInfo("pit", loc, company_id, ALL_SCOPES)
         self.oauth = OAuthServer(
-            self.registry, client_id=client_id, client_secret=client_secret,
-            company_id=company_id, default_location=location_id,
-            locations=lambda: self.locations, agency_token=agency_token,
-            access_token_ttl=access_token_ttl)
+            self.registry,
+            client_id=client_id,
+            client_secret=client_secret,
+            company_id=company_id,
+            default_location=location_id,
+            locations=lambda: self.locations,
+            agency_token=agency_token,
+            access_token_ttl=access_token_ttl,
+        )
         self.oauth.register(self)
         self.allow_duplicates = allow_duplicates
         self.duplicate_match = self._check_duplicate_match(duplicate_match)
@@ -208,8 +232,7 @@ class ContactsSandbox(SandboxApp):
         self.tasks: dict[str, dict[str, Any]] = {}
         self.notes: dict[str, dict[str, Any]] = {}
         self.appointments: dict[str, dict[str, Any]] = {}
-        self._stores = {"tasks": self.tasks, "notes": self.notes,
-                        "appointments": self.appointments}
+        self._stores = {"tasks": self.tasks, "notes": self.notes, "appointments": self.appointments}
         self._added: dict[str, int] = {}  # contact id -> dateAdded epoch ms
         # per location, (dateAdded ms, id) sorted: the GET /contacts/ cursor order
         self._order: dict[str, list[tuple[int, str]]] = {loc: [] for loc in self.locations}
@@ -217,7 +240,10 @@ class ContactsSandbox(SandboxApp):
         self._by_phone: dict[tuple[str, str], list[str]] = {}
         # contact id -> ids of its tasks / notes / appointments (dicts keep order, delete in O(1))
         self._children: dict[str, dict[str, dict[str, None]]] = {
-            "tasks": {}, "notes": {}, "appointments": {}}
+            "tasks": {},
+            "notes": {},
+            "appointments": {},
+        }
         self._field_ids: dict[tuple[str, str], str] = {}  # (location, custom field key) -> id
 
     def _new_id(self, *stores: dict[str, Any]) -> str:
@@ -296,8 +322,9 @@ class ContactsSandbox(SandboxApp):
         dob = body.get("dateOfBirth")
         if dob is not None and (not isinstance(dob, str) or parse_date_of_birth(dob) is None):
             # exact text UNCONFIRMED; the formats are the documented ones
-            messages.append(f"dateOfBirth must be a date in one of the formats "
-                            f"{DATE_OF_BIRTH_FORMATS}")
+            messages.append(
+                f"dateOfBirth must be a date in one of the formats {DATE_OF_BIRTH_FORMATS}"
+            )
         if messages:
             raise unprocessable(messages)
 
@@ -323,8 +350,13 @@ class ContactsSandbox(SandboxApp):
     def _apply(self, contact: dict[str, Any], body: dict[str, Any]) -> None:
         """Write the fields of a create/update/upsert body (already validated) into ``contact``."""
         for key, value in body.items():
-            if key in ("id", "locationId", "createNewIfDuplicateAllowed", "dateAdded",
-                       "dateUpdated"):
+            if key in (
+                "id",
+                "locationId",
+                "createNewIfDuplicateAllowed",
+                "dateAdded",
+                "dateUpdated",
+            ):
                 continue
             if key == "tags":
                 contact["tags"] = normalize_tags(value or [])
@@ -346,21 +378,38 @@ class ContactsSandbox(SandboxApp):
                 contact["name"] = full
             else:
                 contact.pop("name", None)
-        derived = (("firstNameLowerCase", "firstName"), ("lastNameLowerCase", "lastName"),
-                   ("fullNameLowerCase", "name"), ("emailLowerCase", "email"))
+        derived = (
+            ("firstNameLowerCase", "firstName"),
+            ("lastNameLowerCase", "lastName"),
+            ("fullNameLowerCase", "name"),
+            ("emailLowerCase", "email"),
+        )
         for target, source in derived:
             if contact.get(source):
                 contact[target] = contact[source].lower()
             else:
                 contact.pop(target, None)
 
-    def _new_contact(self, location: str, body: dict[str, Any], *,
-                     added_ms: int | None = None, cid: str | None = None) -> dict[str, Any]:
+    def _new_contact(
+        self,
+        location: str,
+        body: dict[str, Any],
+        *,
+        added_ms: int | None = None,
+        cid: str | None = None,
+    ) -> dict[str, Any]:
         added = now_ms() if added_ms is None else added_ms
         contact: dict[str, Any] = {
-            "id": cid or self._new_id(self.contacts), "locationId": location, "type": "lead",
-            "dnd": False, "tags": [], "customFields": [], "additionalEmails": [],
-            "additionalPhones": [], "followers": [], "dateAdded": iso(added),
+            "id": cid or self._new_id(self.contacts),
+            "locationId": location,
+            "type": "lead",
+            "dnd": False,
+            "tags": [],
+            "customFields": [],
+            "additionalEmails": [],
+            "additionalPhones": [],
+            "followers": [],
+            "dateAdded": iso(added),
         }
         self._apply(contact, body)
         contact["dateUpdated"] = contact["dateAdded"]
@@ -373,8 +422,9 @@ class ContactsSandbox(SandboxApp):
         contact["dateUpdated"] = iso(now_ms())
         self._index(contact)
 
-    def _duplicate_of(self, location: str, body: dict[str, Any],
-                      exclude: str | None = None) -> tuple[str, str] | None:
+    def _duplicate_of(
+        self, location: str, body: dict[str, Any], exclude: str | None = None
+    ) -> tuple[str, str] | None:
         """(contact id, matching field) of an existing contact the body would duplicate."""
         if self.allow_duplicates:
             return None
@@ -387,8 +437,14 @@ class ContactsSandbox(SandboxApp):
     @staticmethod
     def _duplicate_error(match: tuple[str, str]) -> HTTPError:
         # meta.contactName was reported by one source only (UNCONFIRMED) and is left out
-        return HTTPError(400, error(400, "This location does not allow duplicated contacts.",
-                                    meta={"contactId": match[0], "matchingField": match[1]}))
+        return HTTPError(
+            400,
+            error(
+                400,
+                "This location does not allow duplicated contacts.",
+                meta={"contactId": match[0], "matchingField": match[1]},
+            ),
+        )
 
     # --- auth and request plumbing ---------------------------------------------------------
     def _authenticate(self, request: Request, scope: str) -> TokenInfo:
@@ -398,9 +454,15 @@ class ContactsSandbox(SandboxApp):
             raise HTTPError(401, error(401, "Invalid token: access token is invalid"))
         if info.location_id is None:
             # an agency/company token on a location route [3P]
-            raise HTTPError(401, error(401, "This authClass type is not allowed to access this "
-                                            "scope. Please reach out to the Platform team to get "
-                                            "it added."))
+            raise HTTPError(
+                401,
+                error(
+                    401,
+                    "This authClass type is not allowed to access this "
+                    "scope. Please reach out to the Platform team to get "
+                    "it added.",
+                ),
+            )
         if scope not in info.scopes:
             raise HTTPError(401, error(401, "The token is not authorized for this scope."))
         return info
@@ -418,15 +480,24 @@ class ContactsSandbox(SandboxApp):
         self._own_location(auth, contact["locationId"])
         return contact
 
-    def _body(self, request: Request, auth: TokenInfo, template: str | None = None, *,
-              schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _body(
+        self,
+        request: Request,
+        auth: TokenInfo,
+        template: str | None = None,
+        *,
+        schema: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """The JSON body: location guard first (as NestJS guards run before pipes), then 422."""
         try:
             body = request.json()
         except HTTPError as exc:
             raise HTTPError(400, error(400, exc.response.body["message"])) from exc
-        if isinstance(body, dict) and isinstance(body.get("locationId"), str) and \
-                (schema is not None or _takes_location(request.method, template)):
+        if (
+            isinstance(body, dict)
+            and isinstance(body.get("locationId"), str)
+            and (schema is not None or _takes_location(request.method, template))
+        ):
             self._own_location(auth, body["locationId"])
         if schema is not None:
             messages = openapi.validate_instance(schema, {} if body is None else body)
@@ -443,10 +514,16 @@ class ContactsSandbox(SandboxApp):
         self._own_location(auth, location)
         return location
 
-    def _api(self, method: str, pattern: str, scope: str,
-             handler: Callable[[Request, TokenInfo], Response]) -> None:
+    def _api(
+        self,
+        method: str,
+        pattern: str,
+        scope: str,
+        handler: Callable[[Request, TokenInfo], Response],
+    ) -> None:
         def run(request: Request) -> Response:
             return handler(request, self._authenticate(request, scope))
+
         self.add_route(method, pattern, run)
 
     def _register_routes(self) -> None:
@@ -460,27 +537,40 @@ class ContactsSandbox(SandboxApp):
         self._api("GET", "/contacts/{contactId}", READ, self.get_contact)
         self._api("PUT", "/contacts/{contactId}", WRITE, self.update_contact)
         self._api("DELETE", "/contacts/{contactId}", WRITE, self.delete_contact)
-        self._api("GET", "/contacts/{contactId}/tasks", READ,
-                  partial(self.list_items, "tasks", "tasks"))
+        self._api(
+            "GET", "/contacts/{contactId}/tasks", READ, partial(self.list_items, "tasks", "tasks")
+        )
         self._api("POST", "/contacts/{contactId}/tasks", WRITE, self.create_task)
-        self._api("GET", "/contacts/{contactId}/tasks/{taskId}", READ,
-                  partial(self.get_item, "tasks"))
+        self._api(
+            "GET", "/contacts/{contactId}/tasks/{taskId}", READ, partial(self.get_item, "tasks")
+        )
         self._api("PUT", "/contacts/{contactId}/tasks/{taskId}", WRITE, self.update_task)
-        self._api("PUT", "/contacts/{contactId}/tasks/{taskId}/completed", WRITE,
-                  self.complete_task)
-        self._api("DELETE", "/contacts/{contactId}/tasks/{taskId}", WRITE,
-                  partial(self.delete_item, "tasks"))
-        self._api("GET", "/contacts/{contactId}/notes", READ,
-                  partial(self.list_items, "notes", "notes"))
+        self._api(
+            "PUT", "/contacts/{contactId}/tasks/{taskId}/completed", WRITE, self.complete_task
+        )
+        self._api(
+            "DELETE",
+            "/contacts/{contactId}/tasks/{taskId}",
+            WRITE,
+            partial(self.delete_item, "tasks"),
+        )
+        self._api(
+            "GET", "/contacts/{contactId}/notes", READ, partial(self.list_items, "notes", "notes")
+        )
         self._api("POST", "/contacts/{contactId}/notes", WRITE, self.create_note)
         self._api("GET", "/contacts/{contactId}/notes/{id}", READ, partial(self.get_item, "notes"))
         self._api("PUT", "/contacts/{contactId}/notes/{id}", WRITE, self.update_note)
-        self._api("DELETE", "/contacts/{contactId}/notes/{id}", WRITE,
-                  partial(self.delete_item, "notes"))
+        self._api(
+            "DELETE", "/contacts/{contactId}/notes/{id}", WRITE, partial(self.delete_item, "notes")
+        )
         self._api("POST", "/contacts/{contactId}/tags", WRITE, self.add_tags)
         self._api("DELETE", "/contacts/{contactId}/tags", WRITE, self.remove_tags)
-        self._api("GET", "/contacts/{contactId}/appointments", READ,
-                  partial(self.list_items, "appointments", "events"))
+        self._api(
+            "GET",
+            "/contacts/{contactId}/appointments",
+            READ,
+            partial(self.list_items, "appointments", "events"),
+        )
 
     # --- contacts ---------------------------------------------------------------------------
     def get_contact(self, request: Request, auth: TokenInfo) -> Response:
@@ -525,12 +615,19 @@ class ContactsSandbox(SandboxApp):
         match: tuple[str, str] | None = None
         if not (body.get("createNewIfDuplicateAllowed") and self.allow_duplicates):
             # the documented matching: first field in priority order that finds a contact wins
-            match = next(((ids[0], field) for field in self.duplicate_match
-                          if (ids := self._matches(location, field, body.get(field)))), None)
+            match = next(
+                (
+                    (ids[0], field)
+                    for field in self.duplicate_match
+                    if (ids := self._matches(location, field, body.get(field)))
+                ),
+                None,
+            )
         if match is None:
             contact = self._new_contact(location, body)
-            return Response(200, {"new": True, "contact": clone(contact),
-                                  "traceId": str(uuid.uuid4())})
+            return Response(
+                200, {"new": True, "contact": clone(contact), "traceId": str(uuid.uuid4())}
+            )
         contact = self.contacts[match[0]]
         # gender is ignored when upsert updates (issue #313)
         updates = {k: v for k, v in body.items() if k != "gender"}
@@ -540,8 +637,9 @@ class ContactsSandbox(SandboxApp):
                 # the conflicting second identifier is silently not applied (issue #37)
                 updates.pop(field, None)
         self._update_contact(contact, updates)
-        return Response(200, {"new": False, "contact": clone(contact),
-                              "traceId": str(uuid.uuid4())})
+        return Response(
+            200, {"new": False, "contact": clone(contact), "traceId": str(uuid.uuid4())}
+        )
 
     def list_contacts(self, request: Request, auth: TokenInfo) -> Response:
         """``GET /contacts/``: cursor paging in (dateAdded, id) order, ``{contacts, meta}``."""
@@ -552,7 +650,7 @@ class ContactsSandbox(SandboxApp):
         if query:
             keys = [k for k in keys if _matches_query(self.contacts[k[1]], query)]
         start = self._cursor_position(keys, request)
-        page = keys[start:start + limit]
+        page = keys[start : start + limit]
         more = start + limit < len(keys)
         current = start // limit + 1
         last = page[-1] if page else None
@@ -572,8 +670,7 @@ class ContactsSandbox(SandboxApp):
             "nextPage": current + 1 if more else None,
             "prevPage": current - 1 if current > 1 else None,
         }
-        return Response(200, {"contacts": [clone(self.contacts[k[1]]) for k in page],
-                              "meta": meta})
+        return Response(200, {"contacts": [clone(self.contacts[k[1]]) for k in page], "meta": meta})
 
     def _cursor_position(self, keys: list[tuple[int, str]], request: Request) -> int:
         after_id = request.arg("startAfterId")
@@ -583,8 +680,9 @@ class ContactsSandbox(SandboxApp):
             try:
                 after = int(float(after_raw))
             except ValueError as exc:
-                raise unprocessable(["startAfter must be a number conforming to the specified "
-                                     "constraints"]) from exc
+                raise unprocessable(
+                    ["startAfter must be a number conforming to the specified constraints"]
+                ) from exc
         if after_id and after is None and after_id in self._added:
             after = self._added[after_id]
         if after is None:
@@ -598,11 +696,15 @@ class ContactsSandbox(SandboxApp):
         skip = _int_param(request, "skip", 0, 0, None)
         query = (request.arg("query") or "").strip().lower()
         business = request.path_params["businessId"]
-        found = [self.contacts[cid] for _, cid in self._order.get(location, [])
-                 if self.contacts[cid].get("businessId") == business
-                 and (not query or _matches_query(self.contacts[cid], query))]
-        return Response(200, {"contacts": [clone(c) for c in found[skip:skip + limit]],
-                              "count": len(found)})
+        found = [
+            self.contacts[cid]
+            for _, cid in self._order.get(location, [])
+            if self.contacts[cid].get("businessId") == business
+            and (not query or _matches_query(self.contacts[cid], query))
+        ]
+        return Response(
+            200, {"contacts": [clone(c) for c in found[skip : skip + limit]], "count": len(found)}
+        )
 
     def search_duplicate(self, request: Request, auth: TokenInfo) -> Response:
         """``{contact: Contact | null}`` (assumption: the 200 body is undocumented)."""
@@ -634,11 +736,17 @@ class ContactsSandbox(SandboxApp):
         descending = sort.get("direction") == "desc"
         query = (body.get("query") or "").strip().lower()
         in_location = (self.contacts[cid] for _, cid in self._order.get(location, []))
-        found = [c for c in in_location if (not query or _matches_query(c, query))
-                 and all(_filter_matches(c, f) for f in filters)]
-        keyed = sorted(((self._sort_value(c, sort["field"]), c["id"]), c) for c in found) \
-            if sort["field"] != "dateAdded" else \
-            [((self._added[c["id"]], c["id"]), c) for c in found]
+        found = [
+            c
+            for c in in_location
+            if (not query or _matches_query(c, query))
+            and all(_filter_matches(c, f) for f in filters)
+        ]
+        keyed = (
+            sorted(((self._sort_value(c, sort["field"]), c["id"]), c) for c in found)
+            if sort["field"] != "dateAdded"
+            else [((self._added[c["id"]], c["id"]), c) for c in found]
+        )
         if descending:
             keyed.reverse()
         if "searchAfter" in body:
@@ -652,9 +760,14 @@ class ContactsSandbox(SandboxApp):
             page_no = int(body.get("page", 1))
             if page_no * limit > SEARCH_WINDOW_MAX:
                 # assumption: the text is UNCONFIRMED; the 10,000-record reach is documented
-                raise HTTPError(400, error(400, f"page * pageLimit must not exceed "
-                                                f"{SEARCH_WINDOW_MAX}; use searchAfter"))
-            page = keyed[(page_no - 1) * limit:page_no * limit]
+                raise HTTPError(
+                    400,
+                    error(
+                        400,
+                        f"page * pageLimit must not exceed {SEARCH_WINDOW_MAX}; use searchAfter",
+                    ),
+                )
+            page = keyed[(page_no - 1) * limit : page_no * limit]
         contacts = [{**clone(c), "searchAfter": list(key)} for key, c in page]
         return Response(200, {"contacts": contacts, "total": len(found)})
 
@@ -739,8 +852,12 @@ class ContactsSandbox(SandboxApp):
     def create_note(self, request: Request, auth: TokenInfo) -> Response:
         body = self._body(request, auth, "/contacts/{contactId}/notes")
         contact = self._contact(auth, request.path_params["contactId"])
-        note = {"id": self._new_id(self.notes), **clone(body), "contactId": contact["id"],
-                "dateAdded": iso(now_ms())}
+        note = {
+            "id": self._new_id(self.notes),
+            **clone(body),
+            "contactId": contact["id"],
+            "dateAdded": iso(now_ms()),
+        }
         self._add_child("notes", note)
         return Response(201, {"note": clone(note)})
 
@@ -814,8 +931,9 @@ class ContactsSandbox(SandboxApp):
     def _check_duplicate_match(fields: Iterable[str]) -> tuple[str, ...]:
         out = tuple(fields)
         if not out or len(set(out)) != len(out) or any(f not in DUPLICATE_FIELDS for f in out):
-            raise ValueError(f"duplicate_match must list distinct fields of "
-                             f"{list(DUPLICATE_FIELDS)}")
+            raise ValueError(
+                f"duplicate_match must list distinct fields of {list(DUPLICATE_FIELDS)}"
+            )
         return out
 
     def configure(self, settings: dict[str, Any]) -> None:
@@ -825,8 +943,15 @@ class ContactsSandbox(SandboxApp):
         already spent today by every location), ``access_token_ttl`` (seconds, for tokens issued
         from now on), ``allow_duplicates``, ``duplicate_match`` (e.g. ``["phone", "email"]``).
         """
-        known = {"rate_limit", "rate_window", "daily_limit", "daily_used", "access_token_ttl",
-                 "allow_duplicates", "duplicate_match"}
+        known = {
+            "rate_limit",
+            "rate_window",
+            "daily_limit",
+            "daily_used",
+            "access_token_ttl",
+            "allow_duplicates",
+            "duplicate_match",
+        }
         unknown = set(settings) - known
         if unknown:
             raise HTTPError(422, error(422, [f"unknown settings: {sorted(unknown)}"]))
@@ -876,7 +1001,8 @@ class ContactsSandbox(SandboxApp):
             raise HTTPError(422, error(422, [f"unknown seed keys: {sorted(unknown)}"]))
         with self.lock:
             out: dict[str, list[str]] = {
-                "contacts": [self._seed_contact(c) for c in data.get("contacts", [])]}
+                "contacts": [self._seed_contact(c) for c in data.get("contacts", [])]
+            }
             for kind in self._stores:
                 out[kind] = [self._seed_child(kind, item) for item in data.get(kind, [])]
         return out
@@ -898,8 +1024,10 @@ class ContactsSandbox(SandboxApp):
     def _seed_child(self, kind: str, raw: dict[str, Any]) -> str:
         contact = self.contacts.get(raw.get("contactId", ""))
         if contact is None:
-            raise HTTPError(422, error(422, [f"{kind}: contactId {raw.get('contactId')!r} is not "
-                                             f"a seeded contact"]))
+            raise HTTPError(
+                422,
+                error(422, [f"{kind}: contactId {raw.get('contactId')!r} is not a seeded contact"]),
+            )
         item: dict[str, Any] = clone(raw)
         item["id"] = raw.get("id") or self._new_id(self._stores[kind])
         if kind == "tasks":
@@ -928,7 +1056,7 @@ class ContactsSandbox(SandboxApp):
 
 
 # --- request helpers ----------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def _takes_location(method: str, template: str | None) -> bool:
     """Whether the operation's body declares ``locationId`` (elsewhere it is a 422, not a 403)."""
     op = openapi.find_operation(method, template) if template else None
@@ -945,8 +1073,9 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int | 
     try:
         value = int(float(raw))
     except ValueError as exc:
-        raise unprocessable([f"{name} must be a number conforming to the specified constraints"]) \
-            from exc
+        raise unprocessable(
+            [f"{name} must be a number conforming to the specified constraints"]
+        ) from exc
     if value < low:
         raise unprocessable([f"{name} must not be less than {low}"])
     if high is not None and value > high:
@@ -971,8 +1100,9 @@ def _check_filters(filters: list[dict[str, Any]]) -> None:
                 raise unprocessable(["filters: a group needs group AND|OR and a filters array"])
             _check_filters(item["filters"])
         elif not isinstance(item.get("field"), str) or item.get("operator") not in SEARCH_OPERATORS:
-            raise unprocessable([f"filters: each filter needs a field and an operator of "
-                                 f"{list(SEARCH_OPERATORS)}"])
+            raise unprocessable(
+                [f"filters: each filter needs a field and an operator of {list(SEARCH_OPERATORS)}"]
+            )
 
 
 def _filter_matches(contact: dict[str, Any], item: dict[str, Any]) -> bool:
@@ -986,22 +1116,32 @@ def _filter_matches(contact: dict[str, Any], item: dict[str, Any]) -> bool:
     if op == "range":
         number = parse_iso_ms(actual) if field in ("dateAdded", "dateUpdated") else actual
         bounds = value if isinstance(value, dict) else {}
-        checks = {"gte": lambda a, b: a >= b, "lte": lambda a, b: a <= b,
-                  "gt": lambda a, b: a > b, "lt": lambda a, b: a < b}
+        checks = {
+            "gte": lambda a, b: a >= b,
+            "lte": lambda a, b: a <= b,
+            "gt": lambda a, b: a > b,
+            "lt": lambda a, b: a < b,
+        }
         try:
             return number is not None and all(
                 checks[k](number, parse_iso_ms(v) if field in ("dateAdded", "dateUpdated") else v)
-                for k, v in bounds.items() if k in checks)
+                for k, v in bounds.items()
+                if k in checks
+            )
         except TypeError:
             return False
     wanted = [_comparable(field, v) for v in (value if isinstance(value, list) else [value])]
-    have = [_comparable(field, a) for a in (actual if isinstance(actual, list) else [actual])
-            if a is not None]
+    have = [
+        _comparable(field, a)
+        for a in (actual if isinstance(actual, list) else [actual])
+        if a is not None
+    ]
     if op in ("eq", "not_eq"):
         hit = any(w in have for w in wanted)
     else:
-        hit = any(isinstance(h, str) and isinstance(w, str) and w in h
-                  for w in wanted for h in have)
+        hit = any(
+            isinstance(h, str) and isinstance(w, str) and w in h for w in wanted for h in have
+        )
     return hit == (op in ("eq", "contains"))
 
 
@@ -1015,35 +1155,57 @@ def _comparable(field: str, value: Any) -> Any:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``python -m sandbox contacts`` besides the common ``--port``, ``--latency``."""
     parser.add_argument("--location-id", default="sandbox-location", help="the main location")
-    parser.add_argument("--token", default="sandbox-token",
-                        help="private integration token of the main location")
-    parser.add_argument("--extra-location", action="append", default=[], dest="extra_locations",
-                        help="another location (repeatable); its token is '<token>-<location>'")
+    parser.add_argument(
+        "--token", default="sandbox-token", help="private integration token of the main location"
+    )
+    parser.add_argument(
+        "--extra-location",
+        action="append",
+        default=[],
+        dest="extra_locations",
+        help="another location (repeatable); its token is '<token>-<location>'",
+    )
     parser.add_argument("--client-id", default="sandbox-client-id", help="OAuth client id")
-    parser.add_argument("--client-secret", default="sandbox-client-secret",
-                        help="OAuth client secret")
+    parser.add_argument(
+        "--client-secret", default="sandbox-client-secret", help="OAuth client secret"
+    )
     parser.add_argument("--company-id", default="sandbox-company", help="agency (company) id")
-    parser.add_argument("--agency-token", default=None,
-                        help="agency token accepted by /oauth/locationToken (default: none)")
+    parser.add_argument(
+        "--agency-token",
+        default=None,
+        help="agency token accepted by /oauth/locationToken (default: none)",
+    )
     parser.add_argument("--rate-limit", type=int, default=100, help="requests per window")
     parser.add_argument("--rate-window", type=float, default=10.0, help="window in seconds")
     parser.add_argument("--daily-limit", type=int, default=200_000, help="requests per day")
-    parser.add_argument("--access-token-ttl", type=int, default=86399,
-                        help="OAuth access token lifetime in seconds")
-    parser.add_argument("--allow-duplicates", action="store_true",
-                        help="the locations allow duplicate contacts")
-    parser.add_argument("--duplicate-match", default="email,phone",
-                        help="duplicate-contact match order, e.g. 'phone,email' or 'email'")
+    parser.add_argument(
+        "--access-token-ttl", type=int, default=86399, help="OAuth access token lifetime in seconds"
+    )
+    parser.add_argument(
+        "--allow-duplicates", action="store_true", help="the locations allow duplicate contacts"
+    )
+    parser.add_argument(
+        "--duplicate-match",
+        default="email,phone",
+        help="duplicate-contact match order, e.g. 'phone,email' or 'email'",
+    )
 
 
 def create_app(args: argparse.Namespace) -> ContactsSandbox:
     """A :class:`ContactsSandbox` from the parsed flags of :func:`add_arguments`."""
     return ContactsSandbox(
-        location_id=args.location_id, token=args.token, client_id=args.client_id,
-        client_secret=args.client_secret, company_id=args.company_id,
-        agency_token=args.agency_token, extra_locations=args.extra_locations,
-        rate_limit=args.rate_limit, rate_window=args.rate_window, daily_limit=args.daily_limit,
-        access_token_ttl=args.access_token_ttl, allow_duplicates=args.allow_duplicates,
+        location_id=args.location_id,
+        token=args.token,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        company_id=args.company_id,
+        agency_token=args.agency_token,
+        extra_locations=args.extra_locations,
+        rate_limit=args.rate_limit,
+        rate_window=args.rate_window,
+        daily_limit=args.daily_limit,
+        access_token_ttl=args.access_token_ttl,
+        allow_duplicates=args.allow_duplicates,
         duplicate_match=[f.strip() for f in args.duplicate_match.split(",") if f.strip()],
         latency=getattr(args, "latency", 0.0),
     )

@@ -50,8 +50,13 @@ def firebase_id() -> str:
 def error(status: int, message: str | list[str], **extra: Any) -> dict[str, Any]:
     """The Contacts API's NestJS error envelope; 401 and 422 carry ``error`` as the API does."""
     body: dict[str, Any] = {"statusCode": status, "message": message}
-    reason = {401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-              422: "Unprocessable Entity", 500: "Internal Server Error"}.get(status)
+    reason = {
+        401: "Unauthorized",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        422: "Unprocessable Entity",
+        500: "Internal Server Error",
+    }.get(status)
     if reason:
         body["error"] = reason
     body.update(extra)
@@ -119,17 +124,27 @@ class TokenRegistry:
 
     def issue(self, location_id: str, company_id: str, scope: str, ttl: float) -> str:
         token = "at-" + secrets.token_urlsafe(24)
-        self.issued[token] = TokenInfo("access", location_id, company_id,
-                                       frozenset(scope.split()), time.time() + ttl)
+        self.issued[token] = TokenInfo(
+            "access", location_id, company_id, frozenset(scope.split()), time.time() + ttl
+        )
         return token
 
 
 class OAuthServer:
     """The OAuth part of the Contacts sandbox. All state is guarded by its own lock."""
 
-    def __init__(self, registry: TokenRegistry, *, client_id: str, client_secret: str,
-                 company_id: str, default_location: str, locations: Callable[[], Collection[str]],
-                 agency_token: str | None, access_token_ttl: float) -> None:
+    def __init__(
+        self,
+        registry: TokenRegistry,
+        *,
+        client_id: str,
+        client_secret: str,
+        company_id: str,
+        default_location: str,
+        locations: Callable[[], Collection[str]],
+        agency_token: str | None,
+        access_token_ttl: float,
+    ) -> None:
         self.registry = registry
         self.client_id = client_id
         self.client_secret = client_secret
@@ -142,7 +157,8 @@ class OAuthServer:
         self._lock = threading.Lock()
         if agency_token:
             registry.static[agency_token] = TokenInfo(
-                "agency", None, company_id, frozenset({"oauth.write", "oauth.readonly"}))
+                "agency", None, company_id, frozenset({"oauth.write", "oauth.readonly"})
+            )
 
     def register(self, app: SandboxApp) -> None:
         """Add the OAuth routes to ``app``."""
@@ -170,9 +186,13 @@ class OAuthServer:
             raise HTTPError(400, error(400, "Invalid parameter: locationId"))
         code = secrets.token_urlsafe(24)
         with self._lock:
-            self._codes[code] = _Grant(self.client_id, location_id,
-                                       request.arg("scope") or DEFAULT_SCOPE, redirect_uri,
-                                       time.time() + CODE_TTL)
+            self._codes[code] = _Grant(
+                self.client_id,
+                location_id,
+                request.arg("scope") or DEFAULT_SCOPE,
+                redirect_uri,
+                time.time() + CODE_TTL,
+            )
         params = {"code": code}
         if request.arg("state") is not None:
             params["state"] = request.arg("state") or ""
@@ -186,8 +206,9 @@ class OAuthServer:
         messages = openapi.validate_body("POST", "/oauth/token", form)
         if messages:
             raise HTTPError(422, error(422, messages))
-        if form["client_id"] != self.client_id or \
-                not secrets.compare_digest(form["client_secret"], self.client_secret):
+        if form["client_id"] != self.client_id or not secrets.compare_digest(
+            form["client_secret"], self.client_secret
+        ):
             # exact text UNCONFIRMED; worded like the oauth2-server library the API's messages match
             raise HTTPError(401, error(401, "Invalid client: client credentials are invalid"))
         if form.get("user_type", "Location") != "Location":
@@ -208,8 +229,11 @@ class OAuthServer:
         if not code:
             raise HTTPError(400, error(400, "Missing parameter: code"))
         grant = self._codes.pop(code, None)  # single-use even when the exchange fails below
-        if grant is None or grant.client_id != form["client_id"] or \
-                (grant.expires_at is not None and time.time() >= grant.expires_at):
+        if (
+            grant is None
+            or grant.client_id != form["client_id"]
+            or (grant.expires_at is not None and time.time() >= grant.expires_at)
+        ):
             raise HTTPError(400, error(400, "Invalid grant: authorization code is invalid"))
         if form.get("redirect_uri") and form["redirect_uri"] != grant.redirect_uri:
             raise HTTPError(400, error(400, "Invalid request: `redirect_uri` is invalid"))
@@ -226,8 +250,9 @@ class OAuthServer:
         return grant
 
     def _tokens_for(self, grant: _Grant) -> dict[str, Any]:
-        access = self.registry.issue(grant.location_id, self.company_id, grant.scope,
-                                     self.access_token_ttl)
+        access = self.registry.issue(
+            grant.location_id, self.company_id, grant.scope, self.access_token_ttl
+        )
         refresh = "rt-" + secrets.token_urlsafe(24)
         self._refresh[refresh] = _Grant(grant.client_id, grant.location_id, grant.scope)
         return {
@@ -249,9 +274,15 @@ class OAuthServer:
         if info is None:
             raise HTTPError(401, error(401, "Invalid token: access token is invalid"))
         if info.kind != "agency":
-            raise HTTPError(401, error(401, "This authClass type is not allowed to access this "
-                                            "scope. Please reach out to the Platform team to get "
-                                            "it added."))
+            raise HTTPError(
+                401,
+                error(
+                    401,
+                    "This authClass type is not allowed to access this "
+                    "scope. Please reach out to the Platform team to get "
+                    "it added.",
+                ),
+            )
         form = _form_or_json(request)
         messages = openapi.validate_body("POST", "/oauth/locationToken", form)
         if messages:
@@ -265,8 +296,18 @@ class OAuthServer:
             tokens = self._tokens_for(_Grant(self.client_id, form["locationId"], DEFAULT_SCOPE))
         # v2's response DTO lists no refresh_token; v3's copy does. Whether v2 sends one is
         # UNCONFIRMED: the sandbox sends it (usable with this sandbox's client credentials)
-        body = {k: tokens[k] for k in ("access_token", "token_type", "expires_in", "scope",
-                                       "locationId", "userId", "refresh_token")}
+        body = {
+            k: tokens[k]
+            for k in (
+                "access_token",
+                "token_type",
+                "expires_in",
+                "scope",
+                "locationId",
+                "userId",
+                "refresh_token",
+            )
+        }
         return Response(200, body)
 
 

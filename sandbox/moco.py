@@ -100,23 +100,61 @@ _DATE_RE = re.compile(r"\d{4}-\d\d-\d\d")
 _ALLOWED_HTML = frozenset({"div", "strong", "em", "u", "pre", "ul", "ol", "li", "br"})
 _TAG_RE = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)\b[^>]*?(/?)>")
 _DROP_WITH_CONTENT_RE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_COLLATE_FOLD = str.maketrans({"ß": "ss", "ł": "l", "Ł": "l", "ø": "o", "Ø": "o", "æ": "ae",
-                               "Æ": "ae", "œ": "oe", "Œ": "oe", "đ": "d", "Đ": "d", "ı": "i",
-                               "þ": "th"})
+_COLLATE_FOLD = str.maketrans(
+    {
+        "ß": "ss",
+        "ł": "l",
+        "Ł": "l",
+        "ø": "o",
+        "Ø": "o",
+        "æ": "ae",
+        "Æ": "ae",
+        "œ": "oe",
+        "Œ": "oe",
+        "đ": "d",
+        "Đ": "d",
+        "ı": "i",
+        "þ": "th",
+    }
+)
 _NON_ALNUM_RE = re.compile(r"[^0-9a-z]+")
 _USERS_BY_ID = {u["id"]: u for u in USERS}
 
-CONTACT_STRING_FIELDS = ("firstname", "lastname", "title", "job_position", "mobile_phone",
-                         "work_fax", "work_phone", "work_email", "work_address", "home_email",
-                         "home_address", "salutation", "info")
-COMPANY_STRING_FIELDS = ("name", "website", "email", "billing_email_cc", "phone", "fax", "address",
-                         "country_code", "vat_identifier", "info", "footer")
+CONTACT_STRING_FIELDS = (
+    "firstname",
+    "lastname",
+    "title",
+    "job_position",
+    "mobile_phone",
+    "work_fax",
+    "work_phone",
+    "work_email",
+    "work_address",
+    "home_email",
+    "home_address",
+    "salutation",
+    "info",
+)
+COMPANY_STRING_FIELDS = (
+    "name",
+    "website",
+    "email",
+    "billing_email_cc",
+    "phone",
+    "fax",
+    "address",
+    "country_code",
+    "vat_identifier",
+    "info",
+    "footer",
+)
 CUSTOMER_STRING_FIELDS = ("identifier", "currency", "billing_notes")
 SUPPLIER_STRING_FIELDS = ("iban", "bank_bic", "bank_owner")
 TODO_SANDBOX_FIELDS = frozenset(TODO_DEFAULTS) - {"id"}
 _SEED_CONTACT_FIELDS = frozenset({*CONTACT_DEFAULTS, "company_id"})
-_SEED_COMPANY_FIELDS = frozenset({*COMPANY_DEFAULTS, *CUSTOMER_DEFAULTS, *SUPPLIER_DEFAULTS,
-                                  *COMPANY_OPTIONAL_FIELDS})
+_SEED_COMPANY_FIELDS = frozenset(
+    {*COMPANY_DEFAULTS, *CUSTOMER_DEFAULTS, *SUPPLIER_DEFAULTS, *COMPANY_OPTIONAL_FIELDS}
+)
 _SEED_TODO_FIELDS = frozenset(TODO_DEFAULTS)
 _SEED_COMMENT_FIELDS = frozenset({*COMMENT_DEFAULTS, *COMMENT_OPTIONAL_FIELDS})
 
@@ -283,8 +321,9 @@ def _tags(value: Any, errors: dict[str, list[str]], field: str = "tags") -> list
     return sorted({t.strip() for t in value if t.strip()})
 
 
-def _merge_custom_properties(current: dict[str, Any], value: Any,
-                             errors: dict[str, list[str]]) -> dict[str, Any] | None:
+def _merge_custom_properties(
+    current: dict[str, Any], value: Any, errors: dict[str, list[str]]
+) -> dict[str, Any] | None:
     """MOCO merges custom properties: keys sent change, others stay (reference §6.8)."""
     if not isinstance(value, dict):
         errors.setdefault("custom_properties", []).append("is invalid")
@@ -330,8 +369,14 @@ class MocoSandbox(SandboxApp):
 
     name = "moco"
 
-    def __init__(self, *, api_key: str = "sandbox-key", rate_limit: int = 120,
-                 rate_window: float = 120.0, latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "sandbox-key",
+        rate_limit: int = 120,
+        rate_window: float = 120.0,
+        latency: float = 0.0,
+    ) -> None:
         super().__init__(latency=latency)
         self.api_key = api_key
         self.window = SlidingWindow(rate_limit, rate_window)
@@ -339,8 +384,12 @@ class MocoSandbox(SandboxApp):
         self.contacts = _Store(lambda r: (collation_key(r["lastname"]),))
         self.comments = _Store(lambda r: (r["created_at"],), descending=True)
         self.todos = _Store(lambda r: ())
-        self._stores = {"companies": self.companies, "contacts": self.contacts,
-                        "todos": self.todos, "comments": self.comments}
+        self._stores = {
+            "companies": self.companies,
+            "contacts": self.contacts,
+            "todos": self.todos,
+            "comments": self.comments,
+        }
         self._max_id = dict(ID_BASES)
         self._clock = ""
         self._list_cache: dict[tuple[Any, ...], list[int]] = {}
@@ -389,6 +438,7 @@ class MocoSandbox(SandboxApp):
         def run(request: Request) -> Response:
             with self.lock:
                 return handler(request)
+
         return run
 
     @staticmethod
@@ -399,7 +449,7 @@ class MocoSandbox(SandboxApp):
         if scheme.lower() == "bearer" and rest:
             return rest
         if scheme.lower() == "token" and rest.lower().startswith("token="):
-            return rest[len("token="):].strip().strip('"') or None
+            return rest[len("token=") :].strip().strip('"') or None
         return None
 
     def _authorized(self, request: Request) -> bool:
@@ -416,8 +466,7 @@ class MocoSandbox(SandboxApp):
     def _now(self) -> str:
         """UTC now in whole seconds, never before a timestamp issued or seeded earlier."""
         real = format_ts(int(time.time()))
-        if real > self._clock:
-            self._clock = real
+        self._clock = max(self._clock, real)
         return self._clock
 
     def _observe_time(self, *stamps: str | None) -> None:
@@ -430,8 +479,7 @@ class MocoSandbox(SandboxApp):
         return self._max_id[kind]
 
     def _observe_id(self, kind: str, record_id: int) -> None:
-        if record_id > self._max_id[kind]:
-            self._max_id[kind] = record_id
+        self._max_id[kind] = max(self._max_id[kind], record_id)
 
     @staticmethod
     def _path_id(request: Request) -> int:
@@ -508,14 +556,25 @@ class MocoSandbox(SandboxApp):
 
         return matches
 
-    def _list(self, request: Request, kind: str, predicates: list[Predicate | None],
-              ids: list[int] | None = None, render: Callable[[Record], Any] | None = None,
-              ) -> Response:
+    def _list(
+        self,
+        request: Request,
+        kind: str,
+        predicates: list[Predicate | None],
+        ids: list[int] | None = None,
+        render: Callable[[Record], Any] | None = None,
+    ) -> Response:
         store = self._stores[kind]
         page, per_page = self._page_args(request)
-        cache_key = (kind, tuple(s.version for s in self._stores.values()),
-                     tuple(sorted((k, tuple(v)) for k, v in request.query.items()
-                                  if k not in ("page", "per_page"))))
+        cache_key = (
+            kind,
+            tuple(s.version for s in self._stores.values()),
+            tuple(
+                sorted(
+                    (k, tuple(v)) for k, v in request.query.items() if k not in ("page", "per_page")
+                )
+            ),
+        )
         matching = self._list_cache.get(cache_key)
         if matching is None:
             candidates = store.ordered_ids() if ids is None else store.sort_ids(ids)
@@ -530,8 +589,10 @@ class MocoSandbox(SandboxApp):
             self._list_cache[cache_key] = matching
         start = (page - 1) * per_page
         records = store.records
-        body = [records[i] if render is None else render(records[i])
-                for i in matching[start:start + per_page]]
+        body = [
+            records[i] if render is None else render(records[i])
+            for i in matching[start : start + per_page]
+        ]
         headers = {"X-Page": str(page), "X-Per-Page": str(per_page), "X-Total": str(len(matching))}
         if start + per_page < len(matching):
             headers["Link"] = f'<{self._page_url(request, page + 1)}>; rel="next"'
@@ -570,8 +631,12 @@ class MocoSandbox(SandboxApp):
         """``current`` changed by a POST/PUT body; unknown fields are ignored as Rails does."""
         errors: dict[str, list[str]] = {}
         body = dict(body)
-        aliases = {"name": "lastname", "bday": "birthday", "customer_id": "company_id",
-                   "organization_id": "company_id"}
+        aliases = {
+            "name": "lastname",
+            "bday": "birthday",
+            "customer_id": "company_id",
+            "organization_id": "company_id",
+        }
         for alias, field in aliases.items():
             if alias in body and field not in body:
                 body[field] = body[alias]
@@ -609,7 +674,8 @@ class MocoSandbox(SandboxApp):
             new["tags"] = _tags(body["tags"], errors)
         if "custom_properties" in body:
             new["custom_properties"] = _merge_custom_properties(
-                current["custom_properties"], body["custom_properties"], errors)
+                current["custom_properties"], body["custom_properties"], errors
+            )
         if errors:
             raise _unprocessable(errors)
         return new
@@ -645,11 +711,17 @@ class MocoSandbox(SandboxApp):
 
     def _delete_attached(self, kind: str, record_id: int) -> None:
         """Comments and to-dos go with their record (Rails' dependent destroy; UNCONFIRMED)."""
-        for comment in [c for c in self.comments.records.values()
-                        if c["commentable_type"] == kind and c["commentable_id"] == record_id]:
+        for comment in [
+            c
+            for c in self.comments.records.values()
+            if c["commentable_type"] == kind and c["commentable_id"] == record_id
+        ]:
             self.comments.delete(comment["id"])
-        for todo in [t for t in self.todos.records.values()
-                     if t["todoable_type"] == kind and t["todoable_id"] == record_id]:
+        for todo in [
+            t
+            for t in self.todos.records.values()
+            if t["todoable_type"] == kind and t["todoable_id"] == record_id
+        ]:
             self.todos.delete(todo["id"])
 
     def _contact_term(self, request: Request) -> Predicate | None:
@@ -670,14 +742,23 @@ class MocoSandbox(SandboxApp):
         if not digits:
             return None
         # Reverse lookup on work_phone and mobile_phone, compared on digits only.
-        return lambda r: any(digits in re.sub(r"\D", "", r[f] or "")
-                             for f in ("work_phone", "mobile_phone"))
+        return lambda r: any(
+            digits in re.sub(r"\D", "", r[f] or "") for f in ("work_phone", "mobile_phone")
+        )
 
     def _list_contacts(self, request: Request) -> Response:
-        return self._list(request, "contacts", [
-            self._updated_after(request), self._tags_filter(request), self._contact_term(request),
-            self._phone_filter(request), self._custom_properties_filter(request),
-        ], ids=self._ids_arg(request))
+        return self._list(
+            request,
+            "contacts",
+            [
+                self._updated_after(request),
+                self._tags_filter(request),
+                self._contact_term(request),
+                self._phone_filter(request),
+                self._custom_properties_filter(request),
+            ],
+            ids=self._ids_arg(request),
+        )
 
     # --- companies -------------------------------------------------------------------------------
     def _apply_company(self, current: Record, body: dict[str, Any], creating: bool) -> Record:
@@ -685,8 +766,12 @@ class MocoSandbox(SandboxApp):
         new = dict(current)
         ctype = new["type"]
         fields = COMPANY_STRING_FIELDS + (
-            CUSTOMER_STRING_FIELDS if ctype == "customer" else
-            SUPPLIER_STRING_FIELDS if ctype == "supplier" else ())
+            CUSTOMER_STRING_FIELDS
+            if ctype == "customer"
+            else SUPPLIER_STRING_FIELDS
+            if ctype == "supplier"
+            else ()
+        )
         for field in fields:
             if field in body:
                 value = body[field]
@@ -716,7 +801,8 @@ class MocoSandbox(SandboxApp):
             new["tags"], new["labels"] = tags, list(tags or [])
         if "custom_properties" in body:
             new["custom_properties"] = _merge_custom_properties(
-                current["custom_properties"], body["custom_properties"], errors)
+                current["custom_properties"], body["custom_properties"], errors
+            )
         if "user_id" in body:
             new["user"] = _user(body["user_id"], errors)
         if errors:
@@ -776,10 +862,13 @@ class MocoSandbox(SandboxApp):
         """Contacts embed ``{id, type, name}``; MOCO renders it live and their updated_at stays."""
         if not refs:
             return
-        changed = [{**c, "company": refs[c["company"]["id"]]}
-                   for c in self.contacts.records.values()
-                   if c["company"] is not None and c["company"]["id"] in refs
-                   and c["company"] != refs[c["company"]["id"]]]
+        changed = [
+            {**c, "company": refs[c["company"]["id"]]}
+            for c in self.contacts.records.values()
+            if c["company"] is not None
+            and c["company"]["id"] in refs
+            and c["company"] != refs[c["company"]["id"]]
+        ]
         for contact in changed:
             self.contacts.put(contact)
 
@@ -797,8 +886,12 @@ class MocoSandbox(SandboxApp):
             return Response(200, current)
         now = self._now()
         # Archiving bumps updated_at here; MOCO very likely does too (UNCONFIRMED).
-        record = {**current, "active": not archived, "archived_on": now if archived else None,
-                  "updated_at": now}
+        record = {
+            **current,
+            "active": not archived,
+            "archived_on": now if archived else None,
+            "updated_at": now,
+        }
         self.companies.put(record)
         return Response(200, record)
 
@@ -808,14 +901,22 @@ class MocoSandbox(SandboxApp):
         identifier = request.arg("identifier")
         term = (request.arg("term") or "").strip().casefold()
         custom = self._custom_properties_filter(request) if ctype else None  # needs ``type``
-        return self._list(request, "companies", [
-            None if include_archived else (lambda r: r["active"]),
-            (lambda r: r["type"] == ctype) if ctype else None,
-            (lambda r: r.get("identifier") == identifier) if identifier else None,
-            (lambda r: term in f"{r['name']}\n{r.get('identifier') or ''}".casefold())
-            if term else None,
-            self._updated_after(request), self._tags_filter(request), custom,
-        ], ids=self._ids_arg(request))
+        return self._list(
+            request,
+            "companies",
+            [
+                None if include_archived else (lambda r: r["active"]),
+                (lambda r: r["type"] == ctype) if ctype else None,
+                (lambda r: r.get("identifier") == identifier) if identifier else None,
+                (lambda r: term in f"{r['name']}\n{r.get('identifier') or ''}".casefold())
+                if term
+                else None,
+                self._updated_after(request),
+                self._tags_filter(request),
+                custom,
+            ],
+            ids=self._ids_arg(request),
+        )
 
     # --- comments --------------------------------------------------------------------------------
     def _commentable(self, ctype: Any, cid: Any, errors: dict[str, list[str]]) -> tuple[str, int]:
@@ -832,7 +933,9 @@ class MocoSandbox(SandboxApp):
         return str(ctype), _int(cid) or 0
 
     @staticmethod
-    def _comment_text(body: dict[str, Any], errors: dict[str, list[str]], required: bool) -> str | None:
+    def _comment_text(
+        body: dict[str, Any], errors: dict[str, list[str]], required: bool
+    ) -> str | None:
         if "text" not in body and not required:
             return None
         text = body.get("text")
@@ -841,13 +944,21 @@ class MocoSandbox(SandboxApp):
             return None
         return sanitize_html(text)
 
-    def _new_comment(self, ctype: str, cid: int, text: str, created_at: str | None,
-                     body: dict[str, Any]) -> Record:
+    def _new_comment(
+        self, ctype: str, cid: int, text: str, created_at: str | None, body: dict[str, Any]
+    ) -> Record:
         now = self._now()
         record = {k: fresh(v) for k, v in COMMENT_DEFAULTS.items()}
-        record.update(id=self._new_id("comments"), commentable_id=cid, commentable_type=ctype,
-                      text=text, manual=True, created_at=created_at or now, updated_at=now,
-                      user=user_ref(SESSION_USER))
+        record.update(
+            id=self._new_id("comments"),
+            commentable_id=cid,
+            commentable_type=ctype,
+            text=text,
+            manual=True,
+            created_at=created_at or now,
+            updated_at=now,
+            user=user_ref(SESSION_USER),
+        )
         for field in ("attachment_filename", "attachment_content"):
             if isinstance(body.get(field), str):
                 record[field] = body[field]
@@ -856,8 +967,9 @@ class MocoSandbox(SandboxApp):
     def _create_comment(self, request: Request) -> Response:
         body = _body_object(request)
         errors: dict[str, list[str]] = {}
-        ctype, cid = self._commentable(body.get("commentable_type"), body.get("commentable_id"),
-                                       errors)
+        ctype, cid = self._commentable(
+            body.get("commentable_type"), body.get("commentable_id"), errors
+        )
         text = self._comment_text(body, errors, required=True)
         created_at = None
         if body.get("created_at") is not None:  # for data migration (MD)
@@ -889,14 +1001,23 @@ class MocoSandbox(SandboxApp):
     def _list_shape(record: Record) -> Record:
         """Attachments are shown only by ``GET /comments/{id}`` (OA)."""
         if "attachment_content" in record or "attachment_filename" in record:
-            return {k: v for k, v in record.items()
-                    if k not in ("attachment_filename", "attachment_content")}
+            return {
+                k: v
+                for k, v in record.items()
+                if k not in ("attachment_filename", "attachment_content")
+            }
         return record
 
     def _get_comment(self, request: Request) -> Response:
         record = self._find(self.comments, request)
-        return Response(200, {**record, "attachment_filename": record.get("attachment_filename"),
-                              "attachment_content": record.get("attachment_content")})
+        return Response(
+            200,
+            {
+                **record,
+                "attachment_filename": record.get("attachment_filename"),
+                "attachment_content": record.get("attachment_content"),
+            },
+        )
 
     def _update_comment(self, request: Request) -> Response:
         current = self._find(self.comments, request)
@@ -931,13 +1052,19 @@ class MocoSandbox(SandboxApp):
         cid = _int(request.arg("commentable_id"))
         user_id = _int(request.arg("user_id"))
         manual = _bool_arg(request.arg("manual"))
-        return self._list(request, "comments", [
-            (lambda r: r["commentable_type"] == ctype) if ctype else None,
-            (lambda r: r["commentable_id"] == cid) if cid is not None else None,
-            (lambda r: (r["user"] or {}).get("id") == user_id) if user_id is not None else None,
-            (lambda r: r["manual"] is manual) if manual is not None else None,
-            self._updated_after(request),
-        ], ids=self._ids_arg(request), render=self._list_shape)
+        return self._list(
+            request,
+            "comments",
+            [
+                (lambda r: r["commentable_type"] == ctype) if ctype else None,
+                (lambda r: r["commentable_id"] == cid) if cid is not None else None,
+                (lambda r: (r["user"] or {}).get("id") == user_id) if user_id is not None else None,
+                (lambda r: r["manual"] is manual) if manual is not None else None,
+                self._updated_after(request),
+            ],
+            ids=self._ids_arg(request),
+            render=self._list_shape,
+        )
 
     # --- to-dos (read-only API) ------------------------------------------------------------------
     def _list_todos(self, request: Request) -> Response:
@@ -951,14 +1078,18 @@ class MocoSandbox(SandboxApp):
             return lambda r: (r[field] or {}).get("id") == uid
 
         # No updated_after and no ids on /todos (OA): like MOCO, unknown parameters are ignored.
-        return self._list(request, "todos", [
-            (lambda r: r["completed"] is completed) if completed is not None else None,
-            (lambda r: term in r["title"].casefold()) if term else None,
-            user_filter("assigned_to_user_id", "assigned_to"),
-            user_filter("created_by_user_id", "created_by"),
-            # How "responsible" differs from "assigned to" is UNCONFIRMED; treated the same.
-            user_filter("responsible_user_id", "assigned_to"),
-        ])
+        return self._list(
+            request,
+            "todos",
+            [
+                (lambda r: r["completed"] is completed) if completed is not None else None,
+                (lambda r: term in r["title"].casefold()) if term else None,
+                user_filter("assigned_to_user_id", "assigned_to"),
+                user_filter("created_by_user_id", "created_by"),
+                # How "responsible" differs from "assigned to" is UNCONFIRMED; treated the same.
+                user_filter("responsible_user_id", "assigned_to"),
+            ],
+        )
 
     def _get_todo(self, request: Request) -> Response:
         return Response(200, self._find(self.todos, request))
@@ -1004,11 +1135,13 @@ class MocoSandbox(SandboxApp):
             new["completed_at"] = None
         elif "completed_at" in body:
             new["completed_at"] = parse_timestamp(body["completed_at"])
-        if "todoable_description" not in body and (
-                new["todoable_type"], new["todoable_id"]) != (
-                current["todoable_type"], current["todoable_id"]):
+        if "todoable_description" not in body and (new["todoable_type"], new["todoable_id"]) != (
+            current["todoable_type"],
+            current["todoable_id"],
+        ):
             new["todoable_description"] = self._todoable_description(
-                new["todoable_type"], new["todoable_id"])
+                new["todoable_type"], new["todoable_id"]
+            )
         return new
 
     def _sandbox_create_todo(self, request: Request) -> Response:
@@ -1055,8 +1188,12 @@ class MocoSandbox(SandboxApp):
             options = data["generate"] or {}
             n_contacts = _int(options.get("contacts")) if isinstance(options, dict) else None
             seed = _int(options.get("seed", 1)) if isinstance(options, dict) else None
-            if n_contacts is None or n_contacts < 0 or seed is None or \
-                    set(options) - {"contacts", "seed"}:
+            if (
+                n_contacts is None
+                or n_contacts < 0
+                or seed is None
+                or set(options) - {"contacts", "seed"}
+            ):
                 raise HTTPError(422, {"message": 'generate takes {"contacts": N, "seed": S}'})
             generated = moco_data.generate(n_contacts, seed)  # slow for big N: outside the lock
         with self.lock:
@@ -1069,8 +1206,12 @@ class MocoSandbox(SandboxApp):
 
     def _load(self, data: dict[str, Any]) -> dict[str, int]:
         """Normalise every record first, then store: a 422 leaves the data as it was."""
-        normalizers = {"companies": self._seed_company, "contacts": self._seed_contact,
-                       "todos": self._seed_todo, "comments": self._seed_comment}
+        normalizers = {
+            "companies": self._seed_company,
+            "contacts": self._seed_contact,
+            "todos": self._seed_todo,
+            "comments": self._seed_comment,
+        }
         loaded: dict[str, list[Record]] = {}
         try:
             for kind in ("companies", "contacts", "todos", "comments"):  # referenced ones first
@@ -1111,8 +1252,9 @@ class MocoSandbox(SandboxApp):
                 self._observe_id(kind, max(r["id"] for r in records))
                 self._observe_time(max(r["updated_at"] for r in records))
         self._refresh_contact_companies({r["id"]: _company_ref(r) for r in data["companies"]})
-        self._customer_numbers = max(self._customer_numbers, sum(
-            1 for r in data["companies"] if r["type"] == "customer"))
+        self._customer_numbers = max(
+            self._customer_numbers, sum(1 for r in data["companies"] if r["type"] == "customer")
+        )
         return counts
 
     @staticmethod
@@ -1160,8 +1302,11 @@ class MocoSandbox(SandboxApp):
             if company is not None:
                 record["company"] = _company_ref(company)
             elif isinstance(given, dict):  # a company not in the sandbox: kept as given
-                record["company"] = {"id": given.get("id"), "type": given.get("type"),
-                                     "name": given.get("name")}
+                record["company"] = {
+                    "id": given.get("id"),
+                    "type": given.get("type"),
+                    "name": given.get("name"),
+                }
             else:
                 raise HTTPError(422, {"message": f"contacts[{n}]: company {company_id} not found"})
         if record["user"] is None:
@@ -1175,7 +1320,9 @@ class MocoSandbox(SandboxApp):
         raw = self._seed_base("companies", raw, n, _SEED_COMPANY_FIELDS)
         ctype = raw.get("type", "customer")
         if ctype not in COMPANY_TYPES:
-            raise HTTPError(422, {"message": f"companies[{n}]: type must be one of {COMPANY_TYPES}"})
+            raise HTTPError(
+                422, {"message": f"companies[{n}]: type must be one of {COMPANY_TYPES}"}
+            )
         if not isinstance(raw.get("name"), str) or not raw["name"].strip():
             raise HTTPError(422, {"message": f"companies[{n}]: name can't be blank"})
         template = self._company_template(ctype)
@@ -1192,10 +1339,13 @@ class MocoSandbox(SandboxApp):
         raw = self._seed_base("todos", raw, n, _SEED_TODO_FIELDS)
         record = {k: raw[k] if k in raw else fresh(v) for k, v in TODO_DEFAULTS.items()}
         if record["todoable_type"] not in TODOABLE_TYPES or _int(record["todoable_id"]) is None:
-            raise HTTPError(422, {"message": f"todos[{n}]: todoable_type and todoable_id are required"})
+            raise HTTPError(
+                422, {"message": f"todos[{n}]: todoable_type and todoable_id are required"}
+            )
         if "todoable_description" not in raw:
             record["todoable_description"] = self._todoable_description(
-                record["todoable_type"], record["todoable_id"])
+                record["todoable_type"], record["todoable_id"]
+            )
         self._seed_ids_and_times("todos", record, n)
         return record
 
@@ -1205,10 +1355,13 @@ class MocoSandbox(SandboxApp):
         record.update({k: raw[k] for k in raw if k in COMMENT_OPTIONAL_FIELDS})
         if record["commentable_type"] == "Customer":
             record["commentable_type"] = "Company"
-        if record["commentable_type"] not in COMMENTABLE_TYPES or \
-                _int(record["commentable_id"]) is None:
-            raise HTTPError(422, {"message":
-                                  f"comments[{n}]: commentable_type and commentable_id are required"})
+        if (
+            record["commentable_type"] not in COMMENTABLE_TYPES
+            or _int(record["commentable_id"]) is None
+        ):
+            raise HTTPError(
+                422, {"message": f"comments[{n}]: commentable_type and commentable_id are required"}
+            )
         if record["user"] is None:
             record["user"] = user_ref(SESSION_USER)
         self._seed_ids_and_times("comments", record, n)
@@ -1217,8 +1370,10 @@ class MocoSandbox(SandboxApp):
     def state(self) -> dict[str, list[Record]]:
         """Every stored record: ``{"companies", "contacts", "todos", "comments"}``, sorted by id."""
         with self.lock:
-            return {kind: [store.records[i] for i in sorted(store.records)]
-                    for kind, store in self._stores.items()}
+            return {
+                kind: [store.records[i] for i in sorted(store.records)]
+                for kind, store in self._stores.items()
+            }
 
     def reset(self) -> None:
         """Forget all records; ids and the clock keep counting up, the rate limit starts over."""
@@ -1232,9 +1387,11 @@ class MocoSandbox(SandboxApp):
         rest = dict(settings)
         known = {k: rest.pop(k) for k in ("rate_limit", "rate_window", "api_key") if k in rest}
         super().configure(rest)
-        limit, window, key = (known.get("rate_limit", self.window.limit),
-                              known.get("rate_window", self.window.window),
-                              known.get("api_key", self.api_key))
+        limit, window, key = (
+            known.get("rate_limit", self.window.limit),
+            known.get("rate_window", self.window.window),
+            known.get("api_key", self.api_key),
+        )
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise HTTPError(422, {"message": "rate_limit must be an integer (0: no limit)"})
         if isinstance(window, bool) or not isinstance(window, (int, float)) or window <= 0:
@@ -1247,19 +1404,31 @@ class MocoSandbox(SandboxApp):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The MOCO-specific options of ``python -m sandbox moco``."""
     parser.add_argument("--api-key", default="sandbox-key", help="accepted API key")
-    parser.add_argument("--rate-limit", type=int, default=120,
-                        help="requests per window and key (MOCO: 120; unlimited plan: 1200; "
-                             "0: no limit)")
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=120,
+        help="requests per window and key (MOCO: 120; unlimited plan: 1200; 0: no limit)",
+    )
     parser.add_argument("--rate-window", type=float, default=120.0, help="window in seconds")
-    parser.add_argument("--generate", type=int, default=0, metavar="N",
-                        help="start with N generated contacts (plus companies, to-dos, comments)")
+    parser.add_argument(
+        "--generate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start with N generated contacts (plus companies, to-dos, comments)",
+    )
     parser.add_argument("--generate-seed", type=int, default=1, help="seed for --generate")
 
 
 def create_app(args: argparse.Namespace) -> MocoSandbox:
     """A :class:`MocoSandbox` from parsed command-line options."""
-    app = MocoSandbox(api_key=args.api_key, rate_limit=args.rate_limit,
-                      rate_window=args.rate_window, latency=getattr(args, "latency", 0.0))
+    app = MocoSandbox(
+        api_key=args.api_key,
+        rate_limit=args.rate_limit,
+        rate_window=args.rate_window,
+        latency=getattr(args, "latency", 0.0),
+    )
     if args.generate:
         app.seed({"generate": {"contacts": args.generate, "seed": args.generate_seed}})
     return app

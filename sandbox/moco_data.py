@@ -55,65 +55,170 @@ ID_BASES: dict[str, int] = {
 
 COMPANY_TYPES = ("customer", "supplier", "organization")
 GENDERS = ("F", "M", "U")
-TODOABLE_TYPES = ("Assignment", "Company", "Contact", "Deal", "Invoice", "Offer", "ProjectGroup",
-                  "PurchaseDraft", "PurchaseOrder", "Purchase", "User")
-COMMENTABLE_TYPES = ("Company", "Contact", "Deal", "DeliveryNote", "Expense", "Invoice",
-                     "InvoiceBookkeepingExport", "InvoiceDeletion", "InvoiceReminder", "Offer",
-                     "OfferConfirmation", "Project", "ProjectGroup", "Purchase",
-                     "PurchaseBookkeepingExport", "PurchaseDraft", "Receipt",
-                     "ReceiptRefundRequest", "RecurringExpense", "Unit", "User",
-                     "UserHolidayRequest")
-CONTACT_TAGS = ("Christmas Card", "Early Adopter", "Influencer", "Key Account", "Lead",
-                "Newsletter", "Partner", "VIP")
+TODOABLE_TYPES = (
+    "Assignment",
+    "Company",
+    "Contact",
+    "Deal",
+    "Invoice",
+    "Offer",
+    "ProjectGroup",
+    "PurchaseDraft",
+    "PurchaseOrder",
+    "Purchase",
+    "User",
+)
+COMMENTABLE_TYPES = (
+    "Company",
+    "Contact",
+    "Deal",
+    "DeliveryNote",
+    "Expense",
+    "Invoice",
+    "InvoiceBookkeepingExport",
+    "InvoiceDeletion",
+    "InvoiceReminder",
+    "Offer",
+    "OfferConfirmation",
+    "Project",
+    "ProjectGroup",
+    "Purchase",
+    "PurchaseBookkeepingExport",
+    "PurchaseDraft",
+    "Receipt",
+    "ReceiptRefundRequest",
+    "RecurringExpense",
+    "Unit",
+    "User",
+    "UserHolidayRequest",
+)
+CONTACT_TAGS = (
+    "Christmas Card",
+    "Early Adopter",
+    "Influencer",
+    "Key Account",
+    "Lead",
+    "Newsletter",
+    "Partner",
+    "VIP",
+)
 COMPANY_TAGS = ("A-Kunde", "Agentur", "Druckerei", "Enterprise", "Netzwerk", "Partner")
 
 # --- record shapes: field order and defaults as MOCO answers them ------------------------------
 # Mutable defaults are copied by the callers (see :func:`fresh`).
 
 CONTACT_DEFAULTS: dict[str, Any] = {
-    "id": None, "gender": "U", "firstname": "", "lastname": "", "title": "", "job_position": "",
-    "mobile_phone": "", "work_fax": "", "work_phone": "", "work_email": "", "work_address": "",
-    "home_email": "", "home_address": "", "birthday": None, "salutation": "", "info": "",
-    "avatar_url": None, "tags": [], "custom_properties": {}, "company": None, "user": None,
-    "created_at": None, "updated_at": None,
+    "id": None,
+    "gender": "U",
+    "firstname": "",
+    "lastname": "",
+    "title": "",
+    "job_position": "",
+    "mobile_phone": "",
+    "work_fax": "",
+    "work_phone": "",
+    "work_email": "",
+    "work_address": "",
+    "home_email": "",
+    "home_address": "",
+    "birthday": None,
+    "salutation": "",
+    "info": "",
+    "avatar_url": None,
+    "tags": [],
+    "custom_properties": {},
+    "company": None,
+    "user": None,
+    "created_at": None,
+    "updated_at": None,
 }
 
 # Common to all company types (REC 2023 order); ``active``/``archived_on`` come from MD/OA.
 COMPANY_DEFAULTS: dict[str, Any] = {
-    "id": None, "type": "customer", "name": "", "website": "", "email": None,
-    "billing_email_cc": "", "phone": "", "fax": "", "address": "", "country_code": "DE",
-    "vat_identifier": None, "english_correspondence_language": False, "tags": [], "user": None,
-    "labels": [], "info": "", "footer": "", "custom_properties": {}, "active": True,
-    "archived_on": None, "created_at": None, "updated_at": None,
+    "id": None,
+    "type": "customer",
+    "name": "",
+    "website": "",
+    "email": None,
+    "billing_email_cc": "",
+    "phone": "",
+    "fax": "",
+    "address": "",
+    "country_code": "DE",
+    "vat_identifier": None,
+    "english_correspondence_language": False,
+    "tags": [],
+    "user": None,
+    "labels": [],
+    "info": "",
+    "footer": "",
+    "custom_properties": {},
+    "active": True,
+    "archived_on": None,
+    "created_at": None,
+    "updated_at": None,
 }
 CUSTOMER_DEFAULTS: dict[str, Any] = {
-    "identifier": None, "intern": False, "billing_tax": 19.0,
+    "identifier": None,
+    "intern": False,
+    "billing_tax": 19.0,
     "billing_vat": {"id": 59020, "tax": 19.0, "reverse_charge": False, "intra_eu": False},
     "customer_vat": {"id": 59020, "tax": 19.0, "reverse_charge": False, "intra_eu": False},
-    "currency": "EUR", "custom_rates": False, "include_time_report": False, "billing_notes": "",
-    "default_discount": 0.0, "default_cash_discount": 0.0, "default_cash_discount_days": 0,
-    "default_invoice_due_days": 30, "projects": [],
+    "currency": "EUR",
+    "custom_rates": False,
+    "include_time_report": False,
+    "billing_notes": "",
+    "default_discount": 0.0,
+    "default_cash_discount": 0.0,
+    "default_cash_discount_days": 0,
+    "default_invoice_due_days": 30,
+    "projects": [],
 }
 SUPPLIER_DEFAULTS: dict[str, Any] = {"iban": None}
 # Further company fields OA documents; accepted in seeds, not added when absent.
-COMPANY_OPTIONAL_FIELDS = frozenset({
-    "alternative_correspondence_language", "supplier_vat", "invoice_format",
-    "default_payment_means", "bank_bic", "bank_owner", "debit_number", "credit_number",
-})
+COMPANY_OPTIONAL_FIELDS = frozenset(
+    {
+        "alternative_correspondence_language",
+        "supplier_vat",
+        "invoice_format",
+        "default_payment_means",
+        "bank_bic",
+        "bank_owner",
+        "debit_number",
+        "credit_number",
+    }
+)
 
 TODO_DEFAULTS: dict[str, Any] = {
-    "id": None, "title": "", "due_date": None, "completed_at": None, "completed": False,
-    "personal": False, "todoable_id": None, "todoable_type": None, "todoable_description": "",
-    "created_by": None, "assigned_to": None, "created_at": None, "updated_at": None,
+    "id": None,
+    "title": "",
+    "due_date": None,
+    "completed_at": None,
+    "completed": False,
+    "personal": False,
+    "todoable_id": None,
+    "todoable_type": None,
+    "todoable_description": "",
+    "created_by": None,
+    "assigned_to": None,
+    "created_at": None,
+    "updated_at": None,
 }
 
 COMMENT_DEFAULTS: dict[str, Any] = {
-    "id": None, "commentable_id": None, "commentable_type": None, "text": "", "manual": True,
-    "created_at": None, "updated_at": None, "user": None,
+    "id": None,
+    "commentable_id": None,
+    "commentable_type": None,
+    "text": "",
+    "manual": True,
+    "created_at": None,
+    "updated_at": None,
+    "user": None,
 }
 # Present only when set (REC 2022 has no such key; MD: only under impersonation).
-COMMENT_OPTIONAL_FIELDS = frozenset({"impersonating_user", "attachment_filename",
-                                     "attachment_content"})
+COMMENT_OPTIONAL_FIELDS = frozenset(
+    {"impersonating_user", "attachment_filename", "attachment_content"}
+)
 
 
 # A copy of a default value that is safe to store (lists and dicts are not shared).
@@ -127,28 +232,139 @@ def user_ref(user: dict[str, Any]) -> dict[str, Any]:
 
 # --- vocabularies ----------------------------------------------------------------------------
 
-_FIRST_F = ("Anna", "Lena", "Sophie", "Zoë", "Małgorzata", "Anaïs", "Chloé", "Dörte", "Renée",
-            "Julia", "Katrin", "Ines", "Maja", "Agnieszka", "Søs", "Hannah", "Emma", "Mia",
-            "Laura", "Çağla", "Åsa", "Nadia", "Elif", "Léonie", "Zuzanna", "Marie")
-_FIRST_M = ("Jürgen", "Łukasz", "Søren", "José", "Björn", "Günther", "François", "Maximilian",
-            "Jonas", "Paul", "Felix", "Noah", "Tobias", "Stefan", "Nikolai", "Ľubomír", "Ole",
-            "Matthias", "Piotr", "Jean-Luc", "Andreas", "Kemal", "Oskar", "Grzegorz", "Émile")
+_FIRST_F = (
+    "Anna",
+    "Lena",
+    "Sophie",
+    "Zoë",
+    "Małgorzata",
+    "Anaïs",
+    "Chloé",
+    "Dörte",
+    "Renée",
+    "Julia",
+    "Katrin",
+    "Ines",
+    "Maja",
+    "Agnieszka",
+    "Søs",
+    "Hannah",
+    "Emma",
+    "Mia",
+    "Laura",
+    "Çağla",
+    "Åsa",
+    "Nadia",
+    "Elif",
+    "Léonie",
+    "Zuzanna",
+    "Marie",
+)
+_FIRST_M = (
+    "Jürgen",
+    "Łukasz",
+    "Søren",
+    "José",
+    "Björn",
+    "Günther",
+    "François",
+    "Maximilian",
+    "Jonas",
+    "Paul",
+    "Felix",
+    "Noah",
+    "Tobias",
+    "Stefan",
+    "Nikolai",
+    "Ľubomír",
+    "Ole",
+    "Matthias",
+    "Piotr",
+    "Jean-Luc",
+    "Andreas",
+    "Kemal",
+    "Oskar",
+    "Grzegorz",
+    "Émile",
+)
 _FIRST_U = ("Alex", "Kim", "Robin", "Sascha", "Luca", "Toni", "Noa", "Andrea")
-_LAST = ("Müßig", "Müller", "Schmidt", "Schneider", "Fischer", "Weiß", "Bäcker", "Kowalski",
-         "Wójcik", "Nowak", "Jørgensen", "Andersson", "Dubois", "Lefèvre", "García", "O'Brien",
-         "van der Berg", "de la Cruz", "Zürcher", "Öztürk", "Großmann", "Hoffmann", "Becker",
-         "Wagner", "Keller", "Brunner", "Huber", "Meier", "Frey", "Baumann", "Gerber", "Steiner",
-         "Nguyễn", "Ødegaard", "Šimek", "Lewandowska", "Krämer", "Schäfer", "Fuchs", "Roth",
-         "Yılmaz", "Dvořák", "Rossi", "Mäkinen", "Sørensen", "Lindqvist", "Nagy", "Horváth",
-         "von Arnim", "Zimmermann")
+_LAST = (
+    "Müßig",
+    "Müller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weiß",
+    "Bäcker",
+    "Kowalski",
+    "Wójcik",
+    "Nowak",
+    "Jørgensen",
+    "Andersson",
+    "Dubois",
+    "Lefèvre",
+    "García",
+    "O'Brien",
+    "van der Berg",
+    "de la Cruz",
+    "Zürcher",
+    "Öztürk",
+    "Großmann",
+    "Hoffmann",
+    "Becker",
+    "Wagner",
+    "Keller",
+    "Brunner",
+    "Huber",
+    "Meier",
+    "Frey",
+    "Baumann",
+    "Gerber",
+    "Steiner",
+    "Nguyễn",
+    "Ødegaard",
+    "Šimek",
+    "Lewandowska",
+    "Krämer",
+    "Schäfer",
+    "Fuchs",
+    "Roth",
+    "Yılmaz",
+    "Dvořák",
+    "Rossi",
+    "Mäkinen",
+    "Sørensen",
+    "Lindqvist",
+    "Nagy",
+    "Horváth",
+    "von Arnim",
+    "Zimmermann",
+)
 _TITLES = ("Dr.", "Prof. Dr.", "Dr. med.", "Mag.", "Dipl.-Ing.")
-_POSITIONS = ("Geschäftsführerin", "Geschäftsführer", "CEO", "Head of Marketing",
-              "Einkauf", "Projektleiterin", "Office Manager", "CTO", "Buchhaltung",
-              "Marketing Manager", "Werkstudent", "Art Director", "Vertrieb")
+_POSITIONS = (
+    "Geschäftsführerin",
+    "Geschäftsführer",
+    "CEO",
+    "Head of Marketing",
+    "Einkauf",
+    "Projektleiterin",
+    "Office Manager",
+    "CTO",
+    "Buchhaltung",
+    "Marketing Manager",
+    "Werkstudent",
+    "Art Director",
+    "Vertrieb",
+)
 _COUNTRIES = ("DE", "DE", "DE", "DE", "DE", "CH", "CH", "AT", "AT", "PL")
 _CITIES = {
-    "DE": (("10115", "Berlin"), ("20095", "Hamburg"), ("80331", "München"), ("50667", "Köln"),
-           ("40213", "Düsseldorf")),
+    "DE": (
+        ("10115", "Berlin"),
+        ("20095", "Hamburg"),
+        ("80331", "München"),
+        ("50667", "Köln"),
+        ("40213", "Düsseldorf"),
+    ),
     "CH": (("8001", "Zürich"), ("3011", "Bern"), ("4051", "Basel"), ("1201", "Genève")),
     "AT": (("1010", "Wien"), ("8010", "Graz"), ("5020", "Salzburg")),
     "PL": (("31-001", "Kraków"), ("00-001", "Warszawa"), ("90-001", "Łódź")),
@@ -159,23 +375,74 @@ _STREETS = {
     "AT": ("Mariahilfer Straße", "Herrengasse", "Getreidegasse"),
     "PL": ("ul. Długa", "ul. Świętokrzyska", "ul. Piotrkowska"),
 }
-_LEGAL = {"DE": ("GmbH", "AG", "KG", "GmbH & Co. KG", "e.K."), "CH": ("AG", "GmbH", "Sàrl"),
-          "AT": ("GmbH", "OG"), "PL": ("Sp. z o.o.", "S.A.")}
-_WORDS = ("Nordlicht", "Alpenblick", "Sonnenhof", "Blaupause", "Weitblick", "Kreativwerk",
-          "Bergquelle", "Stadtgrün", "Fernweh", "Morgenrot", "Lichtblick", "Wolkenlos")
+_LEGAL = {
+    "DE": ("GmbH", "AG", "KG", "GmbH & Co. KG", "e.K."),
+    "CH": ("AG", "GmbH", "Sàrl"),
+    "AT": ("GmbH", "OG"),
+    "PL": ("Sp. z o.o.", "S.A."),
+}
+_WORDS = (
+    "Nordlicht",
+    "Alpenblick",
+    "Sonnenhof",
+    "Blaupause",
+    "Weitblick",
+    "Kreativwerk",
+    "Bergquelle",
+    "Stadtgrün",
+    "Fernweh",
+    "Morgenrot",
+    "Lichtblick",
+    "Wolkenlos",
+)
 _NOUNS = ("Media", "Design", "Software", "Consulting", "Druck", "Logistik", "Bau", "Digital")
-_ORGS = ("Verein für Stadtkultur e.V.", "Stiftung {w}", "{c} Tourismus", "Förderverein {w} e.V.",
-         "Handelskammer {c}", "Fachhochschule {c}")
-_JOB_INFO = ("", "", "", "Bevorzugt Kontakt per E-Mail.", "Met at the trade fair 2023.",
-             "Entscheidet über Budget.", "Spricht Deutsch und Polski.")
-_TODO_TITLES = ("Angebot nachfassen", "Follow up on offer", "Rückruf vereinbaren",
-                "Send contract", "Vertrag prüfen", "Termin für Workshop finden",
-                "Präsentation vorbereiten", "Rechnung klären", "Check in after launch",
-                "Geburtstagskarte schicken", "Referenzen anfragen", "Onboarding-Call planen")
-_DEALS = ("Website Relaunch", "SEO Retainer", "Brand Workshop", "Shop-Migration",
-          "Wartungsvertrag", "Kampagne Frühling")
-_PROJECTS = ("Layoutanpassung", "Website Support", "Corporate Design", "App Redesign",
-             "Intranet Łódź", "Messeauftritt Zürich")
+_ORGS = (
+    "Verein für Stadtkultur e.V.",
+    "Stiftung {w}",
+    "{c} Tourismus",
+    "Förderverein {w} e.V.",
+    "Handelskammer {c}",
+    "Fachhochschule {c}",
+)
+_JOB_INFO = (
+    "",
+    "",
+    "",
+    "Bevorzugt Kontakt per E-Mail.",
+    "Met at the trade fair 2023.",
+    "Entscheidet über Budget.",
+    "Spricht Deutsch und Polski.",
+)
+_TODO_TITLES = (
+    "Angebot nachfassen",
+    "Follow up on offer",
+    "Rückruf vereinbaren",
+    "Send contract",
+    "Vertrag prüfen",
+    "Termin für Workshop finden",
+    "Präsentation vorbereiten",
+    "Rechnung klären",
+    "Check in after launch",
+    "Geburtstagskarte schicken",
+    "Referenzen anfragen",
+    "Onboarding-Call planen",
+)
+_DEALS = (
+    "Website Relaunch",
+    "SEO Retainer",
+    "Brand Workshop",
+    "Shop-Migration",
+    "Wartungsvertrag",
+    "Kampagne Frühling",
+)
+_PROJECTS = (
+    "Layoutanpassung",
+    "Website Support",
+    "Corporate Design",
+    "App Redesign",
+    "Intranet Łódź",
+    "Messeauftritt Zürich",
+)
 _CONTACT_NOTES = (
     "<div>Telefonat mit <strong>{first}</strong>: Interesse an einem Relaunch.</div>",
     "<div>Meeting notes:<br>- Budget confirmed<br>- Next step: offer by Friday</div>",
@@ -197,9 +464,26 @@ _CUSTOM_SOURCES = ("Messe", "Empfehlung", "Website", "LinkedIn", "Kaltakquise")
 _INTERESTS = ("Design", "Hosting", "SEO", "Workshops")
 _BRANCHES = ("Automotive", "Handel", "Gesundheit", "Öffentliche Hand", "Kultur")
 
-_FOLD = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "Ä": "Ae", "Ö": "Oe",
-                       "Ü": "Ue", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "æ": "ae", "Æ": "Ae",
-                       "ı": "i", "đ": "d", "Đ": "D"})
+_FOLD = str.maketrans(
+    {
+        "ä": "ae",
+        "ö": "oe",
+        "ü": "ue",
+        "ß": "ss",
+        "Ä": "Ae",
+        "Ö": "Oe",
+        "Ü": "Ue",
+        "ł": "l",
+        "Ł": "L",
+        "ø": "o",
+        "Ø": "O",
+        "æ": "ae",
+        "Æ": "Ae",
+        "ı": "i",
+        "đ": "d",
+        "Đ": "D",
+    }
+)
 
 _T0 = 1609459200  # 2021-01-01T00:00:00Z
 _T1 = 1767225599  # 2025-12-31T23:59:59Z
@@ -207,7 +491,6 @@ _DAY_CACHE: dict[int, str] = {}
 _TIME_OF_DAY: list[str] = []  # "HH:MM:SSZ" for each second of a day, built on first use
 _TYPE_MIX = ("customer",) * 6 + ("supplier",) * 2 + ("organization",) * 2
 _GENDER_MIX = ("F",) * 12 + ("M",) * 12 + ("U",)
-
 
 
 def _pick(rng: random.Random, seq: tuple[Any, ...] | list[Any]) -> Any:
@@ -261,8 +544,9 @@ def format_ts(epoch: int) -> str:
         prefix = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
         _DAY_CACHE[day] = prefix
     if not _TIME_OF_DAY:
-        _TIME_OF_DAY.extend(f"{h:02d}:{m:02d}:{s:02d}Z"
-                            for h in range(24) for m in range(60) for s in range(60))
+        _TIME_OF_DAY.extend(
+            f"{h:02d}:{m:02d}:{s:02d}Z" for h in range(24) for m in range(60) for s in range(60)
+        )
     return prefix + _TIME_OF_DAY[rest]
 
 
@@ -349,7 +633,9 @@ def _companies(rng: random.Random, count: int) -> list[dict[str, Any]]:
         if rng.random() < 0.4:
             custom["Branche"] = _pick(rng, _BRANCHES)
         record: dict[str, Any] = {
-            "id": ids[i], "type": ctype, "name": name,
+            "id": ids[i],
+            "type": ctype,
+            "name": name,
             "website": f"https://www.{slug}.example.com" if rng.random() < 0.7 else "",
             "email": f"info@{slug}.example.com" if rng.random() < 0.6 else None,
             "billing_email_cc": "",
@@ -357,15 +643,20 @@ def _companies(rng: random.Random, count: int) -> list[dict[str, Any]]:
             "fax": "",
             "address": _address(rng, country, name),
             "country_code": country,
-            "vat_identifier": (f"{country}{_between(rng, 100000000, 999999999)}"
-                               if rng.random() < 0.5 else None),
+            "vat_identifier": (
+                f"{country}{_between(rng, 100000000, 999999999)}" if rng.random() < 0.5 else None
+            ),
             "english_correspondence_language": country == "PL",
-            "tags": tags, "user": user_ref(_pick(rng, USERS)), "labels": list(tags),
+            "tags": tags,
+            "user": user_ref(_pick(rng, USERS)),
+            "labels": list(tags),
             "info": "" if rng.random() < 0.8 else "Rahmenvertrag seit 2022.",
-            "footer": "", "custom_properties": custom,
+            "footer": "",
+            "custom_properties": custom,
             "active": not archived,
             "archived_on": format_ts(_between(rng, updated, _T1)) if archived else None,
-            "created_at": format_ts(created), "updated_at": format_ts(updated),
+            "created_at": format_ts(created),
+            "updated_at": format_ts(updated),
         }
         if archived:  # archiving is a write, so it is the latest change
             record["updated_at"] = record["archived_on"]
@@ -375,20 +666,32 @@ def _companies(rng: random.Random, count: int) -> list[dict[str, Any]]:
             record["identifier"] = f"K{customer_no:04d}"
             record["currency"] = "CHF" if country == "CH" else "EUR"
         elif ctype == "supplier":
-            record["iban"] = (f"DE{_between(rng, 10, 99)}{_between(rng, 10**17, 10**18 - 1)}"
-                              if rng.random() < 0.5 else None)
+            record["iban"] = (
+                f"DE{_between(rng, 10, 99)}{_between(rng, 10**17, 10**18 - 1)}"
+                if rng.random() < 0.5
+                else None
+            )
         out.append(record)
     return out
 
 
 def _special_person(i: int) -> tuple[str, str, str] | None:
     """The first contacts are fixed so that small data sets still carry the hard cases."""
-    return (("M", "Jürgen", "Müßig"), ("F", "Zoë", "Lefèvre"), ("M", "Łukasz", "Wójcik"),
-            ("U", "", "O'Brien"))[i] if i < 4 else None
+    return (
+        (
+            ("M", "Jürgen", "Müßig"),
+            ("F", "Zoë", "Lefèvre"),
+            ("M", "Łukasz", "Wójcik"),
+            ("U", "", "O'Brien"),
+        )[i]
+        if i < 4
+        else None
+    )
 
 
-def _contacts(rng: random.Random, count: int,
-              companies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _contacts(
+    rng: random.Random, count: int, companies: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     times = _sorted_times(rng, count)
     ids = _next_ids(rng, ID_BASES["contacts"], count)
     used_emails: dict[str, int] = {}
@@ -414,9 +717,11 @@ def _contacts(rng: random.Random, count: int,
                 if name not in folded:
                     folded[name] = _slug(name).replace("-", "")
             local = ".".join(p for p in (folded[first], folded[last]) if p) or "kontakt"
-            domain = (company["website"].removeprefix("https://www.")
-                      if company and company["website"] else
-                      ("example.com", "example.org", "example.net")[i % 3])
+            domain = (
+                company["website"].removeprefix("https://www.")
+                if company and company["website"]
+                else ("example.com", "example.org", "example.net")[i % 3]
+            )
             address = f"{local}@{domain}"
             seen = used_emails.get(address, 0)
             used_emails[address] = seen + 1
@@ -440,32 +745,52 @@ def _contacts(rng: random.Random, count: int,
             custom["Newsletter"] = _pick(rng, ("0", "1"))
         salutation = ""
         if rng.random() < 0.3 and last:
-            salutation = (f"Sehr geehrte Frau {last}" if gender == "F" else
-                          f"Sehr geehrter Herr {last}" if gender == "M" else f"Hallo {first or last}")
-        out.append({
-            "id": ids[i], "gender": gender, "firstname": first, "lastname": last,
-            "title": _pick(rng, _TITLES) if rng.random() < 0.08 else "",
-            "job_position": _pick(rng, _POSITIONS) if company and rng.random() < 0.6 else "",
-            "mobile_phone": mobile,
-            "work_fax": "",
-            "work_phone": work_phone,
-            "work_email": email,
-            "work_address": _address(rng, country) if rng.random() < 0.4 else "",
-            "home_email": (f"{folded.get(first, 'privat') or 'privat'}.{ids[i]}@example.net"
-                           if email and rng.random() < 0.05 else ""),
-            "home_address": _address(rng, country) if rng.random() < 0.05 else "",
-            "birthday": (_date(_between(rng, -631152000, 978307200))  # born 1950..2000
-                         if rng.random() < 0.25 else None),
-            "salutation": salutation,
-            "info": _pick(rng, _JOB_INFO),
-            "avatar_url": None,
-            "tags": tags,
-            "custom_properties": custom,
-            "company": ({"id": company["id"], "type": company["type"], "name": company["name"]}
-                        if company else None),
-            "user": user_ref(_pick(rng, USERS)),
-            "created_at": format_ts(created), "updated_at": format_ts(updated),
-        })
+            salutation = (
+                f"Sehr geehrte Frau {last}"
+                if gender == "F"
+                else f"Sehr geehrter Herr {last}"
+                if gender == "M"
+                else f"Hallo {first or last}"
+            )
+        out.append(
+            {
+                "id": ids[i],
+                "gender": gender,
+                "firstname": first,
+                "lastname": last,
+                "title": _pick(rng, _TITLES) if rng.random() < 0.08 else "",
+                "job_position": _pick(rng, _POSITIONS) if company and rng.random() < 0.6 else "",
+                "mobile_phone": mobile,
+                "work_fax": "",
+                "work_phone": work_phone,
+                "work_email": email,
+                "work_address": _address(rng, country) if rng.random() < 0.4 else "",
+                "home_email": (
+                    f"{folded.get(first, 'privat') or 'privat'}.{ids[i]}@example.net"
+                    if email and rng.random() < 0.05
+                    else ""
+                ),
+                "home_address": _address(rng, country) if rng.random() < 0.05 else "",
+                "birthday": (
+                    _date(_between(rng, -631152000, 978307200))  # born 1950..2000
+                    if rng.random() < 0.25
+                    else None
+                ),
+                "salutation": salutation,
+                "info": _pick(rng, _JOB_INFO),
+                "avatar_url": None,
+                "tags": tags,
+                "custom_properties": custom,
+                "company": (
+                    {"id": company["id"], "type": company["type"], "name": company["name"]}
+                    if company
+                    else None
+                ),
+                "user": user_ref(_pick(rng, USERS)),
+                "created_at": format_ts(created),
+                "updated_at": format_ts(updated),
+            }
+        )
     return out
 
 
@@ -473,8 +798,9 @@ def _display_name(contact: dict[str, Any]) -> str:
     return " ".join(p for p in (contact["firstname"], contact["lastname"]) if p)
 
 
-def _todos(rng: random.Random, count: int, contacts: list[dict[str, Any]],
-           companies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _todos(
+    rng: random.Random, count: int, contacts: list[dict[str, Any]], companies: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     drafts: list[tuple[int, dict[str, Any]]] = []
     for i in range(count):
         # the first four: Contact, Company, Deal, Assignment
@@ -496,20 +822,33 @@ def _todos(rng: random.Random, count: int, contacts: list[dict[str, Any]],
         created = _between(rng, start, _T1)
         completed = rng.random() < 0.35
         completed_at = _between(rng, created, _T1) if completed else None
-        updated = completed_at if completed else (
-            created if rng.random() < 0.7 else _between(rng, created, _T1))
+        updated = (
+            completed_at
+            if completed
+            else (created if rng.random() < 0.7 else _between(rng, created, _T1))
+        )
         due = _between(rng, created, _T1 + 90 * 86400) if rng.random() < 0.7 else None
         assignee = _pick(rng, USERS) if rng.random() < 0.9 else None
-        drafts.append((created, {
-            "id": 0, "title": _pick(rng, _TODO_TITLES),
-            "due_date": f"{_date(due)}T00:00:00Z" if due is not None else None,
-            "completed_at": format_ts(completed_at) if completed_at is not None else None,
-            "completed": completed, "personal": rng.random() < 0.1,
-            "todoable_id": tid, "todoable_type": ttype, "todoable_description": desc,
-            "created_by": user_ref(_pick(rng, USERS)),
-            "assigned_to": user_ref(assignee) if assignee else None,
-            "created_at": format_ts(created), "updated_at": format_ts(updated),
-        }))
+        drafts.append(
+            (
+                created,
+                {
+                    "id": 0,
+                    "title": _pick(rng, _TODO_TITLES),
+                    "due_date": f"{_date(due)}T00:00:00Z" if due is not None else None,
+                    "completed_at": format_ts(completed_at) if completed_at is not None else None,
+                    "completed": completed,
+                    "personal": rng.random() < 0.1,
+                    "todoable_id": tid,
+                    "todoable_type": ttype,
+                    "todoable_description": desc,
+                    "created_by": user_ref(_pick(rng, USERS)),
+                    "assigned_to": user_ref(assignee) if assignee else None,
+                    "created_at": format_ts(created),
+                    "updated_at": format_ts(updated),
+                },
+            )
+        )
     drafts.sort(key=lambda d: d[0])
     ids = _next_ids(rng, ID_BASES["todos"], len(drafts))
     for new_id, (_, todo) in zip(ids, drafts):
@@ -517,41 +856,85 @@ def _todos(rng: random.Random, count: int, contacts: list[dict[str, Any]],
     return [todo for _, todo in drafts]
 
 
-def _comments(rng: random.Random, count: int, contacts: list[dict[str, Any]],
-              companies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _comments(
+    rng: random.Random, count: int, contacts: list[dict[str, Any]], companies: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     drafts: list[tuple[int, dict[str, Any]]] = []
 
     def add(created: int, ctype: str, cid: int, text: str, manual: bool, user: dict) -> None:
         updated = created if (not manual or rng.random() < 0.85) else _between(rng, created, _T1)
-        drafts.append((created, {
-            "id": 0, "commentable_id": cid, "commentable_type": ctype, "text": text,
-            "manual": manual, "created_at": format_ts(created), "updated_at": format_ts(updated),
-            "user": user_ref(user),
-        }))
+        drafts.append(
+            (
+                created,
+                {
+                    "id": 0,
+                    "commentable_id": cid,
+                    "commentable_type": ctype,
+                    "text": text,
+                    "manual": manual,
+                    "created_at": format_ts(created),
+                    "updated_at": format_ts(updated),
+                    "user": user_ref(user),
+                },
+            )
+        )
 
     for company in companies:  # MOCO writes this system comment when a company is created
-        add(_parse_epoch(company["created_at"]), "Company", company["id"], "Firma angelegt.",
-            False, _pick(rng, USERS))
+        add(
+            _parse_epoch(company["created_at"]),
+            "Company",
+            company["id"],
+            "Firma angelegt.",
+            False,
+            _pick(rng, USERS),
+        )
     for i in range(count):
-        roll = rng.random() if i >= 3 else (0.1, 0.9, 0.97)[i]  # first three: Contact, Company, Deal
+        roll = (
+            rng.random() if i >= 3 else (0.1, 0.9, 0.97)[i]
+        )  # first three: Contact, Company, Deal
         user = _pick(rng, USERS)
         if roll < 0.85 and contacts:
             contact = _pick(rng, contacts)
             company = contact["company"]["name"] if contact["company"] else "einer neuen Firma"
-            text = _pick(rng, _CONTACT_NOTES).format(first=contact["firstname"] or "Kontakt",
-                                                     company=company)
-            add(_between(rng, _parse_epoch(contact["created_at"]), _T1), "Contact", contact["id"],
-                text, True, user)
+            text = _pick(rng, _CONTACT_NOTES).format(
+                first=contact["firstname"] or "Kontakt", company=company
+            )
+            add(
+                _between(rng, _parse_epoch(contact["created_at"]), _T1),
+                "Contact",
+                contact["id"],
+                text,
+                True,
+                user,
+            )
         elif roll < 0.93 and companies:
             company_rec = _pick(rng, companies)
-            add(_between(rng, _parse_epoch(company_rec["created_at"]), _T1), "Company",
-                company_rec["id"], _pick(rng, _OTHER_NOTES), True, user)
+            add(
+                _between(rng, _parse_epoch(company_rec["created_at"]), _T1),
+                "Company",
+                company_rec["id"],
+                _pick(rng, _OTHER_NOTES),
+                True,
+                user,
+            )
         elif roll < 0.98:
-            add(_between(rng, _T0, _T1), "Deal", 9_870_000 + _between(rng, 1, 500),
-                _pick(rng, _OTHER_NOTES), True, user)
+            add(
+                _between(rng, _T0, _T1),
+                "Deal",
+                9_870_000 + _between(rng, 1, 500),
+                _pick(rng, _OTHER_NOTES),
+                True,
+                user,
+            )
         else:
-            add(_between(rng, _T0, _T1), "Project", 945_892_000 + _between(rng, 1, 300),
-                "Projekt angelegt.", False, user)
+            add(
+                _between(rng, _T0, _T1),
+                "Project",
+                945_892_000 + _between(rng, 1, 300),
+                "Projekt angelegt.",
+                False,
+                user,
+            )
     drafts.sort(key=lambda d: d[0])
     ids = _next_ids(rng, ID_BASES["comments"], len(drafts))
     for new_id, (_, comment) in zip(ids, drafts):
@@ -561,8 +944,19 @@ def _comments(rng: random.Random, count: int, contacts: list[dict[str, Any]],
 
 def _parse_epoch(ts: str) -> int:
     """Inverse of :func:`format_ts` for the generator's own timestamps."""
-    return calendar.timegm((int(ts[0:4]), int(ts[5:7]), int(ts[8:10]), int(ts[11:13]),
-                            int(ts[14:16]), int(ts[17:19]), 0, 0, 0))
+    return calendar.timegm(
+        (
+            int(ts[0:4]),
+            int(ts[5:7]),
+            int(ts[8:10]),
+            int(ts[11:13]),
+            int(ts[14:16]),
+            int(ts[17:19]),
+            0,
+            0,
+            0,
+        )
+    )
 
 
 def generate(n_contacts: int, seed: int = 1) -> dict[str, list[dict[str, Any]]]:

@@ -43,7 +43,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -51,8 +51,7 @@ from urllib.parse import parse_qs, urlsplit
 import jsonschema
 
 REFERENCE_DIR = Path(
-    os.environ.get("SANDBOX_REFERENCE_DIR")
-    or Path(__file__).resolve().parent / "spec"
+    os.environ.get("SANDBOX_REFERENCE_DIR") or Path(__file__).resolve().parent / "spec"
 )
 SPEC_FILES = {
     "contacts": "highlevel-contacts-openapi.json",
@@ -64,10 +63,19 @@ FORM = "application/x-www-form-urlencoded"
 UNRESOLVED_REFS: set[str] = set()
 
 # The custom-field item schemas whose `id`/`key` and `field_value`/`fieldValue` rules are relaxed.
-_CUSTOM_FIELD_SCHEMAS = frozenset({
-    "TextField", "LargeTextField", "SingleSelectField", "RadioField", "NumericField",
-    "MonetoryField", "CheckboxField", "MultiSelectField", "FileField",
-})
+_CUSTOM_FIELD_SCHEMAS = frozenset(
+    {
+        "TextField",
+        "LargeTextField",
+        "SingleSelectField",
+        "RadioField",
+        "NumericField",
+        "MonetoryField",
+        "CheckboxField",
+        "MultiSelectField",
+        "FileField",
+    }
+)
 _ID_OR_KEY_MESSAGE = "id or key must be provided"
 
 _TYPE_MESSAGES = {
@@ -80,7 +88,7 @@ _TYPE_MESSAGES = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_spec(name: str) -> dict[str, Any]:
     """The parsed OpenAPI document ``name`` (``"contacts"`` or ``"oauth"``)."""
     path = REFERENCE_DIR / SPEC_FILES[name]
@@ -89,8 +97,9 @@ def load_spec(name: str) -> dict[str, Any]:
 
 
 # --- schema preparation ---------------------------------------------------------------------
-def prepare_schema(schema: Mapping[str, Any], spec: Mapping[str, Any] | None = None, *,
-                   strict_spec: bool = False) -> dict[str, Any]:
+def prepare_schema(
+    schema: Mapping[str, Any], spec: Mapping[str, Any] | None = None, *, strict_spec: bool = False
+) -> dict[str, Any]:
     """``schema`` with refs inlined and the whitelist/nullable rules of the module docstring."""
     return _Preparer(spec or {}, strict_spec).prepare(schema, ())
 
@@ -103,8 +112,9 @@ class _Preparer:
     def prepare(self, schema: Mapping[str, Any], stack: tuple[str, ...]) -> dict[str, Any]:
         if "$ref" in schema:
             return self._ref(schema["$ref"], stack)
-        out: dict[str, Any] = {k: v for k, v in schema.items()
-                               if k not in ("example", "description", "nullable")}
+        out: dict[str, Any] = {
+            k: v for k, v in schema.items() if k not in ("example", "description", "nullable")
+        }
         for key in ("anyOf", "oneOf", "allOf"):
             if key in out:
                 out[key] = [self.prepare(s, stack) for s in out[key]]
@@ -128,7 +138,7 @@ class _Preparer:
             # another file (common-schemas.json) is not provided: accept anything there
             UNRESOLVED_REFS.add(ref)
             return {}
-        name = ref[len(prefix):]
+        name = ref[len(prefix) :]
         if name in stack:
             return {}  # a recursive schema: stop inlining rather than loop
         target = self.spec.get("components", {}).get("schemas", {}).get(name)
@@ -146,8 +156,11 @@ def _relax_custom_field(schema: dict[str, Any]) -> dict[str, Any]:
     props = dict(schema.get("properties", {}))
     if "field_value" in props:
         props["fieldValue"] = props["field_value"]
-    out = {**schema, "properties": props, "required": [
-        r for r in schema.get("required", []) if r != "id"]}
+    out = {
+        **schema,
+        "properties": props,
+        "required": [r for r in schema.get("required", []) if r != "id"],
+    }
     out["anyOf"] = [{"required": ["id"]}, {"required": ["key"]}]
     out["x-message"] = _ID_OR_KEY_MESSAGE
     return out
@@ -187,19 +200,26 @@ def _format(error: jsonschema.ValidationError) -> list[str]:
     prefix = f"{_name(path)}." if path else ""
     schema = error.schema if isinstance(error.schema, Mapping) else {}
     kind = error.validator
-    if kind == "anyOf" and schema.get("x-message") and \
-            all(sub.validator == "required" for sub in error.context or []):
+    if (
+        kind == "anyOf"
+        and schema.get("x-message")
+        and all(sub.validator == "required" for sub in error.context or [])
+    ):
         return [f"{prefix}{schema['x-message']}"]
     if kind == "additionalProperties":
         declared = schema.get("properties", {})
-        return [f"{prefix}property {k} should not exist"
-                for k in error.instance if k not in declared]
+        return [
+            f"{prefix}property {k} should not exist" for k in error.instance if k not in declared
+        ]
     if kind == "required":
         props = schema.get("properties", {})
         missing = [r for r in error.validator_value if r not in error.instance]
-        return [_type_message(f"{prefix}{r}", props[r]["type"])
-                if "type" in props.get(r, {}) else f"{prefix}{r} should not be empty"
-                for r in missing]
+        return [
+            _type_message(f"{prefix}{r}", props[r]["type"])
+            if "type" in props.get(r, {})
+            else f"{prefix}{r} should not be empty"
+            for r in missing
+        ]
     if kind == "type":
         if path and isinstance(path[-1], int):
             parent = _name(path[:-1])
@@ -245,12 +265,12 @@ class Operation:
         return _template_regex(self.template)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template_regex(template: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def operations() -> tuple[Operation, ...]:
     """Every operation of both specs, literal paths before templated ones."""
     ops: list[Operation] = []
@@ -265,13 +285,18 @@ def operations() -> tuple[Operation, ...]:
                 content = body.get("content") or {}
                 ctype = next(iter(content), None)
                 raw_schema = content[ctype].get("schema") if ctype else None
-                ops.append(Operation(
-                    spec=spec_name, method=method.upper(), template=template,
-                    parameters=tuple(shared) + tuple(op.get("parameters", [])),
-                    secured=bool(op.get("security", spec.get("security"))),
-                    body_required=bool(body.get("required")), content_type=ctype,
-                    body_schema=raw_schema,
-                ))
+                ops.append(
+                    Operation(
+                        spec=spec_name,
+                        method=method.upper(),
+                        template=template,
+                        parameters=tuple(shared) + tuple(op.get("parameters", [])),
+                        secured=bool(op.get("security", spec.get("security"))),
+                        body_required=bool(body.get("required")),
+                        content_type=ctype,
+                        body_schema=raw_schema,
+                    )
+                )
     ops.sort(key=lambda o: (o.template.count("{"), o.template))
     return tuple(ops)
 
@@ -289,7 +314,7 @@ def find_operation(method: str, path: str) -> Operation | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _body_validator(method: str, template: str, strict_spec: bool) -> jsonschema.Draft7Validator:
     op = find_operation(method, template)
     if op is None or op.body_schema is None:
@@ -311,9 +336,15 @@ def validate_body(method: str, path: str, body: Any, *, strict_spec: bool = Fals
     return _messages(validator, {} if body is None else body)
 
 
-def validate_request(method: str, path: str, headers: Mapping[str, str] | None, body: Any, *,
-                     query: Mapping[str, Any] | None = None,
-                     strict_spec: bool = False) -> list[str]:
+def validate_request(
+    method: str,
+    path: str,
+    headers: Mapping[str, str] | None,
+    body: Any,
+    *,
+    query: Mapping[str, Any] | None = None,
+    strict_spec: bool = False,
+) -> list[str]:
     """Everything wrong with one request by the official spec; empty when it conforms.
 
     ``path`` may carry a query string; ``query`` (``{name: value or [values]}``, as in the
@@ -345,8 +376,9 @@ def validate_request(method: str, path: str, headers: Mapping[str, str] | None, 
     return [f"{where}: {p}" for p in problems]
 
 
-def _check_parameter(param: Mapping[str, Any], headers: Mapping[str, str],
-                     query: Mapping[str, list[str]]) -> list[str]:
+def _check_parameter(
+    param: Mapping[str, Any], headers: Mapping[str, str], query: Mapping[str, list[str]]
+) -> list[str]:
     name, where = param.get("name", ""), param.get("in")
     schema = param.get("schema", {})
     if where == "header":
@@ -370,8 +402,9 @@ def _check_parameter(param: Mapping[str, Any], headers: Mapping[str, str],
     return []
 
 
-def _check_body(op: Operation, headers: Mapping[str, str], body: Any,
-                strict_spec: bool) -> list[str]:
+def _check_body(
+    op: Operation, headers: Mapping[str, str], body: Any, strict_spec: bool
+) -> list[str]:
     if op.content_type is None:
         return [] if body in (None, b"", "", {}) else ["the operation takes no body"]
     if body in (None, b"", ""):

@@ -51,7 +51,8 @@ JSONValue = Any
 
 def copy_json(value: JSONValue) -> JSONValue:
     """A copy of nested dicts and lists (faster than ``copy.deepcopy`` for JSON data), so that
-    what a handler stores or answers never shares lists or dicts with another record."""
+    what a handler stores or answers never shares lists or dicts with another record.
+    """
     if isinstance(value, dict):
         return {k: copy_json(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -146,8 +147,14 @@ class Fault:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "method": self.method, "path": self.path, "status": self.status,
-            "delay": self.delay, "times": self.times, "after": self.after, "seen": self.seen,
+            "kind": self.kind,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "delay": self.delay,
+            "times": self.times,
+            "after": self.after,
+            "seen": self.seen,
         }
 
 
@@ -244,7 +251,7 @@ class SandboxApp:
             entries = list(self._log)
         since = request.arg("since")
         if since is not None:
-            entries = entries[int(since):]
+            entries = entries[int(since) :]
         return Response(200, entries)
 
     def _clear_requests(self, request: Request) -> Response:
@@ -362,8 +369,11 @@ class SandboxApp:
         return response
 
     def _fault_response(self, fault: Fault, extra_headers: dict[str, str]) -> Response:
-        body = fault.body if fault.body is not None else self.error_body(
-            fault.status, "Injected fault")
+        body = (
+            fault.body
+            if fault.body is not None
+            else self.error_body(fault.status, "Injected fault")
+        )
         return Response(fault.status, body, {**extra_headers, **fault.headers})
 
 
@@ -388,8 +398,9 @@ def _loggable_body(request: Request) -> JSONValue:
         return None
     ctype = request.headers.get("content-type", "")
     if "x-www-form-urlencoded" in ctype:
-        return {k: ("<redacted>" if k in _SECRET_FORM_FIELDS else v)
-                for k, v in request.form().items()}
+        return {
+            k: ("<redacted>" if k in _SECRET_FORM_FIELDS else v) for k, v in request.form().items()
+        }
     try:
         return json.loads(request.body)
     except ValueError:
@@ -425,8 +436,9 @@ class _Handler(BaseHTTPRequestHandler):
         except _ConnectionReset:
             self.close_connection = True
             try:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                           b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
             except OSError:
                 pass
             return
@@ -486,9 +498,9 @@ class RunningSandbox:
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         # A short poll interval makes stopping quick, which adds up over a test suite.
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                        daemon=True,
-                                        name=f"sandbox-{app.name}")
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, args=(0.05,), daemon=True, name=f"sandbox-{app.name}"
+        )
 
     def start(self) -> RunningSandbox:
         self._thread.start()

@@ -23,8 +23,12 @@ STATE_ID = "sandbox:tap-moco-to-target-contacts"
 
 def start_sandbox(stack: ExitStack, api: str, port: int, *extra: str) -> str:
     """Start ``python -m sandbox API`` and return its URL once it answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox", api, "--port", str(port), *extra],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", api, "--port", str(port), *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     stack.callback(proc.wait, 10)
     stack.callback(proc.terminate)
     line = proc.stdout.readline() if proc.stdout else ""
@@ -37,9 +41,14 @@ def start_sandbox(stack: ExitStack, api: str, port: int, *extra: str) -> str:
 
 def meltano(*args: str, env: dict[str, str], quiet: bool = False) -> None:
     cmd = [str(BIN / "meltano"), *args]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE if quiet else None,
-                            stderr=subprocess.STDOUT if quiet else None)
+    result = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE if quiet else None,
+        stderr=subprocess.STDOUT if quiet else None,
+    )
     if result.returncode != 0:
         if quiet and result.stdout:
             print(result.stdout[-5000:])
@@ -49,13 +58,19 @@ def meltano(*args: str, env: dict[str, str], quiet: bool = False) -> None:
 def show_summary(path: Path, title: str) -> dict:
     report = json.loads(path.read_text())
     print(f"\n{title}")
-    print(f"  {'stream':<10}{'read':>7}{'created':>9}{'updated':>9}{'unchanged':>11}{'rejected':>10}")
+    print(
+        f"  {'stream':<10}{'read':>7}{'created':>9}{'updated':>9}{'unchanged':>11}{'rejected':>10}"
+    )
     for stream, c in report["streams"].items():
-        print(f"  {stream:<10}{c['read']:>7}{c['created']:>9}{c['updated']:>9}"
-              f"{c['unchanged']:>11}{c['rejected']:>10}")
+        print(
+            f"  {stream:<10}{c['read']:>7}{c['created']:>9}{c['updated']:>9}"
+            f"{c['unchanged']:>11}{c['rejected']:>10}"
+        )
     calls = report.get("api_calls", {})
-    print(f"  Contacts API calls: {sum(calls.values())} "
-          f"({', '.join(f'{k}: {v}' for k, v in sorted(calls.items()))})")
+    print(
+        f"  Contacts API calls: {sum(calls.values())} "
+        f"({', '.join(f'{k}: {v}' for k, v in sorted(calls.items()))})"
+    )
     print(f"  adds up (read = written + unchanged + rejected): {report['adds_up']}")
     return report
 
@@ -65,37 +80,68 @@ def sync(step: int, name: str, env: dict[str, str], out: Path) -> None:
     print(f"\n{step}) {name}: meltano run tap-moco target-contacts")
     summary = out / f"demo-summary-{step}.json"
     started = time.monotonic()
-    meltano("run", "tap-moco", "target-contacts",
-            env={**env, "TARGET_CONTACTS_SUMMARY_PATH": str(summary)}, quiet=True)
+    meltano(
+        "run",
+        "tap-moco",
+        "target-contacts",
+        env={**env, "TARGET_CONTACTS_SUMMARY_PATH": str(summary)},
+        quiet=True,
+    )
     show_summary(summary, f"{name} done in {time.monotonic() - started:.0f} s")
 
 
 def change_moco(moco: str) -> None:
     """Edit a few MOCO records the way people do during a day."""
     headers = {"Authorization": "Token token=sandbox-key"}
-    people = requests.get(f"{moco}/api/v1/contacts/people", params={"per_page": 5},
-                          headers=headers, timeout=10).json()
+    people = requests.get(
+        f"{moco}/api/v1/contacts/people", params={"per_page": 5}, headers=headers, timeout=10
+    ).json()
     for person in people[:3]:
-        r = requests.put(f"{moco}/api/v1/contacts/people/{person['id']}", headers=headers,
-                         json={"job_position": "Head of Partnerships",
-                               "tags": sorted(set(person["tags"]) | {"Demo"})}, timeout=10)
+        r = requests.put(
+            f"{moco}/api/v1/contacts/people/{person['id']}",
+            headers=headers,
+            json={
+                "job_position": "Head of Partnerships",
+                "tags": sorted(set(person["tags"]) | {"Demo"}),
+            },
+            timeout=10,
+        )
         r.raise_for_status()
-        print(f"  changed contact {person['id']} ({person['firstname']} {person['lastname']}): "
-              "job position, tag Demo")
-    r = requests.post(f"{moco}/api/v1/comments", headers=headers, timeout=10, json={
-        "commentable_type": "Contact", "commentable_id": people[0]["id"],
-        "text": "<div>Called after the demo: <strong>wants a quote</strong></div>"})
+        print(
+            f"  changed contact {person['id']} ({person['firstname']} {person['lastname']}): "
+            "job position, tag Demo"
+        )
+    r = requests.post(
+        f"{moco}/api/v1/comments",
+        headers=headers,
+        timeout=10,
+        json={
+            "commentable_type": "Contact",
+            "commentable_id": people[0]["id"],
+            "text": "<div>Called after the demo: <strong>wants a quote</strong></div>",
+        },
+    )
     r.raise_for_status()
     print(f"  added a note on contact {people[0]['id']}")
     todos = requests.get(f"{moco}/api/v1/todos", headers=headers, timeout=10).json()
     open_todo = next(t for t in todos if t["todoable_type"] == "Contact" and not t["completed"])
-    r = requests.put(f"{moco}/_sandbox/todos/{open_todo['id']}", json={"completed": True},
-                     timeout=10)
+    r = requests.put(
+        f"{moco}/_sandbox/todos/{open_todo['id']}", json={"completed": True}, timeout=10
+    )
     r.raise_for_status()
     print(f"  completed to-do {open_todo['id']} ({open_todo['title']})")
-    r = requests.post(f"{moco}/api/v1/contacts/people", headers=headers, timeout=10, json={
-        "firstname": "Zoë", "lastname": "Neumann", "gender": "F",
-        "work_email": "zoe.neumann@example.org", "tags": ["Demo"]})
+    r = requests.post(
+        f"{moco}/api/v1/contacts/people",
+        headers=headers,
+        timeout=10,
+        json={
+            "firstname": "Zoë",
+            "lastname": "Neumann",
+            "gender": "F",
+            "work_email": "zoe.neumann@example.org",
+            "tags": ["Demo"],
+        },
+    )
     r.raise_for_status()
     print(f"  created contact {r.json()['id']} (Zoë Neumann)")
 
@@ -110,16 +156,23 @@ def main() -> int:
     out = ROOT / ".target-contacts"
     out.mkdir(exist_ok=True)
     ledger = out / "sandbox-ledger.db"
-    for path in (ledger, ledger.with_name(ledger.name + "-wal"),
-                 ledger.with_name(ledger.name + "-shm")):
+    for path in (
+        ledger,
+        ledger.with_name(ledger.name + "-wal"),
+        ledger.with_name(ledger.name + "-shm"),
+    ):
         path.unlink(missing_ok=True)  # the sandboxes start empty, so the ledger does too
 
     with ExitStack() as stack:
         print("Starting the sandboxes (real HTTP servers on 127.0.0.1, real rate limits)")
         moco = start_sandbox(stack, "moco", args.moco_port, "--generate", str(args.contacts))
         contacts = start_sandbox(stack, "contacts", args.contacts_port)
-        env = {**os.environ, "TAP_MOCO_BASE_URL": moco, "TARGET_CONTACTS_BASE_URL": contacts,
-               "MELTANO_ENVIRONMENT": "sandbox"}
+        env = {
+            **os.environ,
+            "TAP_MOCO_BASE_URL": moco,
+            "TARGET_CONTACTS_BASE_URL": contacts,
+            "MELTANO_ENVIRONMENT": "sandbox",
+        }
         print("\nmeltano install")
         meltano("install", env=env, quiet=True)
         meltano("state", "clear", "--force", STATE_ID, env=env, quiet=True)
@@ -131,13 +184,21 @@ def main() -> int:
 
         state = requests.get(f"{contacts}/_sandbox/state", timeout=10).json()
         done = sum(1 for t in state["tasks"] if t.get("completed"))
-        print(f"\nThe Contacts sandbox now holds {len(state['contacts'])} contacts, "
-              f"{len(state['tasks'])} tasks ({done} completed) and {len(state['notes'])} notes.")
-        rejects = subprocess.run([str(BIN / "meltano"), "invoke", "target-contacts:rejects-list"],
-                                 cwd=ROOT, env=env, text=True, capture_output=True)
+        print(
+            f"\nThe Contacts sandbox now holds {len(state['contacts'])} contacts, "
+            f"{len(state['tasks'])} tasks ({done} completed) and {len(state['notes'])} notes."
+        )
+        rejects = subprocess.run(
+            [str(BIN / "meltano"), "invoke", "target-contacts:rejects-list"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            capture_output=True,
+        )
         print("\nRejected records (kept in the ledger with their reason):")
-        print("  " + (rejects.stdout.strip() or rejects.stderr.strip()[-2000:])
-              .replace("\n", "\n  "))
+        print(
+            "  " + (rejects.stdout.strip() or rejects.stderr.strip()[-2000:]).replace("\n", "\n  ")
+        )
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s.")
     return 0
 

@@ -27,7 +27,6 @@ import heapq
 import logging
 import random
 import typing as t
-
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from http import HTTPStatus
@@ -46,15 +45,14 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Mapping
 
     import requests
-
     from backoff.types import Details
     from singer_sdk.helpers.types import Context
     from singer_sdk.streams.rest import HTTPRequest, PageContext
     from singer_sdk.tap_base import Tap
 
 __all__ = [
-    "MocoAuthError",
     "SETTING_DEFAULTS",
+    "MocoAuthError",
     "MocoStream",
     "RequestRateLimiter",
     "api_root",
@@ -414,7 +412,7 @@ class MocoStream(RESTStream[ParseResult]):
         return text.replace(api_key, "<api_key>") if len(api_key) >= 4 else text  # noqa: PLR2004
 
     # --- incremental reading -------------------------------------------------------------
-    def keep_record(self, record: Mapping[str, t.Any]) -> bool:  # noqa: ARG002, PLR6301
+    def keep_record(self, record: Mapping[str, t.Any]) -> bool:  # noqa: ARG002
         """Whether a record read from the endpoint belongs to this stream (default: all)."""
         return True
 
@@ -559,4 +557,3 @@ class MocoStream(RESTStream[ParseResult]):
             for moment, record_id, updated_at in kept[: self.max_remembered_versions]
             if moment >= cutoff
         }
-

@@ -22,18 +22,47 @@ from __future__ import annotations
 
 import html
 import re
-
 from html.parser import HTMLParser
 
 from typing_extensions import override
 
 __all__ = ["html_to_text"]
 
-_BLOCK_TAGS = frozenset({
-    "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "fieldset",
-    "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
-    "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tr", "ul",
-})
+_BLOCK_TAGS = frozenset(
+    {
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "tr",
+        "ul",
+    }
+)
 _LIST_TAGS = frozenset({"ul", "ol"})
 _DROPPED_CONTENT_TAGS = frozenset({"script", "style", "head", "title"})
 _CELL_TAGS = frozenset({"td", "th"})

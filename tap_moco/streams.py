@@ -9,7 +9,6 @@ resource (reference/moco-api.md §6.5), so there is no appointments stream.
 from __future__ import annotations
 
 import typing as t
-
 from pathlib import Path
 
 from singer_sdk import SchemaDirectory, StreamSchema

@@ -52,8 +52,9 @@ SETTINGS: dict[str, Any] = {
 _INT_SETTINGS = {"redirect_port"}
 
 
-def load_config(path: str | os.PathLike[str] | None = None,
-                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The settings: defaults, then the JSON file at ``path`` (other keys in it are kept), then
     ``TARGET_CONTACTS_<SETTING>`` environment variables (non-empty ones win).
 
@@ -66,7 +67,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(
-                f"--config {path}: cannot read it as JSON ({exc}); fix the file.") from None
+                f"--config {path}: cannot read it as JSON ({exc}); fix the file."
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError(f"--config {path}: must hold a JSON object of settings.")
         config.update({k: v for k, v in data.items() if v is not None})
@@ -85,7 +87,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
 
 def _target_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """The target's other settings from ``TARGET_CONTACTS_<SETTING>`` (as Meltano passes them),
-    typed by the target's config schema, so `rejects retry` writes with the same settings."""
+    typed by the target's config schema, so `rejects retry` writes with the same settings.
+    """
     from target_contacts.target import TargetContacts
 
     out: dict[str, Any] = {}
@@ -107,8 +110,9 @@ def _target_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
             else:
                 out[name] = value
         except ValueError:
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()} cannot be read as "
-                              f"{'/'.join(sorted(types))}.") from None
+            raise ConfigError(
+                f"{ENV_PREFIX}{name.upper()} cannot be read as {'/'.join(sorted(types))}."
+            ) from None
     return out
 
 
@@ -127,8 +131,9 @@ def open_ledger(config: Mapping[str, Any]) -> Engine:
 
 def token_store(config: Mapping[str, Any], engine: Engine | None = None) -> TokenStore:
     """The token store in the ledger database, with ``token_encryption_key`` when set."""
-    return TokenStore(engine or open_ledger(config),
-                      encryption_key=config.get("token_encryption_key") or None)
+    return TokenStore(
+        engine or open_ledger(config), encryption_key=config.get("token_encryption_key") or None
+    )
 
 
 def _safe_url(url: str) -> str:
@@ -176,8 +181,9 @@ class _CallbackServer:
                 if params.get("code") and not params.get("error"):
                     message = "Authorised. You can close this tab and return to the terminal."
                 else:
-                    message = "Authorisation failed: " + (params.get("error_description")
-                                                           or params.get("error") or "no code")
+                    message = "Authorisation failed: " + (
+                        params.get("error_description") or params.get("error") or "no code"
+                    )
                 page = f"<!doctype html><title>contacts-admin</title><p>{html.escape(message)}</p>"
                 payload = page.encode("utf-8")
                 self.send_response(200)
@@ -194,8 +200,10 @@ class _CallbackServer:
         try:
             self.httpd = HTTPServer(("127.0.0.1", port), Handler)
         except OSError as exc:
-            raise ConfigError(f"Cannot listen on 127.0.0.1:{port} ({exc.strerror}): set "
-                              "redirect_port (or --port) to a free port.") from None
+            raise ConfigError(
+                f"Cannot listen on 127.0.0.1:{port} ({exc.strerror}): set "
+                "redirect_port (or --port) to a free port."
+            ) from None
         self.port = self.httpd.server_address[1]
         self.redirect_uri = f"http://127.0.0.1:{self.port}/callback"
         self._results = results
@@ -220,8 +228,15 @@ class _CallbackServer:
 
 def consent_url(authorize_url: str, *, client_id: str, redirect_uri: str, state: str) -> str:
     """The consent page URL for the authorization-code flow with the contacts scopes."""
-    query = urlencode({"response_type": "code", "redirect_uri": redirect_uri,
-                       "client_id": client_id, "scope": SCOPES, "state": state})
+    query = urlencode(
+        {
+            "response_type": "code",
+            "redirect_uri": redirect_uri,
+            "client_id": client_id,
+            "scope": SCOPES,
+            "state": state,
+        }
+    )
     return f"{authorize_url}{'&' if '?' in authorize_url else '?'}{query}"
 
 
@@ -232,32 +247,50 @@ def cmd_login(args: argparse.Namespace, config: dict[str, Any]) -> int:
     port = args.port if args.port is not None else int(config["redirect_port"])
     server = _CallbackServer(port)
     state = secrets.token_urlsafe(32)
-    url = consent_url(str(config["authorize_url"]), client_id=str(config["client_id"]),
-                      redirect_uri=server.redirect_uri, state=state)
+    url = consent_url(
+        str(config["authorize_url"]),
+        client_id=str(config["client_id"]),
+        redirect_uri=server.redirect_uri,
+        state=state,
+    )
     print("Open this URL in a browser and approve the app for the sub-account:\n", flush=True)
     print(f"  {url}\n", flush=True)
     if not args.no_browser:
         webbrowser.open(url)
-    print(f"Waiting for the redirect to {server.redirect_uri} (up to {args.timeout:.0f} s)...",
-          flush=True)
+    print(
+        f"Waiting for the redirect to {server.redirect_uri} (up to {args.timeout:.0f} s)...",
+        flush=True,
+    )
     params = server.wait(args.timeout)
     if params is None:
-        print(f"error: no redirect arrived within {args.timeout:.0f} s; nothing was stored. Run "
-              "`contacts-admin login` again (--timeout for longer).", file=sys.stderr)
+        print(
+            f"error: no redirect arrived within {args.timeout:.0f} s; nothing was stored. Run "
+            "`contacts-admin login` again (--timeout for longer).",
+            file=sys.stderr,
+        )
         return 1
     if not secrets.compare_digest(params.get("state", ""), state):
-        print("error: the redirect's state does not match this login (a stale or forged "
-              "redirect); nothing was stored. Run `contacts-admin login` again.", file=sys.stderr)
+        print(
+            "error: the redirect's state does not match this login (a stale or forged "
+            "redirect); nothing was stored. Run `contacts-admin login` again.",
+            file=sys.stderr,
+        )
         return 1
     if params.get("error") or not params.get("code"):
         reason = params.get("error_description") or params.get("error") or "no code in the redirect"
-        print(f"error: the consent was not granted ({reason}); nothing was stored.",
-              file=sys.stderr)
+        print(
+            f"error: the consent was not granted ({reason}); nothing was stored.", file=sys.stderr
+        )
         return 1
     token = exchange_code(
-        store, base_url=str(config["base_url"]), client_id=str(config["client_id"]),
-        client_secret=str(config["client_secret"]), code=params["code"],
-        redirect_uri=server.redirect_uri, location_id=config.get("location_id") or None)
+        store,
+        base_url=str(config["base_url"]),
+        client_id=str(config["client_id"]),
+        client_secret=str(config["client_secret"]),
+        code=params["code"],
+        redirect_uri=server.redirect_uri,
+        location_id=config.get("location_id") or None,
+    )
     print(f"Logged in to location {token.location_id}.")
     _print_info(token.info(encrypted=store.encrypted), config)
     return 0
@@ -304,31 +337,56 @@ def cmd_logout(args: argparse.Namespace, config: dict[str, Any]) -> int:
     require(config, "location_id")
     location = str(config["location_id"])
     if token_store(config).delete(location):
-        print(f"Deleted the stored OAuth tokens of location {location}. (The app stays installed "
-              "in the sub-account; uninstall it there to revoke its access.)")
+        print(
+            f"Deleted the stored OAuth tokens of location {location}. (The app stays installed "
+            "in the sub-account; uninstall it there to revoke its access.)"
+        )
     else:
         print(f"No OAuth tokens were stored for location {location}.")
     return 0
 
 
-def add_auth_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-                      common: argparse.ArgumentParser) -> None:
+def add_auth_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     """Register ``login``, ``status`` and ``logout``."""
-    login = sub.add_parser("login", parents=[common], help="authorise the app (OAuth) in a browser",
-                           description=cmd_login.__doc__)
-    login.add_argument("--no-browser", action="store_true",
-                       help="only print the consent URL; do not open a browser")
-    login.add_argument("--timeout", type=float, default=300.0,
-                       help="seconds to wait for the redirect (default 300)")
-    login.add_argument("--port", type=int, default=None,
-                       help="loopback port for the redirect (default: redirect_port; "
-                            "0 = a free one)")
+    login = sub.add_parser(
+        "login",
+        parents=[common],
+        help="authorise the app (OAuth) in a browser",
+        description=cmd_login.__doc__,
+    )
+    login.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="only print the consent URL; do not open a browser",
+    )
+    login.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the redirect (default 300)",
+    )
+    login.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="loopback port for the redirect (default: redirect_port; 0 = a free one)",
+    )
     login.set_defaults(func=cmd_login)
-    status = sub.add_parser("status", parents=[common], help="show the stored OAuth tokens' state",
-                            description=cmd_status.__doc__)
+    status = sub.add_parser(
+        "status",
+        parents=[common],
+        help="show the stored OAuth tokens' state",
+        description=cmd_status.__doc__,
+    )
     status.set_defaults(func=cmd_status)
-    logout = sub.add_parser("logout", parents=[common], help="delete the stored OAuth tokens",
-                            description=cmd_logout.__doc__)
+    logout = sub.add_parser(
+        "logout",
+        parents=[common],
+        help="delete the stored OAuth tokens",
+        description=cmd_logout.__doc__,
+    )
     logout.set_defaults(func=cmd_logout)
 
 
@@ -343,7 +401,8 @@ def cmd_rejects_list(args: argparse.Namespace, config: dict[str, Any]) -> int:
 def cmd_rejects_retry(args: argparse.Namespace, config: dict[str, Any]) -> int:
     """Send the rejected records again with the current settings (after fixing the cause).
 
-    Exits 0 when none is left rejected, 1 when some still are (they stay in the ledger)."""
+    Exits 0 when none is left rejected, 1 when some still are (they stay in the ledger).
+    """
     from target_contacts.rejects import format_rejects, list_rejects, retry_rejects
     from target_contacts.sync import FatalSyncError
 
@@ -369,16 +428,19 @@ def cmd_genkey(args: argparse.Namespace, config: dict[str, Any]) -> int:
     return 0
 
 
-def add_rejects_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-                         common: argparse.ArgumentParser) -> None:
+def add_rejects_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     """Register ``rejects list`` and ``rejects retry``."""
     rejects = sub.add_parser("rejects", parents=[common], help="rejected records: list or retry")
     actions = rejects.add_subparsers(dest="rejects_command", required=True, metavar="ACTION")
     for name, func in (("list", cmd_rejects_list), ("retry", cmd_rejects_retry)):
-        action = actions.add_parser(name, parents=[common], help=func.__doc__.splitlines()[0],
-                                    description=func.__doc__)
-        action.add_argument("--stream", choices=("contacts", "tasks", "notes"),
-                            help="only this stream")
+        action = actions.add_parser(
+            name, parents=[common], help=func.__doc__.splitlines()[0], description=func.__doc__
+        )
+        action.add_argument(
+            "--stream", choices=("contacts", "tasks", "notes"), help="only this stream"
+        )
         action.set_defaults(func=func)
 
 
@@ -386,11 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``contacts-admin`` parser with every command group registered."""
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS keeps a --config given before the command from being reset by the subparser
-    common.add_argument("--config", default=argparse.SUPPRESS,
-                        help=f"JSON settings file ({ENV_PREFIX}<SETTING> variables win over it)")
+    common.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help=f"JSON settings file ({ENV_PREFIX}<SETTING> variables win over it)",
+    )
     parser = argparse.ArgumentParser(
-        prog="contacts-admin", description=__doc__.splitlines()[0].replace("``", ""),
-        parents=[common])
+        prog="contacts-admin",
+        description=__doc__.splitlines()[0].replace("``", ""),
+        parents=[common],
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_auth_commands(sub, common)
     add_rejects_commands(sub, common)

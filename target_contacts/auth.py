@@ -108,8 +108,10 @@ class StaticTokenAuth:
 
     def __init__(self, token: str) -> None:
         if not token or not token.strip():
-            raise ConfigError("private_integration_token is empty: set the sub-account's Private "
-                              "Integration Token (Settings > Private Integrations).")
+            raise ConfigError(
+                "private_integration_token is empty: set the sub-account's Private "
+                "Integration Token (Settings > Private Integrations)."
+            )
         self._token = token.strip()
 
     def token(self) -> str:
@@ -153,13 +155,15 @@ class StoredToken:
     updated_at: datetime = field(default_factory=_utcnow)
 
     @classmethod
-    def from_token_response(cls, data: Mapping[str, Any], *, location_id: str,
-                            previous: StoredToken | None = None) -> StoredToken:
+    def from_token_response(
+        cls, data: Mapping[str, Any], *, location_id: str, previous: StoredToken | None = None
+    ) -> StoredToken:
         """Tokens from a ``/oauth/token`` or ``/oauth/locationToken`` answer (issued now)."""
         access = data.get("access_token")
         if not isinstance(access, str) or not access:
-            raise AuthError("The token endpoint answered without an access_token; "
-                            f"{LOGIN_HINT}.", method="POST")
+            raise AuthError(
+                f"The token endpoint answered without an access_token; {LOGIN_HINT}.", method="POST"
+            )
         now = _utcnow()
         try:
             expires_in = float(data.get("expires_in") or 86399)
@@ -179,9 +183,17 @@ class StoredToken:
         )
 
     def info(self, *, encrypted: bool) -> TokenInfo:
-        return TokenInfo(self.location_id, self.expires_at, self.updated_at, self.scope,
-                         self.user_type, self.company_id, self.user_id, encrypted,
-                         self.refresh_token is not None)
+        return TokenInfo(
+            self.location_id,
+            self.expires_at,
+            self.updated_at,
+            self.scope,
+            self.user_type,
+            self.company_id,
+            self.user_id,
+            encrypted,
+            self.refresh_token is not None,
+        )
 
 
 class _Cipher:
@@ -195,7 +207,8 @@ class _Cipher:
             except (ValueError, UnicodeEncodeError) as exc:
                 raise TokenStoreError(
                     "token_encryption_key is not a valid Fernet key (32 url-safe base64-encoded "
-                    f"bytes): {KEYGEN_HINT}") from exc
+                    f"bytes): {KEYGEN_HINT}"
+                ) from exc
 
     @property
     def enabled(self) -> bool:
@@ -213,19 +226,22 @@ class _Cipher:
             raise TokenStoreError(
                 f"The stored tokens for location {location_id} are encrypted: set "
                 "token_encryption_key (TARGET_CONTACTS_TOKEN_ENCRYPTION_KEY) to the key used when "
-                f"they were stored, or {LOGIN_HINT}.")
+                f"they were stored, or {LOGIN_HINT}."
+            )
         try:
             return self._fernet.decrypt(value.encode("ascii")).decode("utf-8")
         except InvalidToken:
             raise TokenStoreError(
                 f"The stored tokens for location {location_id} cannot be decrypted with the "
                 "configured token_encryption_key: set the key used when they were stored, or "
-                f"{LOGIN_HINT}.") from None
+                f"{LOGIN_HINT}."
+            ) from None
 
 
 def row_query(location_id: str, *, for_update: bool = False) -> Select[Any]:
     """The token row of ``location_id``; ``for_update`` locks it (PostgreSQL, MySQL: ``FOR UPDATE``;
-    SQLite renders nothing, its lock is the ``BEGIN IMMEDIATE`` of :meth:`TokenStore.locked`)."""
+    SQLite renders nothing, its lock is the ``BEGIN IMMEDIATE`` of :meth:`TokenStore.locked`).
+    """
     query = select(oauth_tokens).where(oauth_tokens.c.location_id == location_id)
     return query.with_for_update() if for_update else query
 
@@ -250,13 +266,24 @@ class TokenStore:
     def info(self, location_id: str) -> TokenInfo | None:
         """What is stored for ``location_id`` without decrypting anything; None when nothing is."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(oauth_tokens).where(
-                oauth_tokens.c.location_id == location_id)).mappings().first()
+            row = (
+                conn.execute(select(oauth_tokens).where(oauth_tokens.c.location_id == location_id))
+                .mappings()
+                .first()
+            )
         if row is None:
             return None
-        return TokenInfo(location_id, _aware(row["expires_at"]), _aware(row["updated_at"]),
-                         row["scope"], row["user_type"], row["company_id"], row["user_id"],
-                         bool(row["encrypted"]), row["refresh_token"] is not None)
+        return TokenInfo(
+            location_id,
+            _aware(row["expires_at"]),
+            _aware(row["updated_at"]),
+            row["scope"],
+            row["user_type"],
+            row["company_id"],
+            row["user_id"],
+            bool(row["encrypted"]),
+            row["refresh_token"] is not None,
+        )
 
     def load(self, location_id: str) -> StoredToken | None:
         """The stored tokens of ``location_id``, decrypted; None when nothing is stored.
@@ -274,8 +301,9 @@ class TokenStore:
     def delete(self, location_id: str) -> bool:
         """Forget ``location_id``'s tokens; True when something was deleted."""
         with self.engine.begin() as conn:
-            result = conn.execute(delete(oauth_tokens).where(
-                oauth_tokens.c.location_id == location_id))
+            result = conn.execute(
+                delete(oauth_tokens).where(oauth_tokens.c.location_id == location_id)
+            )
         return bool(result.rowcount)
 
     @contextmanager
@@ -310,10 +338,16 @@ class TokenStore:
             access, refresh = row["access_token"], row["refresh_token"]
         assert access is not None  # the column is NOT NULL
         return StoredToken(
-            location_id=location_id, access_token=access, refresh_token=refresh,
-            expires_at=_aware(row["expires_at"]), scope=row["scope"], user_type=row["user_type"],
-            company_id=row["company_id"], user_id=row["user_id"],
-            updated_at=_aware(row["updated_at"]))
+            location_id=location_id,
+            access_token=access,
+            refresh_token=refresh,
+            expires_at=_aware(row["expires_at"]),
+            scope=row["scope"],
+            user_type=row["user_type"],
+            company_id=row["company_id"],
+            user_id=row["user_id"],
+            updated_at=_aware(row["updated_at"]),
+        )
 
     def _write(self, conn: Connection, token: StoredToken) -> None:
         values = {
@@ -327,8 +361,11 @@ class TokenStore:
             "encrypted": self._cipher.enabled,
             "updated_at": token.updated_at,
         }
-        result = conn.execute(update(oauth_tokens).where(
-            oauth_tokens.c.location_id == token.location_id).values(**values))
+        result = conn.execute(
+            update(oauth_tokens)
+            .where(oauth_tokens.c.location_id == token.location_id)
+            .values(**values)
+        )
         if not result.rowcount:
             conn.execute(insert(oauth_tokens).values(location_id=token.location_id, **values))
 
@@ -362,22 +399,33 @@ class _TokenEndpoint:
         self.session = session or requests.Session()
         self.timeout = timeout
 
-    def post(self, path: str, form: Mapping[str, str], *,
-             headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def post(
+        self, path: str, form: Mapping[str, str], *, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         url = self.base_url + path
         # A refresh that reached the server may have spent the refresh token although no answer
         # came back; the stored one is left as it was, and the next attempt finds out.
-        spent = ("; if the next run says the refresh token is no longer valid, the token "
-                 f"endpoint rotated it before failing: {LOGIN_HINT} (or configure agency_token and "
-                 "company_id)" if form.get("grant_type") == "refresh_token" else "")
+        spent = (
+            "; if the next run says the refresh token is no longer valid, the token "
+            f"endpoint rotated it before failing: {LOGIN_HINT} (or configure agency_token and "
+            "company_id)"
+            if form.get("grant_type") == "refresh_token"
+            else ""
+        )
         try:
             response = self.session.post(
-                url, data=dict(form), timeout=self.timeout,
-                headers={"Accept": "application/json", **(headers or {})})
+                url,
+                data=dict(form),
+                timeout=self.timeout,
+                headers={"Accept": "application/json", **(headers or {})},
+            )
         except requests.RequestException as exc:
             raise TransientError(
                 f"POST {path} failed before an answer ({type(exc).__name__}); the stored tokens "
-                f"are unchanged: run again shortly{spent}.", method="POST", path=path) from None
+                f"are unchanged: run again shortly{spent}.",
+                method="POST",
+                path=path,
+            ) from None
         messages = response_messages(response)
         text = "; ".join(messages) or response.reason
         if response.status_code == 200:
@@ -386,16 +434,24 @@ class _TokenEndpoint:
             except ValueError:
                 data = None
             if not isinstance(data, dict):
-                raise AuthError(f"POST {path} answered 200 without a JSON object.",
-                                status=200, method="POST", path=path)
+                raise AuthError(
+                    f"POST {path} answered 200 without a JSON object.",
+                    status=200,
+                    method="POST",
+                    path=path,
+                )
             return data
         if response.status_code == 400 and "invalid grant" in text.lower():
             raise _GrantRefused(text)
         if response.status_code >= 500:
             raise TransientError(
                 f"POST {path} answered {response.status_code}: {text}; the stored tokens are "
-                f"unchanged: run again shortly{spent}.", status=response.status_code,
-                method="POST", path=path, messages=messages)
+                f"unchanged: run again shortly{spent}.",
+                status=response.status_code,
+                method="POST",
+                path=path,
+                messages=messages,
+            )
         if response.status_code == 401 and path == TOKEN_PATH:
             hint = "check client_id and client_secret (the app's credentials in the Marketplace)"
         elif response.status_code in (401, 403):
@@ -404,13 +460,27 @@ class _TokenEndpoint:
             hint = "the sub-account is paused or suspended; the stored refresh token stays valid"
         else:
             hint = LOGIN_HINT
-        raise AuthError(f"POST {path} answered {response.status_code}: {text}; {hint}.",
-                        status=response.status_code, method="POST", path=path, messages=messages)
+        raise AuthError(
+            f"POST {path} answered {response.status_code}: {text}; {hint}.",
+            status=response.status_code,
+            method="POST",
+            path=path,
+            messages=messages,
+        )
 
 
-def exchange_code(store: TokenStore, *, base_url: str, client_id: str, client_secret: str,
-                  code: str, redirect_uri: str, location_id: str | None = None,
-                  session: requests.Session | None = None, timeout: float = 30.0) -> StoredToken:
+def exchange_code(
+    store: TokenStore,
+    *,
+    base_url: str,
+    client_id: str,
+    client_secret: str,
+    code: str,
+    redirect_uri: str,
+    location_id: str | None = None,
+    session: requests.Session | None = None,
+    timeout: float = 30.0,
+) -> StoredToken:
     """Exchange an authorization code for tokens and store them; returns what was stored.
 
     Raises :class:`AuthError` (nothing stored) when the code is refused, when the token is not a
@@ -418,27 +488,48 @@ def exchange_code(store: TokenStore, *, base_url: str, client_id: str, client_se
     """
     endpoint = _TokenEndpoint(base_url, session, timeout)
     try:
-        data = endpoint.post(TOKEN_PATH, {
-            "client_id": client_id, "client_secret": client_secret,
-            "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-            "user_type": "Location",
-        })
+        data = endpoint.post(
+            TOKEN_PATH,
+            {
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "user_type": "Location",
+            },
+        )
     except _GrantRefused as exc:
-        raise AuthError(f"The authorization code was refused ({exc}): run `contacts-admin login` "
-                        "again and finish the consent within a few minutes.",
-                        status=400, method="POST", path=TOKEN_PATH) from None
+        raise AuthError(
+            f"The authorization code was refused ({exc}): run `contacts-admin login` "
+            "again and finish the consent within a few minutes.",
+            status=400,
+            method="POST",
+            path=TOKEN_PATH,
+        ) from None
     if data.get("userType", "Location") != "Location":
-        raise AuthError("The app was authorised for an agency (Company) but the Contacts API needs "
-                        "a sub-account (Location) token: run `contacts-admin login` again and "
-                        "choose a sub-account.", method="POST", path=TOKEN_PATH)
+        raise AuthError(
+            "The app was authorised for an agency (Company) but the Contacts API needs "
+            "a sub-account (Location) token: run `contacts-admin login` again and "
+            "choose a sub-account.",
+            method="POST",
+            path=TOKEN_PATH,
+        )
     granted = data.get("locationId")
     if not isinstance(granted, str) or not granted:
-        raise AuthError("The token endpoint named no locationId: run `contacts-admin login` again "
-                        "and choose a sub-account.", method="POST", path=TOKEN_PATH)
+        raise AuthError(
+            "The token endpoint named no locationId: run `contacts-admin login` again "
+            "and choose a sub-account.",
+            method="POST",
+            path=TOKEN_PATH,
+        )
     if location_id and granted != location_id:
-        raise AuthError(f"The consent granted location {granted} but location_id is {location_id}: "
-                        "choose that sub-account on the consent page, or change location_id.",
-                        method="POST", path=TOKEN_PATH)
+        raise AuthError(
+            f"The consent granted location {granted} but location_id is {location_id}: "
+            "choose that sub-account on the consent page, or change location_id.",
+            method="POST",
+            path=TOKEN_PATH,
+        )
     token = StoredToken.from_token_response(data, location_id=granted)
     store.save(token)
     logger.info("Stored OAuth tokens for location %s (scope: %s).", granted, token.scope)
@@ -469,8 +560,10 @@ class OAuthAuth:
         timeout: float = 30.0,
     ) -> None:
         if not client_id or not client_secret:
-            raise ConfigError("OAuth needs client_id and client_secret (TARGET_CONTACTS_CLIENT_ID, "
-                              "TARGET_CONTACTS_CLIENT_SECRET), or set private_integration_token.")
+            raise ConfigError(
+                "OAuth needs client_id and client_secret (TARGET_CONTACTS_CLIENT_ID, "
+                "TARGET_CONTACTS_CLIENT_SECRET), or set private_integration_token."
+            )
         self.store = store
         self.location_id = location_id
         self.client_id = client_id
@@ -515,10 +608,12 @@ class OAuthAuth:
             if current is None:
                 raise self._not_logged_in()
             reusable = not self._expiring(current) and (
-                rejected is None or current.access_token != rejected)
+                rejected is None or current.access_token != rejected
+            )
             if reusable:
-                logger.info("Using the tokens another run refreshed for location %s.",
-                            self.location_id)
+                logger.info(
+                    "Using the tokens another run refreshed for location %s.", self.location_id
+                )
                 new = current
             else:
                 new = self._fetch_new(current)
@@ -529,29 +624,43 @@ class OAuthAuth:
     def _fetch_new(self, current: StoredToken) -> StoredToken:
         if current.refresh_token:
             try:
-                data = self._endpoint.post(TOKEN_PATH, {
-                    "grant_type": "refresh_token", "client_id": self.client_id,
-                    "client_secret": self._client_secret, "refresh_token": current.refresh_token,
-                    "user_type": "Location",
-                })
+                data = self._endpoint.post(
+                    TOKEN_PATH,
+                    {
+                        "grant_type": "refresh_token",
+                        "client_id": self.client_id,
+                        "client_secret": self._client_secret,
+                        "refresh_token": current.refresh_token,
+                        "user_type": "Location",
+                    },
+                )
             except _GrantRefused:
                 if not self._can_recover:
                     raise self._token_lost() from None
-                logger.warning("The refresh token for location %s was refused; getting a location "
-                               "token with the agency token.", self.location_id)
+                logger.warning(
+                    "The refresh token for location %s was refused; getting a location "
+                    "token with the agency token.",
+                    self.location_id,
+                )
                 return self._location_token(current)
             logger.info("Refreshed the OAuth access token for location %s.", self.location_id)
-            token = StoredToken.from_token_response(data, location_id=self.location_id,
-                                                    previous=current)
+            token = StoredToken.from_token_response(
+                data, location_id=self.location_id, previous=current
+            )
             if token.refresh_token is None:
                 # Without a new one the old (now spent) refresh token would be kept: say so later.
-                logger.warning("The token endpoint sent no new refresh token for location %s.",
-                               self.location_id)
+                logger.warning(
+                    "The token endpoint sent no new refresh token for location %s.",
+                    self.location_id,
+                )
             return token
         if self._can_recover:
             return self._location_token(current)
-        raise AuthError(f"No refresh token is stored for location {self.location_id}: "
-                        f"{LOGIN_HINT}.", method="POST", path=TOKEN_PATH)
+        raise AuthError(
+            f"No refresh token is stored for location {self.location_id}: {LOGIN_HINT}.",
+            method="POST",
+            path=TOKEN_PATH,
+        )
 
     @property
     def _can_recover(self) -> bool:
@@ -563,26 +672,37 @@ class OAuthAuth:
             data = self._endpoint.post(
                 LOCATION_TOKEN_PATH,
                 {"companyId": self.company_id, "locationId": self.location_id},
-                headers={"Authorization": f"Bearer {self._agency_token}", "Version": API_VERSION})
+                headers={"Authorization": f"Bearer {self._agency_token}", "Version": API_VERSION},
+            )
         except _GrantRefused:
-            raise AuthError("The agency token was refused by POST /oauth/locationToken: check "
-                            f"agency_token and company_id, or {LOGIN_HINT}.", status=400,
-                            method="POST", path=LOCATION_TOKEN_PATH) from None
+            raise AuthError(
+                "The agency token was refused by POST /oauth/locationToken: check "
+                f"agency_token and company_id, or {LOGIN_HINT}.",
+                status=400,
+                method="POST",
+                path=LOCATION_TOKEN_PATH,
+            ) from None
         granted = data.get("locationId") or self.location_id
         if granted != self.location_id:
-            raise AuthError(f"POST /oauth/locationToken granted location {granted}, not "
-                            f"{self.location_id}: check location_id and company_id.",
-                            method="POST", path=LOCATION_TOKEN_PATH)
-        token = StoredToken.from_token_response(data, location_id=self.location_id,
-                                                previous=current)
+            raise AuthError(
+                f"POST /oauth/locationToken granted location {granted}, not "
+                f"{self.location_id}: check location_id and company_id.",
+                method="POST",
+                path=LOCATION_TOKEN_PATH,
+            )
+        token = StoredToken.from_token_response(
+            data, location_id=self.location_id, previous=current
+        )
         if token.company_id is None:
             token = replace(token, company_id=self.company_id)
         logger.info("Got a location token for location %s from the agency token.", self.location_id)
         return token
 
     def _not_logged_in(self) -> AuthError:
-        return AuthError(f"No OAuth tokens are stored for location {self.location_id}: "
-                         f"{LOGIN_HINT} (or set private_integration_token).")
+        return AuthError(
+            f"No OAuth tokens are stored for location {self.location_id}: "
+            f"{LOGIN_HINT} (or set private_integration_token)."
+        )
 
     def _token_lost(self) -> TokenLostError:
         return TokenLostError(
@@ -590,14 +710,21 @@ class OAuthAuth:
             "token endpoint refused it: it was already used, has expired or was revoked). Run "
             "`contacts-admin login` again to authorise the app. To recover automatically next "
             "time, also configure agency_token and company_id.",
-            status=400, method="POST", path=TOKEN_PATH)
+            status=400,
+            method="POST",
+            path=TOKEN_PATH,
+        )
 
     def __repr__(self) -> str:
         return f"OAuthAuth(location_id={self.location_id!r}, client_id={self.client_id!r})"
 
 
-def auth_from_config(config: Mapping[str, Any], engine: Engine | None = None, *,
-                     session: requests.Session | None = None) -> AuthProvider:
+def auth_from_config(
+    config: Mapping[str, Any],
+    engine: Engine | None = None,
+    *,
+    session: requests.Session | None = None,
+) -> AuthProvider:
     """The auth provider the settings ask for: a Private Integration Token when
     ``private_integration_token`` is set, else OAuth with the token store in the ledger database.
 
@@ -605,14 +732,18 @@ def auth_from_config(config: Mapping[str, Any], engine: Engine | None = None, *,
     """
     location_id = config.get("location_id")
     if not location_id:
-        raise ConfigError("location_id is not set (TARGET_CONTACTS_LOCATION_ID): the sub-account "
-                          "whose contacts are written.")
+        raise ConfigError(
+            "location_id is not set (TARGET_CONTACTS_LOCATION_ID): the sub-account "
+            "whose contacts are written."
+        )
     pit = config.get("private_integration_token")
     if pit:
         return StaticTokenAuth(str(pit))
     if not config.get("client_id") or not config.get("client_secret"):
-        raise ConfigError("Set private_integration_token, or client_id and client_secret for OAuth "
-                          "(then run `contacts-admin login`).")
+        raise ConfigError(
+            "Set private_integration_token, or client_id and client_secret for OAuth "
+            "(then run `contacts-admin login`)."
+        )
     if engine is None:
         engine = make_engine(config.get("ledger_url") or DEFAULT_LEDGER_URL)
     store = TokenStore(engine, encryption_key=config.get("token_encryption_key") or None)

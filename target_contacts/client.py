@@ -191,8 +191,11 @@ class ContactsClient:
         self.timeout = timeout
         self.max_tries = max_tries
         self.retry_base_seconds = retry_base_seconds
-        self._headers = {"Version": API_VERSION, "Accept": "application/json",
-                         "User-Agent": user_agent}
+        self._headers = {
+            "Version": API_VERSION,
+            "Accept": "application/json",
+            "User-Agent": user_agent,
+        }
         if session is None:
             session = requests.Session()
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
@@ -203,8 +206,12 @@ class ContactsClient:
         self._calls_lock = threading.Lock()
         self._send = backoff.on_exception(
             self._waits,  # type: ignore[arg-type]  # backoff sends the exception into it
-            _Retry, max_tries=lambda: self.max_tries, jitter=None,
-            on_backoff=self._log_retry, logger=None)(self._attempt)
+            _Retry,
+            max_tries=lambda: self.max_tries,
+            jitter=None,
+            on_backoff=self._log_retry,
+            logger=None,
+        )(self._attempt)
 
     # --- bookkeeping ---------------------------------------------------------------------------
     @property
@@ -232,8 +239,9 @@ class ContactsClient:
         data = self._call(GET_CONTACT, ids={"id": contact_id})
         return self._unwrap(data, "contact", GET_CONTACT)
 
-    def list_contacts(self, *, limit: int = 100,
-                      query: str | None = None) -> Iterator[dict[str, Any]]:
+    def list_contacts(
+        self, *, limit: int = 100, query: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every contact of the location (``GET /contacts/``), page by page, lazily.
 
         Follows ``meta.startAfter``/``startAfterId``; stops on an empty or short page or when no
@@ -257,14 +265,18 @@ class ContactsClient:
             if (after, after_id) in seen:
                 raise ContactsAPIError(
                     f"GET /contacts/ repeated the paging cursor {after_id!r}; stopping instead of "
-                    "looping. Report this to the API provider.", method="GET", path="/contacts/")
+                    "looping. Report this to the API provider.",
+                    method="GET",
+                    path="/contacts/",
+                )
             seen.add((after, after_id))
             params = {**base, "startAfterId": after_id}
             if after is not None:
                 params["startAfter"] = after
 
-    def contacts_by_business(self, business_id: str, *, limit: int = 25,
-                             skip: int = 0) -> list[dict[str, Any]]:
+    def contacts_by_business(
+        self, business_id: str, *, limit: int = 25, skip: int = 0
+    ) -> list[dict[str, Any]]:
         """One page of the contacts of a business."""
         params = {"locationId": self.location_id, "limit": str(limit), "skip": str(skip)}
         data = self._call(CONTACTS_BY_BUSINESS, ids={"businessId": business_id}, params=params)
@@ -272,12 +284,14 @@ class ContactsClient:
 
     def search_contacts(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The whole ``POST /contacts/search`` answer (``contacts``, ``total``); ``locationId``
-        is added to ``body`` when missing. The search index may lag writes by seconds."""
+        is added to ``body`` when missing. The search index may lag writes by seconds.
+        """
         payload = {"locationId": self.location_id, **body}
         return self._call(SEARCH_CONTACTS, body=payload)
 
-    def search_duplicate(self, *, email: str | None = None,
-                         phone: str | None = None) -> dict[str, Any] | None:
+    def search_duplicate(
+        self, *, email: str | None = None, phone: str | None = None
+    ) -> dict[str, Any] | None:
         """The contact the location's duplicate rules match for ``email``/``phone``, or None."""
         if not email and not phone:
             raise ValueError("search_duplicate needs an email or a phone")
@@ -302,14 +316,16 @@ class ContactsClient:
 
     def update_contact(self, contact_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Update a contact and return it. ``locationId`` is left out (the API refuses it here);
-        note that ``tags`` in the payload replaces all of the contact's tags."""
+        note that ``tags`` in the payload replaces all of the contact's tags.
+        """
         body = {k: v for k, v in payload.items() if k != "locationId"}
         data = self._call(UPDATE_CONTACT, ids={"id": contact_id}, body=body)
         return self._unwrap(data, "contact", UPDATE_CONTACT)
 
     def delete_contact(self, contact_id: str) -> None:
         """Delete a contact. :class:`NotFoundError` when it does not exist, except when a retry
-        finds it gone after an earlier try lost its answer (then it returns normally)."""
+        finds it gone after an earlier try lost its answer (then it returns normally).
+        """
         self._call(DELETE_CONTACT, ids={"id": contact_id})
 
     def upsert_contact(self, payload: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
@@ -341,18 +357,24 @@ class ContactsClient:
         data = self._call(CREATE_TASK, ids={"id": contact_id}, body=dict(payload))
         return self._unwrap(data, "task", CREATE_TASK)
 
-    def update_task(self, contact_id: str, task_id: str,
-                    payload: Mapping[str, Any]) -> dict[str, Any]:
+    def update_task(
+        self, contact_id: str, task_id: str, payload: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """Update a task and return it."""
-        data = self._call(UPDATE_TASK, ids={"id": contact_id, "taskId": task_id},
-                          body=dict(payload))
+        data = self._call(
+            UPDATE_TASK, ids={"id": contact_id, "taskId": task_id}, body=dict(payload)
+        )
         return self._unwrap(data, "task", UPDATE_TASK)
 
-    def set_task_completed(self, contact_id: str, task_id: str,
-                           completed: bool = True) -> dict[str, Any]:
+    def set_task_completed(
+        self, contact_id: str, task_id: str, completed: bool = True
+    ) -> dict[str, Any]:
         """Mark a task completed (or open again) and return it."""
-        data = self._call(COMPLETE_TASK, ids={"id": contact_id, "taskId": task_id},
-                          body={"completed": bool(completed)})
+        data = self._call(
+            COMPLETE_TASK,
+            ids={"id": contact_id, "taskId": task_id},
+            body={"completed": bool(completed)},
+        )
         return self._unwrap(data, "task", COMPLETE_TASK)
 
     def delete_task(self, contact_id: str, task_id: str) -> None:
@@ -374,11 +396,13 @@ class ContactsClient:
         data = self._call(CREATE_NOTE, ids={"id": contact_id}, body=dict(payload))
         return self._unwrap(data, "note", CREATE_NOTE)
 
-    def update_note(self, contact_id: str, note_id: str,
-                    payload: Mapping[str, Any]) -> dict[str, Any]:
+    def update_note(
+        self, contact_id: str, note_id: str, payload: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """Update a note and return it."""
-        data = self._call(UPDATE_NOTE, ids={"id": contact_id, "noteId": note_id},
-                          body=dict(payload))
+        data = self._call(
+            UPDATE_NOTE, ids={"id": contact_id, "noteId": note_id}, body=dict(payload)
+        )
         return self._unwrap(data, "note", UPDATE_NOTE)
 
     def delete_note(self, contact_id: str, note_id: str) -> None:
@@ -402,14 +426,21 @@ class ContactsClient:
         return list(data.get("events") or [])
 
     # --- the request machinery -----------------------------------------------------------------
-    def _call(self, route: Route, *, ids: Mapping[str, str] | None = None,
-              params: Mapping[str, Any] | None = None, body: Mapping[str, Any] | None = None,
-              safe: bool | None = None) -> dict[str, Any]:
+    def _call(
+        self,
+        route: Route,
+        *,
+        ids: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+        safe: bool | None = None,
+    ) -> dict[str, Any]:
         path = route.path(**(ids or {}))
         tries = [0]  # counted by _attempt: a repeated DELETE may find its own earlier success
         try:
-            return self._send(route, path, params, body, route.safe if safe is None else safe,
-                              tries)
+            return self._send(
+                route, path, params, body, route.safe if safe is None else safe, tries
+            )
         except NotFoundError:
             if route.method == "DELETE" and route is not REMOVE_TAGS and tries[0] > 1:
                 return {}  # an earlier try deleted it and its answer was lost
@@ -420,8 +451,15 @@ class ContactsClient:
                 error.args = (f"{error} (gave up after {self.max_tries} tries)",)
             raise error from None
 
-    def _attempt(self, route: Route, path: str, params: Mapping[str, Any] | None,
-                 body: Mapping[str, Any] | None, safe: bool, tries: list[int]) -> dict[str, Any]:
+    def _attempt(
+        self,
+        route: Route,
+        path: str,
+        params: Mapping[str, Any] | None,
+        body: Mapping[str, Any] | None,
+        safe: bool,
+        tries: list[int],
+    ) -> dict[str, Any]:
         """One try, plus one repeat after a 401 that the auth provider could refresh."""
         url = self.base_url + path
         refreshed = False
@@ -434,13 +472,23 @@ class ContactsClient:
             started = time.monotonic()
             try:
                 response = self.session.request(
-                    route.method, url, params=params, json=body, timeout=self.timeout,
-                    headers={**self._headers, "Authorization": f"Bearer {token}"})
+                    route.method,
+                    url,
+                    params=params,
+                    json=body,
+                    timeout=self.timeout,
+                    headers={**self._headers, "Authorization": f"Bearer {token}"},
+                )
             except requests.RequestException as exc:
                 raise self._network_failure(route, path, exc, safe) from None
             self.limiter.observe(response.headers)
-            logger.debug("%s %s -> %s in %.0f ms", route.method, path, response.status_code,
-                         (time.monotonic() - started) * 1000)
+            logger.debug(
+                "%s %s -> %s in %.0f ms",
+                route.method,
+                path,
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+            )
             if response.status_code == 401 and not refreshed:
                 refreshed = True
                 if self.auth.refresh_after_401(token) is not None:
@@ -457,55 +505,94 @@ class ContactsClient:
             if retry.retry_after is not None:
                 delay = retry.retry_after
             else:
-                step = min(MAX_BACKOFF, self.retry_base_seconds * 2 ** attempt)
+                step = min(MAX_BACKOFF, self.retry_base_seconds * 2**attempt)
                 delay = step / 2 + random.uniform(0, step / 2)
             attempt += 1
             retry = yield delay
 
     def _log_retry(self, details: Mapping[str, Any]) -> None:
         route, path = details["args"][0], details["args"][1]
-        logger.warning("%s %s: %s; retrying in %.1f s (try %d of %d).", route.method, path,
-                       details["exception"], details["wait"], details["tries"] + 1, self.max_tries)
+        logger.warning(
+            "%s %s: %s; retrying in %.1f s (try %d of %d).",
+            route.method,
+            path,
+            details["exception"],
+            details["wait"],
+            details["tries"] + 1,
+            self.max_tries,
+        )
 
-    def _network_failure(self, route: Route, path: str, exc: requests.RequestException,
-                         safe: bool) -> Exception:
+    def _network_failure(
+        self, route: Route, path: str, exc: requests.RequestException, safe: bool
+    ) -> Exception:
         kind = type(exc).__name__
         if isinstance(exc, requests.exceptions.SSLError):
             return ContactsAPIError(
                 f"{route.method} {path}: TLS verification failed ({kind}); check base_url and the "
-                "system's CA certificates (verification stays on).", method=route.method, path=path)
-        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                            requests.exceptions.InvalidSchema)):
-            return ContactsAPIError(f"{route.method} {path}: base_url {self.base_url!r} is not a "
-                                    "valid http(s) URL; fix base_url.", method=route.method,
-                                    path=path)
+                "system's CA certificates (verification stays on).",
+                method=route.method,
+                path=path,
+            )
+        if isinstance(
+            exc,
+            (
+                requests.exceptions.InvalidURL,
+                requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema,
+            ),
+        ):
+            return ContactsAPIError(
+                f"{route.method} {path}: base_url {self.base_url!r} is not a "
+                "valid http(s) URL; fix base_url.",
+                method=route.method,
+                path=path,
+            )
         if _sent_nothing(exc):
-            return _Retry(TransientError(
-                f"{route.method} {path}: could not connect to {self.base_url} ({kind}); check the "
-                "network and base_url, then run again.", method=route.method, path=path))
+            return _Retry(
+                TransientError(
+                    f"{route.method} {path}: could not connect to {self.base_url} ({kind}); check the "
+                    "network and base_url, then run again.",
+                    method=route.method,
+                    path=path,
+                )
+            )
         if safe:
-            return _Retry(TransientError(f"{route.method} {path}: no answer ({kind}); run again "
-                                         "later.", method=route.method, path=path))
+            return _Retry(
+                TransientError(
+                    f"{route.method} {path}: no answer ({kind}); run again later.",
+                    method=route.method,
+                    path=path,
+                )
+            )
         return TransientError(
             f"{route.method} {path}: the request was sent but no answer came ({kind}); it may have "
             "been committed: look for the object before creating it again.",
-            ambiguous=True, method=route.method, path=path,
-            pending=isinstance(exc, requests.exceptions.ReadTimeout))
+            ambiguous=True,
+            method=route.method,
+            path=path,
+            pending=isinstance(exc, requests.exceptions.ReadTimeout),
+        )
 
-    def _failure(self, route: Route, path: str, response: requests.Response, safe: bool,
-                 token: str) -> Exception:
+    def _failure(
+        self, route: Route, path: str, response: requests.Response, safe: bool, token: str
+    ) -> Exception:
         status = response.status_code
         messages = [m.replace(token, "<redacted>") for m in response_messages(response)]
         text = "; ".join(messages) or response.reason or "no message"
         where = f"{route.method} {path} answered {status}: {text}"
-        common: dict[str, Any] = {"status": status, "method": route.method, "path": path,
-                                  "messages": messages}
+        common: dict[str, Any] = {
+            "status": status,
+            "method": route.method,
+            "path": path,
+            "messages": messages,
+        }
         body = self._body_dict(response)
         if status in (401, 403):
             return AuthError(f"{where}; {self._auth_hint(status)}", **common)
         if status == 404:
-            return NotFoundError(f"{where}; the object does not exist (deleted in the CRM?).",
-                                 **common)
+            return NotFoundError(
+                f"{where}; the object does not exist (deleted in the CRM?).", **common
+            )
         if status == 400:
             meta = body.get("meta")
             meta = meta if isinstance(meta, dict) else {}
@@ -514,11 +601,14 @@ class ContactsClient:
                     f"{where} (existing contact {meta['contactId']}, matched on "
                     f"{meta.get('matchingField') or 'an identifier'}); update that contact "
                     "instead.",
-                    contact_id=str(meta["contactId"]), matching_field=meta.get("matchingField"),
-                    **common)
+                    contact_id=str(meta["contactId"]),
+                    matching_field=meta.get("matchingField"),
+                    **common,
+                )
             if "not found" in (text + " " + str(body.get("error") or "")).lower():
-                return NotFoundError(f"{where}; the object does not exist (deleted in the CRM?).",
-                                     **common)
+                return NotFoundError(
+                    f"{where}; the object does not exist (deleted in the CRM?).", **common
+                )
             return ContactsAPIError(f"{where}; fix the request data.", **common)
         if status == 422:
             return ValidationError(f"{where}; fix the named fields.", **common)
@@ -527,10 +617,16 @@ class ContactsClient:
             if daily is not None and daily <= 0:
                 return DailyQuotaExhausted(
                     f"{where}; the location's daily quota is used up: run again after it resets.",
-                    daily_remaining=daily, **common)
+                    daily_remaining=daily,
+                    **common,
+                )
             retry_after = _retry_after(response.headers)
-            error = RateLimitError(f"{where}; the location's rate limit is used up (by another "
-                                   "client?): run again later.", retry_after=retry_after, **common)
+            error = RateLimitError(
+                f"{where}; the location's rate limit is used up (by another "
+                "client?): run again later.",
+                retry_after=retry_after,
+                **common,
+            )
             if retry_after is not None and retry_after > MAX_RETRY_AFTER:
                 return error
             return _Retry(error, retry_after)
@@ -538,25 +634,37 @@ class ContactsClient:
             if not safe:
                 return TransientError(
                     f"{where}; the create may have been committed: look for the object before "
-                    "creating it again.", ambiguous=True, pending=status == 504, **common)
+                    "creating it again.",
+                    ambiguous=True,
+                    pending=status == 504,
+                    **common,
+                )
             retry_after = _retry_after(response.headers)
             if retry_after is not None and retry_after > MAX_RETRY_AFTER:
                 retry_after = None
-            return _Retry(TransientError(f"{where}; the API is failing: run again later.",
-                                         **common), retry_after)
+            return _Retry(
+                TransientError(f"{where}; the API is failing: run again later.", **common),
+                retry_after,
+            )
         return ContactsAPIError(f"{where}.", **common)
 
     def _auth_hint(self, status: int) -> str:
         if status == 403:
-            return (f"the token has no access to location {self.location_id}: check location_id, "
-                    f"or {LOGIN_HINT} and choose that sub-account.")
+            return (
+                f"the token has no access to location {self.location_id}: check location_id, "
+                f"or {LOGIN_HINT} and choose that sub-account."
+            )
         if isinstance(self.auth, StaticTokenAuth):
-            return ("the private integration token was refused: check it and its scopes "
-                    "(contacts.readonly, contacts.write) in the sub-account's Settings > Private "
-                    "Integrations.")
-        return (f"the access token was refused even after a refresh: check that the app has the "
-                f"scopes contacts.readonly and contacts.write and is installed on location "
-                f"{self.location_id}, then {LOGIN_HINT}.")
+            return (
+                "the private integration token was refused: check it and its scopes "
+                "(contacts.readonly, contacts.write) in the sub-account's Settings > Private "
+                "Integrations."
+            )
+        return (
+            f"the access token was refused even after a refresh: check that the app has the "
+            f"scopes contacts.readonly and contacts.write and is installed on location "
+            f"{self.location_id}, then {LOGIN_HINT}."
+        )
 
     @staticmethod
     def _body_dict(response: requests.Response) -> dict[str, Any]:
@@ -575,17 +683,24 @@ class ContactsClient:
         if not isinstance(body, dict):
             raise ContactsAPIError(
                 f"{route.method} {path} answered {response.status_code} without a JSON object; "
-                "check base_url points at the Contacts API.", status=response.status_code,
-                method=route.method, path=path)
+                "check base_url points at the Contacts API.",
+                status=response.status_code,
+                method=route.method,
+                path=path,
+            )
         return body
 
     @staticmethod
-    def _unwrap(data: Mapping[str, Any], key: str, route: Route, *,
-                bare_ok: bool = False) -> dict[str, Any]:
+    def _unwrap(
+        data: Mapping[str, Any], key: str, route: Route, *, bare_ok: bool = False
+    ) -> dict[str, Any]:
         value = data.get(key)
         if isinstance(value, dict):
             return value
         if bare_ok and "id" in data:
             return dict(data)  # some reports show GET task/note answering the bare object
-        raise ContactsAPIError(f"{route.key} answered without {key!r}; the API's answer changed: "
-                               "report this.", method=route.method, path=route.template)
+        raise ContactsAPIError(
+            f"{route.key} answered without {key!r}; the API's answer changed: report this.",
+            method=route.method,
+            path=route.template,
+        )

@@ -20,7 +20,7 @@ def sqlite_path(url: str) -> Path | None:
     """The file behind a ``sqlite:///`` URL, or None for other databases and in-memory SQLite."""
     if not url.startswith("sqlite:///"):
         return None
-    path = url[len("sqlite:///"):].split("?", 1)[0]
+    path = url[len("sqlite:///") :].split("?", 1)[0]
     if not path or path == ":memory:":
         return None
     return Path(path)

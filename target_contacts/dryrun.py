@@ -32,12 +32,17 @@ class DryRunClient:
         self._counter = 0
         self._calls: Counter[str] = Counter()
 
-    def _plan(self, route: Route, body: Any, *, creates: bool = False,
-              **ids: str) -> dict[str, Any]:
+    def _plan(
+        self, route: Route, body: Any, *, creates: bool = False, **ids: str
+    ) -> dict[str, Any]:
         with self._lock:
             self._counter += 1
-            entry = {"method": route.method, "path": route.path(**ids), "body": body,
-                     "placeholder_id": f"dry-run-{self._counter:06d}" if creates else None}
+            entry = {
+                "method": route.method,
+                "path": route.path(**ids),
+                "body": body,
+                "placeholder_id": f"dry-run-{self._counter:06d}" if creates else None,
+            }
             self.plan.append(entry)
             self._calls[route.key] += 1
             return entry
@@ -48,8 +53,9 @@ class DryRunClient:
             return Counter(self._calls)
 
     # reads go to the real API
-    def search_duplicate(self, *, email: str | None = None,
-                         phone: str | None = None) -> dict[str, Any] | None:
+    def search_duplicate(
+        self, *, email: str | None = None, phone: str | None = None
+    ) -> dict[str, Any] | None:
         return self._client.search_duplicate(email=email, phone=phone)
 
     def search_contacts(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +78,9 @@ class DryRunClient:
                     planned["expected_answer"] = f"400 duplicate of {found['id']}"
                     raise DuplicateContactError(
                         "dry run: the duplicate search found this contact",
-                        contact_id=str(found["id"]), matching_field=key)
+                        contact_id=str(found["id"]),
+                        matching_field=key,
+                    )
         return {"id": planned["placeholder_id"]}
 
     def update_contact(self, contact_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -97,10 +105,10 @@ class DryRunClient:
         self._plan(routes.UPDATE_TASK, payload, id=contact_id, taskId=task_id)
         return {"id": task_id}
 
-    def set_task_completed(self, contact_id: str, task_id: str,
-                           completed: bool = True) -> dict[str, Any]:
-        self._plan(routes.COMPLETE_TASK, {"completed": completed}, id=contact_id,
-                   taskId=task_id)
+    def set_task_completed(
+        self, contact_id: str, task_id: str, completed: bool = True
+    ) -> dict[str, Any]:
+        self._plan(routes.COMPLETE_TASK, {"completed": completed}, id=contact_id, taskId=task_id)
         return {"id": task_id}
 
     def create_note(self, contact_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -148,32 +156,48 @@ class OverlayLedger:
         ids = self._ledger.target_ids_for_contact(stream, contact_source_id)
         with self._lock:
             for (s, _sid), entry in self._entries.items():
-                if s == stream and entry and entry.contact_source_id == contact_source_id \
-                        and entry.target_id:
+                if (
+                    s == stream
+                    and entry
+                    and entry.contact_source_id == contact_source_id
+                    and entry.target_id
+                ):
                     ids.add(entry.target_id)
         return ids
 
     def is_claimed(self, stream: str, target_id: str) -> bool:
         with self._lock:
-            if any(s == stream and e and e.target_id == target_id
-                   for (s, _sid), e in self._entries.items()):
+            if any(
+                s == stream and e and e.target_id == target_id
+                for (s, _sid), e in self._entries.items()
+            ):
                 return True
         return self._ledger.is_claimed(stream, target_id)
 
-    def mark_creating(self, stream: str, source_id: str, *,
-                      contact_source_id: str | None = None) -> None:
+    def mark_creating(
+        self, stream: str, source_id: str, *, contact_source_id: str | None = None
+    ) -> None:
         with self._lock:
             current = self._entries.get((stream, source_id))
             # Keep the real ledger's "creating" verdict: the dry run must look first as live would.
             if current is None:
                 self._entries[(stream, source_id)] = LedgerEntry(
-                    stream, source_id, None, None, "creating", {}, contact_source_id)
+                    stream, source_id, None, None, "creating", {}, contact_source_id
+                )
 
-    def record_written(self, stream: str, source_id: str, target_id: str, payload_hash: str, *,
-                       extra: dict[str, Any] | None = None,
-                       contact_source_id: str | None = None) -> None:
-        entry = LedgerEntry(stream, source_id, target_id, payload_hash, "written", extra or {},
-                            contact_source_id)
+    def record_written(
+        self,
+        stream: str,
+        source_id: str,
+        target_id: str,
+        payload_hash: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        contact_source_id: str | None = None,
+    ) -> None:
+        entry = LedgerEntry(
+            stream, source_id, target_id, payload_hash, "written", extra or {}, contact_source_id
+        )
         with self._lock:
             self._entries[(stream, source_id)] = entry
             self.rejected.pop((stream, source_id), None)
@@ -182,12 +206,19 @@ class OverlayLedger:
         with self._lock:
             self._entries[(stream, source_id)] = None
 
-    def reject(self, stream: str, source_id: str, record: dict[str, Any], *, field: str | None,
-               reason: str, kind: str) -> None:
+    def reject(
+        self,
+        stream: str,
+        source_id: str,
+        record: dict[str, Any],
+        *,
+        field: str | None,
+        reason: str,
+        kind: str,
+    ) -> None:
         with self._lock:
             self.rejected[(stream, source_id)] = {"field": field, "reason": reason, "kind": kind}
 
     def clear_reject(self, stream: str, source_id: str) -> None:
         with self._lock:
             self.rejected.pop((stream, source_id), None)
-

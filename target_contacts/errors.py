@@ -48,8 +48,9 @@ class DuplicateContactError(ContactsAPIError):
     The usual recovery is to update ``contact_id`` instead of creating.
     """
 
-    def __init__(self, message: str, *, contact_id: str, matching_field: str | None = None,
-                 **kwargs: object) -> None:
+    def __init__(
+        self, message: str, *, contact_id: str, matching_field: str | None = None, **kwargs: object
+    ) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.contact_id = contact_id
         self.matching_field = matching_field
@@ -86,8 +87,9 @@ class DailyQuotaExhausted(ContactsAPIError):
     app and location); ``daily_remaining`` is the last count the API reported.
     """
 
-    def __init__(self, message: str, *, daily_remaining: int | None = None,
-                 **kwargs: object) -> None:
+    def __init__(
+        self, message: str, *, daily_remaining: int | None = None, **kwargs: object
+    ) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.daily_remaining = daily_remaining
 
@@ -101,8 +103,9 @@ class TransientError(ContactsAPIError):
     be working on the request and commit it after a look found nothing.
     """
 
-    def __init__(self, message: str, *, ambiguous: bool = False, pending: bool = False,
-                 **kwargs: object) -> None:
+    def __init__(
+        self, message: str, *, ambiguous: bool = False, pending: bool = False, **kwargs: object
+    ) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.ambiguous = ambiguous
         self.pending = pending

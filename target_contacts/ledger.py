@@ -110,8 +110,11 @@ class IdLedger:
     # --- id map ------------------------------------------------------------------------
     def _entry(self, row: Any) -> LedgerEntry:
         return LedgerEntry(
-            stream=row.stream, source_id=row.source_id, target_id=row.target_id,
-            payload_hash=row.payload_hash, state=row.state,
+            stream=row.stream,
+            source_id=row.source_id,
+            target_id=row.target_id,
+            payload_hash=row.payload_hash,
+            state=row.state,
             extra=json.loads(row.extra) if row.extra else {},
             contact_source_id=row.contact_source_id,
         )
@@ -122,12 +125,16 @@ class IdLedger:
         found: dict[str, LedgerEntry] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(ids), _LOOKUP_CHUNK):
-                chunk = ids[start:start + _LOOKUP_CHUNK]
-                rows = conn.execute(select(id_map).where(and_(
-                    id_map.c.location_id == self.location_id,
-                    id_map.c.stream == stream,
-                    id_map.c.source_id.in_(chunk),
-                )))
+                chunk = ids[start : start + _LOOKUP_CHUNK]
+                rows = conn.execute(
+                    select(id_map).where(
+                        and_(
+                            id_map.c.location_id == self.location_id,
+                            id_map.c.stream == stream,
+                            id_map.c.source_id.in_(chunk),
+                        )
+                    )
+                )
                 for row in rows:
                     found[row.source_id] = self._entry(row)
         return found
@@ -138,82 +145,171 @@ class IdLedger:
     def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]:
         """Contacts API ids already claimed by source records of ``stream`` on one contact."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(id_map.c.target_id).where(and_(
-                id_map.c.location_id == self.location_id,
-                id_map.c.stream == stream,
-                id_map.c.contact_source_id == contact_source_id,
-                id_map.c.target_id.is_not(None),
-            )))
+            rows = conn.execute(
+                select(id_map.c.target_id).where(
+                    and_(
+                        id_map.c.location_id == self.location_id,
+                        id_map.c.stream == stream,
+                        id_map.c.contact_source_id == contact_source_id,
+                        id_map.c.target_id.is_not(None),
+                    )
+                )
+            )
             return {row.target_id for row in rows}
 
     def _put(self, values: dict[str, Any], *, clear_reject: bool = False) -> None:
-        key = and_(id_map.c.location_id == self.location_id,
-                   id_map.c.stream == values["stream"],
-                   id_map.c.source_id == values["source_id"])
+        key = and_(
+            id_map.c.location_id == self.location_id,
+            id_map.c.stream == values["stream"],
+            id_map.c.source_id == values["source_id"],
+        )
         with self.engine.begin() as conn:
             changed = conn.execute(update(id_map).where(key).values(**values)).rowcount
             if not changed:
                 conn.execute(id_map.insert().values(location_id=self.location_id, **values))
             if clear_reject:  # in the same transaction: one commit per written record
-                conn.execute(delete(rejects).where(and_(
-                    rejects.c.location_id == self.location_id,
-                    rejects.c.stream == values["stream"],
-                    rejects.c.source_id == values["source_id"])))
+                conn.execute(
+                    delete(rejects).where(
+                        and_(
+                            rejects.c.location_id == self.location_id,
+                            rejects.c.stream == values["stream"],
+                            rejects.c.source_id == values["source_id"],
+                        )
+                    )
+                )
 
-    def mark_creating(self, stream: str, source_id: str, *,
-                      contact_source_id: str | None = None) -> None:
+    def mark_creating(
+        self, stream: str, source_id: str, *, contact_source_id: str | None = None
+    ) -> None:
         """Record the intent to create, before the create call is sent."""
-        self._put({"stream": stream, "source_id": source_id, "target_id": None,
-                   "payload_hash": None, "state": "creating", "extra": None,
-                   "contact_source_id": contact_source_id, "updated_at": _now()})
+        self._put(
+            {
+                "stream": stream,
+                "source_id": source_id,
+                "target_id": None,
+                "payload_hash": None,
+                "state": "creating",
+                "extra": None,
+                "contact_source_id": contact_source_id,
+                "updated_at": _now(),
+            }
+        )
 
-    def record_written(self, stream: str, source_id: str, target_id: str, payload_hash: str, *,
-                       extra: dict[str, Any] | None = None,
-                       contact_source_id: str | None = None) -> None:
+    def record_written(
+        self,
+        stream: str,
+        source_id: str,
+        target_id: str,
+        payload_hash: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        contact_source_id: str | None = None,
+    ) -> None:
         """Record what was written; a reject for the same record is cleared."""
-        self._put({"stream": stream, "source_id": source_id, "target_id": target_id,
-                   "payload_hash": payload_hash, "state": "written",
-                   "extra": json.dumps(extra) if extra else None,
-                   "contact_source_id": contact_source_id, "updated_at": _now()},
-                  clear_reject=True)
+        self._put(
+            {
+                "stream": stream,
+                "source_id": source_id,
+                "target_id": target_id,
+                "payload_hash": payload_hash,
+                "state": "written",
+                "extra": json.dumps(extra) if extra else None,
+                "contact_source_id": contact_source_id,
+                "updated_at": _now(),
+            },
+            clear_reject=True,
+        )
 
     def is_claimed(self, stream: str, target_id: str) -> bool:
         """Whether some source record of ``stream`` already maps to Contacts API id ``target_id``."""
         with self.engine.connect() as conn:
-            return conn.execute(select(id_map.c.source_id).where(and_(
-                id_map.c.location_id == self.location_id, id_map.c.stream == stream,
-                id_map.c.target_id == target_id)).limit(1)).first() is not None
+            return (
+                conn.execute(
+                    select(id_map.c.source_id)
+                    .where(
+                        and_(
+                            id_map.c.location_id == self.location_id,
+                            id_map.c.stream == stream,
+                            id_map.c.target_id == target_id,
+                        )
+                    )
+                    .limit(1)
+                ).first()
+                is not None
+            )
 
     def forget(self, stream: str, source_id: str) -> None:
         """Drop the mapping (e.g. the object was deleted in the CRM and must be created anew)."""
         with self.engine.begin() as conn:
-            conn.execute(delete(id_map).where(and_(
-                id_map.c.location_id == self.location_id, id_map.c.stream == stream,
-                id_map.c.source_id == source_id)))
+            conn.execute(
+                delete(id_map).where(
+                    and_(
+                        id_map.c.location_id == self.location_id,
+                        id_map.c.stream == stream,
+                        id_map.c.source_id == source_id,
+                    )
+                )
+            )
 
     # --- rejects -------------------------------------------------------------------------
-    def reject(self, stream: str, source_id: str, record: dict[str, Any], *, field: str | None,
-               reason: str, kind: str) -> None:
+    def reject(
+        self,
+        stream: str,
+        source_id: str,
+        record: dict[str, Any],
+        *,
+        field: str | None,
+        reason: str,
+        kind: str,
+    ) -> None:
         """Keep a rejected record with its reason (attempts count up on each rejection)."""
         now = _now()
-        key = and_(rejects.c.location_id == self.location_id, rejects.c.stream == stream,
-                   rejects.c.source_id == source_id)
+        key = and_(
+            rejects.c.location_id == self.location_id,
+            rejects.c.stream == stream,
+            rejects.c.source_id == source_id,
+        )
         text = json.dumps(record, default=str, ensure_ascii=False)
         with self.engine.begin() as conn:
-            changed = conn.execute(update(rejects).where(key).values(
-                record=text, field=field, reason=reason, kind=kind,
-                attempts=rejects.c.attempts + 1, last_seen=now)).rowcount
+            changed = conn.execute(
+                update(rejects)
+                .where(key)
+                .values(
+                    record=text,
+                    field=field,
+                    reason=reason,
+                    kind=kind,
+                    attempts=rejects.c.attempts + 1,
+                    last_seen=now,
+                )
+            ).rowcount
             if not changed:
-                conn.execute(rejects.insert().values(
-                    location_id=self.location_id, stream=stream, source_id=source_id,
-                    record=text, field=field, reason=reason, kind=kind, attempts=1,
-                    first_seen=now, last_seen=now))
+                conn.execute(
+                    rejects.insert().values(
+                        location_id=self.location_id,
+                        stream=stream,
+                        source_id=source_id,
+                        record=text,
+                        field=field,
+                        reason=reason,
+                        kind=kind,
+                        attempts=1,
+                        first_seen=now,
+                        last_seen=now,
+                    )
+                )
 
     def clear_reject(self, stream: str, source_id: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(rejects).where(and_(
-                rejects.c.location_id == self.location_id, rejects.c.stream == stream,
-                rejects.c.source_id == source_id)))
+            conn.execute(
+                delete(rejects).where(
+                    and_(
+                        rejects.c.location_id == self.location_id,
+                        rejects.c.stream == stream,
+                        rejects.c.source_id == source_id,
+                    )
+                )
+            )
 
     def rejects(self, stream: str | None = None, kind: str | None = None) -> list[Reject]:
         """Rejected records, oldest first."""
@@ -224,6 +320,17 @@ class IdLedger:
             query = query.where(rejects.c.kind == kind)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(rejects.c.first_seen, rejects.c.source_id))
-            return [Reject(stream=r.stream, source_id=r.source_id, record=json.loads(r.record),
-                           field=r.field, reason=r.reason, kind=r.kind, attempts=r.attempts,
-                           first_seen=r.first_seen, last_seen=r.last_seen) for r in rows]
+            return [
+                Reject(
+                    stream=r.stream,
+                    source_id=r.source_id,
+                    record=json.loads(r.record),
+                    field=r.field,
+                    reason=r.reason,
+                    kind=r.kind,
+                    attempts=r.attempts,
+                    first_seen=r.first_seen,
+                    last_seen=r.last_seen,
+                )
+                for r in rows
+            ]

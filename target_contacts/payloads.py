@@ -73,8 +73,15 @@ SOURCE_ID_FIELD = {"contacts": "id", "tasks": "taskId", "notes": "notesId"}
 
 # Limits the Contacts API enforces or that no CRM user could want beyond (UNCONFIRMED exact
 # values on the API side; these keep a runaway field from being sent at all).
-MAX_FIELD_LENGTH = {"firstName": 255, "lastName": 255, "companyName": 255, "address1": 500,
-                    "city": 255, "title": 500, "website": 2000}
+MAX_FIELD_LENGTH = {
+    "firstName": 255,
+    "lastName": 255,
+    "companyName": 255,
+    "address1": 500,
+    "city": 255,
+    "title": 500,
+    "website": 2000,
+}
 MAX_NOTE_LENGTH = 50_000
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -133,8 +140,7 @@ class NotePayload:
 
 def stable_hash(value: Any) -> str:
     """A hash that is the same for equal JSON values, whatever the key order."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                      default=str)
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -149,8 +155,9 @@ def source_id_of(stream: str, record: Mapping[str, Any]) -> str | None:
 def validate(stream: str, record: Mapping[str, Any]) -> None:
     """Check ``record`` against the stream's input schema; the first error names its field."""
     # Dates may arrive parsed (from another SDK target's habits); they count as strings here.
-    record = {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v
-              for k, v in record.items()}
+    record = {
+        k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in record.items()
+    }
     errors = sorted(_VALIDATORS[stream].iter_errors(record), key=lambda e: list(e.path))
     if not errors:
         return
@@ -168,8 +175,11 @@ def _clean(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, dt.datetime):
-        value = value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") \
-            if value.tzinfo else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = (
+            value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if value.tzinfo
+            else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
     elif isinstance(value, dt.date):
         value = value.isoformat()
     text = str(value).strip()
@@ -196,11 +206,14 @@ def normalize_phone(value: Any, default_region: str | None) -> str | None:
         parsed = phonenumbers.parse(phone, (default_region or "").upper() or None)
     except phonenumbers.NumberParseException as exc:
         hint = "" if default_region else " (set default_phone_region for numbers without +country)"
-        raise RecordRejected("phone", f"{phone!r} cannot be read as a phone number: "
-                             f"{exc._msg}{hint}") from exc
+        raise RecordRejected(
+            "phone", f"{phone!r} cannot be read as a phone number: {exc._msg}{hint}"
+        ) from exc
     # IS_POSSIBLE_LOCAL_ONLY ("12", "030 1") has no E.164 form anyone could dial: refuse it too.
-    if phonenumbers.is_possible_number_with_reason(parsed) != \
-            phonenumbers.ValidationResult.IS_POSSIBLE:
+    if (
+        phonenumbers.is_possible_number_with_reason(parsed)
+        != phonenumbers.ValidationResult.IS_POSSIBLE
+    ):
         raise RecordRejected("phone", f"{phone!r} is not a possible phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
@@ -256,16 +269,28 @@ def _custom_fields(record: Mapping[str, Any], mapping: Mapping[str, str]) -> lis
     return out
 
 
-def contact_payload(record: Mapping[str, Any], *, default_phone_region: str | None = None,
-                    custom_field_map: Mapping[str, str] | None = None) -> ContactPayload:
+def contact_payload(
+    record: Mapping[str, Any],
+    *,
+    default_phone_region: str | None = None,
+    custom_field_map: Mapping[str, str] | None = None,
+) -> ContactPayload:
     """The Contacts API body for an input ``contacts`` record (tags kept apart)."""
     validate("contacts", record)
     source_id = source_id_of("contacts", record)
     if source_id is None:
         raise RecordRejected("id", "is required but missing")
     fields: dict[str, Any] = {}
-    for name in ("firstName", "lastName", "companyName", "address1", "city", "postalCode",
-                 "website", "source"):
+    for name in (
+        "firstName",
+        "lastName",
+        "companyName",
+        "address1",
+        "city",
+        "postalCode",
+        "website",
+        "source",
+    ):
         value = _limit(name, _clean(record.get(name)))
         if value is not None:
             fields[name] = value
@@ -316,7 +341,9 @@ def note_payload(record: Mapping[str, Any]) -> NotePayload:
     if body is None:
         raise RecordRejected("content", "is empty")
     if len(body) > MAX_NOTE_LENGTH:
-        raise RecordRejected("content", f"is {len(body)} characters long; "
-                             f"the limit is {MAX_NOTE_LENGTH}")
-    return NotePayload(source_id=str(record["notesId"]),
-                       contact_source_id=str(record["contactId"]), body=body)
+        raise RecordRejected(
+            "content", f"is {len(body)} characters long; the limit is {MAX_NOTE_LENGTH}"
+        )
+    return NotePayload(
+        source_id=str(record["notesId"]), contact_source_id=str(record["contactId"]), body=body
+    )

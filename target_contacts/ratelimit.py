@@ -72,8 +72,10 @@ class ContactsRateLimiter:
         self.window_seconds = float(window_seconds)
         self.daily_reserve = daily_reserve
         self.safety_margin_seconds = (
-            max(0.1, 0.02 * window_seconds) if safety_margin_seconds is None
-            else safety_margin_seconds)
+            max(0.1, 0.02 * window_seconds)
+            if safety_margin_seconds is None
+            else safety_margin_seconds
+        )
         window_ms = int((self.window_seconds + self.safety_margin_seconds) * Duration.SECOND.value)
         self._limiter = Limiter(InMemoryBucket([Rate(max_requests, window_ms)]))
         self._lock = threading.Lock()
@@ -107,7 +109,8 @@ class ContactsRateLimiter:
 
     def acquire(self) -> None:
         """Block until one request may be sent now; raise :class:`DailyQuotaExhausted` instead of
-        waiting when the daily quota is at or below the reserve (nothing is sent then)."""
+        waiting when the daily quota is at or below the reserve (nothing is sent then).
+        """
         self._check_daily()
         while True:
             with self._lock:
@@ -157,7 +160,11 @@ class ContactsRateLimiter:
                 logger.warning(
                     "The Contacts API allows %s requests per %.1f s, fewer than the limiter's %s "
                     "per %.1f s: lower the limiter's max_requests to match.",
-                    limit, interval, self.max_requests, self.window_seconds)
+                    limit,
+                    interval,
+                    self.max_requests,
+                    self.window_seconds,
+                )
             # Generous look-back: a request counts server-side a little after we acquired it.
             cutoff = now - interval - max(2.0, 0.2 * interval)
             own = sum(1 for t in self._sent if t > cutoff)
@@ -166,13 +173,18 @@ class ContactsRateLimiter:
             until = now + interval
             if until > self._paused_until:
                 self._paused_until = until
-                logger.info("The Contacts API reports its rate window used up by other traffic; "
-                            "pausing requests for %.1f s.", interval)
+                logger.info(
+                    "The Contacts API reports its rate window used up by other traffic; "
+                    "pausing requests for %.1f s.",
+                    interval,
+                )
 
     def close(self) -> None:
         """Stop the limiter's background leak thread."""
         self._limiter.close()
 
     def __repr__(self) -> str:
-        return (f"ContactsRateLimiter(max_requests={self.max_requests}, "
-                f"window_seconds={self.window_seconds}, daily_reserve={self.daily_reserve})")
+        return (
+            f"ContactsRateLimiter(max_requests={self.max_requests}, "
+            f"window_seconds={self.window_seconds}, daily_reserve={self.daily_reserve})"
+        )

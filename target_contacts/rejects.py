@@ -31,10 +31,13 @@ def format_rejects(rejects: list[Reject]) -> str:
         return "No rejected records."
     lines = [f"{'stream':<9}{'source id':<22}{'attempts':>8}  {'field':<14}reason"]
     for r in rejects:
-        lines.append(f"{r.stream:<9}{r.source_id:<22}{r.attempts:>8}  {(r.field or '-'):<14}"
-                     f"{r.reason}")
-    lines.append(f"{len(rejects)} rejected record(s). Fix the cause (data in MOCO, a setting or "
-                 "a mapping), then run `contacts-admin rejects retry`.")
+        lines.append(
+            f"{r.stream:<9}{r.source_id:<22}{r.attempts:>8}  {(r.field or '-'):<14}{r.reason}"
+        )
+    lines.append(
+        f"{len(rejects)} rejected record(s). Fix the cause (data in MOCO, a setting or "
+        "a mapping), then run `contacts-admin rejects retry`."
+    )
     return "\n".join(lines)
 
 

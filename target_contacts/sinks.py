@@ -24,8 +24,13 @@ class ContactsApiSink(BatchSink):
 
     max_size = 500
 
-    def __init__(self, target: TargetContacts, stream_name: str, schema: dict,
-                 key_properties: list[str] | None) -> None:
+    def __init__(
+        self,
+        target: TargetContacts,
+        stream_name: str,
+        schema: dict,
+        key_properties: list[str] | None,
+    ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.target = target
         # A record without its id is rejected with a reason, not a crash of the whole run.
@@ -36,8 +41,9 @@ class ContactsApiSink(BatchSink):
         return None
 
     @override
-    def _parse_timestamps_in_record(self, record: dict, schema: dict,
-                                    treatment: DatetimeErrorTreatmentEnum) -> None:
+    def _parse_timestamps_in_record(
+        self, record: dict, schema: dict, treatment: DatetimeErrorTreatmentEnum
+    ) -> None:
         """Keep timestamps as the strings they arrived as; the writer normalises them."""
 
     @override

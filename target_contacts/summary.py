@@ -35,8 +35,10 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         with self._lock:
-            return {stream: {key: counts.get(key, 0) for key in ("read", *OUTCOMES)}
-                    for stream, counts in self._counts.items()}
+            return {
+                stream: {key: counts.get(key, 0) for key in ("read", *OUTCOMES)}
+                for stream, counts in self._counts.items()
+            }
 
     def adds_up(self) -> bool:
         return all(c["read"] == sum(c[o] for o in OUTCOMES) for c in self.as_dict().values())
@@ -47,8 +49,9 @@ class RunSummary:
         header = f"{'stream':<10}{'read':>9}" + "".join(f"{o:>11}" for o in OUTCOMES)
         lines = [title, header]
         for stream, counts in rows.items():
-            lines.append(f"{stream:<10}{counts['read']:>9}"
-                         + "".join(f"{counts[o]:>11}" for o in OUTCOMES))
+            lines.append(
+                f"{stream:<10}{counts['read']:>9}" + "".join(f"{counts[o]:>11}" for o in OUTCOMES)
+            )
         return "\n".join(lines)
 
     def to_json(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:

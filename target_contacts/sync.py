@@ -31,9 +31,9 @@ from target_contacts.errors import (
 )
 from target_contacts.ledger import LedgerEntry
 from target_contacts.payloads import (
+    SOURCE_ID_FIELD,
     ContactPayload,
     NotePayload,
-    SOURCE_ID_FIELD,
     RecordRejected,
     TaskPayload,
     contact_payload,
@@ -55,7 +55,8 @@ UNCONFIRMED_CREATE = (
     "the create got no answer in time (the Contacts API may still commit it), so it was not sent "
     "again: a second create could make a duplicate. `contacts-admin rejects retry` (or the next "
     "run that reads this record) looks for it first and adopts it, or creates it if it is not "
-    "there")
+    "there"
+)
 
 
 class FatalSyncError(Exception):
@@ -77,25 +78,48 @@ class LedgerLike(Protocol):
     def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]: ...
     def get(self, stream: str, source_id: str) -> LedgerEntry | None: ...
     def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]: ...
-    def mark_creating(self, stream: str, source_id: str, *,
-                      contact_source_id: str | None = None) -> None: ...
-    def record_written(self, stream: str, source_id: str, target_id: str, payload_hash: str, *,
-                       extra: dict[str, Any] | None = None,
-                       contact_source_id: str | None = None) -> None: ...
+    def mark_creating(
+        self, stream: str, source_id: str, *, contact_source_id: str | None = None
+    ) -> None: ...
+    def record_written(
+        self,
+        stream: str,
+        source_id: str,
+        target_id: str,
+        payload_hash: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        contact_source_id: str | None = None,
+    ) -> None: ...
     def is_claimed(self, stream: str, target_id: str) -> bool: ...
     def forget(self, stream: str, source_id: str) -> None: ...
-    def reject(self, stream: str, source_id: str, record: dict[str, Any], *, field: str | None,
-               reason: str, kind: str) -> None: ...
+    def reject(
+        self,
+        stream: str,
+        source_id: str,
+        record: dict[str, Any],
+        *,
+        field: str | None,
+        reason: str,
+        kind: str,
+    ) -> None: ...
     def clear_reject(self, stream: str, source_id: str) -> None: ...
 
 
 class ContactsSync:
     """The write rules for contacts, tasks and notes of one location."""
 
-    def __init__(self, client: Any, ledger: LedgerLike, *, location_id: str,
-                 summary: RunSummary | None = None, concurrency: int = 8,
-                 default_phone_region: str | None = None,
-                 custom_field_map: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        ledger: LedgerLike,
+        *,
+        location_id: str,
+        summary: RunSummary | None = None,
+        concurrency: int = 8,
+        default_phone_region: str | None = None,
+        custom_field_map: Mapping[str, str] | None = None,
+    ) -> None:
         self.client = client
         self.ledger = ledger
         self.location_id = location_id
@@ -103,8 +127,9 @@ class ContactsSync:
         self.concurrency = max(1, concurrency)
         self.default_phone_region = default_phone_region
         self.custom_field_map = dict(custom_field_map or {})
-        self._pool = ThreadPoolExecutor(max_workers=self.concurrency,
-                                        thread_name_prefix="contacts-write")
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix="contacts-write"
+        )
         self._held: list[WorkItem] = []
         self._held_lock = threading.Lock()
 
@@ -112,8 +137,9 @@ class ContactsSync:
         self._pool.shutdown(wait=True)
 
     # --- batches ---------------------------------------------------------------------------
-    def write_batch(self, stream: str, records: list[dict[str, Any]], *,
-                    count_read: bool = True) -> None:
+    def write_batch(
+        self, stream: str, records: list[dict[str, Any]], *, count_read: bool = True
+    ) -> None:
         """Write a batch; returns when every record is written, unchanged, rejected or held.
 
         Raises :class:`FatalSyncError` when the run must stop (the rest of the batch is not
@@ -127,8 +153,11 @@ class ContactsSync:
             groups[item.source_id or f"<missing #{index}>"].append(item)
         prefetched = self.ledger.lookup(stream, [k for k in groups if not k.startswith("<")])
         if stream != "contacts":
-            contact_ids = {str(i.record.get("contactId")) for i in items
-                           if i.record.get("contactId") not in (None, "")}
+            contact_ids = {
+                str(i.record.get("contactId"))
+                for i in items
+                if i.record.get("contactId") not in (None, "")
+            }
             contacts = self.ledger.lookup("contacts", contact_ids)
         else:
             contacts = {}
@@ -153,8 +182,14 @@ class ContactsSync:
         if errors:
             raise errors[0]
 
-    def _write_one(self, item: WorkItem, entry: LedgerEntry | None,
-                   contacts: dict[str, LedgerEntry], *, first: bool) -> None:
+    def _write_one(
+        self,
+        item: WorkItem,
+        entry: LedgerEntry | None,
+        contacts: dict[str, LedgerEntry],
+        *,
+        first: bool,
+    ) -> None:
         stream = item.stream
         try:
             if item.source_id is None:
@@ -174,8 +209,14 @@ class ContactsSync:
                 # No usable answer at all (TLS verification failed, base_url unusable, an answer
                 # of another shape): nothing the record can fix, so it must not become a reject.
                 raise FatalSyncError(str(exc)) from exc
-            self._reject(item, RecordRejected(_field_from_messages(exc.messages),
-                                              f"the Contacts API refused it: {exc}", kind="api"))
+            self._reject(
+                item,
+                RecordRejected(
+                    _field_from_messages(exc.messages),
+                    f"the Contacts API refused it: {exc}",
+                    kind="api",
+                ),
+            )
             return
         if outcome == "held":
             with self._held_lock:
@@ -185,19 +226,27 @@ class ContactsSync:
 
     def _reject(self, item: WorkItem, exc: RecordRejected) -> None:
         source_id = item.source_id or f"<missing:{stable_hash(item.record)[:12]}>"
-        self.ledger.reject(item.stream, source_id, item.record, field=exc.field,
-                           reason=exc.reason, kind=exc.kind)
-        message = (f"rejected {item.stream} record {source_id}"
-                   + (f", field {exc.field}" if exc.field else "") + f": {exc.reason}")
+        self.ledger.reject(
+            item.stream, source_id, item.record, field=exc.field, reason=exc.reason, kind=exc.kind
+        )
+        message = (
+            f"rejected {item.stream} record {source_id}"
+            + (f", field {exc.field}" if exc.field else "")
+            + f": {exc.reason}"
+        )
         logger.warning(message)
         self.summary.outcome(item.stream, "rejected")
         self.summary.note_reject(item.stream, message)
 
-    def _dispatch(self, item: WorkItem, entry: LedgerEntry | None,
-                  contacts: dict[str, LedgerEntry]) -> str:
+    def _dispatch(
+        self, item: WorkItem, entry: LedgerEntry | None, contacts: dict[str, LedgerEntry]
+    ) -> str:
         if item.stream == "contacts":
-            payload = contact_payload(item.record, default_phone_region=self.default_phone_region,
-                                      custom_field_map=self.custom_field_map)
+            payload = contact_payload(
+                item.record,
+                default_phone_region=self.default_phone_region,
+                custom_field_map=self.custom_field_map,
+            )
             return self.write_contact(payload, entry)
         if item.stream == "tasks":
             task = task_payload(item.record)
@@ -213,8 +262,9 @@ class ContactsSync:
             return self.write_note(note, entry, contact_id)
         raise RecordRejected(None, f"unknown stream {item.stream!r}")
 
-    def _contact_target_id(self, contact_source_id: str,
-                           contacts: dict[str, LedgerEntry]) -> str | None:
+    def _contact_target_id(
+        self, contact_source_id: str, contacts: dict[str, LedgerEntry]
+    ) -> str | None:
         entry = contacts.get(contact_source_id)
         if entry is None or not entry.written:
             entry = self.ledger.get("contacts", contact_source_id)
@@ -231,10 +281,15 @@ class ContactsSync:
         with self._held_lock:
             held = list(self._held)
         for item in held:
-            self.ledger.reject(item.stream, item.source_id or "?", item.record,
-                               field="contactId", kind="missing_contact",
-                               reason=f"waiting for contact {item.record.get('contactId')} "
-                                      "to be written in this run")
+            self.ledger.reject(
+                item.stream,
+                item.source_id or "?",
+                item.record,
+                field="contactId",
+                kind="missing_contact",
+                reason=f"waiting for contact {item.record.get('contactId')} "
+                "to be written in this run",
+            )
 
     def resolve_held(self) -> None:
         """Retry held records now that the run's contacts are written; reject what is left.
@@ -246,8 +301,9 @@ class ContactsSync:
         with self._held_lock:
             held, self._held = self._held, []
         if held:
-            logger.info("retrying %d task/note records that arrived before their contact",
-                        len(held))
+            logger.info(
+                "retrying %d task/note records that arrived before their contact", len(held)
+            )
             for stream in ("tasks", "notes"):
                 records = [i.record for i in held if i.stream == stream]
                 if records:
@@ -256,10 +312,15 @@ class ContactsSync:
                 still, self._held = self._held, []
             for item in still:
                 contact = item.record.get("contactId")
-                self._reject(item, RecordRejected(
-                    "contactId", f"contact {contact} is unknown: it was neither in this run nor "
-                    "synced before (filtered out by the stream maps, rejected, or deleted in MOCO)",
-                    kind="missing_contact"))
+                self._reject(
+                    item,
+                    RecordRejected(
+                        "contactId",
+                        f"contact {contact} is unknown: it was neither in this run nor "
+                        "synced before (filtered out by the stream maps, rejected, or deleted in MOCO)",
+                        kind="missing_contact",
+                    ),
+                )
         self._write_waiting()
 
     def _write_waiting(self) -> None:
@@ -269,11 +330,17 @@ class ContactsSync:
         for stream in ("tasks", "notes"):
             waiting = [r.record for r in ledger.rejects(stream=stream, kind="missing_contact")]
             written = self.ledger.lookup("contacts", {str(r.get("contactId")) for r in waiting})
-            ready = [r for r in waiting
-                     if (e := written.get(str(r.get("contactId")))) is not None and e.written]
+            ready = [
+                r
+                for r in waiting
+                if (e := written.get(str(r.get("contactId")))) is not None and e.written
+            ]
             if ready:
-                logger.info("writing %d %s record(s) that were waiting for their contact",
-                            len(ready), stream)
+                logger.info(
+                    "writing %d %s record(s) that were waiting for their contact",
+                    len(ready),
+                    stream,
+                )
                 self.write_batch(stream, ready)
 
     # --- contacts --------------------------------------------------------------------------
@@ -285,19 +352,26 @@ class ContactsSync:
             try:
                 self._update_contact(entry.target_id or "", p, entry.extra)
             except NotFoundError:
-                logger.warning("contact %s (source %s) is gone from the CRM; creating it again",
-                               entry.target_id, p.source_id)
+                logger.warning(
+                    "contact %s (source %s) is gone from the CRM; creating it again",
+                    entry.target_id,
+                    p.source_id,
+                )
                 self.ledger.forget("contacts", p.source_id)
                 return self._create_contact(p, None)
             return "updated"
         return self._create_contact(p, entry)
 
     def _contact_extra(self, p: ContactPayload, sent_tags: Iterable[str]) -> dict[str, Any]:
-        return {"fields_hash": p.fields_hash, "tags": sorted(set(sent_tags)),
-                "companyName": p.fields.get("companyName")}
+        return {
+            "fields_hash": p.fields_hash,
+            "tags": sorted(set(sent_tags)),
+            "companyName": p.fields.get("companyName"),
+        }
 
-    def _update_contact(self, target_id: str, p: ContactPayload, extra: dict[str, Any],
-                        *, force: bool = False) -> None:
+    def _update_contact(
+        self, target_id: str, p: ContactPayload, extra: dict[str, Any], *, force: bool = False
+    ) -> None:
         if force or extra.get("fields_hash") != p.fields_hash:
             body = {k: v for k, v in p.fields.items() if k != "companyName"}
             self.client.update_contact(target_id, body)
@@ -306,23 +380,36 @@ class ContactsSync:
                 self._set_company_name(target_id, p)
         known_tags = set(extra.get("tags") or [])
         new_tags = sorted(set(p.tags) - known_tags)
-        if new_tags or force and p.tags:
+        if new_tags or (force and p.tags):
             self.client.add_tags(target_id, sorted(set(p.tags)) if force else new_tags)
-        self.ledger.record_written("contacts", p.source_id, target_id, p.payload_hash,
-                                   extra=self._contact_extra(p, known_tags | set(p.tags)))
+        self.ledger.record_written(
+            "contacts",
+            p.source_id,
+            target_id,
+            p.payload_hash,
+            extra=self._contact_extra(p, known_tags | set(p.tags)),
+        )
 
     def _set_company_name(self, target_id: str, p: ContactPayload) -> None:
         """``PUT /contacts/:id`` has no companyName; upsert on the contact's own email/phone does."""
         key = {k: p.fields[k] for k in ("email", "phone") if k in p.fields}
         if not key:
-            logger.warning("contact %s: companyName changed but the Contacts API can only set it "
-                           "through upsert, which needs an email or phone", p.source_id)
+            logger.warning(
+                "contact %s: companyName changed but the Contacts API can only set it "
+                "through upsert, which needs an email or phone",
+                p.source_id,
+            )
             return
         _new, contact = self.client.upsert_contact(
-            {"locationId": self.location_id, **key, "companyName": p.fields["companyName"]})
+            {"locationId": self.location_id, **key, "companyName": p.fields["companyName"]}
+        )
         if contact.get("id") != target_id:
-            logger.warning("contact %s: upsert for companyName matched contact %s, not %s",
-                           p.source_id, contact.get("id"), target_id)
+            logger.warning(
+                "contact %s: upsert for companyName matched contact %s, not %s",
+                p.source_id,
+                contact.get("id"),
+                target_id,
+            )
 
     def _create_contact(self, p: ContactPayload, entry: LedgerEntry | None) -> str:
         look_first = entry is not None and entry.state == "creating"
@@ -342,8 +429,12 @@ class ContactsSync:
             try:
                 contact = self.client.create_contact(body)
             except DuplicateContactError as dup:
-                logger.info("contact %s matches existing contact %s on %s; adopting it",
-                            p.source_id, dup.contact_id, dup.matching_field)
+                logger.info(
+                    "contact %s matches existing contact %s on %s; adopting it",
+                    p.source_id,
+                    dup.contact_id,
+                    dup.matching_field,
+                )
                 self._update_contact(dup.contact_id, p, {}, force=True)
                 return "updated"
             except TransientError as exc:
@@ -351,28 +442,38 @@ class ContactsSync:
                     raise
                 look_first, pending = True, exc.pending
                 continue
-            self.ledger.record_written("contacts", p.source_id, contact["id"], p.payload_hash,
-                                       extra=self._contact_extra(p, p.tags))
+            self.ledger.record_written(
+                "contacts",
+                p.source_id,
+                contact["id"],
+                p.payload_hash,
+                extra=self._contact_extra(p, p.tags),
+            )
             return "created"
-        raise FatalSyncError(f"creating contact {p.source_id} failed {MAX_CREATE_ATTEMPTS} times "
-                             "with no answer from the Contacts API; rerun later")
+        raise FatalSyncError(
+            f"creating contact {p.source_id} failed {MAX_CREATE_ATTEMPTS} times "
+            "with no answer from the Contacts API; rerun later"
+        )
 
     def _find_contact(self, p: ContactPayload) -> str | None:
         """Look for a contact this record may already have created (after a lost answer)."""
         for key in ("email", "phone"):
             if key in p.fields:
-                found = self.client.search_duplicate(**{"email" if key == "email" else "phone":
-                                                        p.fields[key]})
+                found = self.client.search_duplicate(
+                    **{"email" if key == "email" else "phone": p.fields[key]}
+                )
                 if found and found.get("id"):
                     return str(found["id"])
         name = " ".join(p.fields.get(k, "") for k in ("firstName", "lastName")).strip()
         if not name or "email" in p.fields or "phone" in p.fields:
             return None
-        result = self.client.search_contacts({"locationId": self.location_id, "query": name,
-                                              "pageLimit": 100})
+        result = self.client.search_contacts(
+            {"locationId": self.location_id, "query": name, "pageLimit": 100}
+        )
         for contact in result.get("contacts", []):
-            if (contact.get("firstName") or "") == p.fields.get("firstName", "") and \
-                    (contact.get("lastName") or "") == p.fields.get("lastName", ""):
+            if (contact.get("firstName") or "") == p.fields.get("firstName", "") and (
+                contact.get("lastName") or ""
+            ) == p.fields.get("lastName", ""):
                 if not self.ledger.is_claimed("contacts", str(contact["id"])):
                     return str(contact["id"])
         return None
@@ -397,10 +498,14 @@ class ContactsSync:
         return self._create_child("tasks", p, entry, contact_id)
 
     def _record_task(self, p: TaskPayload, task_id: str) -> None:
-        self.ledger.record_written("tasks", p.source_id, task_id, p.payload_hash,
-                                   contact_source_id=p.contact_source_id,
-                                   extra={"fields_hash": stable_hash(p.fields),
-                                          "completed": p.completed})
+        self.ledger.record_written(
+            "tasks",
+            p.source_id,
+            task_id,
+            p.payload_hash,
+            contact_source_id=p.contact_source_id,
+            extra={"fields_hash": stable_hash(p.fields), "completed": p.completed},
+        )
 
     # --- notes -----------------------------------------------------------------------------
     def write_note(self, p: NotePayload, entry: LedgerEntry | None, contact_id: str) -> str:
@@ -413,14 +518,20 @@ class ContactsSync:
             except NotFoundError:
                 self.ledger.forget("notes", p.source_id)
                 return self._create_child("notes", p, None, contact_id)
-            self.ledger.record_written("notes", p.source_id, entry.target_id or "",
-                                       p.payload_hash, contact_source_id=p.contact_source_id)
+            self.ledger.record_written(
+                "notes",
+                p.source_id,
+                entry.target_id or "",
+                p.payload_hash,
+                contact_source_id=p.contact_source_id,
+            )
             return "updated"
         return self._create_child("notes", p, entry, contact_id)
 
     # --- creating tasks and notes ------------------------------------------------------------
-    def _create_child(self, stream: str, p: TaskPayload | NotePayload,
-                      entry: LedgerEntry | None, contact_id: str) -> str:
+    def _create_child(
+        self, stream: str, p: TaskPayload | NotePayload, entry: LedgerEntry | None, contact_id: str
+    ) -> str:
         look_first = entry is not None and entry.state == "creating"
         pending = False
         for _attempt in range(MAX_CREATE_ATTEMPTS):
@@ -434,7 +545,8 @@ class ContactsSync:
             try:
                 if isinstance(p, TaskPayload):
                     created = self.client.create_task(
-                        contact_id, {**p.fields, "completed": p.completed})
+                        contact_id, {**p.fields, "completed": p.completed}
+                    )
                 else:
                     created = self.client.create_note(contact_id, {"body": p.body})
             except TransientError as exc:
@@ -445,14 +557,22 @@ class ContactsSync:
             if isinstance(p, TaskPayload):
                 self._record_task(p, created["id"])
             else:
-                self.ledger.record_written("notes", p.source_id, created["id"], p.payload_hash,
-                                           contact_source_id=p.contact_source_id)
+                self.ledger.record_written(
+                    "notes",
+                    p.source_id,
+                    created["id"],
+                    p.payload_hash,
+                    contact_source_id=p.contact_source_id,
+                )
             return "created"
-        raise FatalSyncError(f"creating {stream} record {p.source_id} failed {MAX_CREATE_ATTEMPTS} "
-                             "times with no answer from the Contacts API; rerun later")
+        raise FatalSyncError(
+            f"creating {stream} record {p.source_id} failed {MAX_CREATE_ATTEMPTS} "
+            "times with no answer from the Contacts API; rerun later"
+        )
 
-    def _find_child(self, stream: str, p: TaskPayload | NotePayload,
-                    contact_id: str) -> dict[str, Any] | None:
+    def _find_child(
+        self, stream: str, p: TaskPayload | NotePayload, contact_id: str
+    ) -> dict[str, Any] | None:
         """A task or note on the contact that matches ``p`` and no other source record claims."""
         claimed = self.ledger.target_ids_for_contact(stream, p.contact_source_id)
         if isinstance(p, TaskPayload):
@@ -461,8 +581,10 @@ class ContactsSync:
             for task in candidates:
                 if task.get("id") in claimed:
                     continue
-                if task.get("title") == p.fields["title"] and \
-                        str(task.get("dueDate") or "")[:19] == want_due:
+                if (
+                    task.get("title") == p.fields["title"]
+                    and str(task.get("dueDate") or "")[:19] == want_due
+                ):
                     return task
             return None
         for note in self.client.list_notes(contact_id):
@@ -470,17 +592,27 @@ class ContactsSync:
                 return note
         return None
 
-    def _adopt_child(self, stream: str, p: TaskPayload | NotePayload, found: dict[str, Any],
-                     contact_id: str) -> str:
+    def _adopt_child(
+        self, stream: str, p: TaskPayload | NotePayload, found: dict[str, Any], contact_id: str
+    ) -> str:
         if isinstance(p, TaskPayload):
             if bool(found.get("completed")) != p.completed:
                 self.client.set_task_completed(contact_id, found["id"], p.completed)
             self._record_task(p, found["id"])
         else:
-            self.ledger.record_written("notes", p.source_id, found["id"], p.payload_hash,
-                                       contact_source_id=p.contact_source_id)
-        logger.info("%s %s was already created before an interrupted run; adopted %s",
-                    stream, p.source_id, found["id"])
+            self.ledger.record_written(
+                "notes",
+                p.source_id,
+                found["id"],
+                p.payload_hash,
+                contact_source_id=p.contact_source_id,
+            )
+        logger.info(
+            "%s %s was already created before an interrupted run; adopted %s",
+            stream,
+            p.source_id,
+            found["id"],
+        )
         return "created"
 
 
@@ -493,4 +625,3 @@ def _field_from_messages(messages: list[str]) -> str | None:
         if words:
             return words[0]
     return None
-

@@ -34,62 +34,133 @@ class TargetContacts(Target):
     default_sink_class = ContactsApiSink
 
     config_jsonschema = th.PropertiesList(
-        th.Property("base_url", th.StringType, default=DEFAULT_BASE_URL,
-                    description="Contacts API root URL. Point it at the local sandbox "
-                                "(http://127.0.0.1:PORT) for the demo, tests and dry runs."),
-        th.Property("location_id", th.StringType, required=True,
-                    description="The HighLevel location (sub-account) id the contacts belong to."),
-        th.Property("private_integration_token", th.StringType, secret=True,
-                    description="A Private Integration Token of the location. Use it, or OAuth "
-                                "(client_id, client_secret and `contacts-admin login`)."),
-        th.Property("client_id", th.StringType,
-                    description="OAuth app client id (Marketplace app). Tokens come from the "
-                                "token store, filled by `contacts-admin login`."),
-        th.Property("client_secret", th.StringType, secret=True,
-                    description="OAuth app client secret."),
-        th.Property("token_encryption_key", th.StringType, secret=True,
-                    description="Fernet key that encrypts the stored OAuth tokens at rest. "
-                                "Make one with `contacts-admin genkey`."),
-        th.Property("agency_token", th.StringType, secret=True,
-                    description="Optional agency (company) token with oauth.write: if the stored "
-                                "refresh token is lost, a location token is minted through "
-                                "POST /oauth/locationToken instead of failing."),
-        th.Property("company_id", th.StringType,
-                    description="Agency (company) id, needed with agency_token."),
-        th.Property("ledger_url", th.StringType, default=DEFAULT_LEDGER_URL,
-                    description="SQLAlchemy URL of the ledger (id map, hashes, rejects, tokens). "
-                                "A SQLite file by default; use PostgreSQL when several machines "
-                                "or CI runners share one sync."),
-        th.Property("dry_run", th.BooleanType, default=False,
-                    description="Plan only: no write reaches the API. Prints the plan and writes "
-                                "the planned calls to dry_run_plan_path."),
-        th.Property("dry_run_plan_path", th.StringType,
-                    default=".target-contacts/dry-run-plan.jsonl",
-                    description="Where a dry run writes its planned calls (JSON lines)."),
-        th.Property("default_phone_region", th.StringType,
-                    description="ISO country code (e.g. DE) for phone numbers without a "
-                                "+country prefix; phones are sent in E.164."),
-        th.Property("custom_fields", th.ObjectType(additional_properties=th.StringType),
-                    description="Maps MOCO custom_properties names to Contacts API custom field "
-                                "ids, e.g. {\"Line of business\": \"kJ2...\"}; the record must "
-                                "carry custom_properties (pass it through the stream map)."),
-        th.Property("max_concurrency", th.IntegerType, default=8,
-                    description="Writes in flight at once (all share one rate limiter)."),
-        th.Property("rate_limit_requests", th.IntegerType, default=100,
-                    description="Requests allowed per rate-limit window and location "
-                                "(HighLevel: 100 per 10 s)."),
-        th.Property("rate_limit_window_seconds", th.NumberType, default=10,
-                    description="Length of the rate-limit window in seconds."),
-        th.Property("daily_quota_reserve", th.IntegerType, default=100,
-                    description="Stop cleanly when the location's daily quota has this many "
-                                "requests left, so other integrations keep working."),
-        th.Property("request_timeout", th.NumberType, default=30,
-                    description="Seconds to wait for one Contacts API answer."),
-        th.Property("fail_on_rejects", th.BooleanType, default=False,
-                    description="Exit non-zero (and pass no state on) when any record was "
-                                "rejected. Rejects are always kept in the ledger."),
-        th.Property("summary_path", th.StringType,
-                    description="Optional file to write the run summary to (JSON)."),
+        th.Property(
+            "base_url",
+            th.StringType,
+            default=DEFAULT_BASE_URL,
+            description="Contacts API root URL. Point it at the local sandbox "
+            "(http://127.0.0.1:PORT) for the demo, tests and dry runs.",
+        ),
+        th.Property(
+            "location_id",
+            th.StringType,
+            required=True,
+            description="The HighLevel location (sub-account) id the contacts belong to.",
+        ),
+        th.Property(
+            "private_integration_token",
+            th.StringType,
+            secret=True,
+            description="A Private Integration Token of the location. Use it, or OAuth "
+            "(client_id, client_secret and `contacts-admin login`).",
+        ),
+        th.Property(
+            "client_id",
+            th.StringType,
+            description="OAuth app client id (Marketplace app). Tokens come from the "
+            "token store, filled by `contacts-admin login`.",
+        ),
+        th.Property(
+            "client_secret", th.StringType, secret=True, description="OAuth app client secret."
+        ),
+        th.Property(
+            "token_encryption_key",
+            th.StringType,
+            secret=True,
+            description="Fernet key that encrypts the stored OAuth tokens at rest. "
+            "Make one with `contacts-admin genkey`.",
+        ),
+        th.Property(
+            "agency_token",
+            th.StringType,
+            secret=True,
+            description="Optional agency (company) token with oauth.write: if the stored "
+            "refresh token is lost, a location token is minted through "
+            "POST /oauth/locationToken instead of failing.",
+        ),
+        th.Property(
+            "company_id",
+            th.StringType,
+            description="Agency (company) id, needed with agency_token.",
+        ),
+        th.Property(
+            "ledger_url",
+            th.StringType,
+            default=DEFAULT_LEDGER_URL,
+            description="SQLAlchemy URL of the ledger (id map, hashes, rejects, tokens). "
+            "A SQLite file by default; use PostgreSQL when several machines "
+            "or CI runners share one sync.",
+        ),
+        th.Property(
+            "dry_run",
+            th.BooleanType,
+            default=False,
+            description="Plan only: no write reaches the API. Prints the plan and writes "
+            "the planned calls to dry_run_plan_path.",
+        ),
+        th.Property(
+            "dry_run_plan_path",
+            th.StringType,
+            default=".target-contacts/dry-run-plan.jsonl",
+            description="Where a dry run writes its planned calls (JSON lines).",
+        ),
+        th.Property(
+            "default_phone_region",
+            th.StringType,
+            description="ISO country code (e.g. DE) for phone numbers without a "
+            "+country prefix; phones are sent in E.164.",
+        ),
+        th.Property(
+            "custom_fields",
+            th.ObjectType(additional_properties=th.StringType),
+            description="Maps MOCO custom_properties names to Contacts API custom field "
+            'ids, e.g. {"Line of business": "kJ2..."}; the record must '
+            "carry custom_properties (pass it through the stream map).",
+        ),
+        th.Property(
+            "max_concurrency",
+            th.IntegerType,
+            default=8,
+            description="Writes in flight at once (all share one rate limiter).",
+        ),
+        th.Property(
+            "rate_limit_requests",
+            th.IntegerType,
+            default=100,
+            description="Requests allowed per rate-limit window and location "
+            "(HighLevel: 100 per 10 s).",
+        ),
+        th.Property(
+            "rate_limit_window_seconds",
+            th.NumberType,
+            default=10,
+            description="Length of the rate-limit window in seconds.",
+        ),
+        th.Property(
+            "daily_quota_reserve",
+            th.IntegerType,
+            default=100,
+            description="Stop cleanly when the location's daily quota has this many "
+            "requests left, so other integrations keep working.",
+        ),
+        th.Property(
+            "request_timeout",
+            th.NumberType,
+            default=30,
+            description="Seconds to wait for one Contacts API answer.",
+        ),
+        th.Property(
+            "fail_on_rejects",
+            th.BooleanType,
+            default=False,
+            description="Exit non-zero (and pass no state on) when any record was "
+            "rejected. Rejects are always kept in the ledger.",
+        ),
+        th.Property(
+            "summary_path",
+            th.StringType,
+            description="Optional file to write the run summary to (JSON).",
+        ),
     ).to_dict()
 
     @override
@@ -109,7 +180,8 @@ class TargetContacts(Target):
             raise ConfigError(
                 f"target-contacts received stream {stream_name!r}; it accepts "
                 f"{', '.join(STREAMS)}. Rename the stream with __alias__ or drop it "
-                f"({stream_name}: __NULL__) in the stream maps.")
+                f"({stream_name}: __NULL__) in the stream maps."
+            )
         _ = self.sync  # check the configuration before the first record is written
         return ContactsApiSink
 
@@ -117,8 +189,12 @@ class TargetContacts(Target):
         """Whether the stream maps drop ``stream_name`` entirely (``stream_name: __NULL__``)."""
         from singer_sdk.mapper import RemoveRecordTransform
 
-        maps = [m for ms in self.mapper.stream_maps.values() for m in ms
-                if m.stream_alias == stream_name]
+        maps = [
+            m
+            for ms in self.mapper.stream_maps.values()
+            for m in ms
+            if m.stream_alias == stream_name
+        ]
         return bool(maps) and all(isinstance(m, RemoveRecordTransform) for m in maps)
 
     @override
@@ -130,7 +206,8 @@ class TargetContacts(Target):
             raise InvalidInputLine(
                 f"RECORD message of stream {message_dict.get('stream')!r} holds "
                 f"{type(record).__name__} {str(record)[:80]!r}, not a JSON object: fix the tap "
-                "or the stream maps that produced it")
+                "or the stream maps that produced it"
+            )
         super()._process_record_message(message_dict)
 
     # --- wiring ----------------------------------------------------------------------------
@@ -158,14 +235,17 @@ class TargetContacts(Target):
         rejected = sum(c["rejected"] for c in self.summary.as_dict().values())
         self.sync.close()
         if rejected and self.config.get("fail_on_rejects"):
-            raise FatalSyncError(f"{rejected} record(s) were rejected and fail_on_rejects is set; "
-                                 "see `contacts-admin rejects list`")
+            raise FatalSyncError(
+                f"{rejected} record(s) were rejected and fail_on_rejects is set; "
+                "see `contacts-admin rejects list`"
+            )
         super().process_endofpipe()  # writes the tap's state: everything it covers is done
 
     @override
     def _write_state_message(self, state: dict) -> None:
         """Pass the tap's state on, except in a dry run: it must leave no trace, state included,
-        so that the live run after it reads the same records."""
+        so that the live run after it reads the same records.
+        """
         if self.config.get("dry_run"):
             self.logger.info("dry run: the tap's state is not passed on")
             return
@@ -189,5 +269,6 @@ class TargetContacts(Target):
         report = self.summary.to_json(extra)
         print("SUMMARY " + json.dumps(report, sort_keys=True), file=sys.stderr, flush=True)
         if self.config.get("summary_path"):
-            Path(self.config["summary_path"]).write_text(json.dumps(report, indent=2) + "\n",
-                                                         encoding="utf-8")
+            Path(self.config["summary_path"]).write_text(
+                json.dumps(report, indent=2) + "\n", encoding="utf-8"
+            )

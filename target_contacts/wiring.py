@@ -26,16 +26,25 @@ def check_settings(config: Mapping[str, Any]) -> None:
     base_url = str(config.get("base_url") or DEFAULT_BASE_URL)
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base_url {base_url!r} is not an http(s) URL "
-                          f"(TARGET_CONTACTS_BASE_URL): use {DEFAULT_BASE_URL}, or the "
-                          "sandbox's http://127.0.0.1:PORT")
+        raise ConfigError(
+            f"base_url {base_url!r} is not an http(s) URL "
+            f"(TARGET_CONTACTS_BASE_URL): use {DEFAULT_BASE_URL}, or the "
+            "sandbox's http://127.0.0.1:PORT"
+        )
     region = config.get("default_phone_region")
     if region and str(region).upper() not in phonenumbers.SUPPORTED_REGIONS:
-        raise ConfigError(f"default_phone_region {region!r} is not a country code "
-                          "(TARGET_CONTACTS_DEFAULT_PHONE_REGION): use a two-letter ISO code "
-                          "such as DE, AT or US")
-    for name in ("max_concurrency", "rate_limit_requests", "rate_limit_window_seconds",
-                 "request_timeout", "daily_quota_reserve"):
+        raise ConfigError(
+            f"default_phone_region {region!r} is not a country code "
+            "(TARGET_CONTACTS_DEFAULT_PHONE_REGION): use a two-letter ISO code "
+            "such as DE, AT or US"
+        )
+    for name in (
+        "max_concurrency",
+        "rate_limit_requests",
+        "rate_limit_window_seconds",
+        "request_timeout",
+        "daily_quota_reserve",
+    ):
         value = config.get(name)
         if value is None:
             continue
@@ -44,9 +53,11 @@ def check_settings(config: Mapping[str, Any]) -> None:
         except (TypeError, ValueError):
             number = float("nan")
         if not number >= (0 if name == "daily_quota_reserve" else 1e-9):
-            raise ConfigError(f"{name} must be a number greater than "
-                              f"{'or equal to ' if name == 'daily_quota_reserve' else ''}0, "
-                              f"got {value!r} (TARGET_CONTACTS_{name.upper()})")
+            raise ConfigError(
+                f"{name} must be a number greater than "
+                f"{'or equal to ' if name == 'daily_quota_reserve' else ''}0, "
+                f"got {value!r} (TARGET_CONTACTS_{name.upper()})"
+            )
 
 
 def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> ContactsSync:
@@ -67,26 +78,46 @@ def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> 
         auth: Any = StaticTokenAuth(config["private_integration_token"])
     elif config.get("client_id") and config.get("client_secret"):
         store = TokenStore(engine, encryption_key=config.get("token_encryption_key"))
-        auth = OAuthAuth(store, base_url=base_url, location_id=location_id,
-                         client_id=config["client_id"], client_secret=config["client_secret"],
-                         agency_token=config.get("agency_token"),
-                         company_id=config.get("company_id"))
+        auth = OAuthAuth(
+            store,
+            base_url=base_url,
+            location_id=location_id,
+            client_id=config["client_id"],
+            client_secret=config["client_secret"],
+            agency_token=config.get("agency_token"),
+            company_id=config.get("company_id"),
+        )
         auth.token()  # fails now, saying what to do, when nobody has logged in
     else:
-        raise ConfigError("target-contacts needs either private_integration_token or OAuth "
-                          "(client_id and client_secret, then `contacts-admin login`)")
+        raise ConfigError(
+            "target-contacts needs either private_integration_token or OAuth "
+            "(client_id and client_secret, then `contacts-admin login`)"
+        )
     limiter = ContactsRateLimiter.shared(
-        base_url, location_id,
+        base_url,
+        location_id,
         max_requests=int(config.get("rate_limit_requests") or 100),
         window_seconds=float(config.get("rate_limit_window_seconds") or 10),
-        daily_reserve=int(100 if config.get("daily_quota_reserve") is None
-                          else config["daily_quota_reserve"]))
-    client: Any = ContactsClient(base_url, location_id, auth, limiter=limiter,
-                                 timeout=float(config.get("request_timeout") or 30))
+        daily_reserve=int(
+            100 if config.get("daily_quota_reserve") is None else config["daily_quota_reserve"]
+        ),
+    )
+    client: Any = ContactsClient(
+        base_url,
+        location_id,
+        auth,
+        limiter=limiter,
+        timeout=float(config.get("request_timeout") or 30),
+    )
     if config.get("dry_run"):
         client = DryRunClient(client, location_id)
         ledger = OverlayLedger(ledger)
-    return ContactsSync(client, ledger, location_id=location_id, summary=summary,
-                        concurrency=int(config.get("max_concurrency") or 8),
-                        default_phone_region=config.get("default_phone_region"),
-                        custom_field_map=config.get("custom_fields") or {})
+    return ContactsSync(
+        client,
+        ledger,
+        location_id=location_id,
+        summary=summary,
+        concurrency=int(config.get("max_concurrency") or 8),
+        default_phone_region=config.get("default_phone_region"),
+        custom_field_map=config.get("custom_fields") or {},
+    )

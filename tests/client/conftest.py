@@ -36,14 +36,22 @@ def spec_problems(sandbox: RunningSandbox) -> list[str]:
     for entry in request_log(sandbox):
         if entry["path"] in NOT_API:
             continue
-        problems.extend(validate_request(entry["method"], entry["path"], entry["headers"],
-                                         entry.get("body"), query=entry.get("query")))
+        problems.extend(
+            validate_request(
+                entry["method"],
+                entry["path"],
+                entry["headers"],
+                entry.get("body"),
+                query=entry.get("query"),
+            )
+        )
     return problems
 
 
 @pytest.fixture
-def contacts_sandbox_factory(contacts_sandbox_factory: Callable[..., RunningSandbox]
-                             ) -> Iterator[Callable[..., RunningSandbox]]:
+def contacts_sandbox_factory(
+    contacts_sandbox_factory: Callable[..., RunningSandbox],
+) -> Iterator[Callable[..., RunningSandbox]]:
     """The root factory, plus the spec check of every request each sandbox received."""
     started: list[RunningSandbox] = []
 
@@ -68,12 +76,19 @@ def make_client() -> Iterator[Callable[..., ContactsClient]]:
     """Clients with a private limiter (so tests do not share budgets) and fast retries."""
     made: list[ContactsClient] = []
 
-    def make(sandbox: RunningSandbox, *, token: str = PIT, location_id: str = LOCATION,
-             limiter: ContactsRateLimiter | None = None, **kwargs: Any) -> ContactsClient:
+    def make(
+        sandbox: RunningSandbox,
+        *,
+        token: str = PIT,
+        location_id: str = LOCATION,
+        limiter: ContactsRateLimiter | None = None,
+        **kwargs: Any,
+    ) -> ContactsClient:
         kwargs.setdefault("retry_base_seconds", 0.01)
         kwargs.setdefault("auth", StaticTokenAuth(token))
-        client = ContactsClient(sandbox.url, location_id,
-                                limiter=limiter or ContactsRateLimiter(10_000, 10.0), **kwargs)
+        client = ContactsClient(
+            sandbox.url, location_id, limiter=limiter or ContactsRateLimiter(10_000, 10.0), **kwargs
+        )
         made.append(client)
         return client
 
@@ -84,8 +99,9 @@ def make_client() -> Iterator[Callable[..., ContactsClient]]:
 
 
 def set_faults(sandbox: RunningSandbox, *faults: dict[str, Any]) -> None:
-    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"faults": list(faults)},
-                             timeout=10)
+    response = requests.post(
+        f"{sandbox.url}/_sandbox/faults", json={"faults": list(faults)}, timeout=10
+    )
     response.raise_for_status()
 
 

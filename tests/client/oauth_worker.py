@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 
-def list_contacts_in_a_process(ledger_url: str, base_url: str, location_id: str,
-                               client_id: str, client_secret: str, barrier: Any,
-                               results: Any) -> None:
+def list_contacts_in_a_process(
+    ledger_url: str,
+    base_url: str,
+    location_id: str,
+    client_id: str,
+    client_secret: str,
+    barrier: Any,
+    results: Any,
+) -> None:
     """Open the shared token store, wait for the other process, then call the API once."""
     from target_contacts.auth import OAuthAuth, TokenStore
     from target_contacts.client import ContactsClient
@@ -16,10 +22,16 @@ def list_contacts_in_a_process(ledger_url: str, base_url: str, location_id: str,
 
     try:
         store = TokenStore(make_engine(ledger_url))
-        auth = OAuthAuth(store, base_url=base_url, location_id=location_id, client_id=client_id,
-                         client_secret=client_secret)
-        client = ContactsClient(base_url, location_id, auth,
-                                limiter=ContactsRateLimiter(1000, 10.0))
+        auth = OAuthAuth(
+            store,
+            base_url=base_url,
+            location_id=location_id,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+        client = ContactsClient(
+            base_url, location_id, auth, limiter=ContactsRateLimiter(1000, 10.0)
+        )
         barrier.wait(timeout=30)
         contacts = list(client.list_contacts())
         results.put(("ok", len(contacts)))

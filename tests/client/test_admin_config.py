@@ -15,11 +15,24 @@ from target_contacts.errors import ConfigError
 
 def test_defaults_then_file_then_environment(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"location_id": "from-file", "client_id": "file-client",
-                                "redirect_port": 8123, "dry_run": True}))
-    config = load_config(path, environ={"TARGET_CONTACTS_CLIENT_ID": "env-client",
-                                        "TARGET_CONTACTS_REDIRECT_PORT": "9000",
-                                        "TARGET_CONTACTS_COMPANY_ID": ""})
+    path.write_text(
+        json.dumps(
+            {
+                "location_id": "from-file",
+                "client_id": "file-client",
+                "redirect_port": 8123,
+                "dry_run": True,
+            }
+        )
+    )
+    config = load_config(
+        path,
+        environ={
+            "TARGET_CONTACTS_CLIENT_ID": "env-client",
+            "TARGET_CONTACTS_REDIRECT_PORT": "9000",
+            "TARGET_CONTACTS_COMPANY_ID": "",
+        },
+    )
     assert config["location_id"] == "from-file"
     assert config["client_id"] == "env-client"  # the environment wins
     assert config["redirect_port"] == 9000
@@ -30,8 +43,9 @@ def test_defaults_then_file_then_environment(tmp_path):
     assert config["company_id"] is None  # an empty variable does not count
 
 
-@pytest.mark.parametrize("content, needle", [("{not json", "cannot read it as JSON"),
-                                             ("[1, 2]", "JSON object")])
+@pytest.mark.parametrize(
+    "content, needle", [("{not json", "cannot read it as JSON"), ("[1, 2]", "JSON object")]
+)
 def test_a_bad_config_file_is_named(tmp_path, content, needle):
     path = tmp_path / "config.json"
     path.write_text(content)
@@ -56,8 +70,10 @@ def test_auth_from_config_names_what_is_missing():
         auth_from_config({})
     with pytest.raises(ConfigError, match="private_integration_token, or client_id"):
         auth_from_config({"location_id": "loc"})
-    assert repr(auth_from_config({"location_id": "loc", "private_integration_token": "pit-x"})) \
+    assert (
+        repr(auth_from_config({"location_id": "loc", "private_integration_token": "pit-x"}))
         == "StaticTokenAuth(<private integration token>)"
+    )
 
 
 def test_the_token_row_is_locked_with_for_update_on_postgresql():

@@ -49,11 +49,18 @@ def ledger_url(tmp_path: Path) -> str:
 
 def authorization_code(sandbox, redirect_uri: str = "http://127.0.0.1:9/callback") -> str:
     """What a browser gets from the consent page: the code in the redirect."""
-    query = urlencode({"response_type": "code", "client_id": CLIENT_ID,
-                       "redirect_uri": redirect_uri, "scope": "contacts.readonly contacts.write",
-                       "state": "s"})
-    answer = requests.get(f"{sandbox.url}/v2/oauth/chooselocation?{query}",
-                          allow_redirects=False, timeout=10)
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": CLIENT_ID,
+            "redirect_uri": redirect_uri,
+            "scope": "contacts.readonly contacts.write",
+            "state": "s",
+        }
+    )
+    answer = requests.get(
+        f"{sandbox.url}/v2/oauth/chooselocation?{query}", allow_redirects=False, timeout=10
+    )
     assert answer.status_code == 302
     return parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
 
@@ -61,24 +68,45 @@ def authorization_code(sandbox, redirect_uri: str = "http://127.0.0.1:9/callback
 def logged_in(sandbox, store: TokenStore) -> StoredToken:
     redirect_uri = "http://127.0.0.1:9/callback"
     code = authorization_code(sandbox, redirect_uri)
-    return exchange_code(store, base_url=sandbox.url, client_id=CLIENT_ID,
-                         client_secret=CLIENT_SECRET, code=code, redirect_uri=redirect_uri,
-                         location_id=LOCATION)
+    return exchange_code(
+        store,
+        base_url=sandbox.url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        code=code,
+        redirect_uri=redirect_uri,
+        location_id=LOCATION,
+    )
 
 
 def oauth(sandbox, store: TokenStore, **kwargs) -> OAuthAuth:
-    return OAuthAuth(store, base_url=sandbox.url, location_id=LOCATION, client_id=CLIENT_ID,
-                     client_secret=CLIENT_SECRET, **kwargs)
+    return OAuthAuth(
+        store,
+        base_url=sandbox.url,
+        location_id=LOCATION,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        **kwargs,
+    )
 
 
 def client_for(sandbox, auth) -> ContactsClient:
-    return ContactsClient(sandbox.url, LOCATION, auth, limiter=ContactsRateLimiter(1000, 10.0),
-                          retry_base_seconds=0.01)
+    return ContactsClient(
+        sandbox.url,
+        LOCATION,
+        auth,
+        limiter=ContactsRateLimiter(1000, 10.0),
+        retry_base_seconds=0.01,
+    )
 
 
 def refresh_grants(sandbox) -> list[dict]:
-    return [e for e in request_log(sandbox) if e["path"] == "/oauth/token"
-            and (e.get("body") or {}).get("grant_type") == "refresh_token"]
+    return [
+        e
+        for e in request_log(sandbox)
+        if e["path"] == "/oauth/token"
+        and (e.get("body") or {}).get("grant_type") == "refresh_token"
+    ]
 
 
 def expire(store: TokenStore, token: StoredToken) -> StoredToken:
@@ -91,35 +119,56 @@ def expire(store: TokenStore, token: StoredToken) -> StoredToken:
 
 def spend(sandbox, refresh_token: str) -> requests.Response:
     """Use a refresh token the way another machine would."""
-    return requests.post(f"{sandbox.url}/oauth/token", timeout=10, data={
-        "grant_type": "refresh_token", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-        "refresh_token": refresh_token, "user_type": "Location"})
+    return requests.post(
+        f"{sandbox.url}/oauth/token",
+        timeout=10,
+        data={
+            "grant_type": "refresh_token",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "refresh_token": refresh_token,
+            "user_type": "Location",
+        },
+    )
 
 
 def cli_env(sandbox, tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_CONTACTS_")}
-    env.update({
-        "TARGET_CONTACTS_BASE_URL": sandbox.url,
-        "TARGET_CONTACTS_AUTHORIZE_URL": f"{sandbox.url}/v2/oauth/chooselocation",
-        "TARGET_CONTACTS_CLIENT_ID": CLIENT_ID,
-        "TARGET_CONTACTS_CLIENT_SECRET": CLIENT_SECRET,
-        "TARGET_CONTACTS_LOCATION_ID": LOCATION,
-        "TARGET_CONTACTS_LEDGER_URL": ledger_url(tmp_path),
-        **extra,
-    })
+    env.update(
+        {
+            "TARGET_CONTACTS_BASE_URL": sandbox.url,
+            "TARGET_CONTACTS_AUTHORIZE_URL": f"{sandbox.url}/v2/oauth/chooselocation",
+            "TARGET_CONTACTS_CLIENT_ID": CLIENT_ID,
+            "TARGET_CONTACTS_CLIENT_SECRET": CLIENT_SECRET,
+            "TARGET_CONTACTS_LOCATION_ID": LOCATION,
+            "TARGET_CONTACTS_LEDGER_URL": ledger_url(tmp_path),
+            **extra,
+        }
+    )
     return env
 
 
 def admin(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "target_contacts.admin", *args], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "target_contacts.admin", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def start_login(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     """``contacts-admin login --no-browser`` in a process; returns it and the printed URL."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "target_contacts.admin", "login", "--no-browser", "--timeout", "30"],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.strip().startswith("http"):
@@ -209,8 +258,10 @@ def test_access_token_is_refreshed_before_it_expires(contacts_sandbox_factory, t
     second = store.load(LOCATION)
     assert second is not None and second.access_token != first.access_token
     # rotation persisted: the old refresh token is spent, the stored one works
-    assert spend(sandbox, first.refresh_token).json()["message"] == \
-        "Invalid grant: refresh token is invalid"
+    assert (
+        spend(sandbox, first.refresh_token).json()["message"]
+        == "Invalid grant: refresh token is invalid"
+    )
     assert spend(sandbox, second.refresh_token).status_code == 200
 
 
@@ -225,8 +276,11 @@ def test_a_401_triggers_one_refresh_and_one_retry(contacts_sandbox_factory, tmp_
     client = client_for(sandbox, oauth(sandbox, store))
     assert client.get_contact(contact_id)["id"] == contact_id
     statuses = [(e["path"], e["status"]) for e in request_log(sandbox)]
-    assert statuses[-3:] == [(f"/contacts/{contact_id}", 401), ("/oauth/token", 200),
-                             (f"/contacts/{contact_id}", 200)]
+    assert statuses[-3:] == [
+        (f"/contacts/{contact_id}", 401),
+        ("/oauth/token", 200),
+        (f"/contacts/{contact_id}", 200),
+    ]
     assert client.calls["GET /contacts/{id}"] == 2
 
 
@@ -237,9 +291,13 @@ def test_two_processes_refreshing_at_once_make_one_refresh(contacts_sandbox_fact
     expire(store, logged_in(sandbox, store))
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=list_contacts_in_a_process,
-                         args=(url, sandbox.url, LOCATION, CLIENT_ID, CLIENT_SECRET, barrier,
-                               results)) for _ in range(2)]
+    procs = [
+        ctx.Process(
+            target=list_contacts_in_a_process,
+            args=(url, sandbox.url, LOCATION, CLIENT_ID, CLIENT_SECRET, barrier, results),
+        )
+        for _ in range(2)
+    ]
     for proc in procs:
         proc.start()
     outcomes = [results.get(timeout=60) for _ in procs]
@@ -266,10 +324,12 @@ def test_a_lost_refresh_token_says_to_log_in_again(contacts_sandbox_factory, tmp
     assert not [e for e in request_log(sandbox) if e["path"].startswith("/contacts")]
 
 
-def test_a_lost_refresh_token_is_recovered_with_the_agency_token(contacts_sandbox_factory,
-                                                                  tmp_path):
-    sandbox = contacts_sandbox_factory(rate_limit=100_000, agency_token=AGENCY_TOKEN,
-                                       company_id=COMPANY_ID)
+def test_a_lost_refresh_token_is_recovered_with_the_agency_token(
+    contacts_sandbox_factory, tmp_path
+):
+    sandbox = contacts_sandbox_factory(
+        rate_limit=100_000, agency_token=AGENCY_TOKEN, company_id=COMPANY_ID
+    )
     store = TokenStore(make_engine(ledger_url(tmp_path)))
     token = logged_in(sandbox, store)
     spend(sandbox, token.refresh_token)
@@ -283,8 +343,9 @@ def test_a_lost_refresh_token_is_recovered_with_the_agency_token(contacts_sandbo
     assert minted == [200]
 
 
-def test_encrypted_store_is_private_and_unreadable_without_the_key(contacts_sandbox_factory,
-                                                                   tmp_path):
+def test_encrypted_store_is_private_and_unreadable_without_the_key(
+    contacts_sandbox_factory, tmp_path
+):
     sandbox = contacts_sandbox_factory(rate_limit=100_000)
     key = Fernet.generate_key().decode()
     engine = make_engine(ledger_url(tmp_path))
@@ -310,14 +371,20 @@ def test_encrypted_store_is_private_and_unreadable_without_the_key(contacts_sand
     assert TokenStore(engine, encryption_key=key).load(LOCATION) == token
 
 
-def test_no_secret_reaches_logs_output_errors_or_reprs(contacts_sandbox_factory, tmp_path,
-                                                       caplog, capsys, monkeypatch):
+def test_no_secret_reaches_logs_output_errors_or_reprs(
+    contacts_sandbox_factory, tmp_path, caplog, capsys, monkeypatch
+):
     caplog.set_level(logging.DEBUG)
     sandbox = contacts_sandbox_factory(rate_limit=100_000, access_token_ttl=2)
     key = Fernet.generate_key().decode()
-    config = {"location_id": LOCATION, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-              "base_url": sandbox.url, "ledger_url": ledger_url(tmp_path),
-              "token_encryption_key": key}
+    config = {
+        "location_id": LOCATION,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "base_url": sandbox.url,
+        "ledger_url": ledger_url(tmp_path),
+        "token_encryption_key": key,
+    }
     engine = make_engine(config["ledger_url"])
     store = TokenStore(engine, encryption_key=key)
     first = logged_in(sandbox, store)
@@ -331,8 +398,10 @@ def test_no_secret_reaches_logs_output_errors_or_reprs(contacts_sandbox_factory,
     expire(store, second)
     lost_client = client_for(sandbox, auth_from_config(config, engine))
     errors = []
-    for call in (lambda: lost_client.get_contact("x"),
-                 lambda: client_for(sandbox, StaticTokenAuth("pit-very-secret")).get_contact("x")):
+    for call in (
+        lambda: lost_client.get_contact("x"),
+        lambda: client_for(sandbox, StaticTokenAuth("pit-very-secret")).get_contact("x"),
+    ):
         with pytest.raises(AuthError) as failed:
             call()
         errors.append(failed.value)
@@ -342,12 +411,28 @@ def test_no_secret_reaches_logs_output_errors_or_reprs(contacts_sandbox_factory,
     assert admin_main(["status"]) == 0
 
     out = capsys.readouterr()
-    secrets_ = [first.access_token, first.refresh_token, second.access_token,
-                second.refresh_token, CLIENT_SECRET, key, "pit-very-secret"]
-    texts = [caplog.text, out.out, out.err, repr(auth), repr(store), repr(first),
-             repr(StaticTokenAuth("pit-very-secret")), repr(client),
-             *(str(e) for e in errors), *(repr(e) for e in errors),
-             *(" ".join(e.messages) for e in errors)]
+    secrets_ = [
+        first.access_token,
+        first.refresh_token,
+        second.access_token,
+        second.refresh_token,
+        CLIENT_SECRET,
+        key,
+        "pit-very-secret",
+    ]
+    texts = [
+        caplog.text,
+        out.out,
+        out.err,
+        repr(auth),
+        repr(store),
+        repr(first),
+        repr(StaticTokenAuth("pit-very-secret")),
+        repr(client),
+        *(str(e) for e in errors),
+        *(repr(e) for e in errors),
+        *(" ".join(e.messages) for e in errors),
+    ]
     leaks = [(s[:6], t[:80]) for s in secrets_ for t in texts if s in t]
     assert not leaks
     assert "Refreshed the OAuth access token" in caplog.text

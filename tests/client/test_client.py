@@ -27,14 +27,18 @@ DUE = "2030-01-02T10:00:00Z"
 
 
 def api_calls(sandbox, method: str | None = None, path_regex: str = "") -> list[dict]:
-    return [e for e in request_log(sandbox)
-            if (method is None or e["method"] == method) and re.search(path_regex, e["path"])]
+    return [
+        e
+        for e in request_log(sandbox)
+        if (method is None or e["method"] == method) and re.search(path_regex, e["path"])
+    ]
 
 
 def test_contact_lifecycle_and_required_headers(sandbox, make_client):
     client = make_client(sandbox)
-    created = client.create_contact({"firstName": "Ada", "lastName": "Lovelace",
-                                     "email": "ada@example.com", "tags": ["vip"]})
+    created = client.create_contact(
+        {"firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com", "tags": ["vip"]}
+    )
     assert created["id"] and created["locationId"] == LOCATION
     assert client.get_contact(created["id"])["email"] == "ada@example.com"
     # locationId is refused on PUT by the API: the client leaves it out
@@ -60,8 +64,14 @@ def test_contact_lifecycle_and_required_headers(sandbox, make_client):
 
 
 def test_list_contacts_follows_the_cursor_through_every_page(sandbox, make_client):
-    people = [{"firstName": f"P{i}", "email": f"p{i}@example.com",
-               "dateAdded": 1_700_000_000_000 + i * 1000} for i in range(230)]
+    people = [
+        {
+            "firstName": f"P{i}",
+            "email": f"p{i}@example.com",
+            "dateAdded": 1_700_000_000_000 + i * 1000,
+        }
+        for i in range(230)
+    ]
     ids = seed(sandbox, contacts=people)["contacts"]
     client = make_client(sandbox)
     listed = [c["id"] for c in client.list_contacts(limit=100)]
@@ -72,16 +82,26 @@ def test_list_contacts_follows_the_cursor_through_every_page(sandbox, make_clien
     assert "startAfterId" not in pages[0]["query"]
     assert pages[1]["query"]["startAfterId"] == ids[99]
     assert pages[2]["query"]["startAfterId"] == ids[199]
-    assert [c["id"] for c in client.list_contacts(limit=10, query="p22")] == \
-        [ids[22], *ids[220:230]]
+    assert [c["id"] for c in client.list_contacts(limit=10, query="p22")] == [
+        ids[22],
+        *ids[220:230],
+    ]
 
 
 def test_business_search_and_duplicate_lookup(sandbox, make_client):
-    ids = seed(sandbox, contacts=[
-        {"firstName": "A", "email": "a@example.com", "phone": "+14155550100", "businessId": "biz1"},
-        {"firstName": "B", "email": "b@example.com", "businessId": "biz1"},
-        {"firstName": "C", "email": "c@example.com"},
-    ])["contacts"]
+    ids = seed(
+        sandbox,
+        contacts=[
+            {
+                "firstName": "A",
+                "email": "a@example.com",
+                "phone": "+14155550100",
+                "businessId": "biz1",
+            },
+            {"firstName": "B", "email": "b@example.com", "businessId": "biz1"},
+            {"firstName": "C", "email": "c@example.com"},
+        ],
+    )["contacts"]
     client = make_client(sandbox)
     assert {c["id"] for c in client.contacts_by_business("biz1")} == set(ids[:2])
     assert client.contacts_by_business("biz1", limit=1, skip=1)[0]["id"] in ids[:2]
@@ -96,8 +116,17 @@ def test_business_search_and_duplicate_lookup(sandbox, make_client):
 
 def test_tasks_notes_tags_and_appointments(sandbox, make_client):
     contact_id = seed(sandbox, contacts=[{"firstName": "T"}])["contacts"][0]
-    seed(sandbox, appointments=[{"contactId": contact_id, "title": "Kick-off",
-                                 "calendarId": "cal1", "startTime": "2030-01-02 10:00:00"}])
+    seed(
+        sandbox,
+        appointments=[
+            {
+                "contactId": contact_id,
+                "title": "Kick-off",
+                "calendarId": "cal1",
+                "startTime": "2030-01-02 10:00:00",
+            }
+        ],
+    )
     client = make_client(sandbox)
 
     task = client.create_task(contact_id, {"title": "Call", "dueDate": DUE, "completed": False})
@@ -210,8 +239,10 @@ def test_safe_calls_retry_5xx_reset_and_timeouts(sandbox, make_client):
 @pytest.mark.parametrize("kind", ["commit_then_status", "commit_then_slow", "reset"])
 def test_create_is_not_repeated_after_it_may_have_been_sent(sandbox, make_client, kind):
     client = make_client(sandbox, timeout=0.5)
-    set_faults(sandbox, {"kind": kind, "method": "POST", "path": "^/contacts/$", "status": 502,
-                         "delay": 1.5})
+    set_faults(
+        sandbox,
+        {"kind": kind, "method": "POST", "path": "^/contacts/$", "status": 502, "delay": 1.5},
+    )
     with pytest.raises(TransientError) as lost:
         client.create_contact({"email": "maybe@example.com"})
     assert lost.value.ambiguous is True
@@ -226,8 +257,7 @@ def test_create_is_not_repeated_after_it_may_have_been_sent(sandbox, make_client
 def test_task_and_note_creates_are_ambiguous_on_5xx(sandbox, make_client):
     contact_id = seed(sandbox, contacts=[{"firstName": "N"}])["contacts"][0]
     client = make_client(sandbox)
-    set_faults(sandbox, {"kind": "commit_then_status", "method": "POST", "status": 500,
-                         "times": 2})
+    set_faults(sandbox, {"kind": "commit_then_status", "method": "POST", "status": 500, "times": 2})
     with pytest.raises(TransientError) as task_lost:
         client.create_task(contact_id, {"title": "x", "dueDate": DUE, "completed": False})
     with pytest.raises(TransientError) as note_lost:
@@ -248,9 +278,14 @@ def test_connection_refused_is_retried_even_for_creates(make_client, sandbox):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again below: nothing listens there
-    client = ContactsClient(f"http://127.0.0.1:{port}", LOCATION, make_client(sandbox).auth,
-                            limiter=ContactsRateLimiter(1000, 10.0), max_tries=3,
-                            retry_base_seconds=0.01)
+    client = ContactsClient(
+        f"http://127.0.0.1:{port}",
+        LOCATION,
+        make_client(sandbox).auth,
+        limiter=ContactsRateLimiter(1000, 10.0),
+        max_tries=3,
+        retry_base_seconds=0.01,
+    )
     with pytest.raises(TransientError) as refused:
         client.create_contact({"email": "x@example.com"})
     assert refused.value.ambiguous is False

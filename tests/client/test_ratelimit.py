@@ -28,8 +28,9 @@ def burst(client, contact_id: str, calls: int, threads: int = 8) -> None:
             assert result["id"] == contact_id
 
 
-def test_a_burst_keeps_within_the_window_without_a_single_429(contacts_sandbox_factory,
-                                                               make_client):
+def test_a_burst_keeps_within_the_window_without_a_single_429(
+    contacts_sandbox_factory, make_client
+):
     sandbox = contacts_sandbox_factory(rate_limit=30, rate_window=1.0)
     contact_id = seed(sandbox, contacts=[{"firstName": "L"}])["contacts"][0]
     client = make_client(sandbox, limiter=ContactsRateLimiter(30, 1.0))
@@ -44,8 +45,11 @@ def test_a_burst_keeps_within_the_window_without_a_single_429(contacts_sandbox_f
 def test_other_traffic_on_the_location_pauses_the_client(contacts_sandbox_factory, make_client):
     sandbox = contacts_sandbox_factory(rate_limit=20, rate_window=2.0)
     contact_id = seed(sandbox, contacts=[{"firstName": "O"}])["contacts"][0]
-    headers = {"Authorization": f"Bearer {PIT}", "Version": "2021-07-28",
-               "Accept": "application/json"}
+    headers = {
+        "Authorization": f"Bearer {PIT}",
+        "Version": "2021-07-28",
+        "Accept": "application/json",
+    }
     for _ in range(19):  # another run spends the window
         requests.get(f"{sandbox.url}/contacts/{contact_id}", headers=headers, timeout=10)
     client = make_client(sandbox, limiter=ContactsRateLimiter(20, 2.0))
@@ -57,7 +61,8 @@ def test_other_traffic_on_the_location_pauses_the_client(contacts_sandbox_factor
 
 
 def test_own_traffic_filling_the_window_does_not_pause_longer_than_needed(
-        contacts_sandbox_factory, make_client):
+    contacts_sandbox_factory, make_client
+):
     sandbox = contacts_sandbox_factory(rate_limit=10, rate_window=1.0)
     contact_id = seed(sandbox, contacts=[{"firstName": "P"}])["contacts"][0]
     client = make_client(sandbox, limiter=ContactsRateLimiter(10, 1.0))
@@ -119,10 +124,12 @@ def test_sustained_throughput_at_100ms_latency(contacts_sandbox_factory, make_cl
     # A greedy client under a sliding window sends 100, waits, sends 100: the sustained rate is
     # measured between the first calls of windows one and three.
     sustained = 200 / (done[200] - done[0])
-    print(f"\nthroughput: {len(in_run)} calls within 25 s ({len(in_run) / 25:.2f} calls/s); "
-          f"first 100 calls in {done[99]:.2f} s ({100 / done[99]:.1f} calls/s unthrottled); "
-          f"sustained {sustained:.2f} calls/s (limit 100 per 10 s = 10/s, latency 100 ms, "
-          "8 threads)")
+    print(
+        f"\nthroughput: {len(in_run)} calls within 25 s ({len(in_run) / 25:.2f} calls/s); "
+        f"first 100 calls in {done[99]:.2f} s ({100 / done[99]:.1f} calls/s unthrottled); "
+        f"sustained {sustained:.2f} calls/s (limit 100 per 10 s = 10/s, latency 100 ms, "
+        "8 threads)"
+    )
     assert all(e["status"] == 200 for e in request_log(sandbox))
     assert busiest_window(sandbox, 10.0) <= 100
     assert sustained > 9.0

@@ -29,15 +29,23 @@ def meltano_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     text = (ROOT / "meltano.yml").read_text()
     text = text.replace("pip_url: -e .", f"pip_url: -e {ROOT}")
     (project / "meltano.yml").write_text(text)
-    result = subprocess.run([str(BIN / "meltano"), "install"], cwd=project, text=True,
-                            capture_output=True, env=_base_env())
+    result = subprocess.run(
+        [str(BIN / "meltano"), "install"],
+        cwd=project,
+        text=True,
+        capture_output=True,
+        env=_base_env(),
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project
 
 
 def _base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TAP_MOCO_", "TARGET_CONTACTS_", "MELTANO_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TAP_MOCO_", "TARGET_CONTACTS_", "MELTANO_"))
+    }
     env["MELTANO_ENVIRONMENT"] = "sandbox"
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -54,26 +62,46 @@ class Pipeline:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**_base_env(), "TAP_MOCO_BASE_URL": self.moco.url,
-                "TARGET_CONTACTS_BASE_URL": self.contacts.url,
-                "TARGET_CONTACTS_LEDGER_URL": f"sqlite:///{self.workdir / 'ledger.db'}"}
+        return {
+            **_base_env(),
+            "TAP_MOCO_BASE_URL": self.moco.url,
+            "TARGET_CONTACTS_BASE_URL": self.contacts.url,
+            "TARGET_CONTACTS_LEDGER_URL": f"sqlite:///{self.workdir / 'ledger.db'}",
+        }
 
-    def meltano(self, *args: str, env: dict[str, str] | None = None,
-                check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([str(BIN / "meltano"), *args], cwd=self.project, text=True,
-                                capture_output=True, env={**self.env, **(env or {})},
-                                timeout=timeout)
+    def meltano(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        timeout: float = 600,
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(BIN / "meltano"), *args],
+            cwd=self.project,
+            text=True,
+            capture_output=True,
+            env={**self.env, **(env or {})},
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"meltano {' '.join(args)} failed:\n"
-                                 f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+            raise AssertionError(
+                f"meltano {' '.join(args)} failed:\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+            )
         return result
 
     def run(self, *extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
         """``meltano run tap-moco target-contacts``; returns the target's summary."""
         summary = self.workdir / "summary.json"
         summary.unlink(missing_ok=True)
-        self.meltano("run", *extra, "tap-moco", "target-contacts",
-                     env={"TARGET_CONTACTS_SUMMARY_PATH": str(summary), **(env or {})})
+        self.meltano(
+            "run",
+            *extra,
+            "tap-moco",
+            "target-contacts",
+            env={"TARGET_CONTACTS_SUMMARY_PATH": str(summary), **(env or {})},
+        )
         return json.loads(summary.read_text())
 
     def moco_state(self) -> dict[str, Any]:
@@ -84,17 +112,25 @@ class Pipeline:
 
     def contacts_writes(self) -> list[dict[str, Any]]:
         log = requests.get(f"{self.contacts.url}/_sandbox/requests", timeout=10).json()
-        return [r for r in log if r["method"] in ("POST", "PUT", "DELETE")
-                and not r["path"].startswith(("/oauth", "/contacts/search"))]
+        return [
+            r
+            for r in log
+            if r["method"] in ("POST", "PUT", "DELETE")
+            and not r["path"].startswith(("/oauth", "/contacts/search"))
+        ]
 
     def clear_logs(self) -> None:
         requests.delete(f"{self.contacts.url}/_sandbox/requests", timeout=10)
         requests.delete(f"{self.moco.url}/_sandbox/requests", timeout=10)
 
     def moco_api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = requests.request(method, f"{self.moco.url}/api/v1{path}", timeout=10,
-                                    headers={"Authorization": "Token token=sandbox-key"},
-                                    **kwargs)
+        response = requests.request(
+            method,
+            f"{self.moco.url}/api/v1{path}",
+            timeout=10,
+            headers={"Authorization": "Token token=sandbox-key"},
+            **kwargs,
+        )
         response.raise_for_status()
         return response.json() if response.content else None
 
@@ -102,11 +138,13 @@ class Pipeline:
 @pytest.fixture
 def pipeline(meltano_project: Path, tmp_path: Path) -> Iterator[Pipeline]:
     """Both sandboxes (MOCO seeded with 40 generated contacts) and a clean Meltano state."""
-    with RunningSandbox(MocoSandbox(rate_limit=100_000)) as moco, \
-            RunningSandbox(ContactsSandbox(rate_limit=100_000)) as contacts:
-        requests.post(f"{moco.url}/_sandbox/seed", timeout=30,
-                      json={"generate": {"contacts": 40, "seed": 11}}).raise_for_status()
+    with (
+        RunningSandbox(MocoSandbox(rate_limit=100_000)) as moco,
+        RunningSandbox(ContactsSandbox(rate_limit=100_000)) as contacts,
+    ):
+        requests.post(
+            f"{moco.url}/_sandbox/seed", timeout=30, json={"generate": {"contacts": 40, "seed": 11}}
+        ).raise_for_status()
         p = Pipeline(meltano_project, moco, contacts, tmp_path)
-        p.meltano("state", "clear", "--force", "sandbox:tap-moco-to-target-contacts",
-                  check=False)
+        p.meltano("state", "clear", "--force", "sandbox:tap-moco-to-target-contacts", check=False)
         yield p

@@ -11,8 +11,9 @@ from tests.e2e.conftest import Pipeline
 
 
 def e164(number: str) -> str:
-    return phonenumbers.format_number(phonenumbers.parse(number, "DE"),
-                                      phonenumbers.PhoneNumberFormat.E164)
+    return phonenumbers.format_number(
+        phonenumbers.parse(number, "DE"), phonenumbers.PhoneNumberFormat.E164
+    )
 
 
 def expected_contacts(moco: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -24,8 +25,10 @@ def expected_contacts(moco: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if not email and not phone:
             continue  # the documented filter: neither email nor phone, not sent
         out[str(p["id"])] = {
-            "email": email, "phone": e164(phone) if phone else None,
-            "firstName": p["firstname"] or None, "lastName": p["lastname"],
+            "email": email,
+            "phone": e164(phone) if phone else None,
+            "firstName": p["firstname"] or None,
+            "lastName": p["lastname"],
             "companyName": p["company"]["name"] if p["company"] else None,
             "tags": {t.lower() for t in p["tags"]} | {"moco"},
         }
@@ -54,15 +57,23 @@ def test_full_sync_then_identical_rerun_then_incremental_change(pipeline: Pipeli
         assert c.get("companyName") == w["companyName"]
         assert set(c["tags"]) == w["tags"]
     # Tasks: every to-do on a synced contact, on the right contact, completion included.
-    todos = [t for t in moco["todos"]
-             if t["todoable_type"] == "Contact" and str(t["todoable_id"]) in want]
-    assert Counter((crm_id[str(t["todoable_id"])], t["title"], t["completed"]) for t in todos) == \
-        Counter((t["contactId"], t["title"], t["completed"]) for t in crm["tasks"])
+    todos = [
+        t
+        for t in moco["todos"]
+        if t["todoable_type"] == "Contact" and str(t["todoable_id"]) in want
+    ]
+    assert Counter(
+        (crm_id[str(t["todoable_id"])], t["title"], t["completed"]) for t in todos
+    ) == Counter((t["contactId"], t["title"], t["completed"]) for t in crm["tasks"])
     # Notes: one per MOCO comment on a synced contact, as plain text.
-    comments = [c for c in moco["comments"]
-                if c["commentable_type"] == "Contact" and str(c["commentable_id"]) in want]
-    assert Counter(crm_id[str(c["commentable_id"])] for c in comments) == \
-        Counter(n["contactId"] for n in crm["notes"])
+    comments = [
+        c
+        for c in moco["comments"]
+        if c["commentable_type"] == "Contact" and str(c["commentable_id"]) in want
+    ]
+    assert Counter(crm_id[str(c["commentable_id"])] for c in comments) == Counter(
+        n["contactId"] for n in crm["notes"]
+    )
     assert not any("<div>" in n["body"] or "<br" in n["body"] for n in crm["notes"])
     assert first["adds_up"]
 
@@ -79,18 +90,25 @@ def test_full_sync_then_identical_rerun_then_incremental_change(pipeline: Pipeli
     third = pipeline.run()
     crm_after = {c["id"]: c for c in pipeline.contacts_state()["contacts"]}
     assert crm_after[crm_id[str(person["id"])]]["lastName"] == "Umbenannt"
-    assert [(w["method"], w["path"]) for w in pipeline.contacts_writes()] == \
-        [("PUT", f"/contacts/{crm_id[str(person['id'])]}")]
-    assert third["streams"]["contacts"] == {"read": 1, "created": 0, "updated": 1,
-                                            "unchanged": 0, "rejected": 0}
+    assert [(w["method"], w["path"]) for w in pipeline.contacts_writes()] == [
+        ("PUT", f"/contacts/{crm_id[str(person['id'])]}")
+    ]
+    assert third["streams"]["contacts"] == {
+        "read": 1,
+        "created": 0,
+        "updated": 1,
+        "unchanged": 0,
+        "rejected": 0,
+    }
 
 
 def test_changing_a_mapping_with_meltano_config_changes_what_lands(pipeline: Pipeline):
     yml = pipeline.project / "meltano.yml"
     original = yml.read_text()
     try:
-        pipeline.meltano("config", "set", "target-contacts", "stream_maps.contacts.lastName",
-                         "lastname.upper()")
+        pipeline.meltano(
+            "config", "set", "target-contacts", "stream_maps.contacts.lastName", "lastname.upper()"
+        )
         pipeline.run()
     finally:
         yml.write_text(original)
@@ -102,17 +120,33 @@ def test_changing_a_mapping_with_meltano_config_changes_what_lands(pipeline: Pip
 
 
 def test_filter_and_tag_switch_and_due_date_fallback(pipeline: Pipeline):
-    no_contact_data = pipeline.moco_api("POST", "/contacts/people", json={
-        "lastname": "Ohnekontakt", "firstname": "Otto", "gender": "M"})
-    pipeline.moco_api("POST", "/comments", json={
-        "commentable_type": "Contact", "commentable_id": no_contact_data["id"],
-        "text": "<div>Nur per Post erreichbar</div>"})
-    summary = pipeline.run(env={
-        "TARGET_CONTACTS_STREAM_MAP_CONFIG": '{"only_contacts_tagged": ["VIP"], "sync_tag": "moco"}'})
+    no_contact_data = pipeline.moco_api(
+        "POST",
+        "/contacts/people",
+        json={"lastname": "Ohnekontakt", "firstname": "Otto", "gender": "M"},
+    )
+    pipeline.moco_api(
+        "POST",
+        "/comments",
+        json={
+            "commentable_type": "Contact",
+            "commentable_id": no_contact_data["id"],
+            "text": "<div>Nur per Post erreichbar</div>",
+        },
+    )
+    summary = pipeline.run(
+        env={
+            "TARGET_CONTACTS_STREAM_MAP_CONFIG": '{"only_contacts_tagged": ["VIP"], "sync_tag": "moco"}'
+        }
+    )
     moco = pipeline.moco_state()
     crm = pipeline.contacts_state()
-    vip = [p for p in moco["contacts"] if "VIP" in p["tags"]
-           and (p["work_email"] or p["home_email"] or p["work_phone"] or p["mobile_phone"])]
+    vip = [
+        p
+        for p in moco["contacts"]
+        if "VIP" in p["tags"]
+        and (p["work_email"] or p["home_email"] or p["work_phone"] or p["mobile_phone"])
+    ]
     assert vip, "the seed must hold VIP contacts for this test to mean anything"
     assert len(crm["contacts"]) == len(vip)
     assert all("vip" in c["tags"] for c in crm["contacts"])
@@ -124,8 +158,13 @@ def test_filter_and_tag_switch_and_due_date_fallback(pipeline: Pipeline):
 
     # The fallback: a to-do without a due date lands with its creation time as due date.
     vip_ids = {str(p["id"]) for p in vip}
-    undated = [t for t in moco["todos"] if t["todoable_type"] == "Contact"
-               and str(t["todoable_id"]) in vip_ids and not t["due_date"]]
+    undated = [
+        t
+        for t in moco["todos"]
+        if t["todoable_type"] == "Contact"
+        and str(t["todoable_id"]) in vip_ids
+        and not t["due_date"]
+    ]
     for todo in undated:
         task = next(t for t in crm["tasks"] if t["title"] == todo["title"])
         assert task["dueDate"][:19] == todo["created_at"][:19]

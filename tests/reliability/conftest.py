@@ -75,8 +75,11 @@ def record(request: pytest.FixtureRequest, table: list[Row]) -> Callable[..., Ro
 
 
 def _seed_moco(moco: RunningSandbox, n_contacts: int, seed: int) -> None:
-    requests.post(f"{moco.url}/_sandbox/seed", timeout=60,
-                  json={"generate": {"contacts": n_contacts, "seed": seed}}).raise_for_status()
+    requests.post(
+        f"{moco.url}/_sandbox/seed",
+        timeout=60,
+        json={"generate": {"contacts": n_contacts, "seed": seed}},
+    ).raise_for_status()
 
 
 @pytest.fixture
@@ -90,19 +93,37 @@ def world_factory(tmp_path: Path, evidence: Evidence) -> Iterator[Callable[..., 
     """
     made: list[tuple[World, list[RunningSandbox]]] = []
 
-    def make(*, n_contacts: int = 40, seed: int = 7, latency: float = 0.01,
-             allow_duplicates: bool = True, agency: bool = False,
-             contacts: dict[str, Any] | None = None,
-             moco: dict[str, Any] | None = None) -> World:
-        moco_sandbox = RunningSandbox(MocoSandbox(**{
-            "api_key": MOCO_KEY, "rate_limit": 100_000, "latency": latency,
-            **(moco or {})})).start()
-        contacts_sandbox = RunningSandbox(ContactsSandbox(**{
-            "location_id": LOCATION, "token": PIT, "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET, "company_id": COMPANY_ID,
-            "agency_token": AGENCY_TOKEN if agency else None, "rate_limit": 100_000,
-            "allow_duplicates": allow_duplicates, "latency": latency,
-            **(contacts or {})})).start()
+    def make(
+        *,
+        n_contacts: int = 40,
+        seed: int = 7,
+        latency: float = 0.01,
+        allow_duplicates: bool = True,
+        agency: bool = False,
+        contacts: dict[str, Any] | None = None,
+        moco: dict[str, Any] | None = None,
+    ) -> World:
+        moco_sandbox = RunningSandbox(
+            MocoSandbox(
+                **{"api_key": MOCO_KEY, "rate_limit": 100_000, "latency": latency, **(moco or {})}
+            )
+        ).start()
+        contacts_sandbox = RunningSandbox(
+            ContactsSandbox(
+                **{
+                    "location_id": LOCATION,
+                    "token": PIT,
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
+                    "company_id": COMPANY_ID,
+                    "agency_token": AGENCY_TOKEN if agency else None,
+                    "rate_limit": 100_000,
+                    "allow_duplicates": allow_duplicates,
+                    "latency": latency,
+                    **(contacts or {}),
+                }
+            )
+        ).start()
         issued = watch_oauth(contacts_sandbox, evidence)
         if n_contacts:
             _seed_moco(moco_sandbox, n_contacts, seed)
@@ -125,8 +146,14 @@ def world_factory(tmp_path: Path, evidence: Evidence) -> Iterator[Callable[..., 
 class Baseline:
     """What a clean run makes of a data set: the CRM, the rejects, the writes, the summary."""
 
-    def __init__(self, crm: dict[str, Any], rejects: set[Any], writes: int,
-                 summary: dict[str, Any], moco: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        crm: dict[str, Any],
+        rejects: set[Any],
+        writes: int,
+        summary: dict[str, Any],
+        moco: dict[str, Any],
+    ) -> None:
         self.crm = crm
         self.rejects = rejects
         self.writes = writes
@@ -135,8 +162,9 @@ class Baseline:
 
 
 @pytest.fixture(scope="session")
-def baseline(tmp_path_factory: pytest.TempPathFactory,
-             evidence: Evidence) -> Callable[..., Baseline]:
+def baseline(
+    tmp_path_factory: pytest.TempPathFactory, evidence: Evidence
+) -> Callable[..., Baseline]:
     """``baseline(n_contacts, seed)``: one clean, fault-free run of that MOCO data set (cached)."""
     cache: dict[tuple[int, int], Baseline] = {}
 
@@ -144,18 +172,32 @@ def baseline(tmp_path_factory: pytest.TempPathFactory,
         key = (n_contacts, seed)
         if key not in cache:
             folder = tmp_path_factory.mktemp(f"baseline-{n_contacts}-{seed}")
-            with RunningSandbox(MocoSandbox(api_key=MOCO_KEY, rate_limit=100_000)) as moco, \
-                    RunningSandbox(ContactsSandbox(
-                        location_id=LOCATION, token=PIT, client_id=CLIENT_ID,
-                        client_secret=CLIENT_SECRET, company_id=COMPANY_ID,
-                        rate_limit=100_000, allow_duplicates=True)) as contacts:
+            with (
+                RunningSandbox(MocoSandbox(api_key=MOCO_KEY, rate_limit=100_000)) as moco,
+                RunningSandbox(
+                    ContactsSandbox(
+                        location_id=LOCATION,
+                        token=PIT,
+                        client_id=CLIENT_ID,
+                        client_secret=CLIENT_SECRET,
+                        company_id=COMPANY_ID,
+                        rate_limit=100_000,
+                        allow_duplicates=True,
+                    )
+                ) as contacts,
+            ):
                 _seed_moco(moco, n_contacts, seed)
                 world = World(moco, contacts, folder, evidence)
                 run = world.run()
                 assert run.ok, run.describe()
                 assert run.summary is not None and run.summary["adds_up"], run.stderr[-2000:]
-                cache[key] = Baseline(world.crm(), world.rejects(), len(world.writes()),
-                                      run.summary, world.moco_state())
+                cache[key] = Baseline(
+                    world.crm(),
+                    world.rejects(),
+                    len(world.writes()),
+                    run.summary,
+                    world.moco_state(),
+                )
                 world.collect()
         return cache[key]
 

@@ -57,8 +57,11 @@ WRITE_METHODS = ("POST", "PUT", "DELETE")
 
 def is_write(method: str, path: str) -> bool:
     """A request that changes CRM data (not a read, a search or an OAuth call)."""
-    return method in WRITE_METHODS and path != "/contacts/search" \
+    return (
+        method in WRITE_METHODS
+        and path != "/contacts/search"
         and not path.startswith(("/oauth", "/v2/oauth", "/_sandbox"))
+    )
 
 
 @functools.cache
@@ -70,11 +73,14 @@ def meltano_mapping() -> dict[str, Any]:
     data = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))
     loader = next(p for p in data["plugins"]["loaders"] if p["name"] == "target-contacts")
     env = next(e for e in data["environments"] if e["name"] == "sandbox")
-    env_loader = next(p for p in env["config"]["plugins"]["loaders"]
-                      if p["name"] == "target-contacts")
-    return {"stream_maps": loader["config"]["stream_maps"],
-            "stream_map_config": loader["config"]["stream_map_config"],
-            "default_phone_region": env_loader["config"]["default_phone_region"]}
+    env_loader = next(
+        p for p in env["config"]["plugins"]["loaders"] if p["name"] == "target-contacts"
+    )
+    return {
+        "stream_maps": loader["config"]["stream_maps"],
+        "stream_map_config": loader["config"]["stream_map_config"],
+        "default_phone_region": env_loader["config"]["default_phone_region"],
+    }
 
 
 # --- evidence --------------------------------------------------------------------------------
@@ -108,8 +114,12 @@ class Evidence:
         """(where, which secret) for every secret found in a captured text."""
         with self._lock:
             texts, secrets = list(self.texts), sorted(self.secrets)
-        return [(label, f"{s[:4]}...({len(s)} chars)") for label, text in texts
-                for s in secrets if s in text]
+        return [
+            (label, f"{s[:4]}...({len(s)} chars)")
+            for label, text in texts
+            for s in secrets
+            if s in text
+        ]
 
     @property
     def size(self) -> int:
@@ -138,8 +148,11 @@ def watch_oauth(contacts: RunningSandbox, evidence: Evidence) -> list[dict[str, 
 def _contact_key(contact: dict[str, Any] | None) -> str:
     if contact is None:
         return "<no such contact>"
-    return contact.get("email") or contact.get("phone") or \
-        f"{contact.get('firstName')} {contact.get('lastName')}"
+    return (
+        contact.get("email")
+        or contact.get("phone")
+        or f"{contact.get('firstName')} {contact.get('lastName')}"
+    )
 
 
 @dataclass
@@ -156,18 +169,41 @@ def fingerprint(state: dict[str, Any]) -> Fingerprint:
     ids_unique = len(contacts) == len(state["contacts"])
     identity: dict[str, Counter[Any]] = {
         "contacts": Counter(_contact_key(c) for c in state["contacts"]),
-        "tasks": Counter((_contact_key(contacts.get(t["contactId"])), t.get("title"),
-                          str(t.get("dueDate") or "")[:19]) for t in state["tasks"]),
-        "notes": Counter((_contact_key(contacts.get(n["contactId"])), n.get("body"))
-                         for n in state["notes"]),
+        "tasks": Counter(
+            (
+                _contact_key(contacts.get(t["contactId"])),
+                t.get("title"),
+                str(t.get("dueDate") or "")[:19],
+            )
+            for t in state["tasks"]
+        ),
+        "notes": Counter(
+            (_contact_key(contacts.get(n["contactId"])), n.get("body")) for n in state["notes"]
+        ),
     }
     content: dict[str, Counter[Any]] = {
-        "contacts": Counter((_contact_key(c), c.get("email"), c.get("phone"), c.get("firstName"),
-                             c.get("lastName"), c.get("companyName"),
-                             tuple(sorted(c.get("tags") or []))) for c in state["contacts"]),
-        "tasks": Counter((_contact_key(contacts.get(t["contactId"])), t.get("title"),
-                          str(t.get("dueDate") or "")[:19], bool(t.get("completed")),
-                          t.get("body")) for t in state["tasks"]),
+        "contacts": Counter(
+            (
+                _contact_key(c),
+                c.get("email"),
+                c.get("phone"),
+                c.get("firstName"),
+                c.get("lastName"),
+                c.get("companyName"),
+                tuple(sorted(c.get("tags") or [])),
+            )
+            for c in state["contacts"]
+        ),
+        "tasks": Counter(
+            (
+                _contact_key(contacts.get(t["contactId"])),
+                t.get("title"),
+                str(t.get("dueDate") or "")[:19],
+                bool(t.get("completed")),
+                t.get("body"),
+            )
+            for t in state["tasks"]
+        ),
         "notes": identity["notes"],
     }
     for kind in ("tasks", "notes"):
@@ -195,12 +231,18 @@ class Comparison:
 
     @property
     def exact(self) -> bool:
-        return self.total_lost == 0 and self.total_duplicates == 0 and self.ids_unique and \
-            not any(self.differing.values())
+        return (
+            self.total_lost == 0
+            and self.total_duplicates == 0
+            and self.ids_unique
+            and not any(self.differing.values())
+        )
 
     def explain(self) -> str:
-        return (f"lost {self.lost}, duplicates {self.duplicates}, ids unique {self.ids_unique}, "
-                f"differing {json.dumps(self.differing, default=str)[:3000]}")
+        return (
+            f"lost {self.lost}, duplicates {self.duplicates}, ids unique {self.ids_unique}, "
+            f"differing {json.dumps(self.differing, default=str)[:3000]}"
+        )
 
 
 def compare(expected: dict[str, Any], actual: dict[str, Any]) -> Comparison:
@@ -315,7 +357,7 @@ class Run:
     def summary(self) -> dict[str, Any] | None:
         for line in self.stderr.splitlines():
             if line.startswith("SUMMARY "):
-                return json.loads(line[len("SUMMARY "):])
+                return json.loads(line[len("SUMMARY ") :])
         return None
 
     def last_error(self) -> str:
@@ -324,9 +366,11 @@ class Run:
         return lines[-1] if lines else ""
 
     def describe(self) -> str:
-        return (f"run {self.number}: target exit {self.target_returncode}, tap exit "
-                f"{self.tap_returncode}, killed {self.killed}\n--- target stderr (end) ---\n"
-                f"{_tail(self.stderr)}\n--- tap stderr (end) ---\n{_tail(self.tap_stderr)}")
+        return (
+            f"run {self.number}: target exit {self.target_returncode}, tap exit "
+            f"{self.tap_returncode}, killed {self.killed}\n--- target stderr (end) ---\n"
+            f"{_tail(self.stderr)}\n--- tap stderr (end) ---\n{_tail(self.tap_stderr)}"
+        )
 
 
 def _tail(text: str, lines: int = 25) -> str:
@@ -337,8 +381,9 @@ def _tail(text: str, lines: int = 25) -> str:
 class World:
     """Both sandboxes, a ledger, a saved state and the runs made against them."""
 
-    def __init__(self, moco: RunningSandbox, contacts: RunningSandbox, workdir: Path,
-                 evidence: Evidence) -> None:
+    def __init__(
+        self, moco: RunningSandbox, contacts: RunningSandbox, workdir: Path, evidence: Evidence
+    ) -> None:
         self.moco = moco
         self.contacts = contacts
         self.workdir = workdir
@@ -351,19 +396,26 @@ class World:
 
     # --- configs --------------------------------------------------------------------------
     def tap_config(self, **overrides: Any) -> dict[str, Any]:
-        config = {"api_key": MOCO_KEY, "base_url": self.moco.url,
-                  "rate_limit_requests": 100_000, "rate_limit_window_seconds": 1}
+        config = {
+            "api_key": MOCO_KEY,
+            "base_url": self.moco.url,
+            "rate_limit_requests": 100_000,
+            "rate_limit_window_seconds": 1,
+        }
         return _merged(config, overrides)
 
     def target_config(self, *, mapped: bool = True, **overrides: Any) -> dict[str, Any]:
         """The target's settings; ``mapped``: with meltano.yml's stream maps (MOCO-shaped input)."""
         mapping = meltano_mapping()
-        config = {"base_url": self.contacts.url, "location_id": LOCATION,
-                  "private_integration_token": PIT,
-                  "ledger_url": f"sqlite:///{self.ledger_path}",
-                  "request_timeout": 5, "max_concurrency": 8,
-                  **(mapping if mapped else {"default_phone_region":
-                                             mapping["default_phone_region"]})}
+        config = {
+            "base_url": self.contacts.url,
+            "location_id": LOCATION,
+            "private_integration_token": PIT,
+            "ledger_url": f"sqlite:///{self.ledger_path}",
+            "request_timeout": 5,
+            "max_concurrency": 8,
+            **(mapping if mapped else {"default_phone_region": mapping["default_phone_region"]}),
+        }
         return _merged(config, overrides)
 
     # --- running ----------------------------------------------------------------------------
@@ -373,9 +425,15 @@ class World:
         folder.mkdir(parents=True, exist_ok=True)
         return number, folder
 
-    def run(self, *, kill: KillSwitch | None = None, tap: dict[str, Any] | None = None,
-            target: dict[str, Any] | None = None, timeout: float = 240,
-            save_state: bool = True) -> Run:
+    def run(
+        self,
+        *,
+        kill: KillSwitch | None = None,
+        tap: dict[str, Any] | None = None,
+        target: dict[str, Any] | None = None,
+        timeout: float = 240,
+        save_state: bool = True,
+    ) -> Run:
         """``tap-moco [--state] | target-contacts`` as two processes in one process group."""
         number, folder = self._folder()
         tap_config = folder / "tap-config.json"
@@ -388,19 +446,36 @@ class World:
             state_file.write_text(json.dumps(self.state))
             tap_cmd += ["--state", str(state_file)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        out_path, err_path, tap_err_path = (folder / "target.out", folder / "target.err",
-                                            folder / "tap.err")
-        with out_path.open("wb") as out, err_path.open("wb") as err, \
-                tap_err_path.open("wb") as tap_err:
-            tap_proc = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=tap_err,
-                                        cwd=folder, env=env, **_process_group(0))
+        out_path, err_path, tap_err_path = (
+            folder / "target.out",
+            folder / "target.err",
+            folder / "tap.err",
+        )
+        with (
+            out_path.open("wb") as out,
+            err_path.open("wb") as err,
+            tap_err_path.open("wb") as tap_err,
+        ):
+            tap_proc = subprocess.Popen(
+                tap_cmd,
+                stdout=subprocess.PIPE,
+                stderr=tap_err,
+                cwd=folder,
+                env=env,
+                **_process_group(0),
+            )
             pgid = tap_proc.pid
             if kill is not None:
                 kill.arm(pgid)
             target_proc = subprocess.Popen(
                 [str(BIN / "target-contacts"), "--config", str(target_config)],
-                stdin=tap_proc.stdout, stdout=out, stderr=err, cwd=folder, env=env,
-                **_process_group(pgid))
+                stdin=tap_proc.stdout,
+                stdout=out,
+                stderr=err,
+                cwd=folder,
+                env=env,
+                **_process_group(pgid),
+            )
             assert tap_proc.stdout is not None
             tap_proc.stdout.close()
             try:
@@ -410,30 +485,50 @@ class World:
                 os.killpg(pgid, signal.SIGKILL)
                 target_proc.wait()
                 tap_proc.wait()
-                raise AssertionError(f"the pipeline did not finish within {timeout} s:\n"
-                                     f"{_tail(err_path.read_text(errors='replace'))}") from None
-        run = Run(number, target_proc.returncode, tap_proc.returncode,
-                  out_path.read_text(errors="replace"), err_path.read_text(errors="replace"),
-                  tap_err_path.read_text(errors="replace"),
-                  bool(kill and kill.fired.is_set()), folder)
+                raise AssertionError(
+                    f"the pipeline did not finish within {timeout} s:\n"
+                    f"{_tail(err_path.read_text(errors='replace'))}"
+                ) from None
+        run = Run(
+            number,
+            target_proc.returncode,
+            tap_proc.returncode,
+            out_path.read_text(errors="replace"),
+            err_path.read_text(errors="replace"),
+            tap_err_path.read_text(errors="replace"),
+            bool(kill and kill.fired.is_set()),
+            folder,
+        )
         return self._finish(run, (tap_config, target_config), save_state)
 
-    def run_target(self, msgs: Iterable[dict[str, Any] | str], *,
-                   target: dict[str, Any] | None = None, timeout: float = 120,
-                   save_state: bool = True) -> Run:
+    def run_target(
+        self,
+        msgs: Iterable[dict[str, Any] | str],
+        *,
+        target: dict[str, Any] | None = None,
+        timeout: float = 120,
+        save_state: bool = True,
+    ) -> Run:
         """``target-contacts`` alone on the given Singer messages (strings are sent verbatim)."""
         number, folder = self._folder()
         target_config = folder / "target-config.json"
         target_config.write_text(json.dumps(self.target_config(mapped=False, **(target or {}))))
         stdin = "".join((m if isinstance(m, str) else json.dumps(m)) + "\n" for m in msgs)
-        proc = subprocess.run([str(BIN / "target-contacts"), "--config", str(target_config)],
-                              input=stdin, capture_output=True, text=True, cwd=folder,
-                              timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.run(
+            [str(BIN / "target-contacts"), "--config", str(target_config)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=folder,
+            timeout=timeout,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         run = Run(number, proc.returncode, None, proc.stdout, proc.stderr, "", False, folder)
         return self._finish(run, (target_config,), save_state)
 
-    def start_target(self, msgs: Iterable[dict[str, Any]], *, target: dict[str, Any],
-                     name: str) -> tuple[subprocess.Popen[str], Path]:
+    def start_target(
+        self, msgs: Iterable[dict[str, Any]], *, target: dict[str, Any], name: str
+    ) -> tuple[subprocess.Popen[str], Path]:
         """Start ``target-contacts`` without waiting (for runs that must overlap)."""
         folder = self.workdir / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -442,19 +537,29 @@ class World:
         (folder / "input.jsonl").write_text("".join(json.dumps(m) + "\n" for m in msgs))
         proc = subprocess.Popen(
             [str(BIN / "target-contacts"), "--config", str(config)],
-            stdin=(folder / "input.jsonl").open("rb"), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, cwd=folder,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdin=(folder / "input.jsonl").open("rb"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=folder,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         return proc, folder
 
     def _finish(self, run: Run, configs: tuple[Path, ...], save_state: bool) -> Run:
         self.runs.append(run)
-        for label, text in (("stdout", run.stdout), ("stderr", run.stderr),
-                            ("tap stderr", run.tap_stderr)):
+        for label, text in (
+            ("stdout", run.stdout),
+            ("stderr", run.stderr),
+            ("tap stderr", run.tap_stderr),
+        ):
             self.evidence.text(f"run {run.number} {label}", text)
         for path in run.folder.iterdir():
-            if path.suffix in (".jsonl", ".json") and path not in configs \
-                    and path.name != "input.jsonl":
+            if (
+                path.suffix in (".jsonl", ".json")
+                and path not in configs
+                and path.name != "input.jsonl"
+            ):
                 self.evidence.file(f"run {run.number} file", path)
         states = run.states
         if save_state and states:
@@ -462,17 +567,25 @@ class World:
             self.evidence.text(f"run {run.number} saved state", self.state)
         return run
 
-    def admin(self, *args: str, target: dict[str, Any] | None = None,
-              ) -> subprocess.CompletedProcess[str]:
+    def admin(
+        self,
+        *args: str,
+        target: dict[str, Any] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """``contacts-admin ARGS --config <the target's settings>``; output goes to the evidence."""
         folder = self.workdir / "admin"
         folder.mkdir(exist_ok=True)
         config = folder / "config.json"
         config.write_text(json.dumps(self.target_config(mapped=False, **(target or {}))))
         env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_CONTACTS_")}
-        result = subprocess.run([str(BIN / "contacts-admin"), *args, "--config", str(config)],
-                                capture_output=True, text=True, cwd=folder, env=env,
-                                timeout=300)
+        result = subprocess.run(
+            [str(BIN / "contacts-admin"), *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=folder,
+            env=env,
+            timeout=300,
+        )
         self.evidence.text(f"contacts-admin {' '.join(args)} stdout", result.stdout)
         self.evidence.text(f"contacts-admin {' '.join(args)} stderr", result.stderr)
         return result
@@ -517,9 +630,13 @@ class World:
         _post(self.moco, "/_sandbox/config", settings)
 
     def moco_api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = requests.request(method, f"{self.moco.url}/api/v1{path}", timeout=30,
-                                    headers={"Authorization": f"Token token={MOCO_KEY}"},
-                                    **kwargs)
+        response = requests.request(
+            method,
+            f"{self.moco.url}/api/v1{path}",
+            timeout=30,
+            headers={"Authorization": f"Token token={MOCO_KEY}"},
+            **kwargs,
+        )
         response.raise_for_status()
         return response.json() if response.content else None
 
@@ -609,8 +726,12 @@ class Row:
 # --- OAuth ---------------------------------------------------------------------------------------
 def oauth_target(**extra: Any) -> dict[str, Any]:
     """Target settings for OAuth instead of the private integration token."""
-    return {"private_integration_token": None, "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET, **extra}
+    return {
+        "private_integration_token": None,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        **extra,
+    }
 
 
 def login(world: World, *, encryption_key: str | None = None) -> Any:
@@ -621,18 +742,31 @@ def login(world: World, *, encryption_key: str | None = None) -> Any:
     from target_contacts.db import make_engine
 
     redirect_uri = "http://127.0.0.1:9/callback"
-    query = urlencode({"response_type": "code", "client_id": CLIENT_ID,
-                       "redirect_uri": redirect_uri, "scope": "contacts.readonly contacts.write",
-                       "state": "reliability"})
-    answer = requests.get(f"{world.contacts.url}/v2/oauth/chooselocation?{query}",
-                          allow_redirects=False, timeout=30)
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": CLIENT_ID,
+            "redirect_uri": redirect_uri,
+            "scope": "contacts.readonly contacts.write",
+            "state": "reliability",
+        }
+    )
+    answer = requests.get(
+        f"{world.contacts.url}/v2/oauth/chooselocation?{query}", allow_redirects=False, timeout=30
+    )
     code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
     world.evidence.secret(code)
     engine = make_engine(f"sqlite:///{world.ledger_path}")
     store = TokenStore(engine, encryption_key=encryption_key)
-    token = exchange_code(store, base_url=world.contacts.url, client_id=CLIENT_ID,
-                          client_secret=CLIENT_SECRET, code=code, redirect_uri=redirect_uri,
-                          location_id=LOCATION)
+    token = exchange_code(
+        store,
+        base_url=world.contacts.url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        code=code,
+        redirect_uri=redirect_uri,
+        location_id=LOCATION,
+    )
     engine.dispose()
     return token
 
@@ -650,20 +784,29 @@ def expire_stored_token(world: World, *, encryption_key: str | None = None) -> N
     token = store.load(LOCATION)
     assert token is not None
     now = datetime.now(timezone.utc)
-    store.save(replace(token, expires_at=now - timedelta(seconds=1),
-                       updated_at=now - timedelta(hours=1)))
+    store.save(
+        replace(token, expires_at=now - timedelta(seconds=1), updated_at=now - timedelta(hours=1))
+    )
     engine.dispose()
 
 
 def token_grants(world: World) -> list[dict[str, Any]]:
     """``POST /oauth/token`` refresh grants in the Contacts sandbox's log."""
-    return [e for e in world.contacts_log() if e["path"] == "/oauth/token"
-            and (e.get("body") or {}).get("grant_type") == "refresh_token"]
+    return [
+        e
+        for e in world.contacts_log()
+        if e["path"] == "/oauth/token"
+        and (e.get("body") or {}).get("grant_type") == "refresh_token"
+    ]
 
 
 # --- hand-made Singer input for the target alone -------------------------------------------------
-def singer(records: Iterable[tuple[str, dict[str, Any]]], *, state: dict[str, Any] | None = None,
-           streams: tuple[str, ...] = ("contacts", "tasks", "notes")) -> list[dict[str, Any]]:
+def singer(
+    records: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    state: dict[str, Any] | None = None,
+    streams: tuple[str, ...] = ("contacts", "tasks", "notes"),
+) -> list[dict[str, Any]]:
     """SCHEMA messages, the RECORDs as given, then an optional STATE (as a tap would send)."""
     return messages(list(records), state=state, order=streams)
 
@@ -687,29 +830,44 @@ def expected_crm(moco: dict[str, Any]) -> dict[str, Any]:
         if not email and not phone:
             continue  # the mapping's filter: neither e-mail nor phone
         if phone:
-            phone = phonenumbers.format_number(phonenumbers.parse(phone, region),
-                                               phonenumbers.PhoneNumberFormat.E164)
-        contact = {"id": f"moco-{p['id']}", "email": email, "phone": phone,
-                   "firstName": p["firstname"].strip() or None,
-                   "lastName": p["lastname"].strip() or None,
-                   "companyName": p["company"]["name"] if p["company"] else None,
-                   "tags": sorted({t.strip().lower() for t in [*p["tags"], "moco"]})}
+            phone = phonenumbers.format_number(
+                phonenumbers.parse(phone, region), phonenumbers.PhoneNumberFormat.E164
+            )
+        contact = {
+            "id": f"moco-{p['id']}",
+            "email": email,
+            "phone": phone,
+            "firstName": p["firstname"].strip() or None,
+            "lastName": p["lastname"].strip() or None,
+            "companyName": p["company"]["name"] if p["company"] else None,
+            "tags": sorted({t.strip().lower() for t in [*p["tags"], "moco"]}),
+        }
         contacts.append({k: v for k, v in contact.items() if v is not None})
         synced.add(str(p["id"]))
     for t in moco["todos"]:
         if t["todoable_type"] != "Contact" or str(t["todoable_id"]) not in synced:
             continue
-        tasks.append({"id": f"moco-task-{t['id']}", "contactId": f"moco-{t['todoable_id']}",
-                      "title": t["title"],
-                      "dueDate": normalize_datetime(t["due_date"] or t["created_at"], "dueDate"),
-                      "completed": bool(t["completed"])})
+        tasks.append(
+            {
+                "id": f"moco-task-{t['id']}",
+                "contactId": f"moco-{t['todoable_id']}",
+                "title": t["title"],
+                "dueDate": normalize_datetime(t["due_date"] or t["created_at"], "dueDate"),
+                "completed": bool(t["completed"]),
+            }
+        )
     for c in moco["comments"]:
         if c["commentable_type"] != "Contact" or str(c["commentable_id"]) not in synced:
             continue
         body = (html_to_text(c["text"]) or "").strip()
         if body:
-            notes.append({"id": f"moco-note-{c['id']}", "contactId": f"moco-{c['commentable_id']}",
-                          "body": body})
+            notes.append(
+                {
+                    "id": f"moco-note-{c['id']}",
+                    "contactId": f"moco-{c['commentable_id']}",
+                    "body": body,
+                }
+            )
     return {"contacts": contacts, "tasks": tasks, "notes": notes}
 
 
@@ -718,8 +876,14 @@ class Hook:
     the sandbox has computed (and committed) its answer, which is sent after the action;
     ``when="before"`` the action runs first, then the request is handled."""
 
-    def __init__(self, sandbox: RunningSandbox, matches: Callable[[Request], bool],
-                 action: Callable[[Request], None], *, when: str = "after") -> None:
+    def __init__(
+        self,
+        sandbox: RunningSandbox,
+        matches: Callable[[Request], bool],
+        action: Callable[[Request], None],
+        *,
+        when: str = "after",
+    ) -> None:
         self.app = sandbox.app
         self.matches = matches
         self.action = action

@@ -30,17 +30,17 @@ AREAS = ("Contacts API", "Contacts API / OAuth", "OAuth", "MOCO", "Crash", "Bad 
 CRASH_KINDS = {
     "pipe": "SIGKILL of `tap-moco | target-contacts` during a full sync",
     "incremental": "SIGKILL of `tap-moco | target-contacts` during an incremental sync "
-                   "(renames, new tags, completions, an edited note, new records)",
+    "(renames, new tags, completions, an edited note, new records)",
     "meltano": "SIGKILL of `meltano run tap-moco target-contacts` during a full sync",
 }
 CRASH_OUTCOMES = {
     "pipe": "every point: the rerun(s) completed (at most {reruns}); CRM equal to a clean run; "
-            "a full re-sync afterwards wrote nothing",
+    "a full re-sync afterwards wrote nothing",
     "incremental": "every point: the rerun(s) from the saved state completed (at most "
-                   "{reruns}); every change landed once; a full re-sync afterwards wrote nothing",
+    "{reruns}); every change landed once; a full re-sync afterwards wrote nothing",
     "meltano": "every point: Meltano refused the job while the killed run still counted as "
-               "running (stale after 5 min, or `--force`); the rerun completed, CRM equal to a "
-               "clean run; the next run wrote nothing",
+    "running (stale after 5 min, or `--force`); the rerun completed, CRM equal to a "
+    "clean run; the next run wrote nothing",
 }
 
 
@@ -66,15 +66,18 @@ def crash_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             phases[p["detail"]["phase"]] += 1
         writes = points[0]["detail"]["writes"]
         reruns = max(p["detail"]["reruns"] for p in points)
-        out.append({
-            "area": "Crash", "fault": CRASH_KINDS[kind],
-            "injection": f"{len(points)} seeded kill points over the {writes} writes of a clean "
-                         f"run ({phases['before']} just before a write is applied, "
-                         f"{phases['after']} just after it was committed)",
-            "outcome": CRASH_OUTCOMES[kind].format(reruns=reruns),
-            "lost": sum(p["lost"] for p in points),
-            "duplicates": sum(p["duplicates"] for p in points),
-        })
+        out.append(
+            {
+                "area": "Crash",
+                "fault": CRASH_KINDS[kind],
+                "injection": f"{len(points)} seeded kill points over the {writes} writes of a clean "
+                f"run ({phases['before']} just before a write is applied, "
+                f"{phases['after']} just after it was committed)",
+                "outcome": CRASH_OUTCOMES[kind].format(reruns=reruns),
+                "lost": sum(p["lost"] for p in points),
+                "duplicates": sum(p["duplicates"] for p in points),
+            }
+        )
     return out
 
 
@@ -97,20 +100,31 @@ def render(rows: list[dict[str, Any]], results: Path) -> str:
         "|---|---|---|---|---:|---:|",
     ]
     for r in table:
-        lines.append(f"| {cell(r['area'])} | {cell(r['fault'])} | {cell(r['injection'])} | "
-                     f"{cell(r['outcome'])} | {r['lost']} | {r['duplicates']} |")
+        lines.append(
+            f"| {cell(r['area'])} | {cell(r['fault'])} | {cell(r['injection'])} | "
+            f"{cell(r['outcome'])} | {r['lost']} | {r['duplicates']} |"
+        )
     if crash:
-        lines += ["", "### The kill points", "",
-                  "`k`: the write request (counted at the Contacts sandbox) at which the "
-                  "process group got SIGKILL; *before*: the request was dropped unapplied, "
-                  "*after*: it was committed and its answer lost.", "",
-                  "| Run killed | Seed | k / writes of a clean run | When | Reruns | "
-                  "Records lost | Duplicates created |", "|---|---:|---:|---|---:|---:|---:|"]
-        for r in sorted(crash, key=lambda r: (list(CRASH_KINDS).index(r["detail"]["kind"]),
-                                              r["detail"]["seed"])):
+        lines += [
+            "",
+            "### The kill points",
+            "",
+            "`k`: the write request (counted at the Contacts sandbox) at which the "
+            "process group got SIGKILL; *before*: the request was dropped unapplied, "
+            "*after*: it was committed and its answer lost.",
+            "",
+            "| Run killed | Seed | k / writes of a clean run | When | Reruns | "
+            "Records lost | Duplicates created |",
+            "|---|---:|---:|---|---:|---:|---:|",
+        ]
+        for r in sorted(
+            crash, key=lambda r: (list(CRASH_KINDS).index(r["detail"]["kind"]), r["detail"]["seed"])
+        ):
             d = r["detail"]
-            lines.append(f"| {d['kind']} | {d['seed']} | {d['k']} / {d['writes']} | "
-                         f"{d['phase']} | {d['reruns']} | {r['lost']} | {r['duplicates']} |")
+            lines.append(
+                f"| {d['kind']} | {d['seed']} | {d['k']} / {d['writes']} | "
+                f"{d['phase']} | {d['reruns']} | {r['lost']} | {r['duplicates']} |"
+            )
     return "\n".join(lines)
 
 
@@ -122,15 +136,18 @@ SKELETON = f"""# Reliability
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.reliability.report",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.reliability.report", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--results", type=Path, default=default_results())
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     if not args.results.exists():
-        print(f"error: {args.results} does not exist; run `scripts/test --all` first.",
-              file=sys.stderr)
+        print(
+            f"error: {args.results} does not exist; run `scripts/test --all` first.",
+            file=sys.stderr,
+        )
         return 2
     rows = json.loads(args.results.read_text(encoding="utf-8"))
     if not rows:
@@ -148,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     head, rest = doc.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    args.out.write_text(f"{head}{BEGIN}\n{render(rows, args.results)}\n{END}{tail}",
-                        encoding="utf-8")
+    args.out.write_text(
+        f"{head}{BEGIN}\n{render(rows, args.results)}\n{END}{tail}", encoding="utf-8"
+    )
     print(f"wrote {len(rows)} cases to {args.out}")
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)

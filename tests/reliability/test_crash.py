@@ -61,8 +61,9 @@ def assert_idempotent(world: World) -> int:
     return len(writes)
 
 
-def crash_and_rerun(world_factory: Callable[..., World], base: Baseline, seed: int,
-                    record: Callable[..., Row]) -> None:
+def crash_and_rerun(
+    world_factory: Callable[..., World], base: Baseline, seed: int, record: Callable[..., Row]
+) -> None:
     k, phase = kill_point(seed, base.writes)
     world = world_factory(n_contacts=N_CONTACTS, seed=DATA_SEED, latency=0.01)
     kill = KillSwitch(world.contacts, k, phase)
@@ -76,27 +77,40 @@ def crash_and_rerun(world_factory: Callable[..., World], base: Baseline, seed: i
     assert summary is not None and summary["adds_up"], reruns[-1].stderr[-3000:]
     comparison = assert_like_clean_run(world, base)
     repeat_writes = assert_idempotent(world)
-    record(case=f"crash-pipe-{seed}", area="Crash",
-           fault="SIGKILL of tap | target during a full sync",
-           injection=f"seed {seed}: process group killed at write {k} of {base.writes}, "
-                     f"{phase} the write is applied",
-           outcome=f"{len(reruns)} rerun(s) completed; CRM equal to a clean run; "
-                   f"full re-sync wrote {repeat_writes}",
-           lost=comparison.total_lost, duplicates=comparison.total_duplicates,
-           detail={"seed": seed, "k": k, "phase": phase, "writes": base.writes,
-                   "crm_at_kill": at_kill, "reruns": len(reruns), "kind": "pipe"})
+    record(
+        case=f"crash-pipe-{seed}",
+        area="Crash",
+        fault="SIGKILL of tap | target during a full sync",
+        injection=f"seed {seed}: process group killed at write {k} of {base.writes}, "
+        f"{phase} the write is applied",
+        outcome=f"{len(reruns)} rerun(s) completed; CRM equal to a clean run; "
+        f"full re-sync wrote {repeat_writes}",
+        lost=comparison.total_lost,
+        duplicates=comparison.total_duplicates,
+        detail={
+            "seed": seed,
+            "k": k,
+            "phase": phase,
+            "writes": base.writes,
+            "crm_at_kill": at_kill,
+            "reruns": len(reruns),
+            "kind": "pipe",
+        },
+    )
 
 
 @pytest.mark.parametrize("seed", DEFAULT_POINTS)
-def test_sigkill_at_a_seeded_write_then_rerun_ends_like_a_clean_run(world_factory, baseline,
-                                                                    record, seed):
+def test_sigkill_at_a_seeded_write_then_rerun_ends_like_a_clean_run(
+    world_factory, baseline, record, seed
+):
     crash_and_rerun(world_factory, baseline(N_CONTACTS, DATA_SEED), seed, record)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SLOW_POINTS)
-def test_sigkill_at_more_seeded_writes_then_rerun_ends_like_a_clean_run(world_factory, baseline,
-                                                                       record, seed):
+def test_sigkill_at_more_seeded_writes_then_rerun_ends_like_a_clean_run(
+    world_factory, baseline, record, seed
+):
     crash_and_rerun(world_factory, baseline(N_CONTACTS, DATA_SEED), seed, record)
 
 
@@ -109,34 +123,80 @@ def change_moco(world: World) -> None:
     people = sorted(moco["contacts"], key=lambda p: p["id"])
     reachable = [p for p in people if p["work_email"] or p["home_email"]]
     for p in reachable[:3]:
-        world.moco_api("PUT", f"/contacts/people/{p['id']}",
-                       json={"lastname": p["lastname"] + "-Neu", "tags": [*p["tags"], "Umzug"]})
-    hidden = next(p for p in people if not (p["work_email"] or p["home_email"]
-                                            or p["work_phone"] or p["mobile_phone"]))
-    world.moco_api("PUT", f"/contacts/people/{hidden['id']}",
-                   json={"work_email": f"sichtbar.{hidden['id']}@example.com"})
-    world.moco_api("POST", "/comments", json={
-        "commentable_type": "Contact", "commentable_id": hidden["id"],
-        "text": "<div>Jetzt <strong>erreichbar</strong></div>"})
-    open_todos = [t for t in sorted(moco["todos"], key=lambda t: t["id"])
-                  if t["todoable_type"] == "Contact" and not t["completed"]]
+        world.moco_api(
+            "PUT",
+            f"/contacts/people/{p['id']}",
+            json={"lastname": p["lastname"] + "-Neu", "tags": [*p["tags"], "Umzug"]},
+        )
+    hidden = next(
+        p
+        for p in people
+        if not (p["work_email"] or p["home_email"] or p["work_phone"] or p["mobile_phone"])
+    )
+    world.moco_api(
+        "PUT",
+        f"/contacts/people/{hidden['id']}",
+        json={"work_email": f"sichtbar.{hidden['id']}@example.com"},
+    )
+    world.moco_api(
+        "POST",
+        "/comments",
+        json={
+            "commentable_type": "Contact",
+            "commentable_id": hidden["id"],
+            "text": "<div>Jetzt <strong>erreichbar</strong></div>",
+        },
+    )
+    open_todos = [
+        t
+        for t in sorted(moco["todos"], key=lambda t: t["id"])
+        if t["todoable_type"] == "Contact" and not t["completed"]
+    ]
     for todo in open_todos[:2]:
-        requests.put(f"{world.moco.url}/_sandbox/todos/{todo['id']}", json={"completed": True},
-                     timeout=30).raise_for_status()
-    comment = next(c for c in sorted(moco["comments"], key=lambda c: c["id"])
-                   if c["commentable_type"] == "Contact" and c["manual"])
-    world.moco_api("PUT", f"/comments/{comment['id']}",
-                   json={"text": "<div>Geändert: Rückruf am Montag 📞</div>"})
+        requests.put(
+            f"{world.moco.url}/_sandbox/todos/{todo['id']}", json={"completed": True}, timeout=30
+        ).raise_for_status()
+    comment = next(
+        c
+        for c in sorted(moco["comments"], key=lambda c: c["id"])
+        if c["commentable_type"] == "Contact" and c["manual"]
+    )
+    world.moco_api(
+        "PUT",
+        f"/comments/{comment['id']}",
+        json={"text": "<div>Geändert: Rückruf am Montag 📞</div>"},
+    )
     for i in range(2):
-        new = world.moco_api("POST", "/contacts/people", json={
-            "firstname": f"Neu{i}", "lastname": f"Kontakt{i}", "gender": "F",
-            "work_email": f"neu{i}@example.com", "tags": ["Lead"]})
-        world.moco_api("POST", "/comments", json={
-            "commentable_type": "Contact", "commentable_id": new["id"],
-            "text": f"<div>Erstkontakt {i}</div>"})
-        requests.post(f"{world.moco.url}/_sandbox/todos", timeout=30, json={
-            "title": f"Angebot {i} senden", "todoable_type": "Contact", "todoable_id": new["id"],
-            "due_date": "2027-01-15T00:00:00Z"}).raise_for_status()
+        new = world.moco_api(
+            "POST",
+            "/contacts/people",
+            json={
+                "firstname": f"Neu{i}",
+                "lastname": f"Kontakt{i}",
+                "gender": "F",
+                "work_email": f"neu{i}@example.com",
+                "tags": ["Lead"],
+            },
+        )
+        world.moco_api(
+            "POST",
+            "/comments",
+            json={
+                "commentable_type": "Contact",
+                "commentable_id": new["id"],
+                "text": f"<div>Erstkontakt {i}</div>",
+            },
+        )
+        requests.post(
+            f"{world.moco.url}/_sandbox/todos",
+            timeout=30,
+            json={
+                "title": f"Angebot {i} senden",
+                "todoable_type": "Contact",
+                "todoable_id": new["id"],
+                "due_date": "2027-01-15T00:00:00Z",
+            },
+        ).raise_for_status()
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +208,25 @@ def incremental_writes(tmp_path_factory, evidence) -> int:
     from tests.reliability.harness import CLIENT_ID, CLIENT_SECRET, COMPANY_ID
 
     folder = tmp_path_factory.mktemp("incremental-baseline")
-    with RunningSandbox(MocoSandbox(api_key=MOCO_KEY, rate_limit=100_000)) as moco, \
-            RunningSandbox(ContactsSandbox(location_id=LOCATION, token=PIT, client_id=CLIENT_ID,
-                                           client_secret=CLIENT_SECRET, company_id=COMPANY_ID,
-                                           rate_limit=100_000, allow_duplicates=True)) as contacts:
-        requests.post(f"{moco.url}/_sandbox/seed", timeout=60, json={
-            "generate": {"contacts": N_CONTACTS, "seed": DATA_SEED}}).raise_for_status()
+    with (
+        RunningSandbox(MocoSandbox(api_key=MOCO_KEY, rate_limit=100_000)) as moco,
+        RunningSandbox(
+            ContactsSandbox(
+                location_id=LOCATION,
+                token=PIT,
+                client_id=CLIENT_ID,
+                client_secret=CLIENT_SECRET,
+                company_id=COMPANY_ID,
+                rate_limit=100_000,
+                allow_duplicates=True,
+            )
+        ) as contacts,
+    ):
+        requests.post(
+            f"{moco.url}/_sandbox/seed",
+            timeout=60,
+            json={"generate": {"contacts": N_CONTACTS, "seed": DATA_SEED}},
+        ).raise_for_status()
         world = World(moco, contacts, folder, evidence)
         assert world.run().ok
         change_moco(world)
@@ -171,7 +244,8 @@ def incremental_writes(tmp_path_factory, evidence) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", INCREMENTAL_POINTS)
 def test_sigkill_during_an_incremental_run_then_rerun_lands_every_change_once(
-        world_factory, incremental_writes, record, seed):
+    world_factory, incremental_writes, record, seed
+):
     k, phase = kill_point(seed, incremental_writes)
     world = world_factory(n_contacts=N_CONTACTS, seed=DATA_SEED, latency=0.01)
     first = world.run()
@@ -190,16 +264,26 @@ def test_sigkill_during_an_incremental_run_then_rerun_lands_every_change_once(
     assert comparison.exact, comparison.explain()
     assert world.ledger_problems(crm) == []
     repeat_writes = assert_idempotent(world)
-    record(case=f"crash-incremental-{seed}", area="Crash",
-           fault="SIGKILL of tap | target during an incremental sync (updates, completions, "
-                 "edited note, new records)",
-           injection=f"seed {seed}: killed at write {k} of {incremental_writes}, {phase} the "
-                     "write is applied",
-           outcome=f"{len(reruns)} rerun(s) from the saved state completed; every change landed "
-                   f"once; full re-sync wrote {repeat_writes}",
-           lost=comparison.total_lost, duplicates=comparison.total_duplicates,
-           detail={"seed": seed, "k": k, "phase": phase, "writes": incremental_writes,
-                   "reruns": len(reruns), "kind": "incremental"})
+    record(
+        case=f"crash-incremental-{seed}",
+        area="Crash",
+        fault="SIGKILL of tap | target during an incremental sync (updates, completions, "
+        "edited note, new records)",
+        injection=f"seed {seed}: killed at write {k} of {incremental_writes}, {phase} the "
+        "write is applied",
+        outcome=f"{len(reruns)} rerun(s) from the saved state completed; every change landed "
+        f"once; full re-sync wrote {repeat_writes}",
+        lost=comparison.total_lost,
+        duplicates=comparison.total_duplicates,
+        detail={
+            "seed": seed,
+            "k": k,
+            "phase": phase,
+            "writes": incremental_writes,
+            "reruns": len(reruns),
+            "kind": "incremental",
+        },
+    )
 
 
 # --- a real `meltano run` -----------------------------------------------------------------------
@@ -209,32 +293,53 @@ def meltano_project(tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("reliability-meltano")
     text = (ROOT / "meltano.yml").read_text(encoding="utf-8")
     (project / "meltano.yml").write_text(text.replace("pip_url: -e .", f"pip_url: -e {ROOT}"))
-    result = subprocess.run([str(BIN / "meltano"), "install"], cwd=project, text=True,
-                            capture_output=True, env=meltano_env(), timeout=600)
+    result = subprocess.run(
+        [str(BIN / "meltano"), "install"],
+        cwd=project,
+        text=True,
+        capture_output=True,
+        env=meltano_env(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project
 
 
 def meltano_env(world: World | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TAP_MOCO_", "TARGET_CONTACTS_", "MELTANO_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TAP_MOCO_", "TARGET_CONTACTS_", "MELTANO_"))
+    }
     env["MELTANO_ENVIRONMENT"] = "sandbox"
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     if world is not None:
-        env.update({"TAP_MOCO_BASE_URL": world.moco.url, "TAP_MOCO_API_KEY": MOCO_KEY,
-                    "TARGET_CONTACTS_BASE_URL": world.contacts.url,
-                    "TARGET_CONTACTS_LOCATION_ID": LOCATION,
-                    "TARGET_CONTACTS_PRIVATE_INTEGRATION_TOKEN": PIT,
-                    "TARGET_CONTACTS_LEDGER_URL": f"sqlite:///{world.ledger_path}"})
+        env.update(
+            {
+                "TAP_MOCO_BASE_URL": world.moco.url,
+                "TAP_MOCO_API_KEY": MOCO_KEY,
+                "TARGET_CONTACTS_BASE_URL": world.contacts.url,
+                "TARGET_CONTACTS_LOCATION_ID": LOCATION,
+                "TARGET_CONTACTS_PRIVATE_INTEGRATION_TOKEN": PIT,
+                "TARGET_CONTACTS_LEDGER_URL": f"sqlite:///{world.ledger_path}",
+            }
+        )
     return env
 
 
-def meltano_run(project: Path, world: World, *args: str,
-                kill: KillSwitch | None = None) -> subprocess.CompletedProcess[str]:
+def meltano_run(
+    project: Path, world: World, *args: str, kill: KillSwitch | None = None
+) -> subprocess.CompletedProcess[str]:
     """``meltano run [args] tap-moco target-contacts`` in its own process group."""
-    proc = subprocess.Popen([str(BIN / "meltano"), "run", *args, "tap-moco", "target-contacts"],
-                            cwd=project, env=meltano_env(world), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "meltano"), "run", *args, "tap-moco", "target-contacts"],
+        cwd=project,
+        env=meltano_env(world),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     if kill is not None:
         kill.arm(proc.pid)
     try:
@@ -248,8 +353,13 @@ def meltano_run(project: Path, world: World, *args: str,
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def meltano_kill_and_rerun(meltano_project: Path, world_factory: Callable[..., World],
-                           base: Baseline, seed: int, record: Callable[..., Row]) -> None:
+def meltano_kill_and_rerun(
+    meltano_project: Path,
+    world_factory: Callable[..., World],
+    base: Baseline,
+    seed: int,
+    record: Callable[..., Row],
+) -> None:
     k, phase = kill_point(seed, base.writes)
     world = world_factory(n_contacts=N_CONTACTS, seed=DATA_SEED, latency=0.01)
     job = f"--state-id-suffix=crash{seed}"  # a state (and a job) of this test's own
@@ -271,20 +381,32 @@ def meltano_kill_and_rerun(meltano_project: Path, world_factory: Callable[..., W
     again = meltano_run(meltano_project, world, job, "--force")
     assert again.returncode == 0, again.stderr[-4000:]
     assert world.writes() == []
-    record(case=f"crash-meltano-{seed}", area="Crash",
-           fault="SIGKILL of `meltano run tap-moco target-contacts`",
-           injection=f"seed {seed}: meltano's process group killed at write {k} of "
-                     f"{base.writes}, {phase} the write is applied",
-           outcome="Meltano refuses the job until the killed run is stale (or --force); the "
-                   "rerun completed, CRM equal to a clean run; the next run wrote 0",
-           lost=comparison.total_lost, duplicates=comparison.total_duplicates,
-           detail={"seed": seed, "k": k, "phase": phase, "writes": base.writes,
-                   "reruns": 1, "kind": "meltano"})
+    record(
+        case=f"crash-meltano-{seed}",
+        area="Crash",
+        fault="SIGKILL of `meltano run tap-moco target-contacts`",
+        injection=f"seed {seed}: meltano's process group killed at write {k} of "
+        f"{base.writes}, {phase} the write is applied",
+        outcome="Meltano refuses the job until the killed run is stale (or --force); the "
+        "rerun completed, CRM equal to a clean run; the next run wrote 0",
+        lost=comparison.total_lost,
+        duplicates=comparison.total_duplicates,
+        detail={
+            "seed": seed,
+            "k": k,
+            "phase": phase,
+            "writes": base.writes,
+            "reruns": 1,
+            "kind": "meltano",
+        },
+    )
 
 
 @pytest.mark.slow  # about 25 s each: Meltano itself starts slowly
 @pytest.mark.parametrize("seed", (501, 502, 503))
-def test_sigkill_of_meltano_run_then_rerun_ends_like_a_clean_run(meltano_project, world_factory,
-                                                                 baseline, record, seed):
-    meltano_kill_and_rerun(meltano_project, world_factory, baseline(N_CONTACTS, DATA_SEED), seed,
-                           record)
+def test_sigkill_of_meltano_run_then_rerun_ends_like_a_clean_run(
+    meltano_project, world_factory, baseline, record, seed
+):
+    meltano_kill_and_rerun(
+        meltano_project, world_factory, baseline(N_CONTACTS, DATA_SEED), seed, record
+    )

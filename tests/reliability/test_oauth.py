@@ -17,8 +17,8 @@ from tests.reliability.harness import (
     assert_like_clean_run,
     expire_stored_token,
     login,
-    oauth_target,
     note,
+    oauth_target,
     person,
     singer,
     token_grants,
@@ -30,13 +30,15 @@ N, SEED = 40, 7
 def stored_refresh_token(world) -> str | None:
     """The refresh token in the ledger's token row, read by another process's connection."""
     with sqlite3.connect(world.ledger_path) as conn:
-        row = conn.execute("SELECT refresh_token FROM oauth_tokens WHERE location_id = ?",
-                           (LOCATION,)).fetchone()
+        row = conn.execute(
+            "SELECT refresh_token FROM oauth_tokens WHERE location_id = ?", (LOCATION,)
+        ).fetchone()
     return row[0] if row else None
 
 
 def test_rotated_refresh_token_is_stored_before_the_new_access_token_is_used(
-        world_factory, baseline, record):
+    world_factory, baseline, record
+):
     base = baseline(N, SEED)
     world = world_factory(n_contacts=N, seed=SEED, contacts={"access_token_ttl": 3600})
     login(world)
@@ -64,21 +66,26 @@ def test_rotated_refresh_token_is_stored_before_the_new_access_token_is_used(
     assert rerun.ok, rerun.describe()
     assert len(token_grants(world)) == 1  # the rerun used the stored token, no second refresh
     comparison = assert_like_clean_run(world, base)
-    record(case="oauth-rotation-durable", area="OAuth",
-           fault="process killed right after a refresh",
-           injection="stored access token expired; pipeline SIGKILLed when the first request "
-                     "with the new access token arrived",
-           outcome="the rotated refresh token was already committed (read from another "
-                   "connection); the rerun used it without a new refresh",
-           lost=comparison.total_lost, duplicates=comparison.total_duplicates)
+    record(
+        case="oauth-rotation-durable",
+        area="OAuth",
+        fault="process killed right after a refresh",
+        injection="stored access token expired; pipeline SIGKILLed when the first request "
+        "with the new access token arrived",
+        outcome="the rotated refresh token was already committed (read from another "
+        "connection); the rerun used it without a new refresh",
+        lost=comparison.total_lost,
+        duplicates=comparison.total_duplicates,
+    )
 
 
 def lose_the_refresh_answer(world) -> None:
     """The sandbox rotates the refresh token, then the answer is lost (502)."""
     login(world)
     expire_stored_token(world)
-    world.contacts_faults({"kind": "commit_then_status", "method": "POST",
-                           "path": "^/oauth/token$", "status": 502})
+    world.contacts_faults(
+        {"kind": "commit_then_status", "method": "POST", "path": "^/oauth/token$", "status": 502}
+    )
 
 
 def test_lost_refresh_token_is_reported_with_what_to_do(world_factory, record):
@@ -97,13 +104,17 @@ def test_lost_refresh_token_is_reported_with_what_to_do(world_factory, record):
     assert world.writes() == []  # bad auth fails before the first write
     status = world.admin("status", target=oauth_target())
     assert "refresh token: stored" in status.stdout
-    record(case="oauth-lost-no-agency", area="OAuth",
-           fault="rotated refresh token lost (no agency token configured)",
-           injection="POST /oauth/token rotated by the sandbox, then answered 502",
-           outcome="run 1 stops (502, says the token may be spent); run 2 stops with "
-                   "TokenLostError: 'no longer valid ... Run `contacts-admin login` again'; "
-                   "0 writes",
-           lost=0, duplicates=0)
+    record(
+        case="oauth-lost-no-agency",
+        area="OAuth",
+        fault="rotated refresh token lost (no agency token configured)",
+        injection="POST /oauth/token rotated by the sandbox, then answered 502",
+        outcome="run 1 stops (502, says the token may be spent); run 2 stops with "
+        "TokenLostError: 'no longer valid ... Run `contacts-admin login` again'; "
+        "0 writes",
+        lost=0,
+        duplicates=0,
+    )
 
 
 def test_lost_refresh_token_is_recovered_with_the_agency_token(world_factory, baseline, record):
@@ -117,12 +128,16 @@ def test_lost_refresh_token_is_recovered_with_the_agency_token(world_factory, ba
     assert minted == [200]
     assert "getting a location token with the agency token" in runs[1].stderr
     comparison = assert_like_clean_run(world, base)
-    record(case="oauth-lost-agency", area="OAuth",
-           fault="rotated refresh token lost, agency token configured",
-           injection="POST /oauth/token rotated by the sandbox, then answered 502",
-           outcome="the next run's refresh is refused, it mints a location token with POST "
-                   "/oauth/locationToken and completes the sync",
-           lost=comparison.total_lost, duplicates=comparison.total_duplicates)
+    record(
+        case="oauth-lost-agency",
+        area="OAuth",
+        fault="rotated refresh token lost, agency token configured",
+        injection="POST /oauth/token rotated by the sandbox, then answered 502",
+        outcome="the next run's refresh is refused, it mints a location token with POST "
+        "/oauth/locationToken and completes the sync",
+        lost=comparison.total_lost,
+        duplicates=comparison.total_duplicates,
+    )
 
 
 def test_two_runs_started_together_spend_the_refresh_token_once(world_factory, record):
@@ -130,33 +145,45 @@ def test_two_runs_started_together_spend_the_refresh_token_once(world_factory, r
     login(world)
     expire_stored_token(world)
     # The refresh answer takes 3 s, so the second run reaches the lock while the first holds it.
-    world.contacts_faults({"kind": "slow", "method": "POST", "path": "^/oauth/token$",
-                           "delay": 3.0, "times": 2})
+    world.contacts_faults(
+        {"kind": "slow", "method": "POST", "path": "^/oauth/token$", "delay": 3.0, "times": 2}
+    )
     inputs = {"a": range(1, 6), "b": range(6, 11)}
-    procs = {name: world.start_target(singer([person(i) for i in ids] + [note(100 + i, i)
-                                                                        for i in ids]),
-                                      target=oauth_target(), name=f"run-{name}")
-             for name, ids in inputs.items()}
+    procs = {
+        name: world.start_target(
+            singer([person(i) for i in ids] + [note(100 + i, i) for i in ids]),
+            target=oauth_target(),
+            name=f"run-{name}",
+        )
+        for name, ids in inputs.items()
+    }
     results = {}
     for name, (proc, _folder) in procs.items():
         out, err = proc.communicate(timeout=180)
         world.evidence.text(f"run-{name} stdout", out)
         world.evidence.text(f"run-{name} stderr", err)
         results[name] = (proc.returncode, err)
-    assert [code for code, _ in results.values()] == [0, 0], \
-        "\n".join(err[-2000:] for _, err in results.values())
+    assert [code for code, _ in results.values()] == [0, 0], "\n".join(
+        err[-2000:] for _, err in results.values()
+    )
     grants = token_grants(world)
     assert len(grants) == 1 and grants[0]["status"] == 200
     logs = "".join(err for _, err in results.values())
     assert "Refreshed the OAuth access token" in logs
     assert "Using the tokens another run refreshed" in logs  # they did overlap
     crm = world.crm()
-    assert sorted(c["email"] for c in crm["contacts"]) == \
-        sorted(f"person{i}@example.com" for i in range(1, 11))
+    assert sorted(c["email"] for c in crm["contacts"]) == sorted(
+        f"person{i}@example.com" for i in range(1, 11)
+    )
     assert len(crm["notes"]) == 10
-    record(case="oauth-two-runs", area="OAuth", fault="two runs started together",
-           injection="two target processes start at once with an expired access token; the "
-                     "token endpoint answers after 3 s",
-           outcome="exactly 1 refresh grant; the second run waited for the lock and used the "
-                   "rotated token; both completed",
-           lost=0, duplicates=0)
+    record(
+        case="oauth-two-runs",
+        area="OAuth",
+        fault="two runs started together",
+        injection="two target processes start at once with an expired access token; the "
+        "token endpoint answers after 3 s",
+        outcome="exactly 1 refresh grant; the second run waited for the lock and used the "
+        "rotated token; both completed",
+        lost=0,
+        duplicates=0,
+    )

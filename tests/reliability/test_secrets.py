@@ -37,41 +37,67 @@ from tests.reliability.harness import (
 )
 
 PROJECT_CODE = ("target_contacts", "tap_moco", "sandbox", "scripts")
-TLS_OFF = re.compile(r"verify\s*=\s*False|_create_unverified_context|CERT_NONE|"
-                     r"check_hostname\s*=\s*False|PYTHONHTTPSVERIFY|"
-                     r"REQUESTS_CA_BUNDLE\s*=\s*['\"]{2}")
+TLS_OFF = re.compile(
+    r"verify\s*=\s*False|_create_unverified_context|CERT_NONE|"
+    r"check_hostname\s*=\s*False|PYTHONHTTPSVERIFY|"
+    r"REQUESTS_CA_BUNDLE\s*=\s*['\"]{2}"
+)
 
 
 def test_no_code_turns_tls_verification_off(record):
-    files = [p for folder in PROJECT_CODE for p in (ROOT / folder).rglob("*")
-             if p.is_file() and p.suffix in (".py", "") and "__pycache__" not in p.parts]
+    files = [
+        p
+        for folder in PROJECT_CODE
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file() and p.suffix in (".py", "") and "__pycache__" not in p.parts
+    ]
     assert len(files) > 20
-    hits = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in files
-            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
-            if TLS_OFF.search(line)]
+    hits = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in files
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if TLS_OFF.search(line)
+    ]
     assert hits == []
-    record(case="secrets-tls-grep", area="Secrets", fault="TLS verification turned off in code",
-           injection=f"grep of {len(files)} project files ({', '.join(PROJECT_CODE)}) for "
-                     "verify=False, unverified contexts, CERT_NONE",
-           outcome="no match", lost=0, duplicates=0)
+    record(
+        case="secrets-tls-grep",
+        area="Secrets",
+        fault="TLS verification turned off in code",
+        injection=f"grep of {len(files)} project files ({', '.join(PROJECT_CODE)}) for "
+        "verify=False, unverified contexts, CERT_NONE",
+        outcome="no match",
+        lost=0,
+        duplicates=0,
+    )
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -85,15 +111,17 @@ def https(app, folder: Path) -> RunningSandbox:
     return sandbox.start()
 
 
-def test_tls_verification_stays_on_against_an_untrusted_certificate(world_factory, tmp_path,
-                                                                    record):
+def test_tls_verification_stays_on_against_an_untrusted_certificate(
+    world_factory, tmp_path, record
+):
     world = world_factory(n_contacts=5)
-    contacts = https(ContactsSandbox(location_id=LOCATION, token=PIT, rate_limit=100_000),
-                     tmp_path)
+    contacts = https(ContactsSandbox(location_id=LOCATION, token=PIT, rate_limit=100_000), tmp_path)
     moco = https(MocoSandbox(api_key=MOCO_KEY, rate_limit=100_000), tmp_path)
     try:
-        target = world.run_target(singer([person(1), person(2)]),
-                                  target={"base_url": f"https://127.0.0.1:{contacts.port}"})
+        target = world.run_target(
+            singer([person(1), person(2)]),
+            target={"base_url": f"https://127.0.0.1:{contacts.port}"},
+        )
         tap = world.run(tap={"base_url": f"https://127.0.0.1:{moco.port}"})
         stored = contacts.app.state()["contacts"]  # type: ignore[attr-defined]
         moco_served = [e for e in moco.app._log]  # type: ignore[attr-defined]
@@ -107,12 +135,16 @@ def test_tls_verification_stays_on_against_an_untrusted_certificate(world_factor
     assert tap.tap_returncode != 0 and tap.states == []
     assert "TLS verification failed for https://127.0.0.1" in tap.tap_stderr
     assert moco_served == []  # no request got through the handshake
-    record(case="secrets-tls-untrusted", area="Secrets",
-           fault="server certificate not trusted (self-signed)",
-           injection="both sandboxes served over TLS with a self-signed certificate",
-           outcome="both stop at once: 'TLS verification failed ... (verification stays "
-                   "on)'; nothing sent, nothing rejected, no state",
-           lost=0, duplicates=0)
+    record(
+        case="secrets-tls-untrusted",
+        area="Secrets",
+        fault="server certificate not trusted (self-signed)",
+        injection="both sandboxes served over TLS with a self-signed certificate",
+        outcome="both stop at once: 'TLS verification failed ... (verification stays "
+        "on)'; nothing sent, nothing rejected, no state",
+        lost=0,
+        duplicates=0,
+    )
 
 
 def ledger_files(path: Path) -> list[Path]:
@@ -140,12 +172,17 @@ def test_token_store_is_private_and_encrypted_at_rest(world_factory, baseline, r
     no_key = world.admin("status", target=oauth_target())
     assert no_key.returncode == 1 and "token_encryption_key" in no_key.stdout
     assert len(world.crm()["contacts"]) == len(base.crm["contacts"])
-    record(case="secrets-token-store", area="Secrets", fault="token store at rest",
-           injection="OAuth run with token_encryption_key; tokens rotated every second",
-           outcome=f"ledger files {', '.join(sorted(modes))} all 0600; none of the "
-                   f"{len(tokens)} issued tokens readable in their bytes (Fernet ciphertext); "
-                   "status without the key says which setting is missing",
-           lost=0, duplicates=0)
+    record(
+        case="secrets-token-store",
+        area="Secrets",
+        fault="token store at rest",
+        injection="OAuth run with token_encryption_key; tokens rotated every second",
+        outcome=f"ledger files {', '.join(sorted(modes))} all 0600; none of the "
+        f"{len(tokens)} issued tokens readable in their bytes (Fernet ciphertext); "
+        "status without the key says which setting is missing",
+        lost=0,
+        duplicates=0,
+    )
 
 
 def test_about_and_operator_output_hold_no_secret(world_factory):
@@ -155,14 +192,20 @@ def test_about_and_operator_output_hold_no_secret(world_factory):
     tap_config = folder / "tap.json"
     tap_config.write_text(json.dumps(world.tap_config()))
     target_config = folder / "target.json"
-    target_config.write_text(json.dumps(world.target_config(
-        **oauth_target(token_encryption_key=ENCRYPTION_KEY, private_integration_token=PIT))))
+    target_config.write_text(
+        json.dumps(
+            world.target_config(
+                **oauth_target(token_encryption_key=ENCRYPTION_KEY, private_integration_token=PIT)
+            )
+        )
+    )
     outputs = []
-    for command in ([str(BIN / "tap-moco"), "--about", "--config", str(tap_config)],
-                    [str(BIN / "target-contacts"), "--about", "--config", str(target_config)],
-                    [str(BIN / "tap-moco"), "--about", "--format", "markdown"]):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                                cwd=folder)
+    for command in (
+        [str(BIN / "tap-moco"), "--about", "--config", str(tap_config)],
+        [str(BIN / "target-contacts"), "--about", "--config", str(target_config)],
+        [str(BIN / "tap-moco"), "--about", "--format", "markdown"],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=folder)
         assert result.returncode == 0, result.stderr[-2000:]
         outputs.append(result.stdout + result.stderr)
         world.evidence.text(f"{Path(command[0]).name} --about", result.stdout + result.stderr)

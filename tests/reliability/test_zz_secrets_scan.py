@@ -25,17 +25,29 @@ from tests.reliability.harness import (
 
 
 def test_no_secret_appears_in_anything_the_suite_captured(world_factory, evidence, record):
-    world = world_factory(n_contacts=30, seed=3, latency=0.02, agency=True,
-                          contacts={"access_token_ttl": 2})
+    world = world_factory(
+        n_contacts=30, seed=3, latency=0.02, agency=True, contacts={"access_token_ttl": 2}
+    )
     login(world, encryption_key=ENCRYPTION_KEY)
-    world.contacts_faults({"kind": "status", "status": 429, "headers": {"Retry-After": "1"},
-                           "times": 3, "after": 5},
-                          {"kind": "commit_then_status", "method": "POST",
-                           "path": "^/contacts/$", "status": 502, "times": 2, "after": 3},
-                          {"kind": "status", "status": 401, "times": 1, "after": 20})
+    world.contacts_faults(
+        {"kind": "status", "status": 429, "headers": {"Retry-After": "1"}, "times": 3, "after": 5},
+        {
+            "kind": "commit_then_status",
+            "method": "POST",
+            "path": "^/contacts/$",
+            "status": 502,
+            "times": 2,
+            "after": 3,
+        },
+        {"kind": "status", "status": 401, "times": 1, "after": 20},
+    )
     world.moco_faults({"kind": "status", "status": 503, "times": 1, "after": 2})
-    settings = oauth_target(token_encryption_key=ENCRYPTION_KEY, agency_token=AGENCY_TOKEN,
-                            company_id=COMPANY_ID, max_concurrency=2)
+    settings = oauth_target(
+        token_encryption_key=ENCRYPTION_KEY,
+        agency_token=AGENCY_TOKEN,
+        company_id=COMPANY_ID,
+        max_concurrency=2,
+    )
     runs = world.run_until_complete(target=settings, tap={"page_size": 10})
     assert runs[-1].summary is not None and runs[-1].summary["adds_up"]
     world.run(tap={"api_key": "wrong-key-Pq83Zx71"})  # a failing run's output is scanned too
@@ -52,9 +64,14 @@ def test_no_secret_appears_in_anything_the_suite_captured(world_factory, evidenc
     assert evidence.size > 20_000  # logs of real processes, not an empty list
     leaks = evidence.leaks()
     assert leaks == [], f"secrets found in captured output: {leaks[:20]}"
-    record(case="secrets-scan", area="Secrets",
-           fault="secrets in logs, errors, state, summaries, request logs",
-           injection=f"{len(evidence.texts)} captured texts ({evidence.size // 1024} KiB) from "
-                     f"every reliability test of the session, searched for {len(secrets)} "
-                     f"secrets ({len(issued)} of them OAuth tokens issued during the session)",
-           outcome="none found", lost=0, duplicates=0)
+    record(
+        case="secrets-scan",
+        area="Secrets",
+        fault="secrets in logs, errors, state, summaries, request logs",
+        injection=f"{len(evidence.texts)} captured texts ({evidence.size // 1024} KiB) from "
+        f"every reliability test of the session, searched for {len(secrets)} "
+        f"secrets ({len(issued)} of them OAuth tokens issued during the session)",
+        outcome="none found",
+        lost=0,
+        duplicates=0,
+    )

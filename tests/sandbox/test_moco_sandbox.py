@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from sandbox.moco_data import generate
@@ -18,17 +17,39 @@ from sandbox.server import RunningSandbox
 
 AUTH = {"Authorization": "Token token=sandbox-key"}
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONTACT_KEYS = ["id", "gender", "firstname", "lastname", "title", "job_position", "mobile_phone",
-                "work_fax", "work_phone", "work_email", "work_address", "home_email",
-                "home_address", "birthday", "salutation", "info", "avatar_url", "tags",
-                "custom_properties", "company", "user", "created_at", "updated_at"]
+CONTACT_KEYS = [
+    "id",
+    "gender",
+    "firstname",
+    "lastname",
+    "title",
+    "job_position",
+    "mobile_phone",
+    "work_fax",
+    "work_phone",
+    "work_email",
+    "work_address",
+    "home_email",
+    "home_address",
+    "birthday",
+    "salutation",
+    "info",
+    "avatar_url",
+    "tags",
+    "custom_properties",
+    "company",
+    "user",
+    "created_at",
+    "updated_at",
+]
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 def api(sandbox: RunningSandbox, method: str, path: str, **kwargs: Any) -> requests.Response:
     headers = {**AUTH, **kwargs.pop("headers", {})}
-    return requests.request(method, f"{sandbox.url}/api/v1{path}", headers=headers, timeout=10,
-                            **kwargs)
+    return requests.request(
+        method, f"{sandbox.url}/api/v1{path}", headers=headers, timeout=10, **kwargs
+    )
 
 
 def seed(sandbox: RunningSandbox, **data: Any) -> dict[str, int]:
@@ -55,20 +76,28 @@ def read_all(sandbox: RunningSandbox, path: str, **params: Any) -> list[dict[str
 
 # --- auth ----------------------------------------------------------------------------------------
 
+
 def test_both_auth_schemes_work_and_anything_else_is_401(moco_sandbox: RunningSandbox) -> None:
-    ok = [{"Authorization": "Token token=sandbox-key"},
-          {"Authorization": 'Token token="sandbox-key"'},
-          {"Authorization": "Bearer sandbox-key"}]
+    ok = [
+        {"Authorization": "Token token=sandbox-key"},
+        {"Authorization": 'Token token="sandbox-key"'},
+        {"Authorization": "Bearer sandbox-key"},
+    ]
     for headers in ok:
         response = requests.get(f"{moco_sandbox.url}/api/v1/session", headers=headers, timeout=5)
         assert response.status_code == 200
-        assert response.json() == {"id": 933662266,
-                                   "uuid": "aec324a2-4832-11eb-b378-0242ac130002"}
-    bad = [{}, {"Authorization": "Token token=wrong"}, {"Authorization": "Bearer "},
-           {"Authorization": "Basic c2FuZGJveC1rZXk="}, {"Authorization": "Token sandbox-key"}]
+        assert response.json() == {"id": 933662266, "uuid": "aec324a2-4832-11eb-b378-0242ac130002"}
+    bad = [
+        {},
+        {"Authorization": "Token token=wrong"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic c2FuZGJveC1rZXk="},
+        {"Authorization": "Token sandbox-key"},
+    ]
     for headers in bad:
-        response = requests.get(f"{moco_sandbox.url}/api/v1/contacts/people", headers=headers,
-                                timeout=5)
+        response = requests.get(
+            f"{moco_sandbox.url}/api/v1/contacts/people", headers=headers, timeout=5
+        )
         assert response.status_code == 401
         assert response.json() == {"message": "Unauthorized"}
     log = requests.get(f"{moco_sandbox.url}/_sandbox/requests", timeout=5).json()
@@ -76,6 +105,7 @@ def test_both_auth_schemes_work_and_anything_else_is_401(moco_sandbox: RunningSa
 
 
 # --- paging --------------------------------------------------------------------------------------
+
 
 def test_paging_returns_every_record_once_with_moco_headers(moco_sandbox: RunningSandbox) -> None:
     seed(moco_sandbox, generate={"contacts": 230, "seed": 4})
@@ -85,8 +115,9 @@ def test_paging_returns_every_record_once_with_moco_headers(moco_sandbox: Runnin
     assert first.headers["X-Total"] == "230"
     assert isinstance(first.json(), list) and len(first.json()) == 50
     link = first.headers["Link"]
-    assert re.fullmatch(r'<http://127\.0\.0\.1:\d+/api/v1/contacts/people\?[^>]*>; rel="next"',
-                        link)
+    assert re.fullmatch(
+        r'<http://127\.0\.0\.1:\d+/api/v1/contacts/people\?[^>]*>; rel="next"', link
+    )
     assert "page=2" in link and "per_page=50" in link
 
     seen, pages, url = [], [], f"{moco_sandbox.url}/api/v1/contacts/people?per_page=50"
@@ -113,7 +144,8 @@ def test_next_link_keeps_the_other_query_parameters(moco_sandbox: RunningSandbox
 
 
 def test_single_page_has_no_link_and_pages_past_the_end_are_empty(
-        moco_sandbox: RunningSandbox) -> None:
+    moco_sandbox: RunningSandbox,
+) -> None:
     seed(moco_sandbox, contacts=[{"lastname": f"Person {i}"} for i in range(3)])
     response = api(moco_sandbox, "GET", "/contacts/people")
     assert response.headers["X-Per-Page"] == "100" and response.headers["X-Total"] == "3"
@@ -133,20 +165,46 @@ def test_per_page_above_100_is_clamped(moco_sandbox: RunningSandbox) -> None:
 
 # --- filters -------------------------------------------------------------------------------------
 
+
 def test_updated_after_is_strict_and_ids_filter_by_id(moco_sandbox: RunningSandbox) -> None:
-    seed(moco_sandbox, contacts=[
-        {"id": 11, "lastname": "Alt", "updated_at": "2024-01-01T00:00:00Z"},
-        {"id": 12, "lastname": "Mittel", "updated_at": "2024-01-01T00:00:01Z"},
-        {"id": 13, "lastname": "Neu", "updated_at": "2024-06-01T12:00:00Z"},
-    ], companies=[
-        {"id": 21, "name": "Old AG", "type": "organization", "updated_at": "2023-01-01T00:00:00Z"},
-        {"id": 22, "name": "New AG", "type": "organization", "updated_at": "2025-01-01T00:00:00Z"},
-    ], comments=[
-        {"id": 31, "commentable_type": "Contact", "commentable_id": 11, "text": "a",
-         "created_at": "2023-01-01T00:00:00Z"},
-        {"id": 32, "commentable_type": "Contact", "commentable_id": 11, "text": "b",
-         "created_at": "2025-01-01T00:00:00Z"},
-    ])
+    seed(
+        moco_sandbox,
+        contacts=[
+            {"id": 11, "lastname": "Alt", "updated_at": "2024-01-01T00:00:00Z"},
+            {"id": 12, "lastname": "Mittel", "updated_at": "2024-01-01T00:00:01Z"},
+            {"id": 13, "lastname": "Neu", "updated_at": "2024-06-01T12:00:00Z"},
+        ],
+        companies=[
+            {
+                "id": 21,
+                "name": "Old AG",
+                "type": "organization",
+                "updated_at": "2023-01-01T00:00:00Z",
+            },
+            {
+                "id": 22,
+                "name": "New AG",
+                "type": "organization",
+                "updated_at": "2025-01-01T00:00:00Z",
+            },
+        ],
+        comments=[
+            {
+                "id": 31,
+                "commentable_type": "Contact",
+                "commentable_id": 11,
+                "text": "a",
+                "created_at": "2023-01-01T00:00:00Z",
+            },
+            {
+                "id": 32,
+                "commentable_type": "Contact",
+                "commentable_id": 11,
+                "text": "b",
+                "created_at": "2025-01-01T00:00:00Z",
+            },
+        ],
+    )
 
     def ids(path: str, **params: Any) -> list[int]:
         response = api(moco_sandbox, "GET", path, params=params)
@@ -167,16 +225,25 @@ def test_updated_after_is_strict_and_ids_filter_by_id(moco_sandbox: RunningSandb
 
 
 def test_contact_tags_and_term_filters(moco_sandbox: RunningSandbox) -> None:
-    seed(moco_sandbox, companies=[{"id": 5, "name": "Nordlicht Media GmbH"}], contacts=[
-        {"id": 1, "firstname": "Jürgen", "lastname": "Müßig", "tags": ["VIP", "Newsletter"],
-         "work_email": "juergen@example.com", "company_id": 5},
-        {"id": 2, "firstname": "Zoë", "lastname": "Lefèvre", "tags": ["VIP"]},
-        {"id": 3, "firstname": "Łukasz", "lastname": "Wójcik"},
-    ])
+    seed(
+        moco_sandbox,
+        companies=[{"id": 5, "name": "Nordlicht Media GmbH"}],
+        contacts=[
+            {
+                "id": 1,
+                "firstname": "Jürgen",
+                "lastname": "Müßig",
+                "tags": ["VIP", "Newsletter"],
+                "work_email": "juergen@example.com",
+                "company_id": 5,
+            },
+            {"id": 2, "firstname": "Zoë", "lastname": "Lefèvre", "tags": ["VIP"]},
+            {"id": 3, "firstname": "Łukasz", "lastname": "Wójcik"},
+        ],
+    )
 
     def ids(**params: Any) -> list[int]:
-        return [c["id"] for c in api(moco_sandbox, "GET", "/contacts/people",
-                                     params=params).json()]
+        return [c["id"] for c in api(moco_sandbox, "GET", "/contacts/people", params=params).json()]
 
     assert ids(tags="VIP") == [2, 1]
     assert ids(tags="VIP, Newsletter") == [1]
@@ -187,52 +254,111 @@ def test_contact_tags_and_term_filters(moco_sandbox: RunningSandbox) -> None:
 
 # --- orderings -----------------------------------------------------------------------------------
 
+
 def test_default_orderings_match_the_recordings(moco_sandbox: RunningSandbox) -> None:
     # Company names in the order the recorded GET /companies returned them (case, spaces and
     # punctuation ignored), with the recorded tie on an equal name broken by id.
-    recorded = ["Beispiel GmbH", "company create customer", "customer with vat",
-                "dummy company, update iban", "Muster AG", "supplier with iban", "testabcd",
-                "TestActivity.get_customer", "TestComment.get_other_customer",
-                "test company updated name", "TestDeal.get_company",
-                "updated company with  prop set"]
-    companies = [{"id": 100 + i, "name": name, "type": "organization"}
-                 for i, name in enumerate(recorded)]
+    recorded = [
+        "Beispiel GmbH",
+        "company create customer",
+        "customer with vat",
+        "dummy company, update iban",
+        "Muster AG",
+        "supplier with iban",
+        "testabcd",
+        "TestActivity.get_customer",
+        "TestComment.get_other_customer",
+        "test company updated name",
+        "TestDeal.get_company",
+        "updated company with  prop set",
+    ]
+    companies = [
+        {"id": 100 + i, "name": name, "type": "organization"} for i, name in enumerate(recorded)
+    ]
     companies.append({"id": 99, "name": "Muster AG", "type": "organization"})
-    contacts = [{"id": 7, "lastname": "smith"}, {"id": 3, "lastname": "smith"},
-                {"id": 1, "lastname": "Zürcher"}, {"id": 2, "lastname": "Müßig"},
-                {"id": 4, "lastname": "müller"}, {"id": 5, "lastname": "Łoś"},
-                {"id": 6, "lastname": "TestContact.test_create"},
-                {"id": 8, "lastname": "van der Berg"}]
-    comments = [{"id": 10 + i, "commentable_type": "Company", "commentable_id": 100,
-                 "text": "x", "created_at": created}
-                for i, created in enumerate(["2022-01-01T00:00:00Z", "2024-01-01T00:00:00Z",
-                                             "2022-01-01T00:00:00Z", "2023-01-01T00:00:00Z"])]
-    todos = [{"id": i, "todoable_type": "Contact", "todoable_id": 1, "title": t}
-             for i, t in [(30, "c"), (10, "a"), (20, "b")]]
-    seed(moco_sandbox, companies=list(reversed(companies)), contacts=contacts,
-         comments=comments, todos=todos)
+    contacts = [
+        {"id": 7, "lastname": "smith"},
+        {"id": 3, "lastname": "smith"},
+        {"id": 1, "lastname": "Zürcher"},
+        {"id": 2, "lastname": "Müßig"},
+        {"id": 4, "lastname": "müller"},
+        {"id": 5, "lastname": "Łoś"},
+        {"id": 6, "lastname": "TestContact.test_create"},
+        {"id": 8, "lastname": "van der Berg"},
+    ]
+    comments = [
+        {
+            "id": 10 + i,
+            "commentable_type": "Company",
+            "commentable_id": 100,
+            "text": "x",
+            "created_at": created,
+        }
+        for i, created in enumerate(
+            [
+                "2022-01-01T00:00:00Z",
+                "2024-01-01T00:00:00Z",
+                "2022-01-01T00:00:00Z",
+                "2023-01-01T00:00:00Z",
+            ]
+        )
+    ]
+    todos = [
+        {"id": i, "todoable_type": "Contact", "todoable_id": 1, "title": t}
+        for i, t in [(30, "c"), (10, "a"), (20, "b")]
+    ]
+    seed(
+        moco_sandbox,
+        companies=list(reversed(companies)),
+        contacts=contacts,
+        comments=comments,
+        todos=todos,
+    )
 
     names = [(c["name"], c["id"]) for c in read_all(moco_sandbox, "/companies")]
     expected = [(name, 100 + i) for i, name in enumerate(recorded)]
     expected.insert(4, ("Muster AG", 99))
     assert names == expected
     lastnames = [(c["lastname"], c["id"]) for c in read_all(moco_sandbox, "/contacts/people")]
-    assert lastnames == [("Łoś", 5), ("müller", 4), ("Müßig", 2), ("smith", 3), ("smith", 7),
-                         ("TestContact.test_create", 6), ("van der Berg", 8), ("Zürcher", 1)]
+    assert lastnames == [
+        ("Łoś", 5),
+        ("müller", 4),
+        ("Müßig", 2),
+        ("smith", 3),
+        ("smith", 7),
+        ("TestContact.test_create", 6),
+        ("van der Berg", 8),
+        ("Zürcher", 1),
+    ]
     assert [c["id"] for c in read_all(moco_sandbox, "/comments")] == [11, 13, 12, 10]
     assert [t["id"] for t in read_all(moco_sandbox, "/todos")] == [10, 20, 30]
 
 
 # --- writes --------------------------------------------------------------------------------------
 
+
 def test_contact_create_update_delete_bump_updated_at_and_show_in_lists(
-        moco_sandbox: RunningSandbox) -> None:
-    seed(moco_sandbox, companies=[{"id": 761263106, "name": "Beispiel GmbH", "type": "customer"}],
-         contacts=[{"id": 677502, "lastname": "Alt", "created_at": "2022-04-17T06:49:40Z"}])
-    created = api(moco_sandbox, "POST", "/contacts/people", json={
-        "firstname": "Zoë", "lastname": "Müßig", "gender": "F", "company_id": 761263106,
-        "work_email": "zoe@example.com", "tags": ["VIP", "Early Adopter"],
-        "custom_properties": {"Quelle": "Messe"}})
+    moco_sandbox: RunningSandbox,
+) -> None:
+    seed(
+        moco_sandbox,
+        companies=[{"id": 761263106, "name": "Beispiel GmbH", "type": "customer"}],
+        contacts=[{"id": 677502, "lastname": "Alt", "created_at": "2022-04-17T06:49:40Z"}],
+    )
+    created = api(
+        moco_sandbox,
+        "POST",
+        "/contacts/people",
+        json={
+            "firstname": "Zoë",
+            "lastname": "Müßig",
+            "gender": "F",
+            "company_id": 761263106,
+            "work_email": "zoe@example.com",
+            "tags": ["VIP", "Early Adopter"],
+            "custom_properties": {"Quelle": "Messe"},
+        },
+    )
     assert created.status_code == 200  # MOCO answers 200, not 201
     contact = created.json()
     assert list(contact) == CONTACT_KEYS
@@ -243,19 +369,25 @@ def test_contact_create_update_delete_bump_updated_at_and_show_in_lists(
     assert TS.match(contact["created_at"]) and contact["created_at"] == contact["updated_at"]
     assert api(moco_sandbox, "GET", f"/contacts/people/{contact['id']}").json() == contact
 
-    updated = api(moco_sandbox, "PUT", "/contacts/people/677502",
-                  json={"work_phone": "+49 30 1234567", "custom_properties": {"A": "1"}}).json()
+    updated = api(
+        moco_sandbox,
+        "PUT",
+        "/contacts/people/677502",
+        json={"work_phone": "+49 30 1234567", "custom_properties": {"A": "1"}},
+    ).json()
     assert updated["work_phone"] == "+49 30 1234567"
     assert updated["updated_at"] > "2022-04-17T06:49:40Z"
     assert updated["created_at"] == "2022-04-17T06:49:40Z"
     changed = read_all(moco_sandbox, "/contacts/people", updated_after="2022-04-17T06:49:40Z")
     assert {c["id"] for c in changed} == {677502, contact["id"]}
-    patched = api(moco_sandbox, "PATCH", "/contacts/people/677502",
-                  json={"custom_properties": {"B": "2"}}).json()
+    patched = api(
+        moco_sandbox, "PATCH", "/contacts/people/677502", json={"custom_properties": {"B": "2"}}
+    ).json()
     assert patched["custom_properties"] == {"A": "1", "B": "2"}  # merged, as MOCO does
 
-    same = api(moco_sandbox, "PUT", "/contacts/people/677502",
-               json={"work_phone": "+49 30 1234567"}).json()
+    same = api(
+        moco_sandbox, "PUT", "/contacts/people/677502", json={"work_phone": "+49 30 1234567"}
+    ).json()
     assert same["updated_at"] == patched["updated_at"]
 
     deleted = api(moco_sandbox, "DELETE", f"/contacts/people/{contact['id']}")
@@ -268,17 +400,22 @@ def test_contact_validation_errors_are_422(moco_sandbox: RunningSandbox) -> None
     no_lastname = api(moco_sandbox, "POST", "/contacts/people", json={"firstname": "Ana"})
     assert no_lastname.status_code == 422
     assert "lastname" in no_lastname.json()["errors"]
-    no_company = api(moco_sandbox, "POST", "/contacts/people",
-                     json={"lastname": "X", "company_id": 42})
+    no_company = api(
+        moco_sandbox, "POST", "/contacts/people", json={"lastname": "X", "company_id": 42}
+    )
     assert no_company.status_code == 422
     assert api(moco_sandbox, "PUT", "/contacts/people/424242", json={}).status_code == 404
     assert state(moco_sandbox)["contacts"] == []
 
 
 def test_contacts_embed_the_current_company(moco_sandbox: RunningSandbox) -> None:
-    seed(moco_sandbox, companies=[{"id": 5, "name": "Alt GmbH", "type": "supplier"}],
-         contacts=[{"id": 1, "lastname": "Keller", "company_id": 5,
-                    "updated_at": "2023-01-01T00:00:00Z"}])
+    seed(
+        moco_sandbox,
+        companies=[{"id": 5, "name": "Alt GmbH", "type": "supplier"}],
+        contacts=[
+            {"id": 1, "lastname": "Keller", "company_id": 5, "updated_at": "2023-01-01T00:00:00Z"}
+        ],
+    )
     assert api(moco_sandbox, "PUT", "/companies/5", json={"name": "Neu GmbH"}).status_code == 200
     contact = api(moco_sandbox, "GET", "/contacts/people/1").json()
     assert contact["company"] == {"id": 5, "type": "supplier", "name": "Neu GmbH"}
@@ -288,8 +425,9 @@ def test_contacts_embed_the_current_company(moco_sandbox: RunningSandbox) -> Non
 def test_company_shapes_archive_and_delete(moco_sandbox: RunningSandbox) -> None:
     shapes = {}
     for ctype in ("customer", "supplier", "organization"):
-        response = api(moco_sandbox, "POST", "/companies", json={"name": f"A {ctype}",
-                                                                  "type": ctype})
+        response = api(
+            moco_sandbox, "POST", "/companies", json={"name": f"A {ctype}", "type": ctype}
+        )
         assert response.status_code == 200
         shapes[ctype] = response.json()
     assert shapes["customer"]["identifier"] and shapes["customer"]["currency"] == "EUR"
@@ -318,24 +456,57 @@ def test_company_shapes_archive_and_delete(moco_sandbox: RunningSandbox) -> None
 
 
 def test_comments_filters_html_and_204_delete(moco_sandbox: RunningSandbox) -> None:
-    seed(moco_sandbox, contacts=[{"id": 1, "lastname": "A"}, {"id": 2, "lastname": "B"}],
-         companies=[{"id": 9, "name": "C AG"}],
-         comments=[{"id": 50, "commentable_type": "Company", "commentable_id": 9,
-                    "text": "Firma angelegt.", "manual": False}])
-    note = api(moco_sandbox, "POST", "/comments", json={
-        "commentable_type": "Contact", "commentable_id": 1,
-        "text": '<div class="x">Hallo <strong>Zoë</strong><br><script>alert(1)</script>'
-                '<ul><li>eins</li></ul><span>zwei</span></div>'})
+    seed(
+        moco_sandbox,
+        contacts=[{"id": 1, "lastname": "A"}, {"id": 2, "lastname": "B"}],
+        companies=[{"id": 9, "name": "C AG"}],
+        comments=[
+            {
+                "id": 50,
+                "commentable_type": "Company",
+                "commentable_id": 9,
+                "text": "Firma angelegt.",
+                "manual": False,
+            }
+        ],
+    )
+    note = api(
+        moco_sandbox,
+        "POST",
+        "/comments",
+        json={
+            "commentable_type": "Contact",
+            "commentable_id": 1,
+            "text": '<div class="x">Hallo <strong>Zoë</strong><br><script>alert(1)</script>'
+            "<ul><li>eins</li></ul><span>zwei</span></div>",
+        },
+    )
     assert note.status_code == 200
     body = note.json()
-    assert list(body) == ["id", "commentable_id", "commentable_type", "text", "manual",
-                          "created_at", "updated_at", "user"]
+    assert list(body) == [
+        "id",
+        "commentable_id",
+        "commentable_type",
+        "text",
+        "manual",
+        "created_at",
+        "updated_at",
+        "user",
+    ]
     assert body["text"] == "<div>Hallo <strong>Zoë</strong><br><ul><li>eins</li></ul>zwei</div>"
     assert body["manual"] is True
-    other = api(moco_sandbox, "POST", "/comments", json={
-        "commentable_type": "Contact", "commentable_id": 2, "text": "<div>B</div>"}).json()
-    missing = api(moco_sandbox, "POST", "/comments", json={
-        "commentable_type": "Contact", "commentable_id": 3, "text": "x"})
+    other = api(
+        moco_sandbox,
+        "POST",
+        "/comments",
+        json={"commentable_type": "Contact", "commentable_id": 2, "text": "<div>B</div>"},
+    ).json()
+    missing = api(
+        moco_sandbox,
+        "POST",
+        "/comments",
+        json={"commentable_type": "Contact", "commentable_id": 3, "text": "x"},
+    )
     assert missing.status_code == 422
 
     def ids(**params: Any) -> list[int]:
@@ -357,14 +528,31 @@ def test_comments_filters_html_and_204_delete(moco_sandbox: RunningSandbox) -> N
 
 # --- to-dos --------------------------------------------------------------------------------------
 
+
 def test_todos_are_read_only_and_ignore_updated_after_and_ids(moco_sandbox: RunningSandbox) -> None:
-    seed(moco_sandbox, contacts=[{"id": 1, "firstname": "Zoë", "lastname": "Lefèvre"}], todos=[
-        {"id": 1, "title": "Angebot nachfassen", "todoable_type": "Contact", "todoable_id": 1,
-         "updated_at": "2022-01-01T00:00:00Z"},
-        {"id": 2, "title": "Send contract", "todoable_type": "Deal", "todoable_id": 77,
-         "todoable_description": "Website Relaunch", "completed": True,
-         "completed_at": "2023-01-01T00:00:00Z", "updated_at": "2023-01-01T00:00:00Z"},
-    ])
+    seed(
+        moco_sandbox,
+        contacts=[{"id": 1, "firstname": "Zoë", "lastname": "Lefèvre"}],
+        todos=[
+            {
+                "id": 1,
+                "title": "Angebot nachfassen",
+                "todoable_type": "Contact",
+                "todoable_id": 1,
+                "updated_at": "2022-01-01T00:00:00Z",
+            },
+            {
+                "id": 2,
+                "title": "Send contract",
+                "todoable_type": "Deal",
+                "todoable_id": 77,
+                "todoable_description": "Website Relaunch",
+                "completed": True,
+                "completed_at": "2023-01-01T00:00:00Z",
+                "updated_at": "2023-01-01T00:00:00Z",
+            },
+        ],
+    )
     assert api(moco_sandbox, "POST", "/todos", json={"title": "x"}).status_code in (404, 405)
     assert api(moco_sandbox, "PUT", "/todos/1", json={"title": "x"}).status_code in (404, 405)
     assert api(moco_sandbox, "DELETE", "/todos/1").status_code in (404, 405)
@@ -372,25 +560,43 @@ def test_todos_are_read_only_and_ignore_updated_after_and_ids(moco_sandbox: Runn
     everything = read_all(moco_sandbox, "/todos")
     assert [t["id"] for t in everything] == [1, 2]
     assert everything[0]["todoable_description"] == "Zoë Lefèvre"
-    assert list(everything[1]) == ["id", "title", "due_date", "completed_at", "completed",
-                                   "personal", "todoable_id", "todoable_type",
-                                   "todoable_description", "created_by", "assigned_to",
-                                   "created_at", "updated_at"]
-    filtered = api(moco_sandbox, "GET", "/todos",
-                   params={"updated_after": "2030-01-01T00:00:00Z", "ids": "2"})
+    assert list(everything[1]) == [
+        "id",
+        "title",
+        "due_date",
+        "completed_at",
+        "completed",
+        "personal",
+        "todoable_id",
+        "todoable_type",
+        "todoable_description",
+        "created_by",
+        "assigned_to",
+        "created_at",
+        "updated_at",
+    ]
+    filtered = api(
+        moco_sandbox, "GET", "/todos", params={"updated_after": "2030-01-01T00:00:00Z", "ids": "2"}
+    )
     assert filtered.headers["X-Total"] == "2"
     assert [t["id"] for t in read_all(moco_sandbox, "/todos", completed="true")] == [2]
     assert [t["id"] for t in read_all(moco_sandbox, "/todos", term="angebot")] == [1]
     assert api(moco_sandbox, "GET", "/todos/2").json()["completed_at"] == "2023-01-01T00:00:00Z"
 
 
-def test_sandbox_todo_routes_change_todos_and_bump_updated_at(
-        moco_sandbox: RunningSandbox) -> None:
+def test_sandbox_todo_routes_change_todos_and_bump_updated_at(moco_sandbox: RunningSandbox) -> None:
     seed(moco_sandbox, contacts=[{"id": 1, "lastname": "Keller"}])
     base = f"{moco_sandbox.url}/_sandbox/todos"
-    created = requests.post(base, json={"title": "Rückruf", "todoable_type": "Contact",
-                                        "todoable_id": 1,
-                                        "due_date": "2026-02-15"}, timeout=5)
+    created = requests.post(
+        base,
+        json={
+            "title": "Rückruf",
+            "todoable_type": "Contact",
+            "todoable_id": 1,
+            "due_date": "2026-02-15",
+        },
+        timeout=5,
+    )
     assert created.status_code == 200
     todo = created.json()
     assert todo["due_date"] == "2026-02-15T00:00:00Z" and todo["completed"] is False
@@ -401,15 +607,19 @@ def test_sandbox_todo_routes_change_todos_and_bump_updated_at(
     assert done["completed"] is True and TS.match(done["completed_at"])
     assert done["updated_at"] > "2021-01-01T00:00:00Z"
     assert api(moco_sandbox, "GET", f"/todos/{todo['id']}").json() == done
-    assert requests.put(f"{base}/{todo['id']}", json={"colour": "red"}, timeout=5).status_code == 422
+    assert (
+        requests.put(f"{base}/{todo['id']}", json={"colour": "red"}, timeout=5).status_code == 422
+    )
     assert requests.delete(f"{base}/{todo['id']}", timeout=5).status_code == 204
     assert api(moco_sandbox, "GET", f"/todos/{todo['id']}").status_code == 404
 
 
 # --- rate limit ----------------------------------------------------------------------------------
 
+
 def test_rate_limit_answers_429_and_recovers_after_the_window(
-        moco_sandbox_factory: Callable[..., RunningSandbox]) -> None:
+    moco_sandbox_factory: Callable[..., RunningSandbox],
+) -> None:
     sandbox = moco_sandbox_factory(rate_limit=5, rate_window=1.0)
     codes = [api(sandbox, "GET", "/session").status_code for _ in range(5)]
     limited = api(sandbox, "GET", "/session")
@@ -417,8 +627,9 @@ def test_rate_limit_answers_429_and_recovers_after_the_window(
     assert limited.status_code == 429
     assert limited.json() == {"message": "Too many requests"}
     assert "Retry-After" not in limited.headers
-    other_key = requests.get(f"{sandbox.url}/api/v1/session", timeout=5,
-                             headers={"Authorization": "Bearer other"})
+    other_key = requests.get(
+        f"{sandbox.url}/api/v1/session", timeout=5, headers={"Authorization": "Bearer other"}
+    )
     assert other_key.status_code == 401  # counted per key: another key is not limited
     assert requests.get(f"{sandbox.url}/_sandbox/state", timeout=5).status_code == 200
     time.sleep(1.1)
@@ -426,31 +637,63 @@ def test_rate_limit_answers_429_and_recovers_after_the_window(
 
 
 def test_config_changes_rate_limit_and_key_and_refuses_unknown_settings(
-        moco_sandbox: RunningSandbox) -> None:
+    moco_sandbox: RunningSandbox,
+) -> None:
     config = f"{moco_sandbox.url}/_sandbox/config"
-    assert requests.post(config, json={"api_key": "new-key", "rate_limit": 1},
-                         timeout=5).status_code == 200
+    assert (
+        requests.post(config, json={"api_key": "new-key", "rate_limit": 1}, timeout=5).status_code
+        == 200
+    )
     assert api(moco_sandbox, "GET", "/session").status_code == 401
-    assert requests.get(f"{moco_sandbox.url}/api/v1/session", timeout=5,
-                        headers={"Authorization": "Bearer new-key"}).status_code == 200
-    assert requests.get(f"{moco_sandbox.url}/api/v1/session", timeout=5,
-                        headers={"Authorization": "Bearer new-key"}).status_code == 429
+    assert (
+        requests.get(
+            f"{moco_sandbox.url}/api/v1/session",
+            timeout=5,
+            headers={"Authorization": "Bearer new-key"},
+        ).status_code
+        == 200
+    )
+    assert (
+        requests.get(
+            f"{moco_sandbox.url}/api/v1/session",
+            timeout=5,
+            headers={"Authorization": "Bearer new-key"},
+        ).status_code
+        == 429
+    )
     refused = requests.post(config, json={"rate_limit": 9, "colour": "red"}, timeout=5)
     assert refused.status_code == 422
 
 
 # --- seed and state ------------------------------------------------------------------------------
 
+
 def test_seed_fills_moco_defaults_and_state_round_trips(
-        moco_sandbox_factory: Callable[..., RunningSandbox]) -> None:
+    moco_sandbox_factory: Callable[..., RunningSandbox],
+) -> None:
     first = moco_sandbox_factory(rate_limit=0)
-    counts = seed(first, companies=[{"id": 7, "name": "Zürcher Bau AG", "type": "customer"}],
-                  contacts=[{"id": 3, "firstname": "Jürgen", "lastname": "Müßig",
-                             "company": {"id": 7, "type": "customer", "name": "stale"}},
-                            {"lastname": "Ohne Firma", "tags": ["b", "a"]}],
-                  todos=[{"todoable_type": "Company", "todoable_id": 7, "title": "Anrufen"}],
-                  comments=[{"commentable_type": "Contact", "commentable_id": 3,
-                             "text": "<div>Hi</div>", "created_at": "2024-05-01T10:00:00Z"}])
+    counts = seed(
+        first,
+        companies=[{"id": 7, "name": "Zürcher Bau AG", "type": "customer"}],
+        contacts=[
+            {
+                "id": 3,
+                "firstname": "Jürgen",
+                "lastname": "Müßig",
+                "company": {"id": 7, "type": "customer", "name": "stale"},
+            },
+            {"lastname": "Ohne Firma", "tags": ["b", "a"]},
+        ],
+        todos=[{"todoable_type": "Company", "todoable_id": 7, "title": "Anrufen"}],
+        comments=[
+            {
+                "commentable_type": "Contact",
+                "commentable_id": 3,
+                "text": "<div>Hi</div>",
+                "created_at": "2024-05-01T10:00:00Z",
+            }
+        ],
+    )
     assert counts == {"companies": 1, "contacts": 2, "todos": 1, "comments": 1}
     stored = state(first)
     assert set(stored) == {"companies", "contacts", "todos", "comments"}
@@ -473,12 +716,15 @@ def test_seed_fills_moco_defaults_and_state_round_trips(
 
 def test_seed_refuses_what_moco_could_not_hold(moco_sandbox: RunningSandbox) -> None:
     url = f"{moco_sandbox.url}/_sandbox/seed"
-    for bad in ({"people": []}, {"contacts": [{"firstname": "no lastname"}]},
-                {"contacts": [{"lastname": "X", "email": "typo@example.com"}]},
-                {"todos": [{"title": "no target"}]},
-                {"contacts": [{"lastname": "X", "updated_at": "last tuesday"}]},
-                {"companies": [{"name": "Valid AG"}], "contacts": [{"lastname": ""}]},
-                {"generate": {"contacts": -1}}):
+    for bad in (
+        {"people": []},
+        {"contacts": [{"firstname": "no lastname"}]},
+        {"contacts": [{"lastname": "X", "email": "typo@example.com"}]},
+        {"todos": [{"title": "no target"}]},
+        {"contacts": [{"lastname": "X", "updated_at": "last tuesday"}]},
+        {"companies": [{"name": "Valid AG"}], "contacts": [{"lastname": ""}]},
+        {"generate": {"contacts": -1}},
+    ):
         response = requests.post(url, json=bad, timeout=5)
         assert response.status_code == 422, bad
         assert response.json()["message"]
@@ -486,6 +732,7 @@ def test_seed_refuses_what_moco_could_not_hold(moco_sandbox: RunningSandbox) -> 
 
 
 # --- generated data ------------------------------------------------------------------------------
+
 
 def test_generate_is_deterministic_and_realistic() -> None:
     data = generate(400, seed=5)
@@ -504,8 +751,15 @@ def test_generate_is_deterministic_and_realistic() -> None:
     phones = [p for c in contacts for p in (c["work_phone"], c["mobile_phone"]) if p]
     assert len(phones) == len(set(phones))
     assert {t for c in contacts for t in c["tags"]} <= {
-        "Christmas Card", "Early Adopter", "Influencer", "Key Account", "Lead", "Newsletter",
-        "Partner", "VIP"}
+        "Christmas Card",
+        "Early Adopter",
+        "Influencer",
+        "Key Account",
+        "Lead",
+        "Newsletter",
+        "Partner",
+        "VIP",
+    }
     assert any(c["custom_properties"] for c in contacts)
     assert {c["type"] for c in companies} == {"customer", "supplier", "organization"}
     assert any(not c["active"] for c in companies)
@@ -520,12 +774,12 @@ def test_generate_is_deterministic_and_realistic() -> None:
     for kind in data.values():
         ids = [r["id"] for r in kind]
         assert len(ids) == len(set(ids))
-        assert all(TS.match(r["created_at"]) and r["updated_at"] >= r["created_at"]
-                   for r in kind)
+        assert all(TS.match(r["created_at"]) and r["updated_at"] >= r["created_at"] for r in kind)
 
 
 def test_generated_data_through_seed_pages_fast(
-        moco_sandbox_factory: Callable[..., RunningSandbox]) -> None:
+    moco_sandbox_factory: Callable[..., RunningSandbox],
+) -> None:
     sandbox = moco_sandbox_factory(rate_limit=0)
     counts = seed(sandbox, generate={"contacts": 20_000, "seed": 1})
     assert counts["contacts"] == 20_000
@@ -545,10 +799,12 @@ def test_generated_data_through_seed_pages_fast(
 
 # --- command line --------------------------------------------------------------------------------
 
+
 def test_command_line_serves_on_a_free_port() -> None:
     command = [sys.executable, "-m", "sandbox", "moco", "--port", "0", "--generate", "25"]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()

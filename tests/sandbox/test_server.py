@@ -41,8 +41,12 @@ def test_routes_path_params_and_404_405(echo):
 
 
 def test_request_log_redacts_authorization(echo):
-    requests.post(f"{echo.url}/items", json={"a": 1}, timeout=5,
-                  headers={"Authorization": "Bearer very-secret"})
+    requests.post(
+        f"{echo.url}/items",
+        json={"a": 1},
+        timeout=5,
+        headers={"Authorization": "Bearer very-secret"},
+    )
     log = requests.get(f"{echo.url}/_sandbox/requests", timeout=5).json()
     assert [(e["method"], e["path"], e["status"]) for e in log] == [("POST", "/items", 201)]
     assert log[0]["headers"]["authorization"] == "Bearer <redacted>"
@@ -51,23 +55,36 @@ def test_request_log_redacts_authorization(echo):
 
 
 def test_status_fault_hits_before_the_handler_and_runs_out(echo):
-    requests.post(f"{echo.url}/_sandbox/faults", timeout=5, json={"faults": [
-        {"kind": "status", "method": "POST", "path": "^/items$", "status": 503, "times": 2}]})
+    requests.post(
+        f"{echo.url}/_sandbox/faults",
+        timeout=5,
+        json={
+            "faults": [
+                {"kind": "status", "method": "POST", "path": "^/items$", "status": 503, "times": 2}
+            ]
+        },
+    )
     codes = [requests.post(f"{echo.url}/items", json={}, timeout=5).status_code for _ in range(3)]
     assert codes == [503, 503, 201]
     assert len(requests.get(f"{echo.url}/_sandbox/state", timeout=5).json()["items"]) == 1
 
 
 def test_commit_then_status_fault_stores_the_write(echo):
-    requests.post(f"{echo.url}/_sandbox/faults", timeout=5, json={"faults": [
-        {"kind": "commit_then_status", "path": "^/items$", "status": 502}]})
+    requests.post(
+        f"{echo.url}/_sandbox/faults",
+        timeout=5,
+        json={"faults": [{"kind": "commit_then_status", "path": "^/items$", "status": 502}]},
+    )
     assert requests.post(f"{echo.url}/items", json={"x": 1}, timeout=5).status_code == 502
     assert requests.get(f"{echo.url}/_sandbox/state", timeout=5).json()["items"] == [{"x": 1}]
 
 
 def test_after_lets_requests_through_first(echo):
-    requests.post(f"{echo.url}/_sandbox/faults", timeout=5, json={"faults": [
-        {"kind": "status", "status": 500, "after": 2}]})
+    requests.post(
+        f"{echo.url}/_sandbox/faults",
+        timeout=5,
+        json={"faults": [{"kind": "status", "status": 500, "after": 2}]},
+    )
     codes = [requests.get(f"{echo.url}/items/1", timeout=5).status_code for _ in range(4)]
     assert codes == [200, 200, 500, 200]
 
@@ -80,8 +97,9 @@ def test_reset_fault_drops_the_connection(echo):
 
 
 def test_slow_fault_trips_a_client_timeout(echo):
-    requests.post(f"{echo.url}/_sandbox/faults", timeout=5, json={"faults": [
-        {"kind": "slow", "delay": 1.0}]})
+    requests.post(
+        f"{echo.url}/_sandbox/faults", timeout=5, json={"faults": [{"kind": "slow", "delay": 1.0}]}
+    )
     with pytest.raises(requests.Timeout):
         requests.get(f"{echo.url}/items/1", timeout=0.3)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-
 from collections import Counter
 from contextlib import redirect_stdout
 from dataclasses import dataclass
@@ -42,8 +41,9 @@ class TapRun:
     error: BaseException | None
 
     def records(self, stream: str) -> list[dict[str, Any]]:
-        return [m["record"] for m in self.messages
-                if m["type"] == "RECORD" and m["stream"] == stream]
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
 
     def ids(self, stream: str) -> list[int]:
         return [r["id"] for r in self.records(stream)]
@@ -58,15 +58,19 @@ class TapRun:
         return self.state.get("bookmarks", {}).get(stream, {}).get("replication_key_value")
 
 
-def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None,
-            catalog: dict[str, Any] | None = None) -> TapRun:
+def run_tap(
+    config: dict[str, Any],
+    state: dict[str, Any] | None = None,
+    catalog: dict[str, Any] | None = None,
+) -> TapRun:
     """Run a full sync in-process, as ``tap-moco --config --state --catalog`` would."""
     out = io.StringIO()
     error: BaseException | None = None
     with redirect_stdout(out):
         try:
-            tap = TapMoco(config=config, state=copy.deepcopy(state) if state else None,
-                          catalog=catalog)
+            tap = TapMoco(
+                config=config, state=copy.deepcopy(state) if state else None, catalog=catalog
+            )
             tap.sync_all()
         except Exception as exc:  # noqa: BLE001 - the test inspects it
             error = exc
@@ -74,8 +78,9 @@ def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None,
     return TapRun(messages, error)
 
 
-def sandbox_call(sandbox: RunningSandbox, method: str, path: str, body: Any = None,
-                 *, api: bool = False) -> Any:
+def sandbox_call(
+    sandbox: RunningSandbox, method: str, path: str, body: Any = None, *, api: bool = False
+) -> Any:
     """Call a sandbox route (``api=True``: under ``/api/v1`` with the key); returns the JSON."""
     headers = {"Authorization": f"Token token={API_KEY}"} if api else {}
     url = sandbox.url + ("/api/v1" if api else "") + path

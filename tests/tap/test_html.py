@@ -11,25 +11,37 @@ from tap_moco.html import html_to_text
     ("markup", "text"),
     [
         # block tags and <br> become line breaks; inline tags vanish, their text stays
-        ("<div>Telefonat mit <strong>Zoë</strong>: Interesse.</div><div>Zweite Zeile</div>",
-         "Telefonat mit Zoë: Interesse.\nZweite Zeile"),
-        ("Meeting notes:<br>- Budget confirmed<br/>- Next step",
-         "Meeting notes:\n- Budget confirmed\n- Next step"),
+        (
+            "<div>Telefonat mit <strong>Zoë</strong>: Interesse.</div><div>Zweite Zeile</div>",
+            "Telefonat mit Zoë: Interesse.\nZweite Zeile",
+        ),
+        (
+            "Meeting notes:<br>- Budget confirmed<br/>- Next step",
+            "Meeting notes:\n- Budget confirmed\n- Next step",
+        ),
         # an empty paragraph (<div><br></div>, what MOCO's editor writes) is one empty line
         ("<div>a</div><div><br></div><div><br></div><div>b</div>", "a\n\nb"),
         # list items get "- ", nested lists are indented, ordered lists too
-        ("<ul><li>Newsletter abbestellt</li><li>Rückruf<ul><li>im Q3</li></ul></li></ul>",
-         "- Newsletter abbestellt\n- Rückruf\n  - im Q3"),
-        ("<div>Follow-up:</div><ol><li>Vertrag senden</li><li> Kick-off </li></ol>",
-         "Follow-up:\n- Vertrag senden\n- Kick-off"),
+        (
+            "<ul><li>Newsletter abbestellt</li><li>Rückruf<ul><li>im Q3</li></ul></li></ul>",
+            "- Newsletter abbestellt\n- Rückruf\n  - im Q3",
+        ),
+        (
+            "<div>Follow-up:</div><ol><li>Vertrag senden</li><li> Kick-off </li></ol>",
+            "Follow-up:\n- Vertrag senden\n- Kick-off",
+        ),
         # entities decoded, including &nbsp; and numeric references
-        ("<div>Preis &amp; Laufzeit &lt;klären&gt;&nbsp;&#8364; &#x1F44D;</div>",
-         "Preis & Laufzeit <klären> € 👍"),
+        (
+            "<div>Preis &amp; Laufzeit &lt;klären&gt;&nbsp;&#8364; &#x1F44D;</div>",
+            "Preis & Laufzeit <klären> € 👍",
+        ),
         # whitespace tidied: runs collapse, lines are trimmed, source newlines are not breaks
         ("<div>\n   viel    Platz\n\t hier  </div>", "viel Platz hier"),
         # <pre> keeps its line breaks and indentation
-        ("<pre>Code: ABC-123\n    Zeile 2</pre><div>danach</div>",
-         "Code: ABC-123\n    Zeile 2\ndanach"),
+        (
+            "<pre>Code: ABC-123\n    Zeile 2</pre><div>danach</div>",
+            "Code: ABC-123\n    Zeile 2\ndanach",
+        ),
         # plain text (system comments, API-written notes) keeps its own line breaks
         ("Firma angelegt.", "Firma angelegt."),
         ("Zeile 1\n\n\nZeile  2 &amp; mehr", "Zeile 1\n\nZeile 2 & mehr"),

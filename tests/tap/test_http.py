@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from singer_sdk.exceptions import ConfigValidationError
 
 from sandbox.server import RunningSandbox
@@ -44,21 +42,42 @@ def _write_json(path: Path, value: Any) -> str:
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TAP, *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [*TAP, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def test_429_and_5xx_are_retried_and_every_record_arrives_once(
-        seeded: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    seeded: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(MocoStream, "backoff_base_seconds", 0.01)
-    sandbox_call(seeded, "POST", "/_sandbox/faults", {"faults": [
-        {"kind": "status", "status": 429, "times": 1, "after": 1,
-         "path": "^/api/v1/contacts/people$", "headers": {"Retry-After": "1"}},
-        {"kind": "status", "status": 429, "times": 2, "path": "^/api/v1/companies$"},
-        {"kind": "status", "status": 503, "times": 2, "path": "^/api/v1/todos$"},
-        {"kind": "status", "status": 500, "times": 1, "after": 1, "path": "^/api/v1/comments$"},
-        {"kind": "reset", "times": 1, "after": 3, "path": "^/api/v1/contacts/people$"},
-    ]})
+    sandbox_call(
+        seeded,
+        "POST",
+        "/_sandbox/faults",
+        {
+            "faults": [
+                {
+                    "kind": "status",
+                    "status": 429,
+                    "times": 1,
+                    "after": 1,
+                    "path": "^/api/v1/contacts/people$",
+                    "headers": {"Retry-After": "1"},
+                },
+                {"kind": "status", "status": 429, "times": 2, "path": "^/api/v1/companies$"},
+                {"kind": "status", "status": 503, "times": 2, "path": "^/api/v1/todos$"},
+                {
+                    "kind": "status",
+                    "status": 500,
+                    "times": 1,
+                    "after": 1,
+                    "path": "^/api/v1/comments$",
+                },
+                {"kind": "reset", "times": 1, "after": 3, "path": "^/api/v1/contacts/people$"},
+            ]
+        },
+    )
 
     run = run_tap(tap_config(seeded, page_size=5))
 
@@ -78,12 +97,14 @@ def test_429_and_5xx_are_retried_and_every_record_arrives_once(
 
 
 def test_client_never_exceeds_the_configured_rate(
-        moco_sandbox_factory: Callable[..., RunningSandbox]) -> None:
+    moco_sandbox_factory: Callable[..., RunningSandbox],
+) -> None:
     sandbox = moco_sandbox_factory(rate_limit=10, rate_window=1.0)
     sandbox_call(sandbox, "POST", "/_sandbox/seed", {"generate": {"contacts": 100, "seed": 4}})
 
-    run = run_tap(tap_config(sandbox, page_size=5, rate_limit_requests=10,
-                             rate_limit_window_seconds=1))
+    run = run_tap(
+        tap_config(sandbox, page_size=5, rate_limit_requests=10, rate_limit_window_seconds=1)
+    )
 
     assert run.error is None
     assert len(run.ids("contacts")) == 100
@@ -96,18 +117,24 @@ def test_client_never_exceeds_the_configured_rate(
 
 
 def test_limiter_is_shared_by_all_streams() -> None:
-    tap = TapMoco(config={"api_key": "k", "base_url": "http://127.0.0.1:9",
-                          "rate_limit_requests": 7, "rate_limit_window_seconds": 3})
-    limiters = {id(stream._limiter) for stream in tap.streams.values()}  # noqa: SLF001
+    tap = TapMoco(
+        config={
+            "api_key": "k",
+            "base_url": "http://127.0.0.1:9",
+            "rate_limit_requests": 7,
+            "rate_limit_window_seconds": 3,
+        }
+    )
+    limiters = {id(stream._limiter) for stream in tap.streams.values()}
     assert limiters == {id(tap.request_limiter)}
     assert (tap.request_limiter.requests, tap.request_limiter.window_seconds) == (7, 3)
 
 
-def test_a_bad_key_fails_clearly_without_printing_it(seeded: RunningSandbox,
-                                                     tmp_path: Path) -> None:
+def test_a_bad_key_fails_clearly_without_printing_it(
+    seeded: RunningSandbox, tmp_path: Path
+) -> None:
     secret = "wrong-key-7f3a9c0e5b"
-    config = _write_json(tmp_path / "config.json",
-                         {"api_key": secret, "base_url": seeded.url})
+    config = _write_json(tmp_path / "config.json", {"api_key": secret, "base_url": seeded.url})
 
     result = _cli("--config", config)
 
@@ -119,9 +146,22 @@ def test_a_bad_key_fails_clearly_without_printing_it(seeded: RunningSandbox,
 
 
 def test_forbidden_names_the_resource_without_the_key(seeded: RunningSandbox) -> None:
-    sandbox_call(seeded, "POST", "/_sandbox/faults", {"faults": [
-        {"kind": "status", "status": 403, "times": 1, "path": "^/api/v1/companies$",
-         "body": {"errors": ["Access denied"]}}]})
+    sandbox_call(
+        seeded,
+        "POST",
+        "/_sandbox/faults",
+        {
+            "faults": [
+                {
+                    "kind": "status",
+                    "status": 403,
+                    "times": 1,
+                    "path": "^/api/v1/companies$",
+                    "body": {"errors": ["Access denied"]},
+                }
+            ]
+        },
+    )
 
     run = run_tap(tap_config(seeded))
 
@@ -141,7 +181,8 @@ def test_config_needs_subdomain_or_base_url() -> None:
     assert api_root({"subdomain": "https://acme.mocoapp.com/"}) == "https://acme.mocoapp.com/api/v1"
     assert api_root({"base_url": "http://127.0.0.1:5/api/v1/"}) == "http://127.0.0.1:5/api/v1"
     assert api_root({"subdomain": "acme", "base_url": "http://127.0.0.1:5/"}) == (
-        "http://127.0.0.1:5/api/v1")
+        "http://127.0.0.1:5/api/v1"
+    )
 
 
 def test_about_says_there_are_no_appointments() -> None:
@@ -154,8 +195,9 @@ def test_about_says_there_are_no_appointments() -> None:
     assert "| api_key | True |" in markdown.stdout
 
 
-def test_discover_test_and_a_run_with_config_state_and_catalog(seeded: RunningSandbox,
-                                                               tmp_path: Path) -> None:
+def test_discover_test_and_a_run_with_config_state_and_catalog(
+    seeded: RunningSandbox, tmp_path: Path
+) -> None:
     config = _write_json(tmp_path / "config.json", tap_config(seeded))
 
     discovered = _cli("--config", config, "--discover")
@@ -171,10 +213,19 @@ def test_discover_test_and_a_run_with_config_state_and_catalog(seeded: RunningSa
                 entry["metadata"]["selected"] = stream["tap_stream_id"] == "contacts"
     contacts = sandbox_state(seeded)["contacts"]
     bookmark = sorted(c["updated_at"] for c in contacts)[len(contacts) // 2]
-    state = {"bookmarks": {"contacts": {"replication_key": "updated_at",
-                                        "replication_key_value": bookmark}}}
-    result = _cli("--config", config, "--catalog", _write_json(tmp_path / "catalog.json", catalog),
-                  "--state", _write_json(tmp_path / "state.json", state))
+    state = {
+        "bookmarks": {
+            "contacts": {"replication_key": "updated_at", "replication_key_value": bookmark}
+        }
+    }
+    result = _cli(
+        "--config",
+        config,
+        "--catalog",
+        _write_json(tmp_path / "catalog.json", catalog),
+        "--state",
+        _write_json(tmp_path / "state.json", state),
+    )
 
     assert result.returncode == 0, result.stderr
     messages = [json.loads(line) for line in result.stdout.splitlines()]
@@ -182,4 +233,5 @@ def test_discover_test_and_a_run_with_config_state_and_catalog(seeded: RunningSa
     assert {m["stream"] for m in records} == {"contacts"}
     # The run re-reads overlap_seconds (300) before the bookmark; the sandbox's bound is strict.
     assert sorted(m["record"]["id"] for m in records) == sorted(
-        c["id"] for c in contacts if c["updated_at"] > window_start(bookmark))
+        c["id"] for c in contacts if c["updated_at"] > window_start(bookmark)
+    )

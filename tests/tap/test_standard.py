@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from sandbox.moco import MocoSandbox
@@ -21,28 +20,58 @@ from tests.tap.support import sandbox_call, tap_config
 # situations, so that the schema tests see every property at least once.
 _OPTIONAL_FIELD_RECORDS = {
     "companies": [
-        {"id": 761_399_001, "type": "supplier", "name": "Aachener Druck GmbH", "iban": None,
-         "bank_bic": "AACSDE33", "bank_owner": "Aachener Druck GmbH", "credit_number": 70001,
-         "alternative_correspondence_language": False, "default_payment_means": "credit_transfer",
-         "supplier_vat": {"id": 1, "tax": 19.0, "description": "Vorsteuer 19 %",
-                          "reverse_charge": False, "intra_eu": False, "active": True,
-                          "code": "VSt19"},
-         "updated_at": "2025-03-01T10:00:00Z"},
-        {"id": 761_399_002, "type": "customer", "name": "Aare Consulting AG", "currency": "CHF",
-         "invoice_format": "x_invoice", "debit_number": 10001,
-         "updated_at": "2025-03-02T10:00:00Z"},
+        {
+            "id": 761_399_001,
+            "type": "supplier",
+            "name": "Aachener Druck GmbH",
+            "iban": None,
+            "bank_bic": "AACSDE33",
+            "bank_owner": "Aachener Druck GmbH",
+            "credit_number": 70001,
+            "alternative_correspondence_language": False,
+            "default_payment_means": "credit_transfer",
+            "supplier_vat": {
+                "id": 1,
+                "tax": 19.0,
+                "description": "Vorsteuer 19 %",
+                "reverse_charge": False,
+                "intra_eu": False,
+                "active": True,
+                "code": "VSt19",
+            },
+            "updated_at": "2025-03-01T10:00:00Z",
+        },
+        {
+            "id": 761_399_002,
+            "type": "customer",
+            "name": "Aare Consulting AG",
+            "currency": "CHF",
+            "invoice_format": "x_invoice",
+            "debit_number": 10001,
+            "updated_at": "2025-03-02T10:00:00Z",
+        },
     ],
     "comments": [
-        {"id": 15_399_001, "commentable_type": "Contact", "commentable_id": 677_600_001,
-         "text": "<div>Im Auftrag angelegt</div>", "manual": True,
-         "impersonating_user": {"id": 933662267, "firstname": "Sabine", "lastname": "Größer"},
-         "created_at": "2025-03-03T10:00:00Z", "updated_at": "2025-03-03T10:00:00Z"},
+        {
+            "id": 15_399_001,
+            "commentable_type": "Contact",
+            "commentable_id": 677_600_001,
+            "text": "<div>Im Auftrag angelegt</div>",
+            "manual": True,
+            "impersonating_user": {"id": 933662267, "firstname": "Sabine", "lastname": "Größer"},
+            "created_at": "2025-03-03T10:00:00Z",
+            "updated_at": "2025-03-03T10:00:00Z",
+        },
     ],
 }
 
 _SANDBOX = RunningSandbox(MocoSandbox(rate_limit=100_000)).start()
-sandbox_call(_SANDBOX, "POST", "/_sandbox/seed",
-             {"generate": {"contacts": 40, "seed": 11}, **_OPTIONAL_FIELD_RECORDS})
+sandbox_call(
+    _SANDBOX,
+    "POST",
+    "/_sandbox/seed",
+    {"generate": {"contacts": 40, "seed": 11}, **_OPTIONAL_FIELD_RECORDS},
+)
 
 
 @pytest.fixture(scope="module", autouse=True)

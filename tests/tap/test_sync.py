@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-
 from typing import Any
 
 import pytest
@@ -30,8 +29,9 @@ N_CONTACTS = 60
 
 @pytest.fixture
 def seeded(moco_sandbox: RunningSandbox) -> RunningSandbox:
-    sandbox_call(moco_sandbox, "POST", "/_sandbox/seed",
-                 {"generate": {"contacts": N_CONTACTS, "seed": 5}})
+    sandbox_call(
+        moco_sandbox, "POST", "/_sandbox/seed", {"generate": {"contacts": N_CONTACTS, "seed": 5}}
+    )
     return moco_sandbox
 
 
@@ -54,12 +54,15 @@ def test_paging_returns_every_record_exactly_once(seeded: RunningSandbox) -> Non
     log = request_log(seeded)
     contact_pages = [e["query"] for e in log if e["path"] == "/api/v1/contacts/people"]
     assert [q["page"] for q in contact_pages] == [
-        str(page) for page in range(1, math.ceil(N_CONTACTS / 7) + 1)]
+        str(page) for page in range(1, math.ceil(N_CONTACTS / 7) + 1)
+    ]
     assert {q["per_page"] for q in contact_pages} == {"7"}
-    assert all(e["query"]["include_archived"] == "true"
-               for e in log if e["path"] == "/api/v1/companies")
-    assert all(e["query"]["commentable_type"] == "Contact"
-               for e in log if e["path"] == "/api/v1/comments")
+    assert all(
+        e["query"]["include_archived"] == "true" for e in log if e["path"] == "/api/v1/companies"
+    )
+    assert all(
+        e["query"]["commentable_type"] == "Contact" for e in log if e["path"] == "/api/v1/comments"
+    )
     assert all(e["status"] == 200 for e in log)
 
 
@@ -85,13 +88,24 @@ def test_second_run_emits_only_what_changed(seeded: RunningSandbox) -> None:
     note = first.records("notes")[0]
     task = first.records("tasks")[0]
 
-    sandbox_call(seeded, "PUT", f"/contacts/people/{contact['id']}",
-                 {"job_position": "Head of Growth"}, api=True)
-    created = sandbox_call(seeded, "POST", "/contacts/people",
-                           {"lastname": "Neumann", "firstname": "Nora", "gender": "F"}, api=True)
+    sandbox_call(
+        seeded,
+        "PUT",
+        f"/contacts/people/{contact['id']}",
+        {"job_position": "Head of Growth"},
+        api=True,
+    )
+    created = sandbox_call(
+        seeded,
+        "POST",
+        "/contacts/people",
+        {"lastname": "Neumann", "firstname": "Nora", "gender": "F"},
+        api=True,
+    )
     sandbox_call(seeded, "PUT", f"/companies/{company['id']}", {"info": "Neuer Vertrag"}, api=True)
-    sandbox_call(seeded, "PUT", f"/comments/{note['id']}", {"text": "<div>bearbeitet</div>"},
-                 api=True)
+    sandbox_call(
+        seeded, "PUT", f"/comments/{note['id']}", {"text": "<div>bearbeitet</div>"}, api=True
+    )
     sandbox_call(seeded, "PUT", f"/_sandbox/todos/{task['id']}", {"completed": True})
     sandbox_call(seeded, "DELETE", "/_sandbox/requests")
 
@@ -105,12 +119,17 @@ def test_second_run_emits_only_what_changed(seeded: RunningSandbox) -> None:
     assert second.ids("tasks") == [task["id"]]
     assert second.records("tasks")[0]["completed"] is True
     # The server-side filter was used with the overlap window; to-dos were read in full.
-    contact_queries = [e["query"] for e in request_log(seeded)
-                       if e["path"] == "/api/v1/contacts/people"]
+    contact_queries = [
+        e["query"] for e in request_log(seeded) if e["path"] == "/api/v1/contacts/people"
+    ]
     assert {q["updated_after"] for q in contact_queries} == {
-        window_start(first.bookmark("contacts"))}
-    assert all("updated_after" not in e["query"]
-               for e in request_log(seeded) if e["path"] == "/api/v1/todos")
+        window_start(first.bookmark("contacts"))
+    }
+    assert all(
+        "updated_after" not in e["query"]
+        for e in request_log(seeded)
+        if e["path"] == "/api/v1/todos"
+    )
 
     third = run_tap(config, state=second.state)
     assert third.error is None
@@ -119,18 +138,26 @@ def test_second_run_emits_only_what_changed(seeded: RunningSandbox) -> None:
 
 def _contact(record_id: int, updated_at: str, lastname: str) -> dict[str, Any]:
     contact = fresh(CONTACT_DEFAULTS)
-    contact.update(id=record_id, lastname=lastname, gender="F",
-                   created_at="2025-01-01T00:00:00Z", updated_at=updated_at)
+    contact.update(
+        id=record_id,
+        lastname=lastname,
+        gender="F",
+        created_at="2025-01-01T00:00:00Z",
+        updated_at=updated_at,
+    )
     return contact
 
 
 def test_records_in_the_overlap_window_are_emitted_once(moco_sandbox: RunningSandbox) -> None:
     """A version seen before is skipped; one not seen before is emitted, even at the bookmark."""
+
     def seed(*contacts: dict[str, Any]) -> None:
         sandbox_call(moco_sandbox, "POST", "/_sandbox/seed", {"contacts": list(contacts)})
 
-    seed(_contact(1001, "2025-06-01T12:00:00Z", "Albers"),
-         _contact(1002, "2025-06-01T11:59:50Z", "Brandt"))
+    seed(
+        _contact(1001, "2025-06-01T12:00:00Z", "Albers"),
+        _contact(1002, "2025-06-01T11:59:50Z", "Brandt"),
+    )
     config = tap_config(moco_sandbox)
     first = run_tap(config)
     assert sorted(first.ids("contacts")) == [1001, 1002]
@@ -138,8 +165,10 @@ def test_records_in_the_overlap_window_are_emitted_once(moco_sandbox: RunningSan
 
     # Written after the first run read its page, with timestamps at or before its bookmark:
     # the same second as the bookmark, and a minute earlier (on a page already read).
-    seed(_contact(1003, "2025-06-01T12:00:00Z", "Claasen"),
-         _contact(1004, "2025-06-01T11:59:00Z", "Dietz"))
+    seed(
+        _contact(1003, "2025-06-01T12:00:00Z", "Claasen"),
+        _contact(1004, "2025-06-01T11:59:00Z", "Dietz"),
+    )
     second = run_tap(config, state=first.state)
 
     assert sorted(second.ids("contacts")) == [1003, 1004]
@@ -149,18 +178,33 @@ def test_records_in_the_overlap_window_are_emitted_once(moco_sandbox: RunningSan
 
 @pytest.mark.usefixtures("fast_retries")
 def test_failure_mid_stream_does_not_advance_the_bookmark(
-        seeded: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    seeded: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tap_config(seeded, page_size=7)
     first = run_tap(config)
     assert first.error is None
     monkeypatch.setattr(MocoStream, "STATE_MSG_FREQUENCY", 5)  # STATE messages mid-stream too
     changed = [c["id"] for c in sandbox_state(seeded)["contacts"][::3]]  # 20 contacts, 3 pages
     for contact_id in changed:
-        sandbox_call(seeded, "PUT", f"/contacts/people/{contact_id}", {"info": "geändert"},
-                     api=True)
-    sandbox_call(seeded, "POST", "/_sandbox/faults", {"faults": [
-        {"kind": "status", "status": 500, "times": -1, "after": 2,
-         "path": "^/api/v1/contacts/people$"}]})
+        sandbox_call(
+            seeded, "PUT", f"/contacts/people/{contact_id}", {"info": "geändert"}, api=True
+        )
+    sandbox_call(
+        seeded,
+        "POST",
+        "/_sandbox/faults",
+        {
+            "faults": [
+                {
+                    "kind": "status",
+                    "status": 500,
+                    "times": -1,
+                    "after": 2,
+                    "path": "^/api/v1/contacts/people$",
+                }
+            ]
+        },
+    )
 
     failed = run_tap(config, state=first.state)
 
@@ -173,8 +217,9 @@ def test_failure_mid_stream_does_not_advance_the_bookmark(
     assert any("progress_markers" in state for state in states)
     assert {state["replication_key_value"] for state in states} == {first.bookmark("contacts")}
     assert failed.bookmark("contacts") == first.bookmark("contacts")
-    assert (failed.state["bookmarks"]["contacts"].get("emitted_in_overlap")
-            == first.state["bookmarks"]["contacts"].get("emitted_in_overlap"))
+    assert failed.state["bookmarks"]["contacts"].get("emitted_in_overlap") == first.state[
+        "bookmarks"
+    ]["contacts"].get("emitted_in_overlap")
     assert failed.bookmark("companies") == first.bookmark("companies")
 
     sandbox_call(seeded, "DELETE", "/_sandbox/faults")
@@ -187,9 +232,22 @@ def test_failure_mid_stream_does_not_advance_the_bookmark(
 @pytest.mark.usefixtures("fast_retries")
 def test_failure_on_a_first_run_leaves_no_bookmark(seeded: RunningSandbox) -> None:
     config = tap_config(seeded, page_size=7)
-    sandbox_call(seeded, "POST", "/_sandbox/faults", {"faults": [
-        {"kind": "status", "status": 503, "times": -1, "after": 2,
-         "path": "^/api/v1/contacts/people$"}]})
+    sandbox_call(
+        seeded,
+        "POST",
+        "/_sandbox/faults",
+        {
+            "faults": [
+                {
+                    "kind": "status",
+                    "status": 503,
+                    "times": -1,
+                    "after": 2,
+                    "path": "^/api/v1/contacts/people$",
+                }
+            ]
+        },
+    )
 
     failed = run_tap(config)
 
@@ -217,17 +275,34 @@ def test_a_list_that_changes_while_paged_keeps_the_bookmark(seeded: RunningSandb
         contact["updated_at"] = f"2026-01-02T{hour:02d}:00:00Z"
     sandbox_call(seeded, "POST", "/_sandbox/seed", {"contacts": changed})
     since = window_start(first.bookmark("contacts"))
-    order = [c["id"] for c in sandbox_call(
-        seeded, "GET", f"/contacts/people?per_page=100&updated_after={since}", api=True)]
+    order = [
+        c["id"]
+        for c in sandbox_call(
+            seeded, "GET", f"/contacts/people?per_page=100&updated_after={since}", api=True
+        )
+    ]
     deleted, shifted = order[0], order[7]  # first on page 1; first on page 2
     for contact in changed:
         if contact["id"] == shifted:  # the oldest change: far behind the newest one
             contact["updated_at"] = "2026-01-01T00:00:00Z"
             sandbox_call(seeded, "POST", "/_sandbox/seed", {"contacts": [contact]})
     sandbox_call(seeded, "DELETE", "/_sandbox/requests")
-    sandbox_call(seeded, "POST", "/_sandbox/faults", {"faults": [
-        {"kind": "slow", "delay": 0.5, "after": 1, "times": 1,
-         "path": "^/api/v1/contacts/people$"}]})
+    sandbox_call(
+        seeded,
+        "POST",
+        "/_sandbox/faults",
+        {
+            "faults": [
+                {
+                    "kind": "slow",
+                    "delay": 0.5,
+                    "after": 1,
+                    "times": 1,
+                    "path": "^/api/v1/contacts/people$",
+                }
+            ]
+        },
+    )
 
     def delete_after_the_first_page() -> None:
         deadline = time.monotonic() + 10
@@ -249,4 +324,5 @@ def test_a_list_that_changes_while_paged_keeps_the_bookmark(seeded: RunningSandb
     third = run_tap(config, state=second.state)
     assert third.ids("contacts") == [shifted]
     assert sorted(second.ids("contacts") + third.ids("contacts")) == sorted(
-        c["id"] for c in changed)
+        c["id"] for c in changed
+    )

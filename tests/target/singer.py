@@ -15,33 +15,51 @@ import requests
 BIN = Path(sys.executable).parent
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "contacts": {"properties": {
-        "id": {"type": ["string"]}, "firstName": {"type": ["string", "null"]},
-        "lastName": {"type": ["string", "null"]}, "email": {"type": ["string", "null"]},
-        "phone": {"type": ["string", "null"]}, "companyName": {"type": ["string", "null"]},
-        "tags": {"type": ["array", "null"], "items": {"type": "string"}},
-        "source": {"type": ["string", "null"]},
-        "custom_properties": {"type": ["object", "null"]},
-    }},
-    "tasks": {"properties": {
-        "taskId": {"type": "string"}, "contactId": {"type": "string"},
-        "title": {"type": "string"}, "dueDate": {"type": ["string", "null"]},
-        "status": {"type": ["string", "null"]}, "body": {"type": ["string", "null"]},
-    }},
-    "notes": {"properties": {
-        "notesId": {"type": "string"}, "contactId": {"type": "string"},
-        "content": {"type": "string"}, "createdAt": {"type": ["string", "null"]},
-    }},
+    "contacts": {
+        "properties": {
+            "id": {"type": ["string"]},
+            "firstName": {"type": ["string", "null"]},
+            "lastName": {"type": ["string", "null"]},
+            "email": {"type": ["string", "null"]},
+            "phone": {"type": ["string", "null"]},
+            "companyName": {"type": ["string", "null"]},
+            "tags": {"type": ["array", "null"], "items": {"type": "string"}},
+            "source": {"type": ["string", "null"]},
+            "custom_properties": {"type": ["object", "null"]},
+        }
+    },
+    "tasks": {
+        "properties": {
+            "taskId": {"type": "string"},
+            "contactId": {"type": "string"},
+            "title": {"type": "string"},
+            "dueDate": {"type": ["string", "null"]},
+            "status": {"type": ["string", "null"]},
+            "body": {"type": ["string", "null"]},
+        }
+    },
+    "notes": {
+        "properties": {
+            "notesId": {"type": "string"},
+            "contactId": {"type": "string"},
+            "content": {"type": "string"},
+            "createdAt": {"type": ["string", "null"]},
+        }
+    },
 }
 KEYS = {"contacts": ["id"], "tasks": ["taskId"], "notes": ["notesId"]}
 
 
-def messages(records: list[tuple[str, dict[str, Any]]], state: dict | None = None,
-             order: tuple[str, ...] = ("contacts", "tasks", "notes")) -> list[dict[str, Any]]:
+def messages(
+    records: list[tuple[str, dict[str, Any]]],
+    state: dict | None = None,
+    order: tuple[str, ...] = ("contacts", "tasks", "notes"),
+) -> list[dict[str, Any]]:
     """SCHEMA messages for ``order``, then the RECORDs as given, then an optional STATE."""
     out: list[dict[str, Any]] = [
         {"type": "SCHEMA", "stream": s, "schema": SCHEMAS[s], "key_properties": KEYS[s]}
-        for s in order]
+        for s in order
+    ]
     out += [{"type": "RECORD", "stream": s, "record": r} for s, r in records]
     if state is not None:
         out.append({"type": "STATE", "value": state})
@@ -50,26 +68,43 @@ def messages(records: list[tuple[str, dict[str, Any]]], state: dict | None = Non
 
 def person(i: int, **extra: Any) -> tuple[str, dict[str, Any]]:
     """A contacts record with source id ``i``; ``extra`` overrides fields."""
-    record = {"id": str(i), "firstName": f"First{i}", "lastName": f"Last{i}",
-              "email": f"person{i}@example.com", "phone": f"+49 30 555 {1000 + i}",
-              "companyName": "ACME GmbH", "tags": ["moco"], "source": "MOCO"}
+    record = {
+        "id": str(i),
+        "firstName": f"First{i}",
+        "lastName": f"Last{i}",
+        "email": f"person{i}@example.com",
+        "phone": f"+49 30 555 {1000 + i}",
+        "companyName": "ACME GmbH",
+        "tags": ["moco"],
+        "source": "MOCO",
+    }
     record.update(extra)
     return ("contacts", record)
 
 
 def task(i: int, contact: int, **extra: Any) -> tuple[str, dict[str, Any]]:
     """A tasks record ``i`` on source contact ``contact``."""
-    record = {"taskId": str(i), "contactId": str(contact), "title": f"Task {i}",
-              "dueDate": "2026-12-01T09:00:00Z", "status": "open"}
+    record = {
+        "taskId": str(i),
+        "contactId": str(contact),
+        "title": f"Task {i}",
+        "dueDate": "2026-12-01T09:00:00Z",
+        "status": "open",
+    }
     record.update(extra)
     return ("tasks", record)
 
 
-def note(i: int, contact: int, content: str | None = None,
-         **extra: Any) -> tuple[str, dict[str, Any]]:
+def note(
+    i: int, contact: int, content: str | None = None, **extra: Any
+) -> tuple[str, dict[str, Any]]:
     """A notes record ``i`` on source contact ``contact``."""
-    record = {"notesId": str(i), "contactId": str(contact), "content": content or f"Note {i}",
-              "createdAt": "2026-01-01T00:00:00Z"}
+    record = {
+        "notesId": str(i),
+        "contactId": str(contact),
+        "content": content or f"Note {i}",
+        "createdAt": "2026-01-01T00:00:00Z",
+    }
     record.update(extra)
     return ("notes", record)
 
@@ -84,7 +119,7 @@ class TargetRun:
     def summary(self) -> dict[str, Any]:
         for line in self.stderr.splitlines():
             if line.startswith("SUMMARY "):
-                return json.loads(line[len("SUMMARY "):])
+                return json.loads(line[len("SUMMARY ") :])
         raise AssertionError(f"no SUMMARY line in stderr:\n{self.stderr[-3000:]}")
 
     @property
@@ -95,15 +130,27 @@ class TargetRun:
         return self.summary["streams"][stream]
 
 
-def run_target(config: dict[str, Any], msgs: list[dict[str, Any]], workdir: Path,
-               *, expect_ok: bool = True, timeout: float = 120) -> TargetRun:
+def run_target(
+    config: dict[str, Any],
+    msgs: list[dict[str, Any]],
+    workdir: Path,
+    *,
+    expect_ok: bool = True,
+    timeout: float = 120,
+) -> TargetRun:
     """Run ``target-contacts`` on ``msgs`` with ``config`` written to a file in ``workdir``."""
     config_path = workdir / "target-config.json"
     config_path.write_text(json.dumps(config))
     stdin = "".join(json.dumps(m) + "\n" for m in msgs)
-    proc = subprocess.run([str(BIN / "target-contacts"), "--config", str(config_path)],
-                          input=stdin, capture_output=True, text=True, cwd=workdir,
-                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(
+        [str(BIN / "target-contacts"), "--config", str(config_path)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     run = TargetRun(proc.returncode, proc.stdout, proc.stderr)
     if expect_ok and proc.returncode != 0:
         raise AssertionError(f"target-contacts failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -120,9 +167,13 @@ def sandbox_requests(url: str) -> list[dict[str, Any]]:
 
 def write_calls(url: str) -> list[dict[str, Any]]:
     """Logged API requests that would change data (not reads, searches or OAuth)."""
-    return [r for r in sandbox_requests(url)
-            if r["method"] in ("POST", "PUT", "DELETE")
-            and r["path"] != "/contacts/search" and not r["path"].startswith("/oauth")]
+    return [
+        r
+        for r in sandbox_requests(url)
+        if r["method"] in ("POST", "PUT", "DELETE")
+        and r["path"] != "/contacts/search"
+        and not r["path"].startswith("/oauth")
+    ]
 
 
 def clear_requests(url: str) -> None:

@@ -17,14 +17,21 @@ from singer_sdk.testing.target_tests import (
 from target_contacts.target import TargetContacts
 
 # None of these tests reaches the API: port 9 on loopback (discard) is never contacted.
-CONFIG = {"base_url": "http://127.0.0.1:9", "location_id": "sandbox-location",
-          "private_integration_token": "sandbox-token",
-          "ledger_url": "sqlite:///:memory:"}
+CONFIG = {
+    "base_url": "http://127.0.0.1:9",
+    "location_id": "sandbox-location",
+    "private_integration_token": "sandbox-token",
+    "ledger_url": "sqlite:///:memory:",
+}
 
 TestTargetContacts = get_target_test_class(
     TargetContacts,
     config=CONFIG,
     include_target_tests=False,
-    custom_suites=[SingerTestSuite(kind="target", tests=[
-        TargetCliPrintsTest, TargetInvalidSchemaTest, TargetRecordBeforeSchemaTest])],
+    custom_suites=[
+        SingerTestSuite(
+            kind="target",
+            tests=[TargetCliPrintsTest, TargetInvalidSchemaTest, TargetRecordBeforeSchemaTest],
+        )
+    ],
 )
