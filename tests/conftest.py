@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from sandbox.server import RunningSandbox, SandboxApp
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 
 def _sandboxes(app_class: type[SandboxApp]) -> Iterator[Callable[..., RunningSandbox]]:

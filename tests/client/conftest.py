@@ -8,17 +8,20 @@ out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from sandbox.openapi import validate_request
-from sandbox.server import RunningSandbox
 from target_contacts.auth import StaticTokenAuth
 from target_contacts.client import ContactsClient
 from target_contacts.ratelimit import ContactsRateLimiter
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from sandbox.server import RunningSandbox
 
 LOCATION = "sandbox-location"
 PIT = "sandbox-token"

@@ -6,6 +6,7 @@ from typing import Any
 
 
 def list_contacts_in_a_process(
+    *,
     ledger_url: str,
     base_url: str,
     location_id: str,
@@ -35,5 +36,5 @@ def list_contacts_in_a_process(
         barrier.wait(timeout=30)
         contacts = list(client.list_contacts())
         results.put(("ok", len(contacts)))
-    except Exception as exc:  # reported to the test, which fails on anything but "ok"
+    except Exception as exc:  # noqa: BLE001  reported to the test, which fails on anything but ok
         results.put(("error", f"{type(exc).__name__}: {exc}"))

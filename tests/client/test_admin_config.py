@@ -44,7 +44,7 @@ def test_defaults_then_file_then_environment(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content, needle", [("{not json", "cannot read it as JSON"), ("[1, 2]", "JSON object")]
+    ("content", "needle"), [("{not json", "cannot read it as JSON"), ("[1, 2]", "JSON object")]
 )
 def test_a_bad_config_file_is_named(tmp_path, content, needle):
     path = tmp_path / "config.json"

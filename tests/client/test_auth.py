@@ -294,7 +294,15 @@ def test_two_processes_refreshing_at_once_make_one_refresh(contacts_sandbox_fact
     procs = [
         ctx.Process(
             target=list_contacts_in_a_process,
-            args=(url, sandbox.url, LOCATION, CLIENT_ID, CLIENT_SECRET, barrier, results),
+            kwargs={
+                "ledger_url": url,
+                "base_url": sandbox.url,
+                "location_id": LOCATION,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "barrier": barrier,
+                "results": results,
+            },
         )
         for _ in range(2)
     ]

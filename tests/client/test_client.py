@@ -110,7 +110,7 @@ def test_business_search_and_duplicate_lookup(sandbox, make_client):
     assert client.search_duplicate(email="A@example.com")["id"] == ids[0]
     assert client.search_duplicate(phone="+14155550100")["id"] == ids[0]
     assert client.search_duplicate(email="nobody@example.com") is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs an email or a phone"):
         client.search_duplicate()
 
 
@@ -162,7 +162,7 @@ def test_ids_are_quoted_and_empty_ids_refused_before_sending(sandbox, make_clien
         client.get_contact("a/b")
     assert api_calls(sandbox)[-1]["path"] == "/contacts/a%2Fb"
     before = len(request_log(sandbox))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be a non-empty string"):
         client.get_contact("")
     assert len(request_log(sandbox)) == before
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 
-from tests.e2e.conftest import Pipeline
+if TYPE_CHECKING:
+    from tests.e2e.conftest import Pipeline
 
 
 def e164(number: str) -> str:
@@ -136,7 +138,9 @@ def test_filter_and_tag_switch_and_due_date_fallback(pipeline: Pipeline):
     )
     summary = pipeline.run(
         env={
-            "TARGET_CONTACTS_STREAM_MAP_CONFIG": '{"only_contacts_tagged": ["VIP"], "sync_tag": "moco"}'
+            "TARGET_CONTACTS_STREAM_MAP_CONFIG": json.dumps(
+                {"only_contacts_tagged": ["VIP"], "sync_tag": "moco"}
+            )
         }
     )
     moco = pipeline.moco_state()

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -30,6 +29,9 @@ from tests.reliability.harness import (
     World,
     watch_oauth,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 RESULTS_ENV = "RELIABILITY_RESULTS"
 

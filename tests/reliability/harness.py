@@ -19,6 +19,7 @@ What the tests build on:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -29,15 +30,17 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from sandbox.server import Request, Response, RunningSandbox
 from tests.target.singer import messages, note, person, task  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -93,7 +96,7 @@ class Evidence:
         self.secrets: set[str] = set()
 
     def text(self, label: str, value: Any) -> None:
-        if value is None or value == "" or value == b"":
+        if value is None or value in {"", b""}:
             return
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
@@ -305,10 +308,8 @@ class KillSwitch:
     def _kill(self) -> None:
         self.fired.set()
         if self.pgid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def _handle(self, request: Request) -> Response:
         if not is_write(request.method, request.path):
@@ -346,12 +347,8 @@ class Run:
 
     @property
     def states(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.stdout.splitlines():
-            line = line.strip()
-            if line.startswith("{"):
-                out.append(json.loads(line))
-        return out
+        lines = (line.strip() for line in self.stdout.splitlines())
+        return [json.loads(line) for line in lines if line.startswith("{")]
 
     @property
     def summary(self) -> dict[str, Any] | None:
@@ -499,7 +496,7 @@ class World:
             bool(kill and kill.fired.is_set()),
             folder,
         )
-        return self._finish(run, (tap_config, target_config), save_state)
+        return self._finish(run, (tap_config, target_config), save_state=save_state)
 
     def run_target(
         self,
@@ -524,7 +521,7 @@ class World:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         run = Run(number, proc.returncode, None, proc.stdout, proc.stderr, "", False, folder)
-        return self._finish(run, (target_config,), save_state)
+        return self._finish(run, (target_config,), save_state=save_state)
 
     def start_target(
         self, msgs: Iterable[dict[str, Any]], *, target: dict[str, Any], name: str
@@ -546,7 +543,7 @@ class World:
         )
         return proc, folder
 
-    def _finish(self, run: Run, configs: tuple[Path, ...], save_state: bool) -> Run:
+    def _finish(self, run: Run, configs: tuple[Path, ...], *, save_state: bool) -> Run:
         self.runs.append(run)
         for label, text in (
             ("stdout", run.stdout),
@@ -708,6 +705,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
 
 
 # --- results for docs/reliability.md --------------------------------------------------------------
+def times(count: int, what: int | str) -> str:
+    """How the reliability table counts answers of one kind: ``times(25, 429)`` reads 25 times 429
+    (with the multiplication sign)."""
+    return f"{count} \N{MULTIPLICATION SIGN} {what}"
+
+
 @dataclass
 class Row:
     """One line of the reliability table."""

@@ -70,8 +70,8 @@ def crash_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {
                 "area": "Crash",
                 "fault": CRASH_KINDS[kind],
-                "injection": f"{len(points)} seeded kill points over the {writes} writes of a clean "
-                f"run ({phases['before']} just before a write is applied, "
+                "injection": f"{len(points)} seeded kill points over the {writes} writes of a "
+                f"clean run ({phases['before']} just before a write is applied, "
                 f"{phases['after']} just after it was committed)",
                 "outcome": CRASH_OUTCOMES[kind].format(reruns=reruns),
                 "lost": sum(p["lost"] for p in points),
@@ -91,30 +91,36 @@ def render(rows: list[dict[str, Any]], results: Path) -> str:
     slow = sum(1 for r in rows if r.get("slow"))
     stamp = datetime.fromtimestamp(results.stat().st_mtime, tz=timezone.utc)
     lines = [
-        f"Measured by the suite on {stamp:%Y-%m-%d %H:%M} UTC: {len(rows)} cases "
-        f"({slow} of them from the slow, CI-only part), {len(crash)} of them crash points. "
-        f"Records lost in total: **{sum(r['lost'] for r in rows)}**; duplicates created in "
-        f"total: **{sum(r['duplicates'] for r in rows)}**.",
+        (
+            f"Measured by the suite on {stamp:%Y-%m-%d %H:%M} UTC: {len(rows)} cases "
+            f"({slow} of them from the slow, CI-only part), {len(crash)} of them crash points. "
+            f"Records lost in total: **{sum(r['lost'] for r in rows)}**; duplicates created in "
+            f"total: **{sum(r['duplicates'] for r in rows)}**."
+        ),
         "",
         "| Area | Fault | How it is injected | Outcome | Records lost | Duplicates created |",
         "|---|---|---|---|---:|---:|",
     ]
-    for r in table:
-        lines.append(
-            f"| {cell(r['area'])} | {cell(r['fault'])} | {cell(r['injection'])} | "
-            f"{cell(r['outcome'])} | {r['lost']} | {r['duplicates']} |"
-        )
+    lines.extend(
+        f"| {cell(r['area'])} | {cell(r['fault'])} | {cell(r['injection'])} | "
+        f"{cell(r['outcome'])} | {r['lost']} | {r['duplicates']} |"
+        for r in table
+    )
     if crash:
         lines += [
             "",
             "### The kill points",
             "",
-            "`k`: the write request (counted at the Contacts sandbox) at which the "
-            "process group got SIGKILL; *before*: the request was dropped unapplied, "
-            "*after*: it was committed and its answer lost.",
+            (
+                "`k`: the write request (counted at the Contacts sandbox) at which the "
+                "process group got SIGKILL; *before*: the request was dropped unapplied, "
+                "*after*: it was committed and its answer lost."
+            ),
             "",
-            "| Run killed | Seed | k / writes of a clean run | When | Reruns | "
-            "Records lost | Duplicates created |",
+            (
+                "| Run killed | Seed | k / writes of a clean run | When | Reruns | "
+                "Records lost | Duplicates created |"
+            ),
             "|---|---:|---:|---|---:|---:|---:|",
         ]
         for r in sorted(

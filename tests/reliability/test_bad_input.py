@@ -7,8 +7,7 @@ record id and field, or a reject kept in the ledger; the summary adds up in ever
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,6 +21,9 @@ from tests.reliability.harness import (
     singer,
     task,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 LONG_NOTE = "Lang " * 8_000  # 40,000 characters: within the limit, must arrive whole
 UNICODE_NAME = ("Zoë", "Wójcik-山田 👩‍💻")
@@ -257,8 +259,10 @@ def test_bad_records_are_rejected_naming_stream_id_and_field_and_the_rest_lands(
         (
             "unicode",
             "non-ASCII and emoji",
-            f"names {UNICODE_NAME[0]!r} / {UNICODE_NAME[1]!r}, company and tag with umlauts "
-            "and emoji, a note in four scripts",
+            (
+                f"names {UNICODE_NAME[0]!r} / {UNICODE_NAME[1]!r}, company and tag with umlauts "
+                "and emoji, a note in four scripts"
+            ),
             "all arrive unchanged (tags lower-cased by the API)",
         ),
         (
@@ -298,22 +302,24 @@ MALFORMED: list[tuple[str, str, Callable[[list[str]], list[str]], str]] = [
     (
         "not-json",
         "a line that is not JSON",
-        lambda ls: ls[:4] + ['{"type": "RECORD", "stream'] + ls[4:],
+        lambda ls: [*ls[:4], '{"type": "RECORD", "stream', *ls[4:]],
         "Unable to parse line as JSON",
     ),
     (
         "no-type",
         "a message without type",
-        lambda ls: ls[:4] + [json.dumps({"stream": "contacts", "record": {"id": "9"}})] + ls[4:],
+        lambda ls: [*ls[:4], json.dumps({"stream": "contacts", "record": {"id": "9"}}), *ls[4:]],
         "missing required type key",
     ),
     (
         "record-not-object",
         "a RECORD whose record is not an object",
         lambda ls: (
-            ls[:4]
-            + [json.dumps({"type": "RECORD", "stream": "contacts", "record": "oops"})]
-            + ls[4:]
+            [
+                *ls[:4],
+                json.dumps({"type": "RECORD", "stream": "contacts", "record": "oops"}),
+                *ls[4:],
+            ]
         ),
         "RECORD message of stream 'contacts' holds str 'oops', not a JSON object",
     ),
@@ -321,14 +327,14 @@ MALFORMED: list[tuple[str, str, Callable[[list[str]], list[str]], str]] = [
         "record-before-schema",
         "a RECORD before its SCHEMA",
         lambda ls: (
-            [json.dumps({"type": "RECORD", "stream": "contacts", "record": {"id": "1"}})] + ls
+            [json.dumps({"type": "RECORD", "stream": "contacts", "record": {"id": "1"}}), *ls]
         ),
         "A record for stream 'contacts' was encountered before a corresponding schema",
     ),
     (
         "record-without-record",
         "a RECORD without record",
-        lambda ls: ls[:4] + [json.dumps({"type": "RECORD", "stream": "notes"})] + ls[4:],
+        lambda ls: [*ls[:4], json.dumps({"type": "RECORD", "stream": "notes"}), *ls[4:]],
         "missing required record key",
     ),
 ]
@@ -337,7 +343,7 @@ MALFORMED: list[tuple[str, str, Callable[[list[str]], list[str]], str]] = [
 @pytest.mark.parametrize(
     ("case", "fault", "spoil", "says"), MALFORMED, ids=[m[0] for m in MALFORMED]
 )
-def test_malformed_singer_message_stops_before_state_and_a_fixed_rerun_lands_once(
+def test_malformed_singer_message_stops_before_state_and_a_fixed_rerun_lands_once(  # noqa: PLR0917  pytest passes fixtures and parameters by name
     world_factory, record, case, fault, spoil, says
 ):
     world = world_factory(n_contacts=0)

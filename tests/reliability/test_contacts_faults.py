@@ -18,6 +18,7 @@ from tests.reliability.harness import (
     is_write,
     login,
     oauth_target,
+    times,
     token_grants,
     wait_for,
 )
@@ -56,7 +57,7 @@ def test_429_storm_is_waited_out_and_nothing_is_lost_or_doubled(world_factory, b
         area="Contacts API",
         fault="429 storm",
         injection="25 consecutive requests (any route) answered 429 with Retry-After: 1",
-        outcome=f"one run completed; {served} × 429 waited out (Retry-After honoured); "
+        outcome=f"one run completed; {times(served, 429)} waited out (Retry-After honoured); "
         "CRM equal to a clean run",
         lost=comparison.total_lost,
         duplicates=comparison.total_duplicates,
@@ -78,7 +79,7 @@ def test_a_healthy_run_keeps_the_rate_limit_and_sees_no_429(world_factory, basel
         area="Contacts API",
         fault="rate limit of the location (guarantee 3: kept by design)",
         injection="sandbox enforces 20 requests / 1 s; target configured with the same limit",
-        outcome=f"{len(log)} requests spread over several windows; 0 × 429 served",
+        outcome=f"{len(log)} requests spread over several windows; {times(0, 429)} served",
         lost=comparison.total_lost,
         duplicates=comparison.total_duplicates,
     )
@@ -271,7 +272,7 @@ def test_access_token_expiring_during_the_run_is_refreshed(world_factory, baseli
         fault="access token expiring mid-run",
         injection="OAuth access tokens live 2 s; the sync takes longer",
         outcome=f"refreshed {len(grants)} time(s), {len(mid_run)} of them between writes; "
-        "each rotated token stored before use; 0 × 401",
+        f"each rotated token stored before use; {times(0, 401)}",
         lost=comparison.total_lost,
         duplicates=comparison.total_duplicates,
     )
@@ -301,7 +302,7 @@ def test_access_token_revoked_during_the_run_gives_one_refresh(world_factory, ba
         area="Contacts API / OAuth",
         fault="access token refused mid-run (expired early on the server)",
         injection="every issued access token dropped by the sandbox after 20 writes",
-        outcome=f"{refused} × 401 from concurrent writers, exactly 1 refresh, the refused "
+        outcome=f"{times(refused, 401)} from concurrent writers, exactly 1 refresh, the refused "
         "requests repeated",
         lost=comparison.total_lost,
         duplicates=comparison.total_duplicates,

@@ -14,13 +14,11 @@ import os
 import random
 import signal
 import subprocess
-from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 
-from tests.reliability.conftest import Baseline
 from tests.reliability.harness import (
     BIN,
     LOCATION,
@@ -36,6 +34,12 @@ from tests.reliability.harness import (
     expected_crm,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from tests.reliability.conftest import Baseline
+
 N_CONTACTS, DATA_SEED = 40, 7
 # In every run of the suite: seeds whose points fall just after a committed contact create
 # (4: write 31), note create (9: write 60) and task create (16: write 47) of the 65.
@@ -45,7 +49,7 @@ INCREMENTAL_POINTS = (101, 102, 103, 104, 105)
 
 
 def kill_point(seed: int, writes: int) -> tuple[int, str]:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311  reproducible kill points, not a secret
     return rng.randint(1, writes), rng.choice(("before", "after"))
 
 
@@ -403,7 +407,7 @@ def meltano_kill_and_rerun(
 
 
 @pytest.mark.slow  # about 25 s each: Meltano itself starts slowly
-@pytest.mark.parametrize("seed", (501, 502, 503))
+@pytest.mark.parametrize("seed", [501, 502, 503])
 def test_sigkill_of_meltano_run_then_rerun_ends_like_a_clean_run(
     meltano_project, world_factory, baseline, record, seed
 ):

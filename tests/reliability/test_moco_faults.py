@@ -15,6 +15,7 @@ from tests.reliability.harness import (
     assert_like_clean_run,
     compare,
     expected_crm,
+    times,
 )
 
 N, SEED = 40, 7
@@ -61,7 +62,7 @@ def test_moco_rate_limit_is_kept_by_design(world_factory, baseline, record):
         area="MOCO",
         fault="MOCO rate limit (kept by design)",
         injection="sandbox allows 4 requests / 2 s; tap configured with the same budget",
-        outcome=f"{served[200]} requests over several windows, 0 × 429",
+        outcome=f"{served[200]} requests over several windows, {times(0, 429)}",
         lost=comparison.total_lost,
         duplicates=comparison.total_duplicates,
     )

@@ -4,7 +4,7 @@ scan of everything the suite captured is the last test (test_zz_secrets_scan.py)
 
 from __future__ import annotations
 
-import datetime
+import datetime as dt
 import ipaddress
 import json
 import re
@@ -74,15 +74,15 @@ def test_no_code_turns_tls_verification_off(record):
 def self_signed(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = dt.datetime.now(dt.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
@@ -124,7 +124,7 @@ def test_tls_verification_stays_on_against_an_untrusted_certificate(
         )
         tap = world.run(tap={"base_url": f"https://127.0.0.1:{moco.port}"})
         stored = contacts.app.state()["contacts"]  # type: ignore[attr-defined]
-        moco_served = [e for e in moco.app._log]  # type: ignore[attr-defined]
+        moco_served = list(moco.app._log)  # type: ignore[attr-defined]
     finally:
         contacts.stop()
         moco.stop()

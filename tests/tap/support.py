@@ -9,13 +9,15 @@ from collections import Counter
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
-from sandbox.server import RunningSandbox
 from tap_moco.client import format_moco_timestamp, parse_moco_timestamp
 from tap_moco.tap import TapMoco
+
+if TYPE_CHECKING:
+    from sandbox.server import RunningSandbox
 
 API_KEY = "sandbox-key"
 STREAMS = ("companies", "contacts", "notes", "tasks")

@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
-from sandbox.server import RunningSandbox
 from tap_moco.client import MocoStream, api_root
 from tap_moco.tap import TapMoco
 from tests.tap.support import (
@@ -26,6 +23,12 @@ from tests.tap.support import (
     tap_config,
     window_start,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from sandbox.server import RunningSandbox
 
 TAP = [sys.executable, "-m", "tap_moco"]
 

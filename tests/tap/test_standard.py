@@ -6,7 +6,7 @@ seeded) when this module is imported and stopped when the module's tests are don
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
@@ -15,6 +15,9 @@ from sandbox.moco import MocoSandbox
 from sandbox.server import RunningSandbox
 from tap_moco.tap import TapMoco
 from tests.tap.support import sandbox_call, tap_config
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # Besides generated data, records carrying the optional fields MOCO sends only for some types or
 # situations, so that the schema tests see every property at least once.

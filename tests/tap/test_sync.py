@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from sandbox.moco_data import CONTACT_DEFAULTS, fresh
-from sandbox.server import RunningSandbox
 from tap_moco.client import MocoStream
 from tests.tap.support import (
     STREAMS,
@@ -23,6 +22,9 @@ from tests.tap.support import (
     tap_config,
     window_start,
 )
+
+if TYPE_CHECKING:
+    from sandbox.server import RunningSandbox
 
 N_CONTACTS = 60
 

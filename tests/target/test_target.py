@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections import Counter
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,6 +22,9 @@ from tests.target.singer import (
     task,
     write_calls,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.fixture
@@ -201,7 +203,7 @@ def test_task_for_unknown_contact_is_rejected_with_reason(config, contacts, tmp_
     ],
 )
 @pytest.mark.parametrize("kind", ["commit_then_status", "commit_then_slow"])
-def test_committed_then_failed_create_leaves_no_duplicate(
+def test_committed_then_failed_create_leaves_no_duplicate(  # noqa: PLR0917  pytest passes fixtures and parameters by name
     config, contacts, tmp_path, route, records, kind
 ):
     set_faults(
@@ -267,7 +269,7 @@ def test_bad_record_is_rejected_rest_completes_and_retry_sends_it_after_the_fix(
     admin = [str(BIN / "contacts-admin")]
     cfg = str(tmp_path / "target-config.json")
     listing = subprocess.run(
-        admin + ["rejects", "list", "--config", cfg],
+        [*admin, "rejects", "list", "--config", cfg],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -277,12 +279,12 @@ def test_bad_record_is_rejected_rest_completes_and_retry_sends_it_after_the_fix(
     # Fix the cause (the region setting), then retry the rejects.
     (tmp_path / "target-config.json").write_text(json.dumps(config))
     retry = subprocess.run(
-        admin + ["rejects", "retry", "--config", cfg], capture_output=True, text=True, cwd=tmp_path
+        [*admin, "rejects", "retry", "--config", cfg], capture_output=True, text=True, cwd=tmp_path
     )
     assert retry.returncode == 0, retry.stderr
     assert len(sandbox_state(contacts.url)["contacts"]) == 2
     after = subprocess.run(
-        admin + ["rejects", "list", "--config", cfg],
+        [*admin, "rejects", "list", "--config", cfg],
         capture_output=True,
         text=True,
         cwd=tmp_path,
