@@ -95,6 +95,14 @@ SEARCH_BODY_SCHEMA: dict[str, Any] = {
     },
     "required": ["locationId", "pageLimit"],
 }
+# What POST /contacts/ answers besides the Contact fields (CreateContactSchema, §5.6)
+CREATED_CONTACT_EXTRAS: dict[str, Any] = {
+    "deleted": False,
+    "bounceEmail": False,
+    "unsubscribeEmail": False,
+    "offers": [],
+    "products": [],
+}
 # kind -> (path parameter of its id, body wrapper of one item, name in a not-found message)
 CHILD_ROUTES = {"tasks": ("taskId", "task", "Task"), "notes": ("id", "note", "Note")}
 SEARCH_OPERATORS = ("eq", "not_eq", "contains", "not_contains", "exists", "not_exists", "range")
@@ -583,9 +591,12 @@ class ContactsSandbox(SandboxApp):
         match = self._duplicate_of(body["locationId"], body)
         if match:
             raise self._duplicate_error(match)
-        contact = clone(self._new_contact(body["locationId"], body))
-        # CreatedContact carries a few extra fields besides the Contact ones
-        contact["deleted"] = False
+        # CreatedContact (the spec's CreateContactSchema) carries a few extra fields besides the
+        # Contact ones; lastSessionActivityAt is left out: a new contact has had no session
+        contact = {
+            **clone(self._new_contact(body["locationId"], body)),
+            **clone(CREATED_CONTACT_EXTRAS),
+        }
         if contact.get("dateOfBirth"):
             contact["birthMonth"] = int(contact["dateOfBirth"][5:7])
             contact["birthDay"] = int(contact["dateOfBirth"][8:10])
@@ -660,7 +671,8 @@ class ContactsSandbox(SandboxApp):
             if query:
                 params["query"] = request.arg("query") or ""
             next_url = f"{request.base_url}/contacts/?{urlencode(params)}"
-        # the spec's `count` is not sent: real answers carry `meta` (whether both is UNCONFIRMED)
+        # the spec documents `{contacts, count}`, real answers carry `meta`; whether they carry
+        # both is UNCONFIRMED, so both are sent (`count`: all matches, as on the business route)
         meta = {
             "total": len(keys),
             "nextPageUrl": next_url,
@@ -670,7 +682,14 @@ class ContactsSandbox(SandboxApp):
             "nextPage": current + 1 if more else None,
             "prevPage": current - 1 if current > 1 else None,
         }
-        return Response(200, {"contacts": [clone(self.contacts[k[1]]) for k in page], "meta": meta})
+        return Response(
+            200,
+            {
+                "contacts": [clone(self.contacts[k[1]]) for k in page],
+                "count": len(keys),
+                "meta": meta,
+            },
+        )
 
     def _cursor_position(self, keys: list[tuple[int, str]], request: Request) -> int:
         after_id = request.arg("startAfterId")
@@ -768,7 +787,8 @@ class ContactsSandbox(SandboxApp):
                     ),
                 )
             page = keyed[(page_no - 1) * limit : page_no * limit]
-        contacts = [{**clone(c), "searchAfter": list(key)} for key, c in page]
+        # search items also list the contact's opportunities (§5.4); the sandbox has none
+        contacts = [{**clone(c), "opportunities": [], "searchAfter": list(key)} for key, c in page]
         return Response(200, {"contacts": contacts, "total": len(found)})
 
     def _sort_value(self, contact: dict[str, Any], field: str) -> Any:
@@ -1039,6 +1059,7 @@ class ContactsSandbox(SandboxApp):
         else:
             item.setdefault("locationId", contact["locationId"])
             item.setdefault("dateAdded", iso(now_ms()))
+            item.setdefault("dateUpdated", item["dateAdded"])  # GetEventSchema has both
         if item["id"] in self._stores[kind]:
             self._drop_child(kind, item["id"])
         self._add_child(kind, item)

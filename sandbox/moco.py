@@ -81,6 +81,7 @@ from sandbox.moco_data import (
     TODO_DEFAULTS,
     TODOABLE_TYPES,
     USERS,
+    VAT_DEFAULTS,
     format_ts,
     fresh,
     user_ref,
@@ -150,6 +151,8 @@ COMPANY_STRING_FIELDS = (
 )
 CUSTOMER_STRING_FIELDS = ("identifier", "currency", "billing_notes")
 SUPPLIER_STRING_FIELDS = ("iban", "bank_bic", "bank_owner")
+# The newer and the older name of one company setting (reference/moco-api.md §6.2).
+CORRESPONDENCE_FLAGS = ("alternative_correspondence_language", "english_correspondence_language")
 TODO_SANDBOX_FIELDS = frozenset(TODO_DEFAULTS) - {"id"}
 _SEED_CONTACT_FIELDS = frozenset({*CONTACT_DEFAULTS, "company_id"})
 _SEED_COMPANY_FIELDS = frozenset(
@@ -782,12 +785,12 @@ class MocoSandbox(SandboxApp):
         if creating or "name" in body:
             if not isinstance(new.get("name"), str) or not new["name"].strip():
                 errors.setdefault("name", []).append("can't be blank")
-        for flag in ("english_correspondence_language", "alternative_correspondence_language"):
+        for flag in CORRESPONDENCE_FLAGS:
             if flag in body:
                 if not isinstance(body[flag], bool):
                     errors.setdefault(flag, []).append("is invalid")
-                else:
-                    new[flag] = body[flag]
+                else:  # two names of one setting (§6.2): both answer the value written
+                    new.update(dict.fromkeys(CORRESPONDENCE_FLAGS, body[flag]))
         if ctype == "customer":
             due = body.get("default_invoice_due_days", body.get("invoice_due_days"))
             if due is not None:
@@ -1328,6 +1331,12 @@ class MocoSandbox(SandboxApp):
         template = self._company_template(ctype)
         record = {k: raw[k] if k in raw else v for k, v in template.items()}
         record.update({k: raw[k] for k in raw if k in COMPANY_OPTIONAL_FIELDS})
+        for key, default in VAT_DEFAULTS.items():
+            if isinstance(record.get(key), dict):  # e.g. REC 2023's four-field customer_vat
+                record[key] = {**fresh(default), **record[key]}
+        given = [flag for flag in CORRESPONDENCE_FLAGS if flag in raw]
+        if len(given) == 1:  # one name given: the other answers the same value
+            record.update(dict.fromkeys(CORRESPONDENCE_FLAGS, raw[given[0]]))
         if "labels" not in raw:
             record["labels"] = list(record["tags"])
         if ctype == "customer" and not record.get("identifier"):

@@ -133,7 +133,10 @@ CONTACT_DEFAULTS: dict[str, Any] = {
     "updated_at": None,
 }
 
-# Common to all company types (REC 2023 order); ``active``/``archived_on`` come from MD/OA.
+# Common to all company types, in REC 2023 order; reference/moco-api.md §6.2 adds the fields REC
+# lacks: ``alternative_correspondence_language`` (MD, OA; the newer name of
+# ``english_correspondence_language``, both always carry the same value), ``default_payment_means``
+# (OA; its "applies to" is blank, so every type has it), ``active`` and ``archived_on`` (MD, OA).
 COMPANY_DEFAULTS: dict[str, Any] = {
     "id": None,
     "type": "customer",
@@ -146,6 +149,7 @@ COMPANY_DEFAULTS: dict[str, Any] = {
     "address": "",
     "country_code": "DE",
     "vat_identifier": None,
+    "alternative_correspondence_language": False,
     "english_correspondence_language": False,
     "tags": [],
     "user": None,
@@ -153,17 +157,56 @@ COMPANY_DEFAULTS: dict[str, Any] = {
     "info": "",
     "footer": "",
     "custom_properties": {},
+    # UNCONFIRMED default: OA allows null too; "not_defined" is the enum's own "nothing chosen".
+    "default_payment_means": "not_defined",
     "active": True,
     "archived_on": None,
     "created_at": None,
     "updated_at": None,
 }
+# The VAT code objects of §6.2. ``billing_vat`` keeps the four fields REC shows; ``customer_vat``
+# and ``supplier_vat`` carry every field §6.2 lists (REC 2023 showed only the first four; the
+# values of the added ones are UNCONFIRMED, typed as OA's VatCodeSale / VatCodePurchase).
+BILLING_VAT_DEFAULT: dict[str, Any] = {
+    "id": 59020,
+    "tax": 19.0,
+    "reverse_charge": False,
+    "intra_eu": False,
+}
+CUSTOMER_VAT_DEFAULT: dict[str, Any] = {
+    "id": 59020,
+    "tax": 19.0,
+    "description": "Umsatzsteuer 19 %",
+    "reverse_charge": False,
+    "intra_eu": False,
+    "active": True,
+    "print_gross_total": False,
+    "notice_tax_exemption": None,
+    "notice_tax_exemption_alt": None,
+    "code": "USt19",
+    "credit_account": None,
+}
+SUPPLIER_VAT_DEFAULT: dict[str, Any] = {
+    "id": 59021,
+    "tax": 19.0,
+    "description": "Vorsteuer 19 %",
+    "reverse_charge": False,
+    "intra_eu": False,
+    "active": True,
+    "code": "VSt19",
+}
+# Company fields holding a VAT code object: a seed's partial object is completed from these.
+VAT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "billing_vat": BILLING_VAT_DEFAULT,
+    "customer_vat": CUSTOMER_VAT_DEFAULT,
+    "supplier_vat": SUPPLIER_VAT_DEFAULT,
+}
 CUSTOMER_DEFAULTS: dict[str, Any] = {
     "identifier": None,
     "intern": False,
     "billing_tax": 19.0,
-    "billing_vat": {"id": 59020, "tax": 19.0, "reverse_charge": False, "intra_eu": False},
-    "customer_vat": {"id": 59020, "tax": 19.0, "reverse_charge": False, "intra_eu": False},
+    "billing_vat": BILLING_VAT_DEFAULT,
+    "customer_vat": CUSTOMER_VAT_DEFAULT,
     "currency": "EUR",
     "custom_rates": False,
     "include_time_report": False,
@@ -172,16 +215,26 @@ CUSTOMER_DEFAULTS: dict[str, Any] = {
     "default_cash_discount": 0.0,
     "default_cash_discount_days": 0,
     "default_invoice_due_days": 30,
+    # UNCONFIRMED default (OA: nullable enum); a plain PDF is what an account starts with.
+    "invoice_format": "regular_pdf",
     "projects": [],
+    "debit_number": None,
 }
-SUPPLIER_DEFAULTS: dict[str, Any] = {"iban": None}
-# Further company fields OA documents; accepted in seeds, not added when absent.
+# REC shows suppliers with ``iban``; §6.2 adds the VAT code, bank and bookkeeping fields and
+# ``default_invoice_due_days`` ("customer/supplier", nullable: no payment term set by default).
+SUPPLIER_DEFAULTS: dict[str, Any] = {
+    "supplier_vat": SUPPLIER_VAT_DEFAULT,
+    "default_invoice_due_days": None,
+    "iban": None,
+    "bank_bic": None,
+    "bank_owner": None,
+    "credit_number": None,
+}
+# Type-specific fields OA documents; a seed may give them for any type and they are kept.
 COMPANY_OPTIONAL_FIELDS = frozenset(
     {
-        "alternative_correspondence_language",
         "supplier_vat",
         "invoice_format",
-        "default_payment_means",
         "bank_bic",
         "bank_owner",
         "debit_number",
@@ -646,6 +699,7 @@ def _companies(rng: random.Random, count: int) -> list[dict[str, Any]]:
             "vat_identifier": (
                 f"{country}{_between(rng, 100000000, 999999999)}" if rng.random() < 0.5 else None
             ),
+            "alternative_correspondence_language": country == "PL",
             "english_correspondence_language": country == "PL",
             "tags": tags,
             "user": user_ref(_pick(rng, USERS)),
@@ -653,6 +707,7 @@ def _companies(rng: random.Random, count: int) -> list[dict[str, Any]]:
             "info": "" if rng.random() < 0.8 else "Rahmenvertrag seit 2022.",
             "footer": "",
             "custom_properties": custom,
+            "default_payment_means": "not_defined",
             "active": not archived,
             "archived_on": format_ts(_between(rng, updated, _T1)) if archived else None,
             "created_at": format_ts(created),
@@ -666,6 +721,7 @@ def _companies(rng: random.Random, count: int) -> list[dict[str, Any]]:
             record["identifier"] = f"K{customer_no:04d}"
             record["currency"] = "CHF" if country == "CH" else "EUR"
         elif ctype == "supplier":
+            record.update(fresh(SUPPLIER_DEFAULTS))
             record["iban"] = (
                 f"DE{_between(rng, 10, 99)}{_between(rng, 10**17, 10**18 - 1)}"
                 if rng.random() < 0.5
