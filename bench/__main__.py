@@ -15,12 +15,24 @@ import shutil
 import sys
 import tempfile
 import time
+from enum import IntEnum
 from pathlib import Path
 
 from bench import harness, report, scenarios
-from bench.harness import ROOT, base_env, ensure_meltano_plugins, log, machine_info
+from bench.harness import ROOT, base_env, ensure_meltano_plugins, log, machine_info, say
 
-ALL_ITEMS = (1, 2, 3, 4, 5)
+
+class Item(IntEnum):
+    """The benchmark issue's items, by their numbers."""
+
+    WRITE_THROUGHPUT = 1
+    CALLS_PER_RECORD = 2
+    READ_THROUGHPUT = 3
+    OVERHEAD = 4
+    NAIVE_BASELINE = 5
+
+
+ALL_ITEMS = tuple(item.value for item in Item)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -28,6 +40,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line of ``bench/run``."""
     p = argparse.ArgumentParser(
         prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -103,6 +116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> scenarios.Config:
+    """The scenarios' sizes and settings: the defaults, ``--quick``'s, then the options given."""
     cfg = scenarios.Config()
     if args.quick:
         cfg = scenarios.Config(
@@ -135,6 +149,7 @@ def build_config(args: argparse.Namespace) -> scenarios.Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the items asked for, write results.json and the report, print the summary table."""
     args = parse_args(argv)
     items = set(_ints(args.items))
     unknown = items - set(ALL_ITEMS)
@@ -173,13 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     log(f"workdir {workdir}; results -> {results_path}; report -> {report_path}")
     try:
         ensure_meltano_plugins(base_env(workdir))
-        if items & {1, 2, 5}:
-            results["writes"] = scenarios.writes(cfg, workdir, naive=5 in items)
-        if 1 in items and cfg.unscaled_contacts:
-            results["unscaled"] = scenarios.unscaled(cfg, workdir, naive=5 in items)
-        if 3 in items:
+        naive = Item.NAIVE_BASELINE in items
+        if items & {Item.WRITE_THROUGHPUT, Item.CALLS_PER_RECORD, Item.NAIVE_BASELINE}:
+            results["writes"] = scenarios.writes(cfg, workdir, naive=naive)
+        if Item.WRITE_THROUGHPUT in items and cfg.unscaled_contacts:
+            results["unscaled"] = scenarios.unscaled(cfg, workdir, naive=naive)
+        if Item.READ_THROUGHPUT in items:
             results["reads"] = scenarios.reads(cfg, workdir)
-        if 4 in items:
+        if Item.OVERHEAD in items:
             results["overhead"] = scenarios.overhead(cfg, workdir)
     finally:
         results["machine"]["load_average_end"] = list(os.getloadavg())
@@ -194,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(report.markdown(results), encoding="utf-8")
     log(f"done in {results['duration_s']:.0f} s: {results_path}, {report_path}")
-    print(report.summary_table(results))
+    say(report.summary_table(results))
     return 0
 
 

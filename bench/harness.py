@@ -1,16 +1,18 @@
-"""The bench's machinery: sandboxes as subprocesses, ``meltano run`` with peak-memory sampling,
-request-log analysis, the 1 % change, and the machine description.
+"""The bench's machinery, talking to nothing but 127.0.0.1.
 
-Nothing here talks to anything but 127.0.0.1.
+Sandboxes as subprocesses, ``meltano run`` with peak-memory sampling, request-log analysis, the
+1 % change, and the machine description.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +20,13 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from http import HTTPStatus
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import requests
+from typing_extensions import Self
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,63 +38,74 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 EXTRA_MELTANO_ENV: dict[str, str] = {}
 
 
+def say(text: str) -> None:
+    """Write one line of the bench's output for the person running it (stdout, flushed)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+    """Say ``message`` with the time of day, as the bench's progress lines do."""
+    say(f"[bench {time.strftime('%H:%M:%S')}] {message}")
 
 
 # --- machine ------------------------------------------------------------------------------------
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
+def _proc_field(path: str, prefix: str) -> str | None:
+    """The text after ``prefix`` on the first line of ``/proc`` file ``path`` starting with it."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        lines = Path(path).read_text().splitlines()
     except OSError:
-        pass
-    mem_kb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    except OSError:
-        pass
+        return None
+    return next((line[len(prefix) :] for line in lines if line.startswith(prefix)), None)
 
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *args], cwd=ROOT, text=True, capture_output=True, timeout=10
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
 
+def _git(*args: str) -> str:
+    """``git ARGS`` in the checkout, its output; "" when git is missing or fails."""
+    git = shutil.which("git")
+    if git is None:
+        return ""
     try:
+        return subprocess.run(  # noqa: S603  git from PATH with the bench's own arguments
+            [git, *args], cwd=ROOT, text=True, capture_output=True, timeout=10, check=False
+        ).stdout.rstrip()  # rstrip: `git status --short` starts lines with a blank
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _meltano_version() -> str:
+    try:  # imported here: Meltano is large, and only its version is wanted
         import meltano  # noqa: PLC0415
 
-        meltano_version = getattr(meltano, "__version__", "")
+        version = getattr(meltano, "__version__", "")
     except ImportError:
-        meltano_version = ""
-    if not meltano_version:
-        try:
-            from importlib.metadata import version  # noqa: PLC0415
+        version = ""
+    if version:
+        return version
+    try:
+        return metadata.version("meltano")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
-            meltano_version = version("meltano")
-        except Exception:  # noqa: BLE001
-            meltano_version = "unknown"
+
+def machine_info() -> dict[str, Any]:
+    """What results.json records about the machine and the checkout the bench ran on."""
+    cpu = _proc_field("/proc/cpuinfo", "model name")
+    mem = _proc_field("/proc/meminfo", "MemTotal:")
+    mem_kb = int(mem.split()[0]) if mem else None
     dirty = [
         line
-        for line in git("status", "--short", "--untracked-files=no").splitlines()
+        for line in _git("status", "--short", "--untracked-files=no").splitlines()
         if line.strip()
     ]
     return {
         "nproc": os.cpu_count(),
-        "cpu_model": cpu,
+        "cpu_model": cpu.split(":", 1)[1].strip() if cpu else "unknown",
         "memory_gb": round(mem_kb / 1024 / 1024, 1) if mem_kb else None,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "meltano": meltano_version,
+        "meltano": _meltano_version(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_head": git("rev-parse", "--short", "HEAD"),
+        "git_head": _git("rev-parse", "--short", "HEAD"),
         "git_modified_files": dirty,
         "load_average_start": list(os.getloadavg()),
     }
@@ -113,11 +129,12 @@ def machine_busy_seconds() -> float:
     except OSError:
         return 0.0
     values = [int(x) for x in fields]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    idle = sum(values[3:5])  # idle + iowait (when the kernel reports it)
     return (sum(values[:8]) - idle) / CLK_TCK
 
 
 def proc_hwm_kb(pid: int) -> int | None:
+    """The peak resident memory (VmHWM) of a live process in kB, None when it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -128,6 +145,7 @@ def proc_hwm_kb(pid: int) -> int | None:
 
 
 def proc_cmdline(pid: int) -> str:
+    """The command line of a live process, "" when it is gone."""
     try:
         return (
             Path(f"/proc/{pid}/cmdline")
@@ -140,13 +158,14 @@ def proc_cmdline(pid: int) -> str:
 
 
 def descendants(root: int) -> list[int]:
+    """The pids of all live descendants of ``root``."""
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
-        st = proc_stat(int(entry))
+        st = proc_stat(int(entry.name))
         if st:
-            children.setdefault(st[0], []).append(int(entry))
+            children.setdefault(st[0], []).append(int(entry.name))
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -157,6 +176,7 @@ def descendants(root: int) -> list[int]:
 
 
 def role_of(cmdline: str) -> str | None:
+    """``tap`` or ``target`` for a process of the pipeline, by its command line; else None."""
     if "tap-moco" in cmdline:
         return "tap"
     if "target-contacts" in cmdline:
@@ -182,6 +202,7 @@ class ProcessSampler(threading.Thread):
         self._halt = threading.Event()
 
     def sample(self) -> None:
+        """Take one sample of every process of the tree."""
         pids = [(self.root_pid, "meltano")]
         for pid in descendants(self.root_pid):
             role = role_of(proc_cmdline(pid))
@@ -200,11 +221,13 @@ class ProcessSampler(threading.Thread):
         self.cpu_s = cpu
 
     def run(self) -> None:
+        """Sample until :meth:`stop`."""
         while not self._halt.is_set():
             self.sample()
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
+        """Stop sampling and wait for the thread."""
         self._halt.set()
         self.join(5)
 
@@ -213,7 +236,7 @@ class ProcessSampler(threading.Thread):
 class Sandbox:
     """``python -m sandbox API ...`` as a subprocess (its CPU is not ours)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  one keyword per option of the sandbox's command line
         self,
         api: str,
         *,
@@ -249,7 +272,8 @@ class Sandbox:
             "rate_window_s": rate_window,
             "generate": generate,
         }
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        # The sandbox module of this checkout, run by this interpreter.
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # noqa: S603
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if "listening on" not in line:
             self.proc.kill()
@@ -262,33 +286,41 @@ class Sandbox:
         self.post("/_sandbox/config", {"log_bodies": False})
         self._log_offset = 0
 
-    def post(self, path: str, body: Any, timeout: float = 120) -> Any:
+    def post(self, path: str, body: object, timeout: float = 120) -> Any:  # noqa: ANN401  JSON
+        """POST ``body`` as JSON to a sandbox route; returns the JSON answer (None if empty)."""
         r = self.http.post(self.url + path, json=body, timeout=timeout)
         r.raise_for_status()
         return r.json() if r.content else None
 
-    def get(self, path: str, timeout: float = 300, **params: Any) -> Any:
+    def get(self, path: str, timeout: float = 300, **params: Any) -> Any:  # noqa: ANN401  JSON
+        """GET a sandbox route; returns its JSON answer."""
         r = self.http.get(self.url + path, params=params, timeout=timeout)
         r.raise_for_status()
         return r.json()
 
     def configure(self, **settings: Any) -> None:
+        """Change the sandbox's settings (``POST /_sandbox/config``)."""
         self.post("/_sandbox/config", settings)
 
     def clear_log(self) -> None:
+        """Empty the sandbox's request log."""
         self.http.delete(self.url + "/_sandbox/requests", timeout=60).raise_for_status()
 
     def requests_log(self) -> list[dict[str, Any]]:
+        """The sandbox's request log, oldest first."""
         return self.get("/_sandbox/requests")
 
     def state(self) -> dict[str, Any]:
+        """Everything the sandbox stores."""
         return self.get("/_sandbox/state")
 
     def cpu_seconds(self) -> float:
+        """CPU seconds the sandbox process has used so far."""
         st = proc_stat(self.proc.pid)
         return st[1] if st else 0.0
 
     def stop(self) -> None:
+        """Terminate the sandbox process (kill it if it does not stop within 10 s)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -297,7 +329,7 @@ class Sandbox:
                 self.proc.kill()
                 self.proc.wait(10)
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -306,8 +338,10 @@ class Sandbox:
 
 # --- meltano -----------------------------------------------------------------------------------
 def base_env(workdir: Path) -> dict[str, str]:
-    """The environment of every meltano call: sandbox environment, state and system DB in
-    ``workdir`` (nothing of the repository's .meltano/meltano.db is read or written).
+    """The environment of every meltano call: the sandbox environment, state in ``workdir``.
+
+    Meltano's system database is in ``workdir`` too: nothing of the repository's
+    .meltano/meltano.db is read or written.
     """
     env = {
         k: v
@@ -329,16 +363,17 @@ def base_env(workdir: Path) -> dict[str, str]:
 
 
 def ensure_meltano_plugins(env: dict[str, str]) -> None:
-    """``meltano install`` only when the plugins are missing (it would reinstall them under any
-    other run using this checkout at the same time).
+    """``meltano install``, only when the plugins are missing.
+
+    Installing them again would replace them under any other run using this checkout.
     """
     tap = ROOT / ".meltano/extractors/tap-moco/venv/bin/tap-moco"
     target = ROOT / ".meltano/loaders/target-contacts/venv/bin/target-contacts"
     if tap.exists() and target.exists():
         return
     log("meltano install (plugins missing)")
-    result = subprocess.run(
-        [str(MELTANO), "install"], cwd=ROOT, env=env, text=True, capture_output=True
+    result = subprocess.run(  # noqa: S603  this venv's meltano
+        [str(MELTANO), "install"], cwd=ROOT, env=env, text=True, capture_output=True, check=False
     )
     if result.returncode != 0:
         raise RuntimeError(
@@ -351,15 +386,15 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(15)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
 
 
 @dataclass
 class MeltanoResult:
+    """What one ``meltano`` call took: time, memory and CPU per process, and its summary."""
+
     wall_s: float
     started: float
     ended: float
@@ -373,7 +408,7 @@ class MeltanoResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_meltano(
+def run_meltano(  # noqa: PLR0913  keywords for the optional measurements
     args: list[str],
     env: dict[str, str],
     log_path: Path,
@@ -386,12 +421,12 @@ def run_meltano(
     if summary_path is not None:
         summary_path.unlink(missing_ok=True)
         env = {**env, "TARGET_CONTACTS_SUMMARY_PATH": str(summary_path)}
-    with open(log_path, "w", encoding="utf-8") as err:
+    with log_path.open("w", encoding="utf-8") as err:
         started = time.time()
         t0 = time.monotonic()
         busy0 = machine_busy_seconds()
         # Its own process group, so that a failure or Ctrl-C stops meltano's tap and target too.
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603  this venv's meltano with the bench's arguments
             [str(MELTANO), *args],
             cwd=ROOT,
             env=env,
@@ -463,6 +498,7 @@ def route_of(path: str) -> str:
 
 
 def is_write(entry: dict[str, Any]) -> bool:
+    """Whether a Contacts request-log entry changed CRM data (not a read, search or OAuth)."""
     return entry["method"] in ("POST", "PUT", "DELETE") and not entry["path"].startswith(
         ("/contacts/search", "/oauth")
     )
@@ -488,7 +524,7 @@ def rate_stats(
     ceiling = limit / window
     n = len(times)
     out: dict[str, Any] = {"events": n, "ceiling_per_s": round(ceiling, 3)}
-    if n < 2:
+    if n <= 1:  # no rate without two events
         return out
     first = times[0] if start is None else start
     span = times[-1] - first
@@ -514,6 +550,7 @@ def rate_stats(
 def contacts_log_stats(
     entries: list[dict[str, Any]], *, limit: int, window: float
 ) -> dict[str, Any]:
+    """Calls, writes, 429s, routes and rates of a Contacts sandbox's request log."""
     api = [e for e in entries if not e["path"].startswith("/oauth")]
     api.sort(key=lambda e: e["time"])
     writes = [e for e in api if is_write(e)]
@@ -522,7 +559,8 @@ def contacts_log_stats(
     contact_creates = [
         e["time"]
         for e in writes
-        if e["status"] < 300 and e["path"] in ("/contacts/", "/contacts/upsert")
+        if e["status"] < HTTPStatus.MULTIPLE_CHOICES
+        and e["path"] in ("/contacts/", "/contacts/upsert")
     ]
     out: dict[str, Any] = {
         "calls": len(api),
@@ -554,6 +592,7 @@ def contacts_log_stats(
 
 
 def moco_log_stats(entries: list[dict[str, Any]], *, limit: int, window: float) -> dict[str, Any]:
+    """Requests, 429s, paths, rate and server time of a MOCO sandbox's request log."""
     api = sorted((e for e in entries if e["path"].startswith("/api/v1")), key=lambda e: e["time"])
     status = Counter(str(e["status"]) for e in api)
     times = [e["time"] for e in api]
@@ -599,14 +638,16 @@ def synced_scope(moco_state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 
 def change_fraction(moco: Sandbox, fraction: float, *, seed: int = 7) -> dict[str, Any]:
-    """Edit ``fraction`` of the synced MOCO records (mapped fields only), spread over contacts,
-    to-dos and comments in proportion. MOCO's limit is lifted while editing (the sandbox does
-    not count requests while its limit is 0), so the edits do not spend the tap's budget.
+    """Edit ``fraction`` of the synced MOCO records (mapped fields only).
+
+    The edits are spread over contacts, to-dos and comments in proportion. MOCO's limit is lifted
+    while editing (the sandbox does not count requests while its limit is 0), so the edits do
+    not spend the tap's budget.
     """
     scope = synced_scope(moco.state())
     total = sum(len(v) for v in scope.values())
     wanted = max(1, round(total * fraction))
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311  a reproducible sample, not a secret
     counts = {k: round(wanted * len(v) / total) for k, v in scope.items()}
     counts["contacts"] += wanted - sum(counts.values())
     limit = moco.settings["rate_limit"]

@@ -24,16 +24,22 @@ import json
 import sys
 import time
 from collections import Counter, defaultdict
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import requests
+
+from bench.harness import say
 
 MOCO_HEADERS = {"Accept": "application/json"}
 CONTACTS_HEADERS = {"Version": "2021-07-28", "Accept": "application/json"}
 
 
 class NaiveSync:
-    def __init__(
+    """One naive sync from a MOCO (sandbox) to a Contacts API (sandbox): see the module."""
+
+    def __init__(  # noqa: PLR0913  one keyword per command-line option
         self,
         moco: str,
         contacts: str,
@@ -62,6 +68,7 @@ class NaiveSync:
 
     # --- MOCO ----------------------------------------------------------------------------
     def moco_pages(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every record of a MOCO list, page by page; a 429 is retried after 1 s."""
         out: list[dict[str, Any]] = []
         page = 1
         while True:
@@ -72,7 +79,7 @@ class NaiveSync:
                     timeout=self.timeout,
                     params={**(params or {}), "page": page, "per_page": 100},
                 )
-                if r.status_code == 429:
+                if r.status_code == HTTPStatus.TOO_MANY_REQUESTS:
                     self.moco_429 += 1
                     time.sleep(1.0)
                     continue
@@ -85,14 +92,15 @@ class NaiveSync:
 
     # --- Contacts API ----------------------------------------------------------------------
     def post(self, route: str, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """POST to the Contacts API (429: again after 1 s); the answer, None when it failed."""
         while True:
             self.calls[route] += 1
             r = self.crm.post(self.contacts + path, json=body, timeout=self.timeout)
-            if r.status_code == 429:
+            if r.status_code == HTTPStatus.TOO_MANY_REQUESTS:
                 self.crm_429 += 1
                 time.sleep(1.0)
                 continue
-            if r.status_code >= 400:
+            if r.status_code >= HTTPStatus.BAD_REQUEST:
                 self.failures[f"{route} {r.status_code}"] += 1
                 return None
             return r.json()
@@ -100,12 +108,13 @@ class NaiveSync:
     # --- the sync ----------------------------------------------------------------------------
     @staticmethod
     def contact_body(person: dict[str, Any], location: str) -> dict[str, Any] | None:
+        """The upsert body for a MOCO person (meltano.yml's mapping); None without e-mail/phone."""
         email = person.get("work_email") or person.get("home_email")
         phone = person.get("work_phone") or person.get("mobile_phone")
         if not (email or phone):
             return None
         address = person.get("work_address") or person.get("home_address") or ""
-        lines = address.split("\n") + [""]
+        lines = [*address.split("\n"), ""]
         city_line = lines[1].split(" ")
         company = person.get("company")
         body = {
@@ -125,6 +134,7 @@ class NaiveSync:
         return {k: v for k, v in body.items() if v not in (None, "")}
 
     def run(self) -> dict[str, Any]:
+        """Sync everything once; returns the summary (records, calls per route, 429s, time)."""
         started = time.time()
         todos: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for todo in self.moco_pages("/todos"):
@@ -180,6 +190,7 @@ class NaiveSync:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.naive``: run the naive sync and print its JSON summary."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.naive",
         description=__doc__,
@@ -200,9 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ).run()
     text = json.dumps(result, indent=2, sort_keys=True)
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    print(text)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    say(text)
     return 0
 
 

@@ -11,6 +11,14 @@ from typing import Any
 TARGET_MARGIN = lambda window: max(0.1, 0.02 * window)  # noqa: E731  target_contacts/ratelimit.py
 TAP_MARGIN = lambda window: min(1.0, window / 20)  # noqa: E731  tap_moco/client.py
 
+#: The goals of the benchmark issue, as fractions of a ceiling or as a count.
+WRITE_GOAL = 0.95  # item 1: share of the Contacts API ceiling
+MAX_CALLS_PER_CHANGED_RECORD = 2.0  # item 2: calls after a 1 % change, per changed record
+READ_GOAL = 0.90  # item 3: share of MOCO's ceiling, in records/s
+MEMORY_GROWTH_ALLOWED = 0.10  # item 4: peak RSS growth from the small to the big run
+#: Numbers this large are shown without decimals.
+WHOLE_FROM = 100
+
 CONTACT_ROUTES = (
     "POST /contacts/",
     "PUT /contacts/{id}",
@@ -22,18 +30,20 @@ CONTACT_ROUTES = (
 
 # --- small formatting helpers --------------------------------------------------------------------
 def pct(x: float | None, digits: int = 1) -> str:
+    """``x`` as a percentage, "n/a" for None."""
     return "n/a" if x is None else f"{100 * x:.{digits}f} %"
 
 
 def num(x: float | None, digits: int = 1) -> str:
+    """``x`` with thousands separators, whole when it is an int or a large whole number."""
     if x is None:
         return "n/a"
-    if isinstance(x, int) or (float(x).is_integer() and abs(x) >= 100):
-        return f"{int(round(x)):,}"
+    if isinstance(x, int) or (float(x).is_integer() and abs(x) >= WHOLE_FROM):
+        return f"{round(x):,}"
     return f"{x:,.{digits}f}"
 
 
-def _get(d: Any, *keys: str, default: Any = None) -> Any:
+def _get(d: Any, *keys: str, default: Any = None) -> Any:  # noqa: ANN401  a path into untyped JSON
     for k in keys:
         if not isinstance(d, dict) or k not in d:
             return default
@@ -72,193 +82,216 @@ def _created_contacts(run: dict[str, Any]) -> int:
     return _get(run, "streams", "contacts", "created", default=0) or 0
 
 
-# --- evaluation ------------------------------------------------------------------------------------
+# --- evaluation ----------------------------------------------------------------------------------
 def evaluate(r: dict[str, Any]) -> dict[str, Any]:
+    """Each goal of the benchmark issue that the results measured: met or not, and why."""
     goals: dict[str, Any] = {}
     w, u, rd, o = r.get("writes"), r.get("unscaled"), r.get("reads"), r.get("overhead")
-
-    # (1) write throughput
     if w and "ours" in w:
-        first = w["ours"]["first"]["contacts_api"]
-        per_s, frac, basis = _rate(first["calls_rate"])
-        window = w["settings"]["target"]["rate_limit_window_seconds"]
-        cap = window / (window + TARGET_MARGIN(window))
-        checks = [("scaled", frac, first["status_429"], basis)]
-        if u and "ours" in u:
-            ufirst = u["ours"]["first"]["contacts_api"]
-            _, uf, ubasis = _rate(ufirst["calls_rate"])
-            checks.append(("unscaled", uf, ufirst["status_429"], ubasis))
-        met = all(f is not None and f >= 0.95 and n429 == 0 for _, f, n429, _ in checks)
-        g = {
-            "goal": ">= 95 % of the Contacts API ceiling, zero 429s",
-            "result": "; ".join(
-                f"{name}: {pct(f)} of the ceiling ({b}), {n429} x 429"
-                for name, f, n429, b in checks
-            ),
-            "met": met,
-            "limiter_cap": round(cap, 4),
-        }
-        if not met:
-            short = [
-                f"{name} by {100 * (0.95 - f):.1f} points"
-                for name, f, _, _ in checks
-                if f is not None and f < 0.95
-            ]
-            n429 = sum(n for _, _, n, _ in checks)
-            g["shortfall"] = ", ".join(short) + (f"; {n429} x 429" if n429 else "")
-            g["why"], g["close"] = _why_writes(r, checks, window, cap)
-        goals["1"] = g
-
-    # (2) calls per record
-    if w and "ours" in w:
-        ours = w["ours"]
-        first = ours["first"]
-        created = _created_contacts(first)
-        per_new = _contact_writes(first) / created if created else None
-        unchanged = [
-            ours[k]["contacts_api"]["writes"]
-            for k in ("unchanged_incremental", "unchanged_full_reread")
-            if k in ours
-        ]
-        changed = _get(w, "change", "changed_total", default=0)
-        calls_changed = _get(ours, "changed_1pct", "contacts_api", "calls", default=None)
-        per_changed = calls_changed / changed if changed and calls_changed is not None else None
-        met = (
-            per_new is not None
-            and per_new <= 1.0
-            and all(x == 0 for x in unchanged)
-            and per_changed is not None
-            and per_changed <= 2.0
-        )
-        g = {
-            "goal": "<= 1 write per new contact; 0 for unchanged records; calls after a 1 % "
-            "change proportional to it (here: <= 2 calls per changed record)",
-            "result": (
-                f"{num(per_new, 3)} contact writes per new contact; unchanged re-runs: "
-                f"{' and '.join(str(x) for x in unchanged)} writes; 1 % change: "
-                f"{calls_changed} calls for {changed} changed records "
-                f"({num(per_changed, 2)} per changed record)"
-            ),
-            "met": met,
-        }
-        if not met:
-            g["shortfall"] = "see the item 2 table"
-            routes = {
-                k: _get(ours, k, "contacts_api", "by_route")
-                for k in ("first", "unchanged_incremental", "unchanged_full_reread", "changed_1pct")
-            }
-            g["why"] = f"calls beyond one per record; the routes called per run: {routes}"
-            g["close"] = (
-                "remove the calls that do not follow from a record change (see the routes above)"
-            )
-        goals["2"] = g
-
-    # (3) read throughput
+        goals["1"] = _goal_write_throughput(r, w, u)
+        goals["2"] = _goal_calls_per_record(w)
     if rd and "standard" in rd:
-        s = rd["standard"]
-        rate = _get(s, "moco_api", "rate", default={})
-        per_s, frac, basis = _rate(rate)
-        per_req = s.get("records_per_request") or 100
-        rec_frac = frac * per_req / 100 if frac is not None else None
-        window = rd["settings"]["tap"]["rate_limit_window_seconds"]
-        cap = window / (window + TAP_MARGIN(window))
-        real_cap = 120 / (120 + TAP_MARGIN(120))
-        met = rec_frac is not None and rec_frac >= 0.90 and s["moco_api"]["status_429"] == 0
-        g = {
-            "goal": ">= 90 % of MOCO's ceiling (100 records x 120 requests / 120 s)",
-            "result": (
-                f"{pct(rec_frac)} of the ceiling in records/s ({pct(frac)} in requests/s,"
-                f" {basis}), {s['moco_api']['status_429']} x 429"
-            ),
-            "met": met,
-            "limiter_cap_scaled": round(cap, 4),
-            "limiter_cap_real": round(real_cap, 4),
-        }
-        if not met:
-            g["shortfall"] = f"by {100 * (0.90 - (rec_frac or 0)):.1f} points"
-            g["why"], g["close"] = _why_reads(s, rate, cap, real_cap)
-        goals["3"] = g
-
-    # (4) memory
-    if o and len(o.get("sizes", {})) >= 2:
-        sizes = sorted(o["sizes"].values(), key=lambda e: e["contacts"])
-        small, big = sizes[0], sizes[-1]
-        extra_records = max(1, big["records"] - small["records"])
-        growth = {}
-        for role in ("tap", "target", "meltano"):
-            a, b = _get(small, "peak_rss_mb", role), _get(big, "peak_rss_mb", role)
-            if a and b:
-                growth[role] = {
-                    "small_mb": a,
-                    "big_mb": b,
-                    "growth_mb": round(b - a, 1),
-                    "growth_fraction": round((b - a) / a, 4),
-                    "bytes_per_extra_record": round((b - a) * 1024 * 1024 / extra_records),
-                }
-        met = bool(growth) and all(v["growth_fraction"] <= 0.10 for v in growth.values())
-        g = {
-            "goal": f"peak memory flat from {small['contacts']:,} to {big['contacts']:,} "
-            "contacts (here: each process's peak RSS grows <= 10 %)",
-            "result": "; ".join(
-                f"{role} {v['small_mb']} -> {v['big_mb']} MB "
-                f"({v['growth_mb']:+.1f} MB, {pct(v['growth_fraction'])})"
-                for role, v in growth.items()
-            ),
-            "met": met,
-            "growth": growth,
-        }
-        if not met:
-            grown = {role: v for role, v in growth.items() if v["growth_fraction"] > 0.10}
-            g["shortfall"] = "; ".join(
-                f"{role} by {100 * (v['growth_fraction'] - 0.10):.0f} points over the 10 % "
-                f"allowance ({v['growth_mb']:+.1f} MB, ~{v['bytes_per_extra_record']} bytes per "
-                "extra record)"
-                for role, v in grown.items()
-            )
-            why, close = [], []
-            if "tap" in grown:
-                why.append(
-                    "the tap keeps the id and `updated_at` of every record it emits in a "
-                    "stream (`known` in `MocoStream.get_records`, tap_moco/client.py) and "
-                    "at the end sorts all of them with parsed timestamps "
-                    "(`_versions_to_remember`), although state keeps at most 10,000; "
-                    "tracemalloc at 50,000 contacts: ~8 MB in `known`, ~6 MB more while "
-                    "sorting"
-                )
-                close.append(
-                    "tap: check new versions against the previous run's remembered "
-                    "versions only and keep the newest `max_remembered_versions` in a "
-                    "bounded heap while reading"
-                )
-            if "meltano" in grown:
-                why.append(
-                    "Meltano buffers the tap's output while the target is slower: its "
-                    "`elt.buffer_size` (100 MiB by default) lets the tap run up to ~2 x "
-                    "100 MiB ahead. At the real limits the target is always the slower "
-                    "side, so a large first import fills that buffer"
-                )
-                close.append(
-                    "meltano.yml: set `elt.buffer_size` to a few MiB (it must stay above "
-                    "twice the largest Singer message). A separate 45-second check at "
-                    "50,000 contacts (not part of this run): Meltano peaked at 153 MB "
-                    "with the default and 105 MB (its baseline) with 8 MiB, the tap "
-                    "then being back-pressured; `bench/run --elt-buffer-size 8388608` "
-                    "measures it"
-                )
-            if "target" in grown:
-                why.append("the target's memory grows with the records written")
-                close.append("target: find the per-record state (tracemalloc)")
-            g["why"] = "; ".join(why) + "."
-            g["close"] = "; ".join(close) + "."
-        goals["4"] = g
+        goals["3"] = _goal_read_throughput(rd)
+    if o and len(o.get("sizes", {})) > 1:
+        goals["4"] = _goal_memory(o)
     return {"goals": goals}
+
+
+def _goal_write_throughput(
+    r: dict[str, Any], w: dict[str, Any], u: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Goal 1: the share of the Contacts API ceiling the first sync used, and its 429s."""
+    first = w["ours"]["first"]["contacts_api"]
+    _per_s, frac, basis = _rate(first["calls_rate"])
+    window = w["settings"]["target"]["rate_limit_window_seconds"]
+    cap = window / (window + TARGET_MARGIN(window))
+    checks = [("scaled", frac, first["status_429"], basis)]
+    if u and "ours" in u:
+        ufirst = u["ours"]["first"]["contacts_api"]
+        _, uf, ubasis = _rate(ufirst["calls_rate"])
+        checks.append(("unscaled", uf, ufirst["status_429"], ubasis))
+    met = all(f is not None and f >= WRITE_GOAL and n429 == 0 for _, f, n429, _ in checks)
+    g = {
+        "goal": ">= 95 % of the Contacts API ceiling, zero 429s",
+        "result": "; ".join(
+            f"{name}: {pct(f)} of the ceiling ({b}), {n429} x 429" for name, f, n429, b in checks
+        ),
+        "met": met,
+        "limiter_cap": round(cap, 4),
+    }
+    if not met:
+        short = [
+            f"{name} by {100 * (WRITE_GOAL - f):.1f} points"
+            for name, f, _, _ in checks
+            if f is not None and f < WRITE_GOAL
+        ]
+        n429 = sum(n for _, _, n, _ in checks)
+        g["shortfall"] = ", ".join(short) + (f"; {n429} x 429" if n429 else "")
+        g["why"], g["close"] = _why_writes(r, checks, window, cap)
+    return g
+
+
+def _goal_calls_per_record(w: dict[str, Any]) -> dict[str, Any]:
+    """Goal 2: writes per new contact, writes of unchanged re-runs, calls after a 1 % change."""
+    ours = w["ours"]
+    first = ours["first"]
+    created = _created_contacts(first)
+    per_new = _contact_writes(first) / created if created else None
+    unchanged = [
+        ours[k]["contacts_api"]["writes"]
+        for k in ("unchanged_incremental", "unchanged_full_reread")
+        if k in ours
+    ]
+    changed = _get(w, "change", "changed_total", default=0)
+    calls_changed = _get(ours, "changed_1pct", "contacts_api", "calls", default=None)
+    per_changed = calls_changed / changed if changed and calls_changed is not None else None
+    met = (
+        per_new is not None
+        and per_new <= 1.0
+        and all(x == 0 for x in unchanged)
+        and per_changed is not None
+        and per_changed <= MAX_CALLS_PER_CHANGED_RECORD
+    )
+    g = {
+        "goal": "<= 1 write per new contact; 0 for unchanged records; calls after a 1 % "
+        "change proportional to it (here: <= 2 calls per changed record)",
+        "result": (
+            f"{num(per_new, 3)} contact writes per new contact; unchanged re-runs: "
+            f"{' and '.join(str(x) for x in unchanged)} writes; 1 % change: "
+            f"{calls_changed} calls for {changed} changed records "
+            f"({num(per_changed, 2)} per changed record)"
+        ),
+        "met": met,
+    }
+    if not met:
+        g["shortfall"] = "see the item 2 table"
+        routes = {
+            k: _get(ours, k, "contacts_api", "by_route")
+            for k in ("first", "unchanged_incremental", "unchanged_full_reread", "changed_1pct")
+        }
+        g["why"] = f"calls beyond one per record; the routes called per run: {routes}"
+        g["close"] = (
+            "remove the calls that do not follow from a record change (see the routes above)"
+        )
+    return g
+
+
+def _goal_read_throughput(rd: dict[str, Any]) -> dict[str, Any]:
+    """Goal 3: the share of MOCO's ceiling the tap alone read, in records/s, and its 429s."""
+    s = rd["standard"]
+    rate = _get(s, "moco_api", "rate", default={})
+    _per_s, frac, basis = _rate(rate)
+    per_req = s.get("records_per_request") or 100
+    rec_frac = frac * per_req / 100 if frac is not None else None
+    window = rd["settings"]["tap"]["rate_limit_window_seconds"]
+    cap = window / (window + TAP_MARGIN(window))
+    real_cap = 120 / (120 + TAP_MARGIN(120))
+    met = rec_frac is not None and rec_frac >= READ_GOAL and s["moco_api"]["status_429"] == 0
+    g = {
+        "goal": ">= 90 % of MOCO's ceiling (100 records x 120 requests / 120 s)",
+        "result": (
+            f"{pct(rec_frac)} of the ceiling in records/s ({pct(frac)} in requests/s,"
+            f" {basis}), {s['moco_api']['status_429']} x 429"
+        ),
+        "met": met,
+        "limiter_cap_scaled": round(cap, 4),
+        "limiter_cap_real": round(real_cap, 4),
+    }
+    if not met:
+        g["shortfall"] = f"by {100 * (READ_GOAL - (rec_frac or 0)):.1f} points"
+        g["why"], g["close"] = _why_reads(s, rate, cap, real_cap)
+    return g
+
+
+def _goal_memory(o: dict[str, Any]) -> dict[str, Any]:
+    """Goal 4: each process's peak memory from the smallest to the largest run."""
+    sizes = sorted(o["sizes"].values(), key=lambda e: e["contacts"])
+    small, big = sizes[0], sizes[-1]
+    extra_records = max(1, big["records"] - small["records"])
+    growth = {}
+    for role in ("tap", "target", "meltano"):
+        a, b = _get(small, "peak_rss_mb", role), _get(big, "peak_rss_mb", role)
+        if a and b:
+            growth[role] = {
+                "small_mb": a,
+                "big_mb": b,
+                "growth_mb": round(b - a, 1),
+                "growth_fraction": round((b - a) / a, 4),
+                "bytes_per_extra_record": round((b - a) * 1024 * 1024 / extra_records),
+            }
+    met = bool(growth) and all(
+        v["growth_fraction"] <= MEMORY_GROWTH_ALLOWED for v in growth.values()
+    )
+    g = {
+        "goal": f"peak memory flat from {small['contacts']:,} to {big['contacts']:,} "
+        "contacts (here: each process's peak RSS grows <= 10 %)",
+        "result": "; ".join(
+            f"{role} {v['small_mb']} -> {v['big_mb']} MB "
+            f"({v['growth_mb']:+.1f} MB, {pct(v['growth_fraction'])})"
+            for role, v in growth.items()
+        ),
+        "met": met,
+        "growth": growth,
+    }
+    if not met:
+        grown = {
+            role: v for role, v in growth.items() if v["growth_fraction"] > MEMORY_GROWTH_ALLOWED
+        }
+        g["shortfall"] = "; ".join(
+            f"{role} by {100 * (v['growth_fraction'] - MEMORY_GROWTH_ALLOWED):.0f} points over "
+            f"the 10 % allowance ({v['growth_mb']:+.1f} MB, ~{v['bytes_per_extra_record']} "
+            "bytes per extra record)"
+            for role, v in grown.items()
+        )
+        g["why"], g["close"] = _why_memory(grown)
+    return g
+
+
+def _why_memory(grown: dict[str, Any]) -> tuple[str, str]:
+    """Why goal 4 was missed, for the processes whose memory grew."""
+    why, close = [], []
+    if "tap" in grown:
+        why.append(
+            "the tap keeps the id and `updated_at` of every record it emits in a "
+            "stream (`known` in `MocoStream.get_records`, tap_moco/client.py) and "
+            "at the end sorts all of them with parsed timestamps "
+            "(`_versions_to_remember`), although state keeps at most 10,000; "
+            "tracemalloc at 50,000 contacts: ~8 MB in `known`, ~6 MB more while "
+            "sorting"
+        )
+        close.append(
+            "tap: check new versions against the previous run's remembered "
+            "versions only and keep the newest `max_remembered_versions` in a "
+            "bounded heap while reading"
+        )
+    if "meltano" in grown:
+        why.append(
+            "Meltano buffers the tap's output while the target is slower: its "
+            "`elt.buffer_size` (100 MiB by default) lets the tap run up to ~2 x "
+            "100 MiB ahead. At the real limits the target is always the slower "
+            "side, so a large first import fills that buffer"
+        )
+        close.append(
+            "meltano.yml: set `elt.buffer_size` to a few MiB (it must stay above "
+            "twice the largest Singer message). A separate 45-second check at "
+            "50,000 contacts (not part of this run): Meltano peaked at 153 MB "
+            "with the default and 105 MB (its baseline) with 8 MiB, the tap "
+            "then being back-pressured; `bench/run --elt-buffer-size 8388608` "
+            "measures it"
+        )
+    if "target" in grown:
+        why.append("the target's memory grows with the records written")
+        close.append("target: find the per-record state (tracemalloc)")
+    return "; ".join(why) + ".", "; ".join(close) + "."
 
 
 def _why_writes(r: dict[str, Any], checks: list[Any], window: float, cap: float) -> tuple[str, str]:
     """Why goal 1 was missed, from what the run measured."""
     why = [
-        f"the target's limiter keeps a {TARGET_MARGIN(window):.1f} s margin on the {window} s "
-        f"window, which caps it at {pct(cap)}"
+        (
+            f"the target's limiter keeps a {TARGET_MARGIN(window):.1f} s margin on the {window} s "
+            f"window, which caps it at {pct(cap)}"
+        )
     ]
     close = []
     for name, _frac, n429, _basis in checks:
@@ -307,8 +340,10 @@ def _why_reads(
     ms = _get(s, "moco_api", "server_time_per_request_ms") or 0
     ceiling = rate.get("ceiling_per_s") or 0
     why = [
-        f"the tap's limiter keeps a margin of min(1 s, window / 20), which caps it at "
-        f"{pct(cap)} at this window ({pct(real_cap)} at the real 120 s window)"
+        (
+            f"the tap's limiter keeps a margin of min(1 s, window / 20), which caps it at "
+            f"{pct(cap)} at this window ({pct(real_cap)} at the real 120 s window)"
+        )
     ]
     close = []
     if ms and 1000 / ms < ceiling * 1.15:
@@ -324,195 +359,230 @@ def _why_reads(
     return "; ".join(why) + ".", ("; ".join(close) or "a smaller margin in the tap's limiter") + "."
 
 
-# --- table -------------------------------------------------------------------------------------------
-def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    rows: list[tuple[str, str, str, str]] = []
+# --- table ---------------------------------------------------------------------------------------
+Row = tuple[str, str, str, str]
+
+
+def table_rows(r: dict[str, Any]) -> list[Row]:
+    """The summary table: measure, ours, the naive baseline's, and the ceiling or goal."""
+    rows: list[Row] = []
     w, u, rd, o = r.get("writes"), r.get("unscaled"), r.get("reads"), r.get("overhead")
     if w and "ours" in w:
-        k = w["settings"]["scale"]
-        ceiling = w["ours"]["first"]["contacts_api"]["calls_rate"]["ceiling_per_s"]
-        f = w["ours"]["first"]["contacts_api"]
-        per_s, frac, basis = _rate(f["calls_rate"])
-        naive = _get(w, "naive", "first", "contacts_api")
-        nper, nfrac, nbasis = _rate(naive["calls_rate"]) if naive else (None, None, "")
-        rows.append(
-            (
-                f"1. Contacts API calls/s, first sync (scaled x{k})",
-                f"{num(per_s)} ({pct(frac)}, {_short(basis)})",
-                f"{num(nper)} ({pct(nfrac)}, {_short(nbasis)})" if naive else "not run",
-                f"{num(ceiling)} /s (goal >= 95 %)",
-            )
-        )
-        records = w["ours"]["first"]["records_read_by_target"]
-        contacts = f.get("contacts_created", 0)
-        mix_ceiling = ceiling * contacts / max(1, f["writes"])
-        nc = _get(naive, "contacts_per_s")
-        rows.append(
-            (
-                f"1. Contacts written/s, first sync (scaled x{k})",
-                f"{num(f.get('contacts_per_s'))} ({pct(f.get('contacts_per_s', 0) / mix_ceiling if mix_ceiling else None)}, whole write phase)",
-                f"{num(nc)} ({pct(nc / (ceiling * naive['contacts_created'] / max(1, naive['writes'])))})"
-                if naive and nc
-                else "not run",
-                f"{num(mix_ceiling)} /s at this mix ({contacts:,} contacts in "
-                f"{f['writes']:,} writes)",
-            )
-        )
-        rows.append(
-            (
-                f"1. 429 answers, first sync (scaled x{k})",
-                str(f["status_429"]),
-                str(naive["status_429"]) if naive else "not run",
-                "0",
-            )
-        )
-        rows.append(
-            (
-                f"1. Wall time of the first sync (scaled x{k})",
-                f"{num(w['ours']['first']['wall_s'])} s for {records:,} records",
-                f"{num(_get(w, 'naive', 'first', 'wall_s'))} s for "
-                f"{_get(w, 'naive', 'first', 'records_read_by_target'):,} records"
-                if naive
-                else "not run",
-                f"{num(f['writes'] / ceiling)} s of writes at the ceiling",
-            )
-        )
+        rows += _rows_write_throughput(w)
     if u and "ours" in u:
-        f = u["ours"]["first"]["contacts_api"]
-        per_s, frac, basis = _rate(f["calls_rate"])
-        naive = _get(u, "naive", "first", "contacts_api")
-        nper, nfrac, nbasis = _rate(naive["calls_rate"]) if naive else (None, None, "")
-        rows.append(
-            (
-                "1. Contacts API calls/s, first sync, unscaled (100 / 10 s)",
-                f"{num(per_s, 2)} ({pct(frac)}, {_short(basis)}), {f['status_429']} x 429",
-                f"{num(nper, 2)} ({pct(nfrac)}, {_short(nbasis)}), {naive['status_429']} x 429"
-                if naive
-                else "not run",
-                "10 /s (goal >= 95 %, 0 x 429)",
-            )
-        )
+        rows += _rows_unscaled(u)
     if w and "ours" in w:
-        ours = w["ours"]
-        scope = ours["first"]["records_read_by_target"]
-        naive = w.get("naive")
-        nscope = _get(naive, "first", "records_read_by_target")
+        rows += _rows_calls_per_record(w)
+    if rd and "standard" in rd:
+        rows += _rows_reads(rd)
+    if o and o.get("sizes"):
+        rows += _rows_overhead(o)
+    return rows
 
-        def per(run: dict[str, Any] | None, denom: int | None) -> str:
-            if not run or not denom:
-                return "not run"
-            c = run["contacts_api"]
-            return f"{c['calls'] / denom:.3f} ({c['calls']:,} calls / {denom:,} records)"
 
-        rows.append(
-            (
-                "2. Calls per source record, first sync",
-                per(ours["first"], scope),
-                per(_get(naive, "first"), nscope),
-                "1 (one write per record)",
-            )
+def _rows_write_throughput(w: dict[str, Any]) -> list[Row]:
+    """Item 1 at the scaled limits: calls/s, contacts/s, 429s and wall time, ours and naive."""
+    k = w["settings"]["scale"]
+    ceiling = w["ours"]["first"]["contacts_api"]["calls_rate"]["ceiling_per_s"]
+    f = w["ours"]["first"]["contacts_api"]
+    per_s, frac, basis = _rate(f["calls_rate"])
+    naive = _get(w, "naive", "first", "contacts_api")
+    nper, nfrac, nbasis = _rate(naive["calls_rate"]) if naive else (None, None, "")
+    records = w["ours"]["first"]["records_read_by_target"]
+    contacts = f.get("contacts_created", 0)
+    mix_ceiling = ceiling * contacts / max(1, f["writes"])
+    ours_share = f.get("contacts_per_s", 0) / mix_ceiling if mix_ceiling else None
+    nc = _get(naive, "contacts_per_s")
+    if naive and nc:
+        naive_share = nc / (ceiling * naive["contacts_created"] / max(1, naive["writes"]))
+        naive_contacts = f"{num(nc)} ({pct(naive_share)})"
+    else:
+        naive_contacts = "not run"
+    return [
+        (
+            f"1. Contacts API calls/s, first sync (scaled x{k})",
+            f"{num(per_s)} ({pct(frac)}, {_short(basis)})",
+            f"{num(nper)} ({pct(nfrac)}, {_short(nbasis)})" if naive else "not run",
+            f"{num(ceiling)} /s (goal >= 95 %)",
+        ),
+        (
+            f"1. Contacts written/s, first sync (scaled x{k})",
+            f"{num(f.get('contacts_per_s'))} ({pct(ours_share)}, whole write phase)",
+            naive_contacts,
+            f"{num(mix_ceiling)} /s at this mix ({contacts:,} contacts in {f['writes']:,} writes)",
+        ),
+        (
+            f"1. 429 answers, first sync (scaled x{k})",
+            str(f["status_429"]),
+            str(naive["status_429"]) if naive else "not run",
+            "0",
+        ),
+        (
+            f"1. Wall time of the first sync (scaled x{k})",
+            f"{num(w['ours']['first']['wall_s'])} s for {records:,} records",
+            f"{num(_get(w, 'naive', 'first', 'wall_s'))} s for "
+            f"{_get(w, 'naive', 'first', 'records_read_by_target'):,} records"
+            if naive
+            else "not run",
+            f"{num(f['writes'] / ceiling)} s of writes at the ceiling",
+        ),
+    ]
+
+
+def _rows_unscaled(u: dict[str, Any]) -> list[Row]:
+    """Item 1 at the real limits: calls/s and 429s, ours and naive."""
+    f = u["ours"]["first"]["contacts_api"]
+    per_s, frac, basis = _rate(f["calls_rate"])
+    naive = _get(u, "naive", "first", "contacts_api")
+    nper, nfrac, nbasis = _rate(naive["calls_rate"]) if naive else (None, None, "")
+    return [
+        (
+            "1. Contacts API calls/s, first sync, unscaled (100 / 10 s)",
+            f"{num(per_s, 2)} ({pct(frac)}, {_short(basis)}), {f['status_429']} x 429",
+            f"{num(nper, 2)} ({pct(nfrac)}, {_short(nbasis)}), {naive['status_429']} x 429"
+            if naive
+            else "not run",
+            "10 /s (goal >= 95 %, 0 x 429)",
         )
-        rows.append(
-            (
-                "2. Calls per source record, unchanged re-run (incremental)",
-                per(ours.get("unchanged_incremental"), scope),
-                per(_get(naive, "unchanged_rerun"), nscope),
-                "0",
-            )
-        )
-        rows.append(
+    ]
+
+
+def _rows_calls_per_record(w: dict[str, Any]) -> list[Row]:
+    """Item 2: calls per source record of each run, ours and naive."""
+    ours = w["ours"]
+    scope = ours["first"]["records_read_by_target"]
+    naive = w.get("naive")
+    nscope = _get(naive, "first", "records_read_by_target")
+
+    def per(run: dict[str, Any] | None, denom: int | None) -> str:
+        if not run or not denom:
+            return "not run"
+        c = run["contacts_api"]
+        return f"{c['calls'] / denom:.3f} ({c['calls']:,} calls / {denom:,} records)"
+
+    changed = _get(w, "change", "changed_total")
+    nchanged = _get(naive, "change", "changed_total")
+    ours_per_changed = (
+        f"; {ours['changed_1pct']['contacts_api']['calls'] / changed:.2f} per changed record"
+        if changed and ours.get("changed_1pct")
+        else ""
+    )
+    naive_per_changed = (
+        f"; {naive['changed_1pct']['contacts_api']['calls'] / nchanged:.1f} per changed record"
+        if naive and nchanged
+        else ""
+    )
+    return [
+        (
+            "2. Calls per source record, first sync",
+            per(ours["first"], scope),
+            per(_get(naive, "first"), nscope),
+            "1 (one write per record)",
+        ),
+        (
+            "2. Calls per source record, unchanged re-run (incremental)",
+            per(ours.get("unchanged_incremental"), scope),
+            per(_get(naive, "unchanged_rerun"), nscope),
+            "0",
+        ),
+        (
             (
                 "2. Calls per source record, unchanged full re-read (all records sent "
-                "to the target again)",
-                per(ours.get("unchanged_full_reread"), scope),
-                per(_get(naive, "unchanged_rerun"), nscope),
-                "0",
-            )
+                "to the target again)"
+            ),
+            per(ours.get("unchanged_full_reread"), scope),
+            per(_get(naive, "unchanged_rerun"), nscope),
+            "0",
+        ),
+        (
+            f"2. Calls per source record after {pct(w['settings']['change_fraction'], 0)} changed",
+            per(ours.get("changed_1pct"), scope) + ours_per_changed,
+            per(_get(naive, "changed_1pct"), nscope) + naive_per_changed,
+            f"{w['settings']['change_fraction']:.2f} (1 per changed record)",
+        ),
+    ]
+
+
+def _read_row(measure: str, read: dict[str, Any], goal: str) -> Row:
+    """One item 3 row: records/s read, and the share of the ceiling."""
+    per_s, frac, basis = _rate(_get(read, "moco_api", "rate", default={}))
+    per_req = read.get("records_per_request") or 100
+    return (
+        measure,
+        (
+            f"{num(per_s * per_req if per_s else None)} "
+            f"({pct(frac * per_req / 100 if frac else None)}, {_short(basis)})"
+        ),
+        "—",
+        f"{num(read['ceiling_records_per_s'])} /s ({goal})",
+    )
+
+
+def _rows_reads(rd: dict[str, Any]) -> list[Row]:
+    """Item 3: the tap alone, at the scaled limit and at 10 requests/s."""
+    rows = [
+        _read_row(
+            f"3. MOCO records/s read (tap alone, scaled x{rd['settings']['scale']})",
+            rd["standard"],
+            "goal >= 90 %",
         )
-        changed = _get(w, "change", "changed_total")
-        nchanged = _get(naive, "change", "changed_total")
+    ]
+    if "fast" in rd:
         rows.append(
-            (
-                f"2. Calls per source record after {pct(w['settings']['change_fraction'], 0)}"
-                " changed",
-                per(ours.get("changed_1pct"), scope)
-                + (
-                    f"; {ours['changed_1pct']['contacts_api']['calls'] / changed:.2f} per "
-                    f"changed record"
-                    if changed and ours.get("changed_1pct")
-                    else ""
-                ),
-                per(_get(naive, "changed_1pct"), nscope)
-                + (
-                    f"; {naive['changed_1pct']['contacts_api']['calls'] / nchanged:.1f} per "
-                    "changed record"
-                    if naive and nchanged
-                    else ""
-                ),
-                f"{w['settings']['change_fraction']:.2f} (1 per changed record)",
+            _read_row(
+                "3. MOCO records/s read at 10 requests/s (unlimited plan's rate)",
+                rd["fast"],
+                "no goal",
             )
         )
-    if rd and "standard" in rd:
-        s = rd["standard"]
-        per_s, frac, basis = _rate(_get(s, "moco_api", "rate", default={}))
-        per_req = s.get("records_per_request") or 100
-        rows.append(
+    return rows
+
+
+def _rows_overhead(o: dict[str, Any]) -> list[Row]:
+    """Item 4: records/s and peak memory of each size."""
+    sizes = sorted(o["sizes"].values(), key=lambda e: e["contacts"])
+    rows: list[Row] = [
+        (
             (
-                f"3. MOCO records/s read (tap alone, scaled x{rd['settings']['scale']})",
-                f"{num(per_s * per_req if per_s else None)} "
-                f"({pct(frac * per_req / 100 if frac else None)}, {_short(basis)})",
-                "—",
-                f"{num(s['ceiling_records_per_s'])} /s (goal >= 90 %)",
-            )
+                f"4. Records/s through `meltano run`, no latency or limits, "
+                f"{entry['contacts']:,} contacts"
+            ),
+            (
+                f"{num(entry['records_per_s'])} ({entry['records']:,} records in "
+                f"{num(entry['wall_s'])} s)"
+            ),
+            "—",
+            "none (CPU-bound)",
         )
-        if "fast" in rd:
-            fs = rd["fast"]
-            per_s, frac, basis = _rate(_get(fs, "moco_api", "rate", default={}))
-            per_req = fs.get("records_per_request") or 100
-            rows.append(
-                (
-                    "3. MOCO records/s read at 10 requests/s (unlimited plan's rate)",
-                    f"{num(per_s * per_req if per_s else None)} "
-                    f"({pct(frac * per_req / 100 if frac else None)}, {_short(basis)})",
-                    "—",
-                    f"{num(fs['ceiling_records_per_s'])} /s (no goal)",
-                )
-            )
-    if o and o.get("sizes"):
-        for entry in sorted(o["sizes"].values(), key=lambda e: e["contacts"]):
-            rows.append(
-                (
-                    f"4. Records/s through `meltano run`, no latency or limits, "
-                    f"{entry['contacts']:,} contacts",
-                    f"{num(entry['records_per_s'])} ({entry['records']:,} records in "
-                    f"{num(entry['wall_s'])} s)",
-                    "—",
-                    "none (CPU-bound)",
-                )
-            )
-        for entry in sorted(o["sizes"].values(), key=lambda e: e["contacts"]):
-            p = entry["peak_rss_mb"]
-            rows.append(
-                (
-                    f"4. Peak RSS at {entry['contacts']:,} contacts",
-                    f"tap {p.get('tap', 'n/a')} MB, target {p.get('target', 'n/a')} MB, "
-                    f"meltano {p.get('meltano', 'n/a')} MB",
-                    "—",
-                    "flat",
-                )
-            )
+        for entry in sizes
+    ]
+    rows.extend(
+        (
+            f"4. Peak RSS at {entry['contacts']:,} contacts",
+            (
+                f"tap {entry['peak_rss_mb'].get('tap', 'n/a')} MB, "
+                f"target {entry['peak_rss_mb'].get('target', 'n/a')} MB, "
+                f"meltano {entry['peak_rss_mb'].get('meltano', 'n/a')} MB"
+            ),
+            "—",
+            "flat",
+        )
+        for entry in sizes
+    )
     return rows
 
 
 def summary_table(r: dict[str, Any]) -> str:
+    """The summary table as Markdown (the bench prints it at the end of a run)."""
     rows = table_rows(r)
     lines = ["| Measure | Ours | Naive baseline | Ceiling / goal |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
 
 
-# --- markdown ------------------------------------------------------------------------------------------
+# --- markdown ------------------------------------------------------------------------------------
 def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
+    """docs/benchmarks.md, written from one results.json."""
     ev = r.get("evaluation") or evaluate(r)
     goals = ev.get("goals", {})
     m = r["machine"]
@@ -542,7 +612,8 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
         f"{_get(m, 'load_average_end', default=[0])[0]:.2f} at the end (the machine is shared: "
         f"other jobs' CPU use makes item 4 noisy). Code: `git` {m.get('git_head')}"
         + (
-            f" with uncommitted changes in {', '.join(x.split()[-1] for x in m['git_modified_files'])}"
+            " with uncommitted changes in "
+            + ", ".join(x.split()[-1] for x in m["git_modified_files"])
             if m.get("git_modified_files")
             else ""
         )
@@ -556,7 +627,7 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
         "temp dir, a fresh SQLite ledger per scenario, and the settings below passed as "
         "`TAP_MOCO_*` / `TARGET_CONTACTS_*` variables. Answers wait a uniformly random "
         f"{r['config']['latency_s'][0] * 1000:.0f}-{r['config']['latency_s'][1] * 1000:.0f} ms. "
-         "The sandbox server sets TCP_NODELAY (without it every answer on a kept-alive "
+        "The sandbox server sets TCP_NODELAY (without it every answer on a kept-alive "
         "connection stalled ~40 ms on Nagle's algorithm and delayed ACK, which the real APIs "
         "do not)."
     )
@@ -640,7 +711,8 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
             f"{num(c['write_phase_s'])} s; `meltano run` wall time {num(f['wall_s'])} s."
         )
         add(
-            f"- Contacts API calls: {c['calls']:,} ({', '.join(f'{k}: {v:,}' for k, v in c['by_route'].items())}); "
+            f"- Contacts API calls: {c['calls']:,} "
+            f"({', '.join(f'{k}: {v:,}' for k, v in c['by_route'].items())}); "
             f"{c['status_429']} answered 429."
         )
         add(
@@ -694,7 +766,8 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
                 f"{r['unscaled']['settings']['contacts']} MOCO contacts: {uc['calls']} calls in "
                 f"{num(uc.get('write_phase_s'))} s, {num(urate.get('whole_per_s'), 2)}/s over the "
                 f"whole phase ({pct(urate.get('whole_fraction'))}), "
-                f"{num(urate.get('steady_per_s'), 2)}/s steady ({pct(urate.get('steady_fraction'))}),"
+                f"{num(urate.get('steady_per_s'), 2)}/s steady "
+                f"({pct(urate.get('steady_fraction'))}),"
                 f" {uc['status_429']} x 429."
             )
             un = _get(r, "unscaled", "naive", "first")
@@ -728,7 +801,8 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
                     add(
                         f"- So on a first import the naive sync is only ~{nmin / ours_min:.1f}x "
                         "slower at the real limits (one request at a time at 100-200 ms already "
-                        f"reaches {pct(nfrac, 0)} of 10 requests/s). The difference is every run after "
+                        f"reaches {pct(nfrac, 0)} of 10 requests/s). The difference is every run "
+                        "after "
                         f"it: the naive sync sends everything again (~{nmin:.0f} min per run, "
                         "longer than an hourly schedule, and duplicating every task and note), "
                         "ours sends only the changes (item 2)."
@@ -858,10 +932,15 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
         add("")
         add(
             f"`meltano run` with no latency and no limits (MOCO limit off; Contacts sandbox "
-            f"10,000,000 / 1 s and target `rate_limit_requests={o['settings']['target']['rate_limit_requests']}`"
+            "10,000,000 / 1 s and target "
+            f"`rate_limit_requests={o['settings']['target']['rate_limit_requests']}`"
             f" / 1 s, far above what the pipeline reaches), streams: "
-            f"{'contacts only' if o['settings']['streams'] == 'contacts' else 'contacts, tasks, notes'}"
-            ". Peak RSS is the kernel's high-water mark (VmHWM) of each process, sampled every "
+            + (
+                "contacts only"
+                if o["settings"]["streams"] == "contacts"
+                else "contacts, tasks, notes"
+            )
+            + ". Peak RSS is the kernel's high-water mark (VmHWM) of each process, sampled every "
             "0.2 s."
         )
         add("")
@@ -925,7 +1004,8 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
                 add("Goal 4 is missed; why and what would close it: see [Goals](#goals).")
             add("")
         add(
-            f"Meltano's `elt.buffer_size` in this run: {r['config'].get('meltano_elt_buffer_size')}."
+            "Meltano's `elt.buffer_size` in this run: "
+            f"{r['config'].get('meltano_elt_buffer_size')}."
         )
         add("")
 

@@ -15,8 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.harness import (
     ROOT,
@@ -31,6 +30,9 @@ from bench.harness import (
     run_meltano,
 )
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 MOCO_LIMIT = 120  # requests per window and API key (standard plans)
 MOCO_WINDOW = 120  # seconds
 CONTACTS_LIMIT = 100  # requests per window and location
@@ -40,6 +42,8 @@ PAGE_SIZE = 100
 
 @dataclass
 class Config:
+    """Sizes and settings of the scenarios (``bench/run``'s options)."""
+
     scale: int = 5
     latency: tuple[float, float] = (0.1, 0.2)
     contacts: int = 2000
@@ -61,31 +65,57 @@ def _target_concurrency(cfg: Config, scale: int) -> int:
     return max(8, 16 * scale // 5)
 
 
-def _env(
-    workdir: Path,
-    moco: Sandbox,
-    crm: Sandbox,
-    *,
-    tap_limit: int,
-    tap_window: int,
-    target_limit: int,
-    target_window: int,
-    concurrency: int,
-) -> dict[str, str]:
-    env = base_env(workdir)
+@dataclass(frozen=True)
+class Limits:
+    """The tap's budget on MOCO and the target's on the Contacts API in one scenario.
+
+    The request logs' rates are measured against the same numbers.
+    """
+
+    moco_limit: int
+    moco_window: float
+    target_limit: int
+    target_window: float
+
+
+@dataclass(frozen=True)
+class Rig:
+    """A pair of sandboxes, the limits the pipeline is configured with, and the runs' folder."""
+
+    workdir: Path
+    moco: Sandbox
+    crm: Sandbox
+    limits: Limits
+
+
+def _env(rig: Rig, *, concurrency: int) -> dict[str, str]:
+    env = base_env(rig.workdir)
     env.update(
         {
-            "TAP_MOCO_BASE_URL": moco.url,
-            "TAP_MOCO_RATE_LIMIT_REQUESTS": str(tap_limit),
-            "TAP_MOCO_RATE_LIMIT_WINDOW_SECONDS": str(tap_window),
-            "TARGET_CONTACTS_BASE_URL": crm.url,
-            "TARGET_CONTACTS_LEDGER_URL": f"sqlite:///{workdir / 'ledger.db'}",
-            "TARGET_CONTACTS_RATE_LIMIT_REQUESTS": str(target_limit),
-            "TARGET_CONTACTS_RATE_LIMIT_WINDOW_SECONDS": str(target_window),
+            "TAP_MOCO_BASE_URL": rig.moco.url,
+            "TAP_MOCO_RATE_LIMIT_REQUESTS": str(rig.limits.moco_limit),
+            "TAP_MOCO_RATE_LIMIT_WINDOW_SECONDS": str(rig.limits.moco_window),
+            "TARGET_CONTACTS_BASE_URL": rig.crm.url,
+            "TARGET_CONTACTS_LEDGER_URL": f"sqlite:///{rig.workdir / 'ledger.db'}",
+            "TARGET_CONTACTS_RATE_LIMIT_REQUESTS": str(rig.limits.target_limit),
+            "TARGET_CONTACTS_RATE_LIMIT_WINDOW_SECONDS": str(rig.limits.target_window),
             "TARGET_CONTACTS_MAX_CONCURRENCY": str(concurrency),
         }
     )
     return env
+
+
+def _api_stats(rig: Rig) -> dict[str, Any]:
+    """Both sandboxes' request-log statistics, against the rig's limits."""
+    limits = rig.limits
+    return {
+        "contacts_api": contacts_log_stats(
+            rig.crm.requests_log(), limit=limits.target_limit, window=limits.target_window
+        ),
+        "moco_api": moco_log_stats(
+            rig.moco.requests_log(), limit=limits.moco_limit, window=limits.moco_window
+        ),
+    }
 
 
 def _other_load(result: MeltanoResult, cpu: dict[str, float]) -> dict[str, Any]:
@@ -108,19 +138,8 @@ def _records_read(summary: dict[str, Any] | None) -> int:
     return sum(c.get("read", 0) for c in summary.get("streams", {}).values())
 
 
-def _sync_run(
-    name: str,
-    args: list[str],
-    env: dict[str, str],
-    workdir: Path,
-    moco: Sandbox,
-    crm: Sandbox,
-    *,
-    target_limit: int,
-    target_window: float,
-    moco_limit: int,
-    moco_window: float,
-) -> dict[str, Any]:
+def _sync_run(rig: Rig, name: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    workdir, moco, crm = rig.workdir, rig.moco, rig.crm
     moco.clear_log()
     crm.clear_log()
     cpu0 = {"moco_sandbox": moco.cpu_seconds(), "contacts_sandbox": crm.cpu_seconds()}
@@ -141,10 +160,7 @@ def _sync_run(
         "records_read_by_target": _records_read(summary),
         "streams": summary.get("streams"),
         "target_api_calls": summary.get("api_calls"),
-        "contacts_api": contacts_log_stats(
-            crm.requests_log(), limit=target_limit, window=target_window
-        ),
-        "moco_api": moco_log_stats(moco.requests_log(), limit=moco_limit, window=moco_window),
+        **_api_stats(rig),
         "peak_rss_mb": result.peak_rss_mb,
         "cpu_s": cpu,
         "machine_load": _other_load(result, cpu),
@@ -157,22 +173,13 @@ def _sync_run(
     return out
 
 
-def _naive_run(
-    name: str,
-    workdir: Path,
-    moco: Sandbox,
-    crm: Sandbox,
-    *,
-    target_limit: int,
-    target_window: float,
-    moco_limit: int,
-    moco_window: float,
-) -> dict[str, Any]:
+def _naive_run(rig: Rig, name: str) -> dict[str, Any]:
+    moco, crm = rig.moco, rig.crm
     moco.clear_log()
     crm.clear_log()
-    out_path = workdir / f"{name}.json"
+    out_path = rig.workdir / f"{name}.json"
     t0 = time.monotonic()
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: S603  this interpreter running the bench's own module
         [
             sys.executable,
             "-m",
@@ -188,6 +195,7 @@ def _naive_run(
         capture_output=True,
         text=True,
         timeout=3600,
+        check=False,
     )
     wall = time.monotonic() - t0
     if proc.returncode != 0:
@@ -197,10 +205,7 @@ def _naive_run(
         "wall_s": round(wall, 3),
         "naive": naive,
         "records_read_by_target": naive["source_records"],
-        "contacts_api": contacts_log_stats(
-            crm.requests_log(), limit=target_limit, window=target_window
-        ),
-        "moco_api": moco_log_stats(moco.requests_log(), limit=moco_limit, window=moco_window),
+        **_api_stats(rig),
     }
     c = out["contacts_api"]
     log(
@@ -217,6 +222,7 @@ def writes(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any]:
         raise ValueError("--scale must divide 120 (MOCO's window is scaled to 120/scale s)")
     moco_window = MOCO_WINDOW // k
     target_limit = CONTACTS_LIMIT * k
+    limits = Limits(MOCO_LIMIT, moco_window, target_limit, CONTACTS_WINDOW)
     concurrency = _target_concurrency(cfg, k)
     settings = {
         "scale": k,
@@ -255,38 +261,22 @@ def writes(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any]:
             "contacts", latency=cfg.latency, rate_limit=target_limit, rate_window=CONTACTS_WINDOW
         ) as crm,
     ):
-        env = _env(
-            wd,
-            moco,
-            crm,
-            tap_limit=MOCO_LIMIT,
-            tap_window=moco_window,
-            target_limit=target_limit,
-            target_window=CONTACTS_WINDOW,
-            concurrency=concurrency,
-        )
+        rig = Rig(wd, moco, crm, limits)
+        env = _env(rig, concurrency=concurrency)
         result["moco_totals"] = moco_totals(moco.state())
-        kw = {
-            "target_limit": target_limit,
-            "target_window": CONTACTS_WINDOW,
-            "moco_limit": MOCO_LIMIT,
-            "moco_window": moco_window,
-        }
         runs: dict[str, Any] = {}
         suffix = ["--state-id-suffix", "bench"]
-        runs["first"] = _sync_run("first", suffix, env, wd, moco, crm, **kw)
-        runs["unchanged_incremental"] = _sync_run(
-            "unchanged-incremental", suffix, env, wd, moco, crm, **kw
-        )
+        runs["first"] = _sync_run(rig, "first", suffix, env)
+        runs["unchanged_incremental"] = _sync_run(rig, "unchanged-incremental", suffix, env)
         runs["unchanged_full_reread"] = _sync_run(
-            "unchanged-full-reread", [*suffix, "--full-refresh"], env, wd, moco, crm, **kw
+            rig, "unchanged-full-reread", [*suffix, "--full-refresh"], env
         )
         result["change"] = change_fraction(moco, cfg.change_fraction, seed=cfg.seed)
         log(
             f"  changed {result['change']['changed_total']} MOCO records "
             f"({result['change']['changed']})"
         )
-        runs["changed_1pct"] = _sync_run("changed", suffix, env, wd, moco, crm, **kw)
+        runs["changed_1pct"] = _sync_run(rig, "changed", suffix, env)
         result["ours"] = runs
     if naive:
         log(f"item 5 (naive baseline, scaled x{k}): {cfg.naive_contacts} MOCO contacts")
@@ -308,17 +298,12 @@ def writes(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any]:
                 rate_window=CONTACTS_WINDOW,
             ) as crm,
         ):
-            kw = {
-                "target_limit": target_limit,
-                "target_window": CONTACTS_WINDOW,
-                "moco_limit": MOCO_LIMIT,
-                "moco_window": moco_window,
-            }
+            rig = Rig(nwd, moco, crm, limits)
             nruns: dict[str, Any] = {"contacts": cfg.naive_contacts}
-            nruns["first"] = _naive_run("first", nwd, moco, crm, **kw)
-            nruns["unchanged_rerun"] = _naive_run("unchanged", nwd, moco, crm, **kw)
+            nruns["first"] = _naive_run(rig, "first")
+            nruns["unchanged_rerun"] = _naive_run(rig, "unchanged")
             nruns["change"] = change_fraction(moco, cfg.change_fraction, seed=cfg.seed)
-            nruns["changed_1pct"] = _naive_run("changed", nwd, moco, crm, **kw)
+            nruns["changed_1pct"] = _naive_run(rig, "changed")
             result["naive"] = nruns
     return result
 
@@ -341,12 +326,7 @@ def unscaled(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any
         },
     }
     result: dict[str, Any] = {"settings": settings}
-    kw = {
-        "target_limit": CONTACTS_LIMIT,
-        "target_window": CONTACTS_WINDOW,
-        "moco_limit": MOCO_LIMIT,
-        "moco_window": MOCO_WINDOW,
-    }
+    limits = Limits(MOCO_LIMIT, MOCO_WINDOW, CONTACTS_LIMIT, CONTACTS_WINDOW)
     wd = workdir / "unscaled"
     wd.mkdir(parents=True, exist_ok=True)
     log(f"item 1 unscaled (real limits): {cfg.unscaled_contacts} MOCO contacts")
@@ -363,19 +343,9 @@ def unscaled(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any
             "contacts", latency=cfg.latency, rate_limit=CONTACTS_LIMIT, rate_window=CONTACTS_WINDOW
         ) as crm,
     ):
-        env = _env(
-            wd,
-            moco,
-            crm,
-            tap_limit=MOCO_LIMIT,
-            tap_window=MOCO_WINDOW,
-            target_limit=CONTACTS_LIMIT,
-            target_window=CONTACTS_WINDOW,
-            concurrency=concurrency,
-        )
-        result["ours"] = {
-            "first": _sync_run("first", ["--state-id-suffix", "bench"], env, wd, moco, crm, **kw)
-        }
+        rig = Rig(wd, moco, crm, limits)
+        env = _env(rig, concurrency=concurrency)
+        result["ours"] = {"first": _sync_run(rig, "first", ["--state-id-suffix", "bench"], env)}
     if naive:
         nwd = workdir / "unscaled-naive"
         nwd.mkdir(parents=True, exist_ok=True)
@@ -398,7 +368,7 @@ def unscaled(cfg: Config, workdir: Path, *, naive: bool = True) -> dict[str, Any
         ):
             result["naive"] = {
                 "contacts": cfg.unscaled_naive_contacts,
-                "first": _naive_run("first", nwd, moco, crm, **kw),
+                "first": _naive_run(Rig(nwd, moco, crm, limits), "first"),
             }
     return result
 
@@ -457,8 +427,8 @@ def reads(cfg: Config, workdir: Path) -> dict[str, Any]:
             "scale": k,
             "latency_s": list(cfg.latency),
             "contacts": cfg.read_contacts,
-            "moco_limit": f"{MOCO_LIMIT} requests / {window} s (real: {MOCO_LIMIT} / {MOCO_WINDOW} s;"
-            f" window / {k})",
+            "moco_limit": f"{MOCO_LIMIT} requests / {window} s "
+            f"(real: {MOCO_LIMIT} / {MOCO_WINDOW} s; window / {k})",
             "tap": {
                 "rate_limit_requests": MOCO_LIMIT,
                 "rate_limit_window_seconds": window,
@@ -537,16 +507,8 @@ def overhead(cfg: Config, workdir: Path) -> dict[str, Any]:
                 extra=("--daily-limit", str(10**9)),
             ) as crm,
         ):
-            env = _env(
-                wd,
-                moco,
-                crm,
-                tap_limit=100_000,
-                tap_window=1,
-                target_limit=target_limit,
-                target_window=1,
-                concurrency=cfg.concurrency or 8,
-            )
+            rig = Rig(wd, moco, crm, Limits(100_000, 1, target_limit, 1))
+            env = _env(rig, concurrency=cfg.concurrency or 8)
             if cfg.overhead_streams == "contacts":
                 env["TAP_MOCO__SELECT"] = '["contacts.*"]'
             cpu0 = {"moco_sandbox": moco.cpu_seconds(), "contacts_sandbox": crm.cpu_seconds()}

@@ -1,6 +1,7 @@
-"""The README's main job: both sandboxes, `meltano run` in full, a few MOCO changes, `meltano run` again.
+"""The README's main job: a full `meltano run`, a few MOCO changes, an incremental one.
 
-Run it through ``scripts/demo`` (which installs what it needs first). It talks to 127.0.0.1 only.
+Both sandboxes run as local processes; everything talks to 127.0.0.1 only. Run it through
+``scripts/demo``, which installs what it needs first.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ BIN = Path(sys.executable).parent
 STATE_ID = "sandbox:tap-moco-to-target-contacts"
 
 
+def say(text: str) -> None:
+    """Write one line of the demo's output for the person watching it (stdout, flushed)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def start_sandbox(stack: ExitStack, api: str, port: int, *extra: str) -> str:
     """Start ``python -m sandbox API`` and return its URL once it answers."""
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603  this interpreter running the checkout's sandbox
         [sys.executable, "-m", "sandbox", api, "--port", str(port), *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -35,49 +42,50 @@ def start_sandbox(stack: ExitStack, api: str, port: int, *extra: str) -> str:
     if "listening on" not in line:
         raise SystemExit(f"the {api} sandbox did not start: {line!r}")
     url = line.strip().rsplit(" ", 1)[-1]
-    print(f"  {api} sandbox: {url}")
+    say(f"  {api} sandbox: {url}")
     return url
 
 
 def meltano(*args: str, env: dict[str, str], quiet: bool = False) -> None:
+    """``meltano ARGS`` from the repository root; exits the demo when it fails."""
     cmd = [str(BIN / "meltano"), *args]
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603  this venv's meltano with the demo's arguments
         cmd,
         cwd=ROOT,
         env=env,
         text=True,
         stdout=subprocess.PIPE if quiet else None,
         stderr=subprocess.STDOUT if quiet else None,
+        check=False,
     )
     if result.returncode != 0:
         if quiet and result.stdout:
-            print(result.stdout[-5000:])
+            say(result.stdout[-5000:])
         raise SystemExit(f"`meltano {' '.join(args)}` failed with exit code {result.returncode}")
 
 
 def show_summary(path: Path, title: str) -> dict:
+    """Print the target's run summary from ``path`` as a small table; returns it."""
     report = json.loads(path.read_text())
-    print(f"\n{title}")
-    print(
-        f"  {'stream':<10}{'read':>7}{'created':>9}{'updated':>9}{'unchanged':>11}{'rejected':>10}"
-    )
+    say(f"\n{title}")
+    say(f"  {'stream':<10}{'read':>7}{'created':>9}{'updated':>9}{'unchanged':>11}{'rejected':>10}")
     for stream, c in report["streams"].items():
-        print(
+        say(
             f"  {stream:<10}{c['read']:>7}{c['created']:>9}{c['updated']:>9}"
             f"{c['unchanged']:>11}{c['rejected']:>10}"
         )
     calls = report.get("api_calls", {})
-    print(
+    say(
         f"  Contacts API calls: {sum(calls.values())} "
         f"({', '.join(f'{k}: {v}' for k, v in sorted(calls.items()))})"
     )
-    print(f"  adds up (read = written + unchanged + rejected): {report['adds_up']}")
+    say(f"  adds up (read = written + unchanged + rejected): {report['adds_up']}")
     return report
 
 
 def sync(step: int, name: str, env: dict[str, str], out: Path) -> None:
     """One ``meltano run tap-moco target-contacts`` with its summary printed."""
-    print(f"\n{step}) {name}: meltano run tap-moco target-contacts")
+    say(f"\n{step}) {name}: meltano run tap-moco target-contacts")
     summary = out / f"demo-summary-{step}.json"
     started = time.monotonic()
     meltano(
@@ -107,7 +115,7 @@ def change_moco(moco: str) -> None:
             timeout=10,
         )
         r.raise_for_status()
-        print(
+        say(
             f"  changed contact {person['id']} ({person['firstname']} {person['lastname']}): "
             "job position, tag Demo"
         )
@@ -122,14 +130,14 @@ def change_moco(moco: str) -> None:
         },
     )
     r.raise_for_status()
-    print(f"  added a note on contact {people[0]['id']}")
+    say(f"  added a note on contact {people[0]['id']}")
     todos = requests.get(f"{moco}/api/v1/todos", headers=headers, timeout=10).json()
     open_todo = next(t for t in todos if t["todoable_type"] == "Contact" and not t["completed"])
     r = requests.put(
         f"{moco}/_sandbox/todos/{open_todo['id']}", json={"completed": True}, timeout=10
     )
     r.raise_for_status()
-    print(f"  completed to-do {open_todo['id']} ({open_todo['title']})")
+    say(f"  completed to-do {open_todo['id']} ({open_todo['title']})")
     r = requests.post(
         f"{moco}/api/v1/contacts/people",
         headers=headers,
@@ -143,10 +151,11 @@ def change_moco(moco: str) -> None:
         },
     )
     r.raise_for_status()
-    print(f"  created contact {r.json()['id']} (Zoë Neumann)")
+    say(f"  created contact {r.json()['id']} (Zoë Neumann)")
 
 
 def main() -> int:
+    """Start the sandboxes, sync, change MOCO, sync again, and show what the CRM holds."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--contacts", type=int, default=60, help="generated MOCO contacts")
     parser.add_argument("--moco-port", type=int, default=18081)
@@ -164,7 +173,7 @@ def main() -> int:
         path.unlink(missing_ok=True)  # the sandboxes start empty, so the ledger does too
 
     with ExitStack() as stack:
-        print("Starting the sandboxes (real HTTP servers on 127.0.0.1, real rate limits)")
+        say("Starting the sandboxes (real HTTP servers on 127.0.0.1, real rate limits)")
         moco = start_sandbox(stack, "moco", args.moco_port, "--generate", str(args.contacts))
         contacts = start_sandbox(stack, "contacts", args.contacts_port)
         env = {
@@ -173,33 +182,32 @@ def main() -> int:
             "TARGET_CONTACTS_BASE_URL": contacts,
             "MELTANO_ENVIRONMENT": "sandbox",
         }
-        print("\nmeltano install")
+        say("\nmeltano install")
         meltano("install", env=env, quiet=True)
         meltano("state", "clear", "--force", STATE_ID, env=env, quiet=True)
 
         sync(1, "Full sync", env, out)
-        print("\n2) Changing a few records in MOCO")
+        say("\n2) Changing a few records in MOCO")
         change_moco(moco)
         sync(3, "Incremental sync", env, out)
 
         state = requests.get(f"{contacts}/_sandbox/state", timeout=10).json()
         done = sum(1 for t in state["tasks"] if t.get("completed"))
-        print(
+        say(
             f"\nThe Contacts sandbox now holds {len(state['contacts'])} contacts, "
             f"{len(state['tasks'])} tasks ({done} completed) and {len(state['notes'])} notes."
         )
-        rejects = subprocess.run(
+        rejects = subprocess.run(  # noqa: S603  this venv's meltano
             [str(BIN / "meltano"), "invoke", "target-contacts:rejects-list"],
             cwd=ROOT,
             env=env,
             text=True,
             capture_output=True,
+            check=False,
         )
-        print("\nRejected records (kept in the ledger with their reason):")
-        print(
-            "  " + (rejects.stdout.strip() or rejects.stderr.strip()[-2000:]).replace("\n", "\n  ")
-        )
-    print(f"\nDemo finished in {time.monotonic() - started:.0f} s.")
+        say("\nRejected records (kept in the ledger with their reason):")
+        say("  " + (rejects.stdout.strip() or rejects.stderr.strip()[-2000:]).replace("\n", "\n  "))
+    say(f"\nDemo finished in {time.monotonic() - started:.0f} s.")
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Developer scripts, run as files (``scripts/demo``, ``scripts/test``); nothing imports them."""
