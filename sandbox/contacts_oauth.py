@@ -37,6 +37,9 @@ DEFAULT_SCOPE = "contacts.readonly contacts.write"
 API_VERSION = "2021-07-28"
 CODE_TTL = 600.0  # seconds an authorization code stays usable; the real lifetime is UNCONFIRMED
 SANDBOX_USER_ID = "sandboxUser000000001"  # the "user who installed the app" in every token answer
+# The installed app and its version, as /oauth/locationToken names them (24-hex ids like the spec's)
+SANDBOX_APP_ID = "5a4db0c0ffee5a4db0c0ffee"
+SANDBOX_VERSION_ID = "5a4db0c0ffee5a4db0c0ff01"
 
 _ALPHABET = string.ascii_letters + string.digits
 _RANDOM = random.SystemRandom()
@@ -308,6 +311,8 @@ class OAuthServer:
                 "refresh_token",
             )
         }
+        # planId is left out: it names the plan of a paid app, and the sandbox's app is free
+        body.update(appId=SANDBOX_APP_ID, versionId=SANDBOX_VERSION_ID)
         return Response(200, body)
 
 
