@@ -88,6 +88,14 @@ def setting(config: Mapping[str, t.Any], name: str) -> float:
     return float(SETTING_DEFAULTS[name] if value is None else value)
 
 
+def _looks_like_json_list(response: requests.Response) -> bool:
+    """Whether a 2xx answer is what every MOCO list endpoint sends: a JSON array."""
+    ctype = (response.headers.get("Content-Type") or "").lower()
+    if "json" not in ctype:
+        return False
+    return response.content.lstrip()[:1] == b"["
+
+
 class MocoAuthError(FatalAPIError):
     """MOCO refused the API key (401) or the key's user may not read a resource (403)."""
 
@@ -289,6 +297,16 @@ class MocoStream(RESTStream[ParseResult]):
             raise RetriableAPIError(self.response_error_message(response), response)
         if status >= HTTPStatus.BAD_REQUEST:
             raise FatalAPIError(self.response_error_message(response))
+        if not _looks_like_json_list(response):
+            # A proxy's login page or a captive portal answers 200 too; reading it as an empty
+            # list would advance the bookmark over records never read.
+            ctype = response.headers.get("Content-Type") or "no content type"
+            msg = (
+                f"MOCO answered {status} to {self._request_label(response)} (stream "
+                f"'{self.name}') with {ctype}, not a JSON list: check base_url or subdomain, "
+                "and that no proxy answers in MOCO's place."
+            )
+            raise FatalAPIError(self._redact(msg))
 
     @override
     def response_error_message(self, response: requests.Response) -> str:

@@ -28,8 +28,16 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from target_contacts.auth import DEFAULT_BASE_URL, SCOPES, TokenInfo, TokenStore, exchange_code
-from target_contacts.db import DEFAULT_LEDGER_URL, make_engine
+from target_contacts.auth import (
+    DEFAULT_BASE_URL,
+    PLAINTEXT_TOKENS_WARNING,
+    SCOPES,
+    TokenInfo,
+    TokenStore,
+    check_token_encryption,
+    exchange_code,
+)
+from target_contacts.db import DEFAULT_LEDGER_URL, make_engine, redact_url
 from target_contacts.errors import ConfigError, ContactsAPIError
 
 ENV_PREFIX = "TARGET_CONTACTS_"
@@ -130,18 +138,16 @@ def open_ledger(config: Mapping[str, Any]) -> Engine:
 
 
 def token_store(config: Mapping[str, Any], engine: Engine | None = None) -> TokenStore:
-    """The token store in the ledger database, with ``token_encryption_key`` when set."""
+    """The token store in the ledger database, with ``token_encryption_key`` when set.
+
+    Raises :class:`ConfigError` when tokens would be stored in plain text although
+    ``require_token_encryption`` is set; otherwise says so loudly on stderr.
+    """
+    if check_token_encryption(config):
+        print(f"WARNING: {PLAINTEXT_TOKENS_WARNING}.", file=sys.stderr, flush=True)
     return TokenStore(
         engine or open_ledger(config), encryption_key=config.get("token_encryption_key") or None
     )
-
-
-def _safe_url(url: str) -> str:
-    """A database URL with its password hidden."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ValueError:
-        return "<unparsable ledger_url>"
 
 
 def _when(moment: datetime) -> str:
@@ -302,11 +308,11 @@ def _print_info(info: TokenInfo, config: Mapping[str, Any]) -> None:
     print(f"  access token:  expires {_when(info.expires_at)}")
     print(f"  refresh token: {'stored' if info.has_refresh_token else 'none'}")
     print(f"  issued:        {info.updated_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
-    print(f"  stored in:     {_safe_url(str(config.get('ledger_url') or DEFAULT_LEDGER_URL))}")
+    print(f"  stored in:     {redact_url(str(config.get('ledger_url') or DEFAULT_LEDGER_URL))}")
     if info.encrypted:
         print("  encrypted:     yes")
     else:
-        print("  encrypted:     no (set token_encryption_key to encrypt the tokens at rest)")
+        print("  encrypted:     NO - PLAIN TEXT (set token_encryption_key to encrypt them)")
 
 
 def cmd_status(args: argparse.Namespace, config: dict[str, Any]) -> int:

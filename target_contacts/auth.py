@@ -42,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from target_contacts.db import DEFAULT_LEDGER_URL, make_engine, metadata
+from target_contacts.db import DEFAULT_LEDGER_URL, make_engine, metadata, redact_url
 from target_contacts.errors import (
     LOGIN_HINT,
     AuthError,
@@ -56,6 +56,8 @@ from target_contacts.errors import (
 logger = logging.getLogger(__name__)
 
 API_VERSION = "2021-07-28"
+# Shorter values (an empty form field) would redact ordinary words from messages.
+_MIN_SECRET_LENGTH = 4
 DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 SCOPES = "contacts.readonly contacts.write"
 TOKEN_PATH = "/oauth/token"
@@ -370,7 +372,7 @@ class TokenStore:
             conn.execute(insert(oauth_tokens).values(location_id=token.location_id, **values))
 
     def __repr__(self) -> str:
-        return f"TokenStore({self.engine.url!r}, encrypted={self.encrypted})"
+        return f"TokenStore({redact_url(str(self.engine.url))!r}, encrypted={self.encrypted})"
 
 
 class LockedTokens:
@@ -389,6 +391,26 @@ class LockedTokens:
 
 class _GrantRefused(Exception):
     """Internal: the token endpoint refused the grant (400 invalid grant)."""
+
+
+#: Form fields of the token endpoints whose values must never appear in a message.
+_SECRET_FORM_FIELDS = ("client_secret", "refresh_token", "code")
+
+
+def _secret_values(form: Mapping[str, str], headers: Mapping[str, str] | None) -> list[str]:
+    values = [form[k] for k in _SECRET_FORM_FIELDS if form.get(k)]
+    auth = (headers or {}).get("Authorization", "")
+    if auth:
+        values.append(auth.removeprefix("Bearer ").strip())
+    # Longest first, so that a secret containing another is hidden whole.
+    return sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret of the request replaced (token endpoints may echo them)."""
+    for secret in secrets:
+        text = text.replace(secret, "<redacted>")
+    return text
 
 
 class _TokenEndpoint:
@@ -426,8 +448,9 @@ class _TokenEndpoint:
                 method="POST",
                 path=path,
             ) from None
-        messages = response_messages(response)
-        text = "; ".join(messages) or response.reason
+        secrets = _secret_values(form, headers)
+        messages = [_scrub(m, secrets) for m in response_messages(response)]
+        text = "; ".join(messages) or _scrub(response.reason or "", secrets)
         if response.status_code == 200:
             try:
                 data = response.json()
@@ -719,6 +742,32 @@ class OAuthAuth:
         return f"OAuthAuth(location_id={self.location_id!r}, client_id={self.client_id!r})"
 
 
+PLAINTEXT_TOKENS_WARNING = (
+    "OAuth tokens are stored in PLAIN TEXT in the ledger database: whoever can read it can act "
+    "as the app on this location. Set token_encryption_key (make one with `contacts-admin "
+    "genkey`) to encrypt them at rest"
+)
+
+
+def check_token_encryption(config: Mapping[str, Any]) -> bool:
+    """Whether OAuth tokens of ``config`` would be stored in plain text (warned about in the log).
+
+    Raises :class:`ConfigError` instead when ``require_token_encryption`` is set (the ``prod``
+    environment sets it): a user opts out by setting it to false.
+    """
+    if config.get("token_encryption_key") or not config.get("client_id"):
+        return False  # encrypted, or no OAuth app configured (a private integration token)
+    if config.get("require_token_encryption"):
+        raise ConfigError(
+            "require_token_encryption is set but token_encryption_key is not: OAuth tokens "
+            "would be stored in plain text. Set token_encryption_key "
+            "(TARGET_CONTACTS_TOKEN_ENCRYPTION_KEY; make one with `contacts-admin genkey`), or "
+            "set require_token_encryption to false to accept plain-text tokens"
+        )
+    logger.warning("%s.", PLAINTEXT_TOKENS_WARNING)
+    return True
+
+
 def auth_from_config(
     config: Mapping[str, Any],
     engine: Engine | None = None,
@@ -744,6 +793,7 @@ def auth_from_config(
             "Set private_integration_token, or client_id and client_secret for OAuth "
             "(then run `contacts-admin login`)."
         )
+    check_token_encryption(config)
     if engine is None:
         engine = make_engine(config.get("ledger_url") or DEFAULT_LEDGER_URL)
     store = TokenStore(engine, encryption_key=config.get("token_encryption_key") or None)

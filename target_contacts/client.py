@@ -49,7 +49,9 @@ from target_contacts.errors import (
     NotFoundError,
     RateLimitError,
     TransientError,
+    UnexpectedAnswerError,
     ValidationError,
+    is_record_fault,
     response_messages,
 )
 from target_contacts.ratelimit import ContactsRateLimiter
@@ -580,13 +582,16 @@ class ContactsClient:
         messages = [m.replace(token, "<redacted>") for m in response_messages(response)]
         text = "; ".join(messages) or response.reason or "no message"
         where = f"{route.method} {path} answered {status}: {text}"
+        body, json_body = self._error_body(response)
         common: dict[str, Any] = {
             "status": status,
             "method": route.method,
             "path": path,
             "messages": messages,
+            "record_fault": is_record_fault(
+                status, json_body=json_body, names_object="{" in route.template
+            ),
         }
-        body = self._body_dict(response)
         if status in (401, 403):
             return AuthError(f"{where}; {self._auth_hint(status)}", **common)
         if status == 404:
@@ -667,12 +672,13 @@ class ContactsClient:
         )
 
     @staticmethod
-    def _body_dict(response: requests.Response) -> dict[str, Any]:
+    def _error_body(response: requests.Response) -> tuple[dict[str, Any], bool]:
+        """The error answer's JSON object (``{}`` when there is none) and whether it was one."""
         try:
             body = response.json()
         except ValueError:
-            return {}
-        return body if isinstance(body, dict) else {}
+            return {}, False
+        return (body, True) if isinstance(body, dict) else ({}, False)
 
     @staticmethod
     def _json(route: Route, path: str, response: requests.Response) -> dict[str, Any]:
@@ -681,9 +687,11 @@ class ContactsClient:
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            raise ContactsAPIError(
-                f"{route.method} {path} answered {response.status_code} without a JSON object; "
-                "check base_url points at the Contacts API.",
+            kind = response.headers.get("Content-Type") or "no content type"
+            raise UnexpectedAnswerError(
+                f"{route.method} {path} answered {response.status_code} without a JSON object "
+                f"({kind}); check that base_url points at the Contacts API and that no proxy "
+                "answers in its place.",
                 status=response.status_code,
                 method=route.method,
                 path=path,
@@ -695,11 +703,18 @@ class ContactsClient:
         data: Mapping[str, Any], key: str, route: Route, *, bare_ok: bool = False
     ) -> dict[str, Any]:
         value = data.get(key)
+        if bare_ok and not isinstance(value, dict) and "id" in data:
+            value = dict(data)  # some reports show GET task/note answering the bare object
         if isinstance(value, dict):
+            if not isinstance(value.get("id"), str) or not value["id"]:
+                raise UnexpectedAnswerError(
+                    f"{route.key} answered a {key} without an id; the API's answer changed: "
+                    "report this.",
+                    method=route.method,
+                    path=route.template,
+                )
             return value
-        if bare_ok and "id" in data:
-            return dict(data)  # some reports show GET task/note answering the bare object
-        raise ContactsAPIError(
+        raise UnexpectedAnswerError(
             f"{route.key} answered without {key!r}; the API's answer changed: report this.",
             method=route.method,
             path=route.template,

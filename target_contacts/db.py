@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, make_url
+from sqlalchemy.pool import StaticPool
 
 metadata = MetaData()
 
@@ -26,8 +28,30 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
+def is_in_memory(url: str) -> bool:
+    """Whether ``url`` names an in-memory SQLite database (gone when the process ends)."""
+    try:
+        parsed = make_url(url)
+    except ValueError:
+        return False
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit to print: its password (a ``ledger_url`` may hold one) is hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ValueError:
+        return "<unparsable ledger_url>"
+
+
 def make_engine(url: str = DEFAULT_LEDGER_URL) -> Engine:
-    """An engine for ``url`` with every table created; a SQLite file is made private (0600)."""
+    """An engine for ``url`` with every table created; a SQLite file is made private (0600).
+
+    Errors never show bound parameters (token values, customer data): the engine is created with
+    ``hide_parameters``. An in-memory SQLite URL gets one connection that every thread shares (the
+    database lives in it), so callers must not use it from several threads at once.
+    """
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,25 +59,36 @@ def make_engine(url: str = DEFAULT_LEDGER_URL) -> Engine:
             # Create the file ourselves so it is never world-readable, not even for a moment.
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
-        os.chmod(path, 0o600)
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        path.chmod(0o600)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 60, "check_same_thread": False},
+            hide_parameters=True,
+        )
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=60000")
             cursor.close()
+    elif is_in_memory(url):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            poolclass=StaticPool,
+            hide_parameters=True,
+        )
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
     # Import the modules that define tables so that create_all knows them all.
-    from target_contacts import auth, ledger  # noqa: F401
+    from target_contacts import auth, ledger  # noqa: F401, PLC0415  (they import this module)
 
     metadata.create_all(engine)
     if path is not None:
         for suffix in ("-wal", "-shm"):
             side = path.with_name(path.name + suffix)
             if side.exists():
-                os.chmod(side, 0o600)
+                side.chmod(0o600)
     return engine

@@ -165,14 +165,15 @@ class OverlayLedger:
                     ids.add(entry.target_id)
         return ids
 
-    def is_claimed(self, stream: str, target_id: str) -> bool:
+    def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
         with self._lock:
-            if any(
-                s == stream and e and e.target_id == target_id
-                for (s, _sid), e in self._entries.items()
-            ):
-                return True
-        return self._ledger.is_claimed(stream, target_id)
+            overlaid = {sid for (s, sid) in self._entries if s == stream}
+            for (s, sid), entry in self._entries.items():
+                if s == stream and entry and entry.target_id == target_id and sid != other_than:
+                    return sid
+        owner = self._ledger.claimant(stream, target_id, other_than=other_than)
+        # A source record this run moved elsewhere (or forgot) no longer owns it.
+        return None if owner in overlaid else owner
 
     def mark_creating(
         self, stream: str, source_id: str, *, contact_source_id: str | None = None
@@ -218,6 +219,15 @@ class OverlayLedger:
     ) -> None:
         with self._lock:
             self.rejected[(stream, source_id)] = {"field": field, "reason": reason, "kind": kind}
+
+    def reject_reason(self, stream: str, source_id: str) -> str | None:
+        with self._lock:
+            if (stream, source_id) in self.rejected:
+                found = self.rejected[(stream, source_id)]
+                return f"{found['kind']}: {found['reason']}"
+            if self._entries.get((stream, source_id)) is not None:
+                return None  # written in this run
+        return self._ledger.reject_reason(stream, source_id)
 
     def clear_reject(self, stream: str, source_id: str) -> None:
         with self._lock:

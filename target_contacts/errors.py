@@ -9,6 +9,22 @@ from __future__ import annotations
 
 LOGIN_HINT = "run `contacts-admin login` to authorise the app again"
 
+#: Answers that blame the request's data, i.e. one record (with the API's JSON error body).
+RECORD_FAULT_STATUSES = frozenset({400, 409, 422})
+HTTP_NOT_FOUND = 404
+
+
+def is_record_fault(status: int, *, json_body: bool, names_object: bool) -> bool:
+    """Whether an error answer blames the one record the request was about.
+
+    Only the API's own JSON answers count: 400, 409 or 422, or a 404 for an object the request
+    named by id. Anything else (a 2xx of the wrong shape, a proxy's HTML page, 3xx, 401/403, 404 on
+    a collection route, 405, 429, 5xx, no answer) says nothing about the record: the run stops.
+    """
+    if not json_body:
+        return False
+    return status in RECORD_FAULT_STATUSES or (status == HTTP_NOT_FOUND and names_object)
+
 
 class ContactsAPIError(Exception):
     """A Contacts API call failed; the base of every error this package raises for the API.
@@ -26,12 +42,16 @@ class ContactsAPIError(Exception):
         method: str | None = None,
         path: str | None = None,
         messages: list[str] | None = None,
+        record_fault: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.method = method
         self.path = path
         self.messages: list[str] = list(messages or [])
+        #: Whether the API's own answer blames this one record, so that the record (not the
+        #: run) fails; see :func:`is_record_fault`.
+        self.record_fault = record_fault
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r}, status={self.status!r})"
@@ -54,6 +74,13 @@ class DuplicateContactError(ContactsAPIError):
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.contact_id = contact_id
         self.matching_field = matching_field
+
+
+class UnexpectedAnswerError(ContactsAPIError):
+    """A 2xx answer that is not the JSON the endpoint documents (a proxy's page, a changed API).
+
+    Never a record's fault: the run stops, and no state is passed on.
+    """
 
 
 class ValidationError(ContactsAPIError):

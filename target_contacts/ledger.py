@@ -220,23 +220,21 @@ class IdLedger:
             clear_reject=True,
         )
 
-    def is_claimed(self, stream: str, target_id: str) -> bool:
-        """Whether some source record of ``stream`` already maps to Contacts API id ``target_id``."""
-        with self.engine.connect() as conn:
-            return (
-                conn.execute(
-                    select(id_map.c.source_id)
-                    .where(
-                        and_(
-                            id_map.c.location_id == self.location_id,
-                            id_map.c.stream == stream,
-                            id_map.c.target_id == target_id,
-                        )
-                    )
-                    .limit(1)
-                ).first()
-                is not None
+    def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
+        """A source record of ``stream`` (other than ``other_than``) that owns Contacts API id
+        ``target_id``, or None when no other source record claims it."""
+        query = select(id_map.c.source_id).where(
+            and_(
+                id_map.c.location_id == self.location_id,
+                id_map.c.stream == stream,
+                id_map.c.target_id == target_id,
             )
+        )
+        if other_than is not None:
+            query = query.where(id_map.c.source_id != other_than)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(id_map.c.source_id).limit(1)).first()
+        return None if row is None else str(row.source_id)
 
     def forget(self, stream: str, source_id: str) -> None:
         """Drop the mapping (e.g. the object was deleted in the CRM and must be created anew)."""
@@ -310,6 +308,20 @@ class IdLedger:
                     )
                 )
             )
+
+    def reject_reason(self, stream: str, source_id: str) -> str | None:
+        """The kind and reason a record is rejected for (``"kind: reason"``), None if it is not."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(rejects.c.kind, rejects.c.reason).where(
+                    and_(
+                        rejects.c.location_id == self.location_id,
+                        rejects.c.stream == stream,
+                        rejects.c.source_id == source_id,
+                    )
+                )
+            ).first()
+        return None if row is None else f"{row.kind}: {row.reason}"
 
     def rejects(self, stream: str | None = None, kind: str | None = None) -> list[Reject]:
         """Rejected records, oldest first."""

@@ -84,6 +84,8 @@ MAX_FIELD_LENGTH = {
 }
 MAX_NOTE_LENGTH = 50_000
 
+# The trailing digits that identify a phone whatever its prefix (+49 30 ... vs 030 ...).
+_MIN_PHONE_DIGITS = 7
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _VALIDATORS = {name: jsonschema.Draft7Validator(schema) for name, schema in INPUT_SCHEMAS.items()}
 
@@ -216,6 +218,20 @@ def normalize_phone(value: Any, default_region: str | None) -> str | None:
     ):
         raise RecordRejected("phone", f"{phone!r} is not a possible phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def identity_keys(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The identifiers a contact record may share with another one (its email, its phone's
+    digits), as the Contacts API's duplicate rules compare them; never raises."""
+    keys: list[tuple[str, str]] = []
+    email = record.get("email")
+    if isinstance(email, str) and email.strip():
+        keys.append(("email", email.strip().lower()))
+    phone = record.get("phone")
+    digits = re.sub(r"\D", "", phone) if isinstance(phone, str) else ""
+    if len(digits) >= _MIN_PHONE_DIGITS:
+        keys.append(("phone", digits[-_MIN_PHONE_DIGITS:]))
+    return keys
 
 
 def normalize_date(value: Any, field_name: str) -> str | None:

@@ -26,14 +26,15 @@ def list_rejects(config: Mapping[str, Any], stream: str | None = None) -> list[R
 
 
 def format_rejects(rejects: list[Reject]) -> str:
-    """A table a person can act on: stream, source id, attempts, field and reason."""
+    """A table a person can act on: stream, source id, attempts, kind, field and reason."""
     if not rejects:
         return "No rejected records."
-    lines = [f"{'stream':<9}{'source id':<22}{'attempts':>8}  {'field':<14}reason"]
-    for r in rejects:
-        lines.append(
-            f"{r.stream:<9}{r.source_id:<22}{r.attempts:>8}  {(r.field or '-'):<14}{r.reason}"
-        )
+    lines = [f"{'stream':<9}{'source id':<22}{'attempts':>8}  {'kind':<16}{'field':<14}reason"]
+    lines += [
+        f"{r.stream:<9}{r.source_id:<22}{r.attempts:>8}  {r.kind:<16}{(r.field or '-'):<14}"
+        f"{r.reason}"
+        for r in rejects
+    ]
     lines.append(
         f"{len(rejects)} rejected record(s). Fix the cause (data in MOCO, a setting or "
         "a mapping), then run `contacts-admin rejects retry`."

@@ -16,6 +16,7 @@ class RunSummary:
         self._lock = threading.Lock()
         self._counts: dict[str, Counter[str]] = {s: Counter() for s in streams}
         self.reject_examples: dict[str, list[str]] = {}
+        self.rejects_by_kind: Counter[str] = Counter()
 
     def read(self, stream: str, n: int = 1) -> None:
         with self._lock:
@@ -27,8 +28,10 @@ class RunSummary:
         with self._lock:
             self._counts.setdefault(stream, Counter())[outcome] += 1
 
-    def note_reject(self, stream: str, text: str) -> None:
+    def note_reject(self, stream: str, text: str, kind: str = "invalid") -> None:
+        """Keep a few example messages per stream and count rejects per kind."""
         with self._lock:
+            self.rejects_by_kind[kind] += 1
             examples = self.reject_examples.setdefault(stream, [])
             if len(examples) < 5:
                 examples.append(text)
@@ -52,12 +55,16 @@ class RunSummary:
             lines.append(
                 f"{stream:<10}{counts['read']:>9}" + "".join(f"{counts[o]:>11}" for o in OUTCOMES)
             )
+        if self.rejects_by_kind:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.rejects_by_kind.items()))
+            lines.append(f"rejected by kind: {kinds}")
         return "\n".join(lines)
 
     def to_json(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"streams": self.as_dict(), "adds_up": self.adds_up()}
         if self.reject_examples:
             out["reject_examples"] = self.reject_examples
+            out["rejects_by_kind"] = dict(sorted(self.rejects_by_kind.items()))
         if extra:
             out.update(extra)
         return out

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from target_contacts.payloads import (
     RecordRejected,
     TaskPayload,
     contact_payload,
+    identity_keys,
     note_payload,
     source_id_of,
     stable_hash,
@@ -45,6 +46,9 @@ from target_contacts.payloads import (
 from target_contacts.summary import RunSummary
 
 logger = logging.getLogger("target_contacts")
+
+#: The reject kind of a contact whose email or phone belongs to another source record's contact.
+SHARED_IDENTITY = "shared_identity"
 
 # How often a create is tried again after an ambiguous failure (each time after looking first).
 MAX_CREATE_ATTEMPTS = 3
@@ -91,7 +95,9 @@ class LedgerLike(Protocol):
         extra: dict[str, Any] | None = None,
         contact_source_id: str | None = None,
     ) -> None: ...
-    def is_claimed(self, stream: str, target_id: str) -> bool: ...
+    def claimant(
+        self, stream: str, target_id: str, *, other_than: str | None = None
+    ) -> str | None: ...
     def forget(self, stream: str, source_id: str) -> None: ...
     def reject(
         self,
@@ -104,6 +110,7 @@ class LedgerLike(Protocol):
         kind: str,
     ) -> None: ...
     def clear_reject(self, stream: str, source_id: str) -> None: ...
+    def reject_reason(self, stream: str, source_id: str) -> str | None: ...
 
 
 class ContactsSync:
@@ -119,8 +126,10 @@ class ContactsSync:
         concurrency: int = 8,
         default_phone_region: str | None = None,
         custom_field_map: Mapping[str, str] | None = None,
+        merge_shared_contacts: bool = False,
     ) -> None:
         self.client = client
+        self.merge_shared_contacts = merge_shared_contacts
         self.ledger = ledger
         self.location_id = location_id
         self.summary = summary or RunSummary()
@@ -148,10 +157,8 @@ class ContactsSync:
         items = [WorkItem(stream, r, source_id_of(stream, r)) for r in records]
         if count_read:
             self.summary.read(stream, len(items))
-        groups: dict[str, list[WorkItem]] = defaultdict(list)
-        for index, item in enumerate(items):
-            groups[item.source_id or f"<missing #{index}>"].append(item)
-        prefetched = self.ledger.lookup(stream, [k for k in groups if not k.startswith("<")])
+        groups = self._groups(items)
+        prefetched = self.ledger.lookup(stream, [i.source_id for i in items if i.source_id])
         if stream != "contacts":
             contact_ids = {
                 str(i.record.get("contactId"))
@@ -163,24 +170,67 @@ class ContactsSync:
             contacts = {}
         stop = threading.Event()
         errors: list[BaseException] = []
+        seen: set[str] = set()
+        seen_lock = threading.Lock()
 
         def run_group(group: list[WorkItem]) -> None:
-            for position, item in enumerate(group):
+            for item in group:
                 if stop.is_set():
                     return
-                entry = prefetched.get(item.source_id or "") if position == 0 else None
+                key = item.source_id or ""
+                with seen_lock:
+                    first = key not in seen
+                    seen.add(key)
                 try:
-                    self._write_one(item, entry, contacts, first=position == 0)
+                    entry = prefetched.get(key) if first else None
+                    self._write_one(item, entry, contacts, first=first)
                 except FatalSyncError as exc:
                     errors.append(exc)
                     stop.set()
                     return
+                except Exception as exc:  # noqa: BLE001  any worker failure ends the run
+                    logger.exception(
+                        "writing %s record %s failed unexpectedly", item.stream, item.source_id
+                    )
+                    errors.append(
+                        FatalSyncError(
+                            f"writing {item.stream} record {item.source_id} failed unexpectedly "
+                            f"({type(exc).__name__}: {exc}); the run stopped, what was written "
+                            "is in the ledger, and the next run continues from there"
+                        )
+                    )
+                    stop.set()
+                    return
 
-        futures = [self._pool.submit(run_group, g) for g in groups.values()]
-        for future in futures:
-            future.result()
+        futures = [self._pool.submit(run_group, g) for g in groups]
+        wait(futures)  # every worker has stopped before the run ends: none writes unobserved
         if errors:
             raise errors[0]
+
+    def _groups(self, items: list[WorkItem]) -> list[list[WorkItem]]:
+        """Records that must be written one after another, in input order: those with the same
+        source id and, for contacts, those that share an email or phone (the Contacts API's
+        duplicate rules match them, so which one owns the CRM contact must not be a race)."""
+        parent = list(range(len(items)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        first_with: dict[tuple[str, str], int] = {}
+        for index, item in enumerate(items):
+            keys = [("id", item.source_id)] if item.source_id else []
+            if item.stream == "contacts":
+                keys += identity_keys(item.record)
+            for key in keys:
+                other = first_with.setdefault(key, index)
+                parent[root(index)] = root(other)
+        groups: dict[int, list[WorkItem]] = defaultdict(list)
+        for index, item in enumerate(items):
+            groups[root(index)].append(item)
+        return list(groups.values())
 
     def _write_one(
         self,
@@ -205,9 +255,9 @@ class ContactsSync:
         except TransientError as exc:
             raise FatalSyncError(f"the Contacts API kept failing: {exc}") from exc
         except ContactsAPIError as exc:
-            if exc.status is None:
-                # No usable answer at all (TLS verification failed, base_url unusable, an answer
-                # of another shape): nothing the record can fix, so it must not become a reject.
+            if not exc.record_fault:
+                # No answer that blames this record (a proxy's page, a 2xx of another shape, a
+                # 405 or 3xx, TLS): nothing the record can fix, so it must not become a reject.
                 raise FatalSyncError(str(exc)) from exc
             self._reject(
                 item,
@@ -236,7 +286,7 @@ class ContactsSync:
         )
         logger.warning(message)
         self.summary.outcome(item.stream, "rejected")
-        self.summary.note_reject(item.stream, message)
+        self.summary.note_reject(item.stream, message, exc.kind)
 
     def _dispatch(
         self, item: WorkItem, entry: LedgerEntry | None, contacts: dict[str, LedgerEntry]
@@ -311,17 +361,23 @@ class ContactsSync:
             with self._held_lock:
                 still, self._held = self._held, []
             for item in still:
-                contact = item.record.get("contactId")
-                self._reject(
-                    item,
-                    RecordRejected(
-                        "contactId",
-                        f"contact {contact} is unknown: it was neither in this run nor "
-                        "synced before (filtered out by the stream maps, rejected, or deleted in MOCO)",
-                        kind="missing_contact",
-                    ),
-                )
+                self._reject(item, self._missing_contact(str(item.record.get("contactId"))))
         self._write_waiting()
+
+    def _missing_contact(self, contact: str) -> RecordRejected:
+        """Why a task or note waits: its contact was rejected (with that reason) or is unknown."""
+        rejected = self.ledger.reject_reason("contacts", contact)
+        if rejected is not None:
+            reason = (
+                f"waits for contact {contact}, which was rejected ({rejected}); it is written "
+                "once its contact is"
+            )
+        else:
+            reason = (
+                f"contact {contact} is unknown: it was neither in this run nor synced before "
+                "(filtered out by the stream maps, rejected, or deleted in MOCO)"
+            )
+        return RecordRejected("contactId", reason, kind="missing_contact")
 
     def _write_waiting(self) -> None:
         ledger = getattr(self.ledger, "_ledger", self.ledger)  # a dry run reads the real ledger
@@ -429,6 +485,7 @@ class ContactsSync:
             try:
                 contact = self.client.create_contact(body)
             except DuplicateContactError as dup:
+                self._check_not_shared(p, dup.contact_id, dup.matching_field)
                 logger.info(
                     "contact %s matches existing contact %s on %s; adopting it",
                     p.source_id,
@@ -455,15 +512,41 @@ class ContactsSync:
             "with no answer from the Contacts API; rerun later"
         )
 
+    def _check_not_shared(self, p: ContactPayload, target_id: str, field: str | None) -> None:
+        """Refuse to write ``p`` into CRM contact ``target_id`` when another source record owns it
+        (unless merge_shared_contacts is set): a CRM contact belongs to one source record."""
+        if self.merge_shared_contacts:
+            return
+        owner = self.ledger.claimant("contacts", target_id, other_than=p.source_id)
+        if owner is None:
+            return
+        field = field if field in ("email", "phone") else None
+        shared = f"its {field} {p.fields.get(field)!r}" if field else "an email or phone"
+        raise RecordRejected(
+            field,
+            f"shares {shared} with source record {owner}, which owns CRM contact {target_id}; "
+            "a CRM contact belongs to one source record, so this one is not written (nor its "
+            "tasks and notes). Give it its own email and phone in the source, or set "
+            "merge_shared_contacts to write both into one CRM contact",
+            kind=SHARED_IDENTITY,
+        )
+
     def _find_contact(self, p: ContactPayload) -> str | None:
-        """Look for a contact this record may already have created (after a lost answer)."""
+        """Look for a contact this record may already have created (after a lost answer); only
+        a contact that no other source record owns is a candidate."""
         for key in ("email", "phone"):
-            if key in p.fields:
-                found = self.client.search_duplicate(
-                    **{"email" if key == "email" else "phone": p.fields[key]}
-                )
-                if found and found.get("id"):
-                    return str(found["id"])
+            if key not in p.fields:
+                continue
+            found = self.client.search_duplicate(**{key: p.fields[key]})
+            if not found or not found.get("id"):
+                continue
+            if self._adoptable(p, str(found["id"])):
+                return str(found["id"])
+            # The duplicate rules name another record's contact; a location that allows
+            # duplicates may hold ours beside it (the search index may lag by seconds).
+            for contact in self._search_eq(key, p.fields[key]):
+                if self._adoptable(p, str(contact["id"])):
+                    return str(contact["id"])
         name = " ".join(p.fields.get(k, "") for k in ("firstName", "lastName")).strip()
         if not name or "email" in p.fields or "phone" in p.fields:
             return None
@@ -471,12 +554,25 @@ class ContactsSync:
             {"locationId": self.location_id, "query": name, "pageLimit": 100}
         )
         for contact in result.get("contacts", []):
-            if (contact.get("firstName") or "") == p.fields.get("firstName", "") and (
+            same_name = (contact.get("firstName") or "") == p.fields.get("firstName", "") and (
                 contact.get("lastName") or ""
-            ) == p.fields.get("lastName", ""):
-                if not self.ledger.is_claimed("contacts", str(contact["id"])):
-                    return str(contact["id"])
+            ) == p.fields.get("lastName", "")
+            if same_name and self._adoptable(p, str(contact["id"])):
+                return str(contact["id"])
         return None
+
+    def _search_eq(self, field: str, value: str) -> list[dict[str, Any]]:
+        """Contacts whose ``field`` equals ``value`` (one search page; enough for a lookup)."""
+        body = {
+            "locationId": self.location_id,
+            "pageLimit": 100,
+            "filters": [{"field": field, "operator": "eq", "value": value}],
+        }
+        return [c for c in self.client.search_contacts(body).get("contacts", []) if c.get("id")]
+
+    def _adoptable(self, p: ContactPayload, target_id: str) -> bool:
+        owner = self.ledger.claimant("contacts", target_id, other_than=p.source_id)
+        return owner is None or self.merge_shared_contacts
 
     # --- tasks -----------------------------------------------------------------------------
     def write_task(self, p: TaskPayload, entry: LedgerEntry | None, contact_id: str) -> str:

@@ -71,6 +71,14 @@ class TargetContacts(Target):
             "Make one with `contacts-admin genkey`.",
         ),
         th.Property(
+            "require_token_encryption",
+            th.BooleanType,
+            default=False,
+            description="Refuse to store OAuth tokens without token_encryption_key (the prod "
+            "environment sets this; set it to false there to accept plain-text tokens). Off: "
+            "plain-text storage is allowed, with a loud warning.",
+        ),
+        th.Property(
             "agency_token",
             th.StringType,
             secret=True,
@@ -86,6 +94,7 @@ class TargetContacts(Target):
         th.Property(
             "ledger_url",
             th.StringType,
+            secret=True,
             default=DEFAULT_LEDGER_URL,
             description="SQLAlchemy URL of the ledger (id map, hashes, rejects, tokens). "
             "A SQLite file by default; use PostgreSQL when several machines "
@@ -155,6 +164,16 @@ class TargetContacts(Target):
             default=False,
             description="Exit non-zero (and pass no state on) when any record was "
             "rejected. Rejects are always kept in the ledger.",
+        ),
+        th.Property(
+            "merge_shared_contacts",
+            th.BooleanType,
+            default=False,
+            description="Off (default): a CRM contact belongs to one source record, so a second "
+            "record with the same email or phone (e.g. a shared info@ address) is rejected as "
+            "shared_identity, naming the record that owns the contact, and its tasks and notes "
+            "wait. On: such records are written into the one CRM contact the Contacts API's "
+            "duplicate rules match (the last one written wins its fields; tags add up).",
         ),
         th.Property(
             "summary_path",

@@ -6,15 +6,18 @@ exactly the same rules and settings.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from target_contacts.db import DEFAULT_LEDGER_URL, make_engine
+from target_contacts.db import DEFAULT_LEDGER_URL, is_in_memory, make_engine
 from target_contacts.errors import ConfigError
 from target_contacts.ledger import IdLedger
 from target_contacts.summary import RunSummary
 from target_contacts.sync import ContactsSync
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 
@@ -62,7 +65,12 @@ def check_settings(config: Mapping[str, Any]) -> None:
 
 def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> ContactsSync:
     """A :class:`ContactsSync` for ``config``; checks auth now so bad config fails before writes."""
-    from target_contacts.auth import OAuthAuth, StaticTokenAuth, TokenStore
+    from target_contacts.auth import (
+        OAuthAuth,
+        StaticTokenAuth,
+        TokenStore,
+        check_token_encryption,
+    )
     from target_contacts.client import ContactsClient
     from target_contacts.dryrun import DryRunClient, OverlayLedger
     from target_contacts.ratelimit import ContactsRateLimiter
@@ -72,11 +80,21 @@ def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> 
     if not location_id:
         raise ConfigError("location_id is required: the HighLevel location (sub-account) id")
     base_url = config.get("base_url") or DEFAULT_BASE_URL
-    engine = make_engine(config.get("ledger_url") or DEFAULT_LEDGER_URL)
+    ledger_url = str(config.get("ledger_url") or DEFAULT_LEDGER_URL)
+    engine = make_engine(ledger_url)
+    concurrency = int(config.get("max_concurrency") or 8)
+    if is_in_memory(ledger_url) and concurrency > 1:
+        # One shared connection holds an in-memory database: write one record at a time.
+        logger.warning(
+            "ledger_url is an in-memory SQLite database: it is forgotten when the run ends (the "
+            "next run cannot know what was written), and records are written one at a time"
+        )
+        concurrency = 1
     ledger: Any = IdLedger(engine, location_id)
     if config.get("private_integration_token"):
         auth: Any = StaticTokenAuth(config["private_integration_token"])
     elif config.get("client_id") and config.get("client_secret"):
+        check_token_encryption(config)
         store = TokenStore(engine, encryption_key=config.get("token_encryption_key"))
         auth = OAuthAuth(
             store,
@@ -117,7 +135,8 @@ def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> 
         ledger,
         location_id=location_id,
         summary=summary,
-        concurrency=int(config.get("max_concurrency") or 8),
+        concurrency=concurrency,
         default_phone_region=config.get("default_phone_region"),
         custom_field_map=config.get("custom_fields") or {},
+        merge_shared_contacts=bool(config.get("merge_shared_contacts")),
     )

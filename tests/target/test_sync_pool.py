@@ -1,0 +1,84 @@
+"""The writer pool: any worker failure stops every worker and ends the run as fatal.
+
+Unit tests with a fake client (no HTTP) and a real SQLite ledger.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from target_contacts.db import make_engine
+from target_contacts.ledger import IdLedger
+from target_contacts.sync import ContactsSync, FatalSyncError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class FakeClient:
+    """Creates contacts; the ``fail_on``-th create raises ``error`` after the others started."""
+
+    def __init__(self, fail_on: int, error: BaseException) -> None:
+        self.fail_on = fail_on
+        self.error = error
+        self.lock = threading.Lock()
+        self.creates = 0
+        self.in_flight = 0
+        self.finished_after_failure = 0
+        self.failed = threading.Event()
+
+    def create_contact(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            self.creates += 1
+            number = self.creates
+            self.in_flight += 1
+        try:
+            if number == self.fail_on:
+                self.failed.set()
+                raise self.error
+            # Slow enough that other workers are mid-write when one fails.
+            time.sleep(0.05)
+            if self.failed.is_set():
+                with self.lock:
+                    self.finished_after_failure += 1
+            return {"id": f"crm-{number}", **body}
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def records(n: int) -> list[dict[str, Any]]:
+    return [
+        {"id": str(i), "firstName": f"F{i}", "lastName": "L", "email": f"p{i}@example.com"}
+        for i in range(1, n + 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [KeyError("id"), RuntimeError("database is locked")],
+    ids=["missing-key", "database-locked"],
+)
+def test_an_unexpected_worker_error_stops_the_pool_and_is_fatal(tmp_path: Path, error):
+    ledger = IdLedger(make_engine(f"sqlite:///{tmp_path / 'ledger.db'}"), "loc")
+    client = FakeClient(fail_on=3, error=error)
+    sync = ContactsSync(client, ledger, location_id="loc", concurrency=4)
+    with pytest.raises(FatalSyncError, match="failed unexpectedly"):
+        sync.write_batch("contacts", records(200))
+    # write_batch returned only after every worker stopped: nothing writes unobserved.
+    assert client.in_flight == 0
+    creates_at_return = client.creates
+    time.sleep(0.3)
+    assert client.creates == creates_at_return
+    # The pool stopped taking new records: at most the in-flight ones finished.
+    assert creates_at_return < 20
+    # The ledger is consistent: each finished create is recorded as written, none half-way
+    # except the failed one (an intent, looked up before creating again on the next run).
+    written = [e for e in ledger.lookup("contacts", [str(i) for i in range(1, 201)]).values()]
+    assert sum(1 for e in written if e.written) == creates_at_return - 1
+    assert sum(1 for e in written if e.state == "creating") == 1
+    sync.close()
