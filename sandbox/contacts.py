@@ -178,7 +178,7 @@ class _Window(SlidingWindow):
 
     def remaining(self, key: str) -> int:
         with self._lock:
-            return max(0, self.limit - len(self._trim(key, time.monotonic())))
+            return max(0, self.limit - len(self._trim(key, self.clock())))
 
 
 class ContactsSandbox(SandboxApp):
@@ -203,12 +203,14 @@ class ContactsSandbox(SandboxApp):
         allow_duplicates: bool = False,
         duplicate_match: Iterable[str] = DUPLICATE_FIELDS,
         latency: float = 0.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(latency=latency)
         self.location_id = location_id
         self.company_id = company_id
         self.locations: tuple[str, ...] = tuple(dict.fromkeys((location_id, *extra_locations)))
-        self.registry = TokenRegistry()
+        # one clock for token lifetimes and the rate window when a test controls time
+        self.registry = TokenRegistry(clock=clock or time.time)
         for loc in self.locations:
             pit = token if loc == location_id else f"{token}-{loc}"
             self.registry.static[pit] = TokenInfo("pit", loc, company_id, ALL_SCOPES)
@@ -226,7 +228,7 @@ class ContactsSandbox(SandboxApp):
         self.allow_duplicates = allow_duplicates
         self.duplicate_match = self._check_duplicate_match(duplicate_match)
         self.daily_limit = daily_limit
-        self._window = _Window(rate_limit, rate_window)
+        self._window = _Window(rate_limit, rate_window, clock or time.monotonic)
         self._daily_used: dict[str, int] = {}
         self._daily_day = self._today()
         self._rate_lock = threading.Lock()

@@ -92,10 +92,11 @@ class TokenInfo:
     location_id: str | None
     company_id: str
     scopes: frozenset[str]
-    expires_at: float | None = None  # time.time() deadline; None = never
+    expires_at: float | None = None  # deadline on the registry's clock; None = never
 
-    def expired(self, now: float | None = None) -> bool:
-        return self.expires_at is not None and (now or time.time()) >= self.expires_at
+    def expired(self, now: float) -> bool:
+        """Whether the token's lifetime is over at ``now``."""
+        return self.expires_at is not None and now >= self.expires_at
 
 
 @dataclass
@@ -111,24 +112,28 @@ class _Grant:
 
 @dataclass
 class TokenRegistry:
-    """Every bearer token the sandbox accepts: static ones plus issued OAuth access tokens."""
+    """Every bearer token the sandbox accepts: static ones plus issued OAuth access tokens.
+
+    ``clock`` tells the time lifetimes are measured on (default :func:`time.time`).
+    """
 
     static: dict[str, TokenInfo] = field(default_factory=dict)
     issued: dict[str, TokenInfo] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
 
     def lookup(self, token: str | None) -> TokenInfo | None:
         """The token's info, or ``None`` when it is unknown or expired."""
         if not token:
             return None
         info = self.static.get(token) or self.issued.get(token)
-        if info is None or info.expired():
+        if info is None or info.expired(self.clock()):
             return None
         return info
 
     def issue(self, location_id: str, company_id: str, scope: str, ttl: float) -> str:
         token = "at-" + secrets.token_urlsafe(24)
         self.issued[token] = TokenInfo(
-            "access", location_id, company_id, frozenset(scope.split()), time.time() + ttl
+            "access", location_id, company_id, frozenset(scope.split()), self.clock() + ttl
         )
         return token
 
@@ -194,7 +199,7 @@ class OAuthServer:
                 location_id,
                 request.arg("scope") or DEFAULT_SCOPE,
                 redirect_uri,
-                time.time() + CODE_TTL,
+                self.registry.clock() + CODE_TTL,
             )
         params = {"code": code}
         if request.arg("state") is not None:
@@ -235,7 +240,7 @@ class OAuthServer:
         if (
             grant is None
             or grant.client_id != form["client_id"]
-            or (grant.expires_at is not None and time.time() >= grant.expires_at)
+            or (grant.expires_at is not None and self.registry.clock() >= grant.expires_at)
         ):
             raise HTTPError(400, error(400, "Invalid grant: authorization code is invalid"))
         if form.get("redirect_uri") and form["redirect_uri"] != grant.redirect_uri:

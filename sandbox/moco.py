@@ -379,10 +379,11 @@ class MocoSandbox(SandboxApp):
         rate_limit: int = 120,
         rate_window: float = 120.0,
         latency: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(latency=latency)
         self.api_key = api_key
-        self.window = SlidingWindow(rate_limit, rate_window)
+        self.window = SlidingWindow(rate_limit, rate_window, clock)
         self.companies = _Store(lambda r: (collation_key(r["name"]),))
         self.contacts = _Store(lambda r: (collation_key(r["lastname"]),))
         self.comments = _Store(lambda r: (r["created_at"],), descending=True)

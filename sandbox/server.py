@@ -537,12 +537,16 @@ class SlidingWindow:
     """Counts hits per key over a sliding window: the rule both APIs' limits follow here.
 
     ``hit`` records one request and says whether it was within ``limit`` per ``window`` seconds;
-    a refused hit is not counted (the real services count only served requests).
+    a refused hit is not counted (the real services count only served requests). ``clock`` gives
+    the current time in seconds (default :func:`time.monotonic`; tests pass one they control).
     """
 
-    def __init__(self, limit: int, window: float) -> None:
+    def __init__(
+        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window = window
+        self.clock = clock
         self._hits: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
@@ -558,7 +562,7 @@ class SlidingWindow:
 
     def hit(self, key: str) -> tuple[bool, int, float]:
         """Count one request; returns (allowed, remaining, seconds until a slot frees)."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             hits = self._trim(key, now)
             if self.limit <= 0:  # no limit: say so with a remaining count no client waits for

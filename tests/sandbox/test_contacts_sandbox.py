@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import requests
 
 from sandbox import openapi
 from sandbox.server import RunningSandbox
+from tests.sandbox.clock import FakeClock
 
 LOCATION = "sandbox-location"
 VERSION = "2021-07-28"
@@ -691,12 +691,14 @@ def test_oauth_code_exchange_and_refresh_rotation(contacts_sandbox: RunningSandb
 def test_expired_access_token_is_refused(
     contacts_sandbox_factory: Callable[..., RunningSandbox],
 ) -> None:
-    sandbox = contacts_sandbox_factory(access_token_ttl=1)
+    clock = FakeClock()  # the token lives exactly as long as the test says
+    sandbox = contacts_sandbox_factory(access_token_ttl=1, clock=clock)
     tokens = _token(sandbox, grant_type="authorization_code", code=_authorize(sandbox)).json()
     assert tokens["expires_in"] == 1
     api = Api(sandbox, token=tokens["access_token"])
+    clock.advance(0.999)
     assert api("GET", "/contacts/", params={"locationId": LOCATION}).status_code == 200
-    time.sleep(1.1)
+    clock.advance(0.001)
     expired = api("GET", "/contacts/", params={"locationId": LOCATION})
     assert expired.status_code == 401
     assert expired.json()["message"] == "Invalid token: access token is invalid"
@@ -754,7 +756,8 @@ RATE_HEADERS = (
 def test_burst_limit_answers_429_with_headers(
     contacts_sandbox_factory: Callable[..., RunningSandbox],
 ) -> None:
-    sandbox = contacts_sandbox_factory(rate_limit=5, rate_window=1)
+    clock = FakeClock()  # the burst stays inside the window however slow the machine is
+    sandbox = contacts_sandbox_factory(rate_limit=5, rate_window=1, clock=clock)
     api = Api(sandbox)
     responses = [api("GET", "/contacts/", params={"locationId": LOCATION}) for _ in range(6)]
     assert [r.status_code for r in responses] == [200] * 5 + [429]
@@ -774,7 +777,7 @@ def test_burst_limit_answers_429_with_headers(
     )
     log = requests.get(f"{sandbox.url}/_sandbox/requests", timeout=5).json()
     assert [e.get("rate_limited", False) for e in log[:6]] == [False] * 5 + [True]
-    time.sleep(1.05)
+    clock.advance(1.0)
     assert api("GET", "/contacts/", params={"locationId": LOCATION}).status_code == 200
 
 
