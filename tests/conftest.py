@@ -1,4 +1,5 @@
-"""Shared fixtures: the sandboxes served over HTTP on 127.0.0.1 from a background thread."""
+"""Shared fixtures: the sandboxes served over HTTP on 127.0.0.1 from a background thread, and a
+controlled clock for the rate limiters."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from sandbox.server import RunningSandbox, SandboxApp
+from tests.timing import install_fake_clock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from tests.timing import FakeClock
 
 
 def _sandboxes(app_class: type[SandboxApp]) -> Iterator[Callable[..., RunningSandbox]]:
@@ -52,3 +56,9 @@ def contacts_sandbox_factory() -> Iterator[Callable[..., RunningSandbox]]:
 def contacts_sandbox(contacts_sandbox_factory: Callable[..., RunningSandbox]) -> RunningSandbox:
     """A Contacts sandbox: location ``sandbox-location``, token ``sandbox-token``, no data."""
     return contacts_sandbox_factory(rate_limit=100_000)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Both rate limiters run on a clock that moves only when they sleep (or the test says so)."""
+    return install_fake_clock(monkeypatch)

@@ -28,7 +28,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from sandbox.server import Request, Response, RunningSandbox
 from tests.target.singer import messages, note, person, task  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -695,15 +694,6 @@ def _post(sandbox: RunningSandbox, path: str, body: dict[str, Any]) -> None:
     response.raise_for_status()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 # --- results for docs/reliability.md --------------------------------------------------------------
 def times(count: int, what: int | str) -> str:
     """How the reliability table counts answers of one kind: ``times(25, 429)`` reads 25 times 429
@@ -872,49 +862,3 @@ def expected_crm(moco: dict[str, Any]) -> dict[str, Any]:
                 }
             )
     return {"contacts": contacts, "tasks": tasks, "notes": notes}
-
-
-class Hook:
-    """Run ``action(request)`` once, for the first request ``matches`` picks: ``when="after"``
-    the sandbox has computed (and committed) its answer, which is sent after the action;
-    ``when="before"`` the action runs first, then the request is handled."""
-
-    def __init__(
-        self,
-        sandbox: RunningSandbox,
-        matches: Callable[[Request], bool],
-        action: Callable[[Request], None],
-        *,
-        when: str = "after",
-    ) -> None:
-        self.app = sandbox.app
-        self.matches = matches
-        self.action = action
-        self.when = when
-        self.done = threading.Event()
-        self._lock = threading.Lock()
-        self._original = self.app._handle_api
-        self._stacked = "_handle_api" in self.app.__dict__  # another hook is installed already
-        self.app._handle_api = self._handle  # type: ignore[method-assign]
-
-    def _fire(self, request: Request) -> bool:
-        with self._lock:
-            fire = not self.done.is_set() and self.matches(request)
-            if fire:
-                self.done.set()
-        return fire
-
-    def _handle(self, request: Request) -> Response:
-        if self.when == "before" and self._fire(request):
-            self.action(request)
-            return self._original(request)
-        response = self._original(request)
-        if self.when == "after" and self._fire(request):
-            self.action(request)
-        return response
-
-    def uninstall(self) -> None:
-        if self._stacked:
-            self.app._handle_api = self._original  # type: ignore[method-assign]
-        else:
-            self.app.__dict__.pop("_handle_api", None)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from target_contacts.sync import UNCONFIRMED_CREATE
+from tests.hooks import Hook
 from tests.reliability.harness import (
-    Hook,
     World,
     assert_like_clean_run,
     is_write,
@@ -20,8 +20,8 @@ from tests.reliability.harness import (
     oauth_target,
     times,
     token_grants,
-    wait_for,
 )
+from tests.timing import wait_for
 
 N, SEED = 40, 7
 CREATE_ROUTES = {

@@ -9,8 +9,8 @@ from typing import Any
 
 import requests
 
+from tests.hooks import Hook
 from tests.reliability.harness import (
-    Hook,
     World,
     assert_like_clean_run,
     compare,

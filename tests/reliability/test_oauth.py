@@ -8,11 +8,11 @@ from __future__ import annotations
 import sqlite3
 
 from sandbox.contacts_oauth import bearer
+from tests.hooks import Hook
 from tests.reliability.harness import (
     AGENCY_TOKEN,
     COMPANY_ID,
     LOCATION,
-    Hook,
     KillSwitch,
     assert_like_clean_run,
     expire_stored_token,
