@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 
 from sandbox.server import serve_forever
 
@@ -13,6 +14,7 @@ APPS = {"moco": "sandbox.moco", "contacts": "sandbox.contacts"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: the command line), build the chosen sandbox and serve it."""
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="api", required=True)
     modules = {}
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     app = module.create_app(args)
     app.latency_max = args.latency_max
     if args.seed_file:
-        with open(args.seed_file, encoding="utf-8") as fh:
+        with Path(args.seed_file).open(encoding="utf-8") as fh:
             app.seed(json.load(fh))
     serve_forever(app, args.port)
     return 0

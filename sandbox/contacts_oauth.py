@@ -25,13 +25,15 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sandbox import openapi
 from sandbox.server import HTTPError, Request, Response, SandboxApp
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
 
 DEFAULT_SCOPE = "contacts.readonly contacts.write"
 API_VERSION = "2021-07-28"
@@ -131,6 +133,7 @@ class TokenRegistry:
         return info
 
     def issue(self, location_id: str, company_id: str, scope: str, ttl: float) -> str:
+        """A new access token for ``location_id`` that lives ``ttl`` seconds."""
         token = "at-" + secrets.token_urlsafe(24)
         self.issued[token] = TokenInfo(
             "access", location_id, company_id, frozenset(scope.split()), self.clock() + ttl
@@ -141,7 +144,7 @@ class TokenRegistry:
 class OAuthServer:
     """The OAuth part of the Contacts sandbox. All state is guarded by its own lock."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the sandbox's OAuth settings, each passed by name
         self,
         registry: TokenRegistry,
         *,
@@ -182,6 +185,7 @@ class OAuthServer:
 
     # --- consent --------------------------------------------------------------------------
     def choose_location(self, request: Request) -> Response:
+        """The consent page: approves at once and redirects with a code and the state."""
         if request.arg("response_type") != "code":
             raise HTTPError(400, error(400, "Invalid parameter: response_type"))
         if request.arg("client_id") != self.client_id:
@@ -210,6 +214,7 @@ class OAuthServer:
 
     # --- token endpoint -------------------------------------------------------------------
     def token(self, request: Request) -> Response:
+        """``POST /oauth/token``: a code or a refresh token exchanged for new tokens."""
         form = _form_or_json(request)
         messages = openapi.validate_body("POST", "/oauth/token", form)
         if messages:
@@ -277,6 +282,7 @@ class OAuthServer:
 
     # --- agency -> location token ---------------------------------------------------------
     def location_token(self, request: Request) -> Response:
+        """``POST /oauth/locationToken``: an agency token exchanged for a location token."""
         check_version(request)
         info = self.registry.lookup(bearer(request))
         if info is None:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -101,11 +101,11 @@ def prepare_schema(
     schema: Mapping[str, Any], spec: Mapping[str, Any] | None = None, *, strict_spec: bool = False
 ) -> dict[str, Any]:
     """``schema`` with refs inlined and the whitelist/nullable rules of the module docstring."""
-    return _Preparer(spec or {}, strict_spec).prepare(schema, ())
+    return _Preparer(spec or {}, strict_spec=strict_spec).prepare(schema, ())
 
 
 class _Preparer:
-    def __init__(self, spec: Mapping[str, Any], strict_spec: bool) -> None:
+    def __init__(self, spec: Mapping[str, Any], *, strict_spec: bool) -> None:
         self.spec = spec
         self.strict_spec = strict_spec
 
@@ -167,7 +167,7 @@ def _relax_custom_field(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- error messages ---------------------------------------------------------------------------
-def validate_instance(schema: Mapping[str, Any], instance: Any) -> list[str]:
+def validate_instance(schema: Mapping[str, Any], instance: object) -> list[str]:
     """Messages for ``instance`` against a raw OpenAPI-style ``schema``; empty when valid."""
     return _messages(_validator_for(json.dumps(schema, sort_keys=True)), instance)
 
@@ -177,7 +177,7 @@ def _validator_for(schema_json: str) -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(prepare_schema(json.loads(schema_json)))
 
 
-def _messages(validator: jsonschema.Draft7Validator, instance: Any) -> list[str]:
+def _messages(validator: jsonschema.Draft7Validator, instance: object) -> list[str]:
     out: list[str] = []
     for error in validator.iter_errors(instance):
         out.extend(_format(error))
@@ -188,62 +188,110 @@ def _name(path: Iterable[Any]) -> str:
     return ".".join(str(p) for p in path)
 
 
-def _type_message(name: str, schema_type: Any) -> str:
+def _type_message(name: str, schema_type: object) -> str:
     types = schema_type if isinstance(schema_type, list) else [schema_type]
     main = next((t for t in types if t != "null"), "object")
     return f"{name} {_TYPE_MESSAGES.get(main, f'must be a {main}')}"
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """One validation error with the names its message is written with."""
+
+    error: jsonschema.ValidationError
+    path: list[Any]
+    name: str  # the dotted path of the value, "body" for the body itself
+    prefix: str  # the dotted path and a dot, "" for the body itself
+    schema: Mapping[str, Any]
+
+
 def _format(error: jsonschema.ValidationError) -> list[str]:
     path = list(error.absolute_path)
-    name = _name(path) or "body"
-    prefix = f"{_name(path)}." if path else ""
-    schema = error.schema if isinstance(error.schema, Mapping) else {}
-    kind = error.validator
-    if (
-        kind == "anyOf"
-        and schema.get("x-message")
-        and all(sub.validator == "required" for sub in error.context or [])
-    ):
-        return [f"{prefix}{schema['x-message']}"]
-    if kind == "additionalProperties":
-        declared = schema.get("properties", {})
-        return [
-            f"{prefix}property {k} should not exist" for k in error.instance if k not in declared
-        ]
-    if kind == "required":
-        props = schema.get("properties", {})
-        missing = [r for r in error.validator_value if r not in error.instance]
-        return [
-            _type_message(f"{prefix}{r}", props[r]["type"])
-            if "type" in props.get(r, {})
-            else f"{prefix}{r} should not be empty"
-            for r in missing
-        ]
-    if kind == "type":
-        if path and isinstance(path[-1], int):
-            parent = _name(path[:-1])
-            return [_type_message(f"each value in {parent}", error.validator_value)]
-        return [_type_message(name, error.validator_value)]
-    if kind == "enum":
-        values = ", ".join(str(v) for v in error.validator_value)
-        return [f"{name} must be one of the following values: {values}"]
-    if kind == "maxLength":
-        return [f"{name} must be shorter than or equal to {error.validator_value} characters"]
-    if kind == "minLength":
-        return [f"{name} must be longer than or equal to {error.validator_value} characters"]
-    if kind == "maximum":
-        return [f"{name} must not be greater than {error.validator_value}"]
-    if kind == "minimum":
-        return [f"{name} must not be less than {error.validator_value}"]
-    if kind in ("anyOf", "oneOf") and error.context:
-        # report the alternative that came closest, as a single DTO would
-        branches: dict[Any, list[jsonschema.ValidationError]] = {}
-        for sub in error.context:
-            branches.setdefault(sub.schema_path[0] if sub.schema_path else 0, []).append(sub)
-        best = min(branches.values(), key=len)
-        return [m for sub in best for m in _format(sub)]
-    return [f"{name} is invalid ({error.message})"]
+    failure = _Failure(
+        error,
+        path,
+        _name(path) or "body",
+        f"{_name(path)}." if path else "",
+        error.schema if isinstance(error.schema, Mapping) else {},
+    )
+    formatter = _FORMATTERS.get(str(error.validator))
+    messages = formatter(failure) if formatter is not None else None
+    return messages if messages is not None else [f"{failure.name} is invalid ({error.message})"]
+
+
+def _any_of(failure: _Failure) -> list[str] | None:
+    message = failure.schema.get("x-message")
+    if message and all(sub.validator == "required" for sub in failure.error.context or []):
+        return [f"{failure.prefix}{message}"]
+    return _closest_branch(failure)
+
+
+def _closest_branch(failure: _Failure) -> list[str] | None:
+    """The alternative that came closest, reported as a single DTO would be."""
+    if not failure.error.context:
+        return None
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in failure.error.context:
+        branches.setdefault(sub.schema_path[0] if sub.schema_path else 0, []).append(sub)
+    best = min(branches.values(), key=len)
+    return [m for sub in best for m in _format(sub)]
+
+
+def _additional_properties(failure: _Failure) -> list[str]:
+    declared = failure.schema.get("properties", {})
+    return [
+        f"{failure.prefix}property {k} should not exist"
+        for k in failure.error.instance
+        if k not in declared
+    ]
+
+
+def _required(failure: _Failure) -> list[str]:
+    props = failure.schema.get("properties", {})
+    missing = [r for r in failure.error.validator_value if r not in failure.error.instance]
+    return [
+        _type_message(f"{failure.prefix}{r}", props[r]["type"])
+        if "type" in props.get(r, {})
+        else f"{failure.prefix}{r} should not be empty"
+        for r in missing
+    ]
+
+
+def _type(failure: _Failure) -> list[str]:
+    path = failure.path
+    if path and isinstance(path[-1], int):
+        return [_type_message(f"each value in {_name(path[:-1])}", failure.error.validator_value)]
+    return [_type_message(failure.name, failure.error.validator_value)]
+
+
+def _enum(failure: _Failure) -> list[str]:
+    values = ", ".join(str(v) for v in failure.error.validator_value)
+    return [f"{failure.name} must be one of the following values: {values}"]
+
+
+_BOUNDS = {
+    "maxLength": "must be shorter than or equal to {} characters",
+    "minLength": "must be longer than or equal to {} characters",
+    "maximum": "must not be greater than {}",
+    "minimum": "must not be less than {}",
+}
+
+
+def _bound(failure: _Failure) -> list[str]:
+    text = _BOUNDS[str(failure.error.validator)].format(failure.error.validator_value)
+    return [f"{failure.name} {text}"]
+
+
+# validator keyword -> its class-validator wording (None: fall back to the generic message)
+_FORMATTERS: dict[str, Callable[[_Failure], list[str] | None]] = {
+    "anyOf": _any_of,
+    "oneOf": _closest_branch,
+    "additionalProperties": _additional_properties,
+    "required": _required,
+    "type": _type,
+    "enum": _enum,
+    **dict.fromkeys(_BOUNDS, _bound),
+}
 
 
 # --- operations -------------------------------------------------------------------------------
@@ -262,6 +310,7 @@ class Operation:
 
     @property
     def regex(self) -> re.Pattern[str]:
+        """Matches the concrete paths of this operation's template."""
         return _template_regex(self.template)
 
 
@@ -315,7 +364,7 @@ def find_operation(method: str, path: str) -> Operation | None:
 
 
 @cache
-def _body_validator(method: str, template: str, strict_spec: bool) -> jsonschema.Draft7Validator:
+def _body_validator(method: str, template: str, *, strict_spec: bool) -> jsonschema.Draft7Validator:
     op = find_operation(method, template)
     if op is None or op.body_schema is None:
         raise KeyError(f"{method} {template} has no request body in the official spec")
@@ -323,7 +372,7 @@ def _body_validator(method: str, template: str, strict_spec: bool) -> jsonschema
     return jsonschema.Draft7Validator(schema)
 
 
-def validate_body(method: str, path: str, body: Any, *, strict_spec: bool = False) -> list[str]:
+def validate_body(method: str, path: str, body: object, *, strict_spec: bool = False) -> list[str]:
     """class-validator messages for ``body`` sent to ``method path`` (template or concrete path).
 
     A missing body counts as ``{}``, as NestJS hands an empty object to the pipe. Raises
@@ -332,15 +381,15 @@ def validate_body(method: str, path: str, body: Any, *, strict_spec: bool = Fals
     op = find_operation(method, path)
     if op is None:
         raise KeyError(f"{method} {path} is not in the official spec")
-    validator = _body_validator(op.method, op.template, strict_spec)
+    validator = _body_validator(op.method, op.template, strict_spec=strict_spec)
     return _messages(validator, {} if body is None else body)
 
 
-def validate_request(
+def validate_request(  # noqa: PLR0913 - the request's four parts, then two options by name
     method: str,
     path: str,
     headers: Mapping[str, str] | None,
-    body: Any,
+    body: object,
     *,
     query: Mapping[str, Any] | None = None,
     strict_spec: bool = False,
@@ -372,7 +421,7 @@ def validate_request(
             problems.append("header Authorization must be 'Bearer <token>'")
     for param in op.parameters:
         problems.extend(_check_parameter(param, hdrs, params))
-    problems.extend(_check_body(op, hdrs, body, strict_spec))
+    problems.extend(_check_body(op, hdrs, body, strict_spec=strict_spec))
     return [f"{where}: {p}" for p in problems]
 
 
@@ -403,7 +452,7 @@ def _check_parameter(
 
 
 def _check_body(
-    op: Operation, headers: Mapping[str, str], body: Any, strict_spec: bool
+    op: Operation, headers: Mapping[str, str], body: object, *, strict_spec: bool
 ) -> list[str]:
     if op.content_type is None:
         return [] if body in (None, b"", "", {}) else ["the operation takes no body"]

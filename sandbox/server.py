@@ -33,6 +33,7 @@ handler (the write is committed) and then answer the error or stall, as real API
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -46,12 +47,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from typing_extensions import Self
+
 JSONValue = Any
 
 
 def copy_json(value: JSONValue) -> JSONValue:
-    """A copy of nested dicts and lists (faster than ``copy.deepcopy`` for JSON data), so that
-    what a handler stores or answers never shares lists or dicts with another record.
+    """A copy of nested dicts and lists, faster than ``copy.deepcopy`` for JSON data.
+
+    What a handler stores or answers then never shares lists or dicts with another record.
     """
     if isinstance(value, dict):
         return {k: copy_json(v) for k, v in value.items()}
@@ -105,7 +109,7 @@ class Response:
 class HTTPError(Exception):
     """Raised by handlers to answer an error status with a JSON body."""
 
-    def __init__(self, status: int, body: JSONValue, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, body: JSONValue, headers: dict[str, str] | None = None) -> None:
         super().__init__(f"{status}: {body}")
         self.response = Response(status, body, headers or {})
 
@@ -132,6 +136,7 @@ class Fault:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:
+        """A fault from its JSON form; 422 for an unknown field or kind."""
         known = {"kind", "method", "path", "status", "body", "headers", "delay", "times", "after"}
         unknown = set(data) - known
         if unknown:
@@ -141,11 +146,13 @@ class Fault:
         return cls(**data)
 
     def matches(self, request: Request) -> bool:
+        """Whether ``request`` is one this fault hits (method and path regex)."""
         if self.method and self.method.upper() != request.method:
             return False
         return not (self.path and not re.search(self.path, request.path))
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form ``GET /_sandbox/faults`` lists, with what is left of the fault."""
         return {
             "kind": self.kind,
             "method": self.method,
@@ -158,7 +165,7 @@ class Fault:
         }
 
 
-class _ConnectionReset(Exception):
+class _ConnectionResetError(Exception):
     """Internal: drop the connection without answering."""
 
 
@@ -190,7 +197,7 @@ class SandboxApp:
         self.add_route("DELETE", "/_sandbox/faults", self._clear_faults)
         self.add_route("POST", "/_sandbox/config", self._configure)
         self.add_route("POST", "/_sandbox/seed", lambda r: Response(200, self.seed(r.json() or {})))
-        self.add_route("GET", "/_sandbox/state", lambda r: Response(200, self.state()))
+        self.add_route("GET", "/_sandbox/state", lambda _: Response(200, self.state()))
         self.add_route("POST", "/_sandbox/reset", self._reset)
 
     # --- routing -------------------------------------------------------------------------
@@ -214,22 +221,24 @@ class SandboxApp:
         raise HTTPError(404, self.error_body(404, f"Cannot {request.method} {request.path}"))
 
     # --- hooks for subclasses --------------------------------------------------------------
-    def error_body(self, status: int, message: str) -> JSONValue:
-        """The API's usual error envelope."""
+    def error_body(self, status: int, message: str) -> JSONValue:  # noqa: ARG002 - overrides use it
+        """The API's usual error envelope for ``status`` with ``message``."""
         return {"message": message}
 
-    def check_rate_limit(self, request: Request) -> Response | None:
+    def check_rate_limit(self, request: Request) -> Response | None:  # noqa: ARG002 - overrides use it
         """Count the request; return a 429 response when it is over the limit."""
         return None
 
-    def rate_limit_headers(self, request: Request) -> dict[str, str]:
+    def rate_limit_headers(self, request: Request) -> dict[str, str]:  # noqa: ARG002 - overrides use it
         """Headers added to every API answer (after counting)."""
         return {}
 
-    def seed(self, data: dict[str, Any]) -> JSONValue:
+    def seed(self, data: dict[str, Any]) -> JSONValue:  # noqa: ARG002 - overrides use it
+        """Load ``data`` as ``POST /_sandbox/seed`` does; answers what was loaded."""
         raise HTTPError(404, {"message": "seeding is not supported"})
 
     def state(self) -> JSONValue:
+        """Everything stored, as ``GET /_sandbox/state`` answers it."""
         return {}
 
     def reset(self) -> None:
@@ -241,7 +250,7 @@ class SandboxApp:
         if unknown:
             raise HTTPError(422, {"message": f"unknown settings: {sorted(unknown)}"})
 
-    def log_entry_extra(self, request: Request) -> dict[str, Any]:
+    def log_entry_extra(self, request: Request) -> dict[str, Any]:  # noqa: ARG002 - overrides use it
         """Extra fields for the request log (e.g. the location a token belongs to)."""
         return {}
 
@@ -254,12 +263,12 @@ class SandboxApp:
             entries = entries[int(since) :]
         return Response(200, entries)
 
-    def _clear_requests(self, request: Request) -> Response:
+    def _clear_requests(self, _request: Request) -> Response:
         with self._log_lock:
             self._log.clear()
         return Response(200, {"cleared": True})
 
-    def _get_faults(self, request: Request) -> Response:
+    def _get_faults(self, _request: Request) -> Response:
         with self._fault_lock:
             return Response(200, {"faults": [f.to_dict() for f in self._faults]})
 
@@ -271,7 +280,7 @@ class SandboxApp:
             self._faults = faults
         return Response(200, {"faults": [f.to_dict() for f in faults]})
 
-    def _clear_faults(self, request: Request) -> Response:
+    def _clear_faults(self, _request: Request) -> Response:
         with self._fault_lock:
             self._faults = []
         return Response(200, {"faults": []})
@@ -289,7 +298,7 @@ class SandboxApp:
             self.configure(settings)
         return Response(200, {"ok": True})
 
-    def _reset(self, request: Request) -> Response:
+    def _reset(self, _request: Request) -> Response:
         with self.lock:
             self.reset()
         with self._log_lock:
@@ -349,7 +358,7 @@ class SandboxApp:
         extra_headers = self.rate_limit_headers(request)
         fault = self._take_fault(request)
         if fault and fault.kind == "reset":
-            raise _ConnectionReset
+            raise _ConnectionResetError
         if fault and fault.kind == "slow":
             time.sleep(fault.delay)
             fault = None  # then answer normally
@@ -414,7 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ACK that costs ~40 ms per answer on a kept-alive connection.
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib names it
         """Quiet: the request log lives in /_sandbox/requests."""
 
     def _dispatch(self) -> None:
@@ -433,17 +442,15 @@ class _Handler(BaseHTTPRequestHandler):
         )
         try:
             response = self.app.handle(request)
-        except _ConnectionReset:
+        except _ConnectionResetError:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
                 )
-            except OSError:
-                pass
             return
-        except Exception as exc:  # a bug in a handler: answer 500 and say so on stderr
-            print(f"sandbox {self.app.name}: handler error: {exc!r}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - any bug in a handler must still get an answer
+            sys.stderr.write(f"sandbox {self.app.name}: handler error: {exc!r}\n")
             response = Response(500, self.app.error_body(500, "Internal Server Error"))
         try:
             self._send(response)
@@ -472,7 +479,7 @@ class _Handler(BaseHTTPRequestHandler):
         if payload and self.command != "HEAD":
             self.wfile.write(payload)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch  # noqa: N815 - names the stdlib calls
 
 
 class _Server(ThreadingHTTPServer):
@@ -502,15 +509,17 @@ class RunningSandbox:
             target=self.server.serve_forever, args=(0.05,), daemon=True, name=f"sandbox-{app.name}"
         )
 
-    def start(self) -> RunningSandbox:
+    def start(self) -> Self:
+        """Serve from the background thread; returns the sandbox for chaining."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the listening socket."""
         self.server.shutdown()
         self.server.server_close()
 
-    def __enter__(self) -> RunningSandbox:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -521,7 +530,8 @@ def serve_forever(app: SandboxApp, port: int) -> None:
     """Serve ``app`` in the foreground; prints the URL (port 0 picks a free one)."""
     server = make_server(app, port)
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    print(f"{app.name} sandbox listening on {url}", flush=True)
+    sys.stdout.write(f"{app.name} sandbox listening on {url}\n")  # the contract: URL first
+    sys.stdout.flush()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -574,5 +584,6 @@ class SlidingWindow:
             return True, self.limit - len(hits), reset
 
     def reset(self) -> None:
+        """Forget every counted hit."""
         with self._lock:
             self._hits.clear()
