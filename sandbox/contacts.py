@@ -21,19 +21,18 @@ Choices where the reference is UNCONFIRMED are marked "assumption" in a comment 
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from functools import cache, lru_cache, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import phonenumbers
+from typing_extensions import override
 
 from sandbox import openapi
 from sandbox.contacts_oauth import (
@@ -55,6 +54,10 @@ from sandbox.server import (
     SlidingWindow,
 )
 from sandbox.server import copy_json as clone
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterable
 
 READ = "contacts.readonly"
 WRITE = "contacts.write"
@@ -110,6 +113,7 @@ SEARCH_OPERATORS = ("eq", "not_eq", "contains", "not_contains", "exists", "not_e
 
 # --- small helpers --------------------------------------------------------------------------
 def now_ms() -> int:
+    """The current time in epoch milliseconds."""
     return int(time.time() * 1000)
 
 
@@ -119,7 +123,7 @@ def iso(ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def parse_iso_ms(value: Any) -> int | None:
+def parse_iso_ms(value: object) -> int | None:
     """Epoch ms of an ISO-8601 string or a number; ``None`` when it is neither."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value)
@@ -164,12 +168,47 @@ def parse_date_of_birth(value: str) -> str | None:
             return None
         month, day, year = m.group(1), m.group(3), m.group(4)
     try:
-        return datetime(int(year), int(month), int(day)).strftime("%Y-%m-%dT00:00:00.000Z")
+        day_of_birth = datetime(int(year), int(month), int(day), tzinfo=timezone.utc)
+        return day_of_birth.strftime("%Y-%m-%dT00:00:00.000Z")
     except ValueError:
         return None
 
 
+# Body keys a write never stores: the id and location are the API's, the rest are instructions.
+_NOT_STORED = frozenset(
+    {"id", "locationId", "createNewIfDuplicateAllowed", "dateAdded", "dateUpdated"}
+)
+# The form the API stores a written value in, per field (others: as sent).
+_STORED_FORM: dict[str, Callable[[Any], Any]] = {
+    "dateOfBirth": lambda value: parse_date_of_birth(value) or value,
+    "phone": normalize_phone,
+    "email": str.strip,
+}
+_DERIVED = (
+    ("firstNameLowerCase", "firstName"),
+    ("lastNameLowerCase", "lastName"),
+    ("fullNameLowerCase", "name"),
+    ("emailLowerCase", "email"),
+)
+
+
+def _derive_names(contact: dict[str, Any], body: dict[str, Any]) -> None:
+    """``name`` from first and last name unless the body sets it; the lower-cased copies."""
+    if "name" not in body and ("firstName" in body or "lastName" in body):
+        full = " ".join(p for p in (contact.get("firstName"), contact.get("lastName")) if p)
+        if full:
+            contact["name"] = full
+        else:
+            contact.pop("name", None)
+    for target, source in _DERIVED:
+        if contact.get(source):
+            contact[target] = contact[source].lower()
+        else:
+            contact.pop(target, None)
+
+
 def unprocessable(messages: list[str]) -> HTTPError:
+    """A 422 with class-validator ``messages``, as the API answers invalid input."""
     return HTTPError(422, error(422, messages))
 
 
@@ -177,6 +216,7 @@ class _Window(SlidingWindow):
     """A :class:`SlidingWindow` that can also say what is left without counting a hit."""
 
     def remaining(self, key: str) -> int:
+        """Requests ``key`` may still make in the current window, without counting one."""
         with self._lock:
             return max(0, self.limit - len(self._trim(key, self.clock())))
 
@@ -186,13 +226,13 @@ class ContactsSandbox(SandboxApp):
 
     name = "contacts"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only options, the command line's flags
         self,
         *,
         location_id: str = "sandbox-location",
-        token: str = "sandbox-token",
+        token: str = "sandbox-token",  # noqa: S107 - the documented sandbox credential
         client_id: str = "sandbox-client-id",
-        client_secret: str = "sandbox-client-secret",
+        client_secret: str = "sandbox-client-secret",  # noqa: S107 - documented sandbox credential
         company_id: str = "sandbox-company",
         agency_token: str | None = None,
         extra_locations: Iterable[str] = (),
@@ -360,13 +400,7 @@ class ContactsSandbox(SandboxApp):
     def _apply(self, contact: dict[str, Any], body: dict[str, Any]) -> None:
         """Write the fields of a create/update/upsert body (already validated) into ``contact``."""
         for key, value in body.items():
-            if key in (
-                "id",
-                "locationId",
-                "createNewIfDuplicateAllowed",
-                "dateAdded",
-                "dateUpdated",
-            ):
+            if key in _NOT_STORED:
                 continue
             if key == "tags":
                 contact["tags"] = normalize_tags(value or [])
@@ -374,31 +408,9 @@ class ContactsSandbox(SandboxApp):
                 self._merge_custom_fields(contact, value or [])
             elif value is None:
                 contact.pop(key, None)
-            elif key == "dateOfBirth":
-                contact[key] = parse_date_of_birth(value) or value
-            elif key == "phone":
-                contact[key] = normalize_phone(value)
-            elif key == "email":
-                contact[key] = value.strip()
             else:
-                contact[key] = clone(value)
-        if "name" not in body and ("firstName" in body or "lastName" in body):
-            full = " ".join(p for p in (contact.get("firstName"), contact.get("lastName")) if p)
-            if full:
-                contact["name"] = full
-            else:
-                contact.pop("name", None)
-        derived = (
-            ("firstNameLowerCase", "firstName"),
-            ("lastNameLowerCase", "lastName"),
-            ("fullNameLowerCase", "name"),
-            ("emailLowerCase", "email"),
-        )
-        for target, source in derived:
-            if contact.get(source):
-                contact[target] = contact[source].lower()
-            else:
-                contact.pop(target, None)
+                contact[key] = _STORED_FORM.get(key, clone)(value)
+        _derive_names(contact, body)
 
     def _new_contact(
         self,
@@ -478,7 +490,7 @@ class ContactsSandbox(SandboxApp):
         return info
 
     @staticmethod
-    def _own_location(auth: TokenInfo, location_id: Any) -> None:
+    def _own_location(auth: TokenInfo, location_id: object) -> None:
         if location_id != auth.location_id:
             raise HTTPError(403, error(403, "The token does not have access to this location"))
 
@@ -584,10 +596,12 @@ class ContactsSandbox(SandboxApp):
 
     # --- contacts ---------------------------------------------------------------------------
     def get_contact(self, request: Request, auth: TokenInfo) -> Response:
+        """``GET /contacts/{contactId}``: ``{contact}``."""
         contact = self._contact(auth, request.path_params["contactId"])
         return Response(200, {"contact": clone(contact)})
 
     def create_contact(self, request: Request, auth: TokenInfo) -> Response:
+        """``POST /contacts/``: 201 ``{contact}``, or 400 with ``meta`` on a duplicate."""
         body = self._body(request, auth, "/contacts/")
         self._check_values(body)
         match = self._duplicate_of(body["locationId"], body)
@@ -605,6 +619,7 @@ class ContactsSandbox(SandboxApp):
         return Response(201, {"contact": contact})
 
     def update_contact(self, request: Request, auth: TokenInfo) -> Response:
+        """``PUT /contacts/{contactId}``: ``{succeded, contact}``."""
         # NestJS validates the body (pipes) before the handler looks the contact up
         body = self._body(request, auth, "/contacts/{contactId}")
         self._check_values(body)
@@ -617,11 +632,13 @@ class ContactsSandbox(SandboxApp):
         return Response(200, {"succeded": True, "contact": clone(contact)})
 
     def delete_contact(self, request: Request, auth: TokenInfo) -> Response:
+        """``DELETE /contacts/{contactId}``: ``{succeded}``; its tasks, notes and events go too."""
         contact = self._contact(auth, request.path_params["contactId"])
         self._drop_contact(contact["id"])
         return Response(200, {"succeded": True})
 
     def upsert_contact(self, request: Request, auth: TokenInfo) -> Response:
+        """``POST /contacts/upsert``: ``{new, contact, traceId}`` by the duplicate rules."""
         body = self._body(request, auth, "/contacts/upsert")
         self._check_values(body)
         location = body["locationId"]
@@ -712,6 +729,7 @@ class ContactsSandbox(SandboxApp):
         return bisect.bisect_right(keys, (after, after_id or "\uffff"))
 
     def business_contacts(self, request: Request, auth: TokenInfo) -> Response:
+        """``GET /contacts/business/{businessId}``: ``{contacts, count}``, paged by skip/limit."""
         location = self._query_location(request, auth)
         limit = _int_param(request, "limit", 25, 1, LIST_LIMIT_MAX)
         skip = _int_param(request, "skip", 0, 0, None)
@@ -793,7 +811,7 @@ class ContactsSandbox(SandboxApp):
         contacts = [{**clone(c), "opportunities": [], "searchAfter": list(key)} for key, c in page]
         return Response(200, {"contacts": contacts, "total": len(found)})
 
-    def _sort_value(self, contact: dict[str, Any], field: str) -> Any:
+    def _sort_value(self, contact: dict[str, Any], field: str) -> int | str:
         if field == "dateUpdated":
             return parse_iso_ms(contact.get("dateUpdated")) or 0
         value = contact.get(field)
@@ -801,6 +819,7 @@ class ContactsSandbox(SandboxApp):
 
     # --- tags ---------------------------------------------------------------------------------
     def add_tags(self, request: Request, auth: TokenInfo) -> Response:
+        """``POST /contacts/{contactId}/tags``: 201 with the contact's tags."""
         body = self._body(request, auth, "/contacts/{contactId}/tags")
         contact = self._contact(auth, request.path_params["contactId"])
         contact["tags"] = normalize_tags([*contact["tags"], *body["tags"]])
@@ -809,6 +828,7 @@ class ContactsSandbox(SandboxApp):
         return Response(201, {"tags": list(contact["tags"])})
 
     def remove_tags(self, request: Request, auth: TokenInfo) -> Response:
+        """``DELETE /contacts/{contactId}/tags``: the contact's remaining tags."""
         body = self._body(request, auth, "/contacts/{contactId}/tags")
         contact = self._contact(auth, request.path_params["contactId"])
         gone = set(normalize_tags(body["tags"]))
@@ -835,9 +855,11 @@ class ContactsSandbox(SandboxApp):
         return Response(200, {wrapper: [clone(self._stores[kind][i]) for i in items]})
 
     def get_item(self, kind: str, request: Request, auth: TokenInfo) -> Response:
+        """One task or note: ``{task}`` or ``{note}``."""
         return Response(200, {CHILD_ROUTES[kind][1]: clone(self._item(kind, request, auth))})
 
     def delete_item(self, kind: str, request: Request, auth: TokenInfo) -> Response:
+        """Delete one task or note: ``{succeded}``."""
         self._drop_child(kind, self._item(kind, request, auth)["id"])
         return Response(200, {"succeded": True})
 
@@ -852,6 +874,7 @@ class ContactsSandbox(SandboxApp):
         return {**body, "dueDate": iso(ms)}
 
     def create_task(self, request: Request, auth: TokenInfo) -> Response:
+        """``POST /contacts/{contactId}/tasks``: 201 ``{task}``."""
         body = self._task_values(self._body(request, auth, "/contacts/{contactId}/tasks"))
         contact = self._contact(auth, request.path_params["contactId"])
         task = {"id": self._new_id(self.tasks), **clone(body), "contactId": contact["id"]}
@@ -859,12 +882,14 @@ class ContactsSandbox(SandboxApp):
         return Response(201, {"task": clone(task)})
 
     def update_task(self, request: Request, auth: TokenInfo) -> Response:
+        """``PUT .../tasks/{taskId}``: the changed ``{task}``."""
         body = self._task_values(self._body(request, auth, "/contacts/{contactId}/tasks/{taskId}"))
         task = self._item("tasks", request, auth)
         task.update(clone(body))
         return Response(200, {"task": clone(task)})
 
     def complete_task(self, request: Request, auth: TokenInfo) -> Response:
+        """``PUT .../tasks/{taskId}/completed``: the ``{task}`` with its new status."""
         body = self._body(request, auth, "/contacts/{contactId}/tasks/{taskId}/completed")
         task = self._item("tasks", request, auth)
         task["completed"] = body["completed"]
@@ -872,6 +897,7 @@ class ContactsSandbox(SandboxApp):
 
     # --- notes --------------------------------------------------------------------------------
     def create_note(self, request: Request, auth: TokenInfo) -> Response:
+        """``POST /contacts/{contactId}/notes``: 201 ``{note}``."""
         body = self._body(request, auth, "/contacts/{contactId}/notes")
         contact = self._contact(auth, request.path_params["contactId"])
         note = {
@@ -884,6 +910,7 @@ class ContactsSandbox(SandboxApp):
         return Response(201, {"note": clone(note)})
 
     def update_note(self, request: Request, auth: TokenInfo) -> Response:
+        """``PUT .../notes/{id}``: the changed ``{note}``."""
         body = self._body(request, auth, "/contacts/{contactId}/notes/{id}")
         note = self._item("notes", request, auth)
         note.update(clone(body))
@@ -905,6 +932,7 @@ class ContactsSandbox(SandboxApp):
             "X-RateLimit-Remaining": str(window_remaining),
         }
 
+    @override
     def check_rate_limit(self, request: Request) -> Response | None:
         """Count the request against its token's location: 100 / 10 s and 200,000 / day.
 
@@ -936,16 +964,22 @@ class ContactsSandbox(SandboxApp):
         ctx.headers = headers
         return None
 
+    @override
     def rate_limit_headers(self, request: Request) -> dict[str, str]:
+        """The five ``X-RateLimit-*`` headers counted for this request."""
         return dict(getattr(self._ctx, "headers", {}))
 
+    @override
     def log_entry_extra(self, request: Request) -> dict[str, Any]:
+        """The request's location, and whether it was refused by a rate limit."""
         extra: dict[str, Any] = {"location_id": getattr(self._ctx, "location", None)}
         if getattr(self._ctx, "limited", False):
             extra["rate_limited"] = True
         return extra
 
+    @override
     def error_body(self, status: int, message: str) -> dict[str, Any]:
+        """The NestJS error envelope the Contacts API answers with."""
         return error(status, message)
 
     # --- control (SandboxApp hooks) ---------------------------------------------------------------
@@ -958,6 +992,7 @@ class ContactsSandbox(SandboxApp):
             )
         return out
 
+    @override
     def configure(self, settings: dict[str, Any]) -> None:
         """Apply ``POST /_sandbox/config`` keys; 422 on an unknown key, nothing applied then.
 
@@ -1000,6 +1035,7 @@ class ContactsSandbox(SandboxApp):
             self.allow_duplicates = bool(settings["allow_duplicates"])
         self.duplicate_match = match
 
+    @override
     def reset(self) -> None:
         """Forget contacts, tasks, notes, appointments and rate counters; keep OAuth grants."""
         with self.lock:
@@ -1008,6 +1044,7 @@ class ContactsSandbox(SandboxApp):
             self._window.reset()
             self._daily_used = {}
 
+    @override
     def seed(self, data: dict[str, Any]) -> dict[str, list[str]]:
         """Load ``{"contacts", "tasks", "notes", "appointments"}`` in the API's shapes.
 
@@ -1067,6 +1104,7 @@ class ContactsSandbox(SandboxApp):
         self._add_child(kind, item)
         return item["id"]
 
+    @override
     def state(self) -> dict[str, list[dict[str, Any]]]:
         """Everything stored, in the API's shapes (tasks and notes carry ``contactId``)."""
         with self.lock:
@@ -1168,7 +1206,7 @@ def _filter_matches(contact: dict[str, Any], item: dict[str, Any]) -> bool:
     return hit == (op in ("eq", "contains"))
 
 
-def _comparable(field: str, value: Any) -> Any:
+def _comparable(field: str, value: object) -> object:
     if field == "phone" and isinstance(value, str):
         return normalize_phone(value)
     return value.strip().lower() if isinstance(value, str) else value
