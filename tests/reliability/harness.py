@@ -95,7 +95,7 @@ class Evidence:
         self.secrets: set[str] = set()
 
     def text(self, label: str, value: Any) -> None:
-        if value is None or value in {"", b""}:
+        if value is None or value in ("", b""):  # a tuple: value may be unhashable (a dict)
             return
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
