@@ -20,6 +20,7 @@ from target_contacts.errors import (
     ValidationError,
 )
 from target_contacts.ratelimit import ContactsRateLimiter
+from tests.timing import wait_for
 
 from .conftest import LOCATION, configure, request_log, seed, set_faults, state
 
@@ -249,7 +250,9 @@ def test_create_is_not_repeated_after_it_may_have_been_sent(sandbox, make_client
     assert "look for the object" in str(lost.value)
     assert client.calls["POST /contacts/"] == 1  # never sent twice
     if kind == "commit_then_slow":
-        time.sleep(1.2)  # the sandbox logs the stalled request once its answer is finally sent
+        # The sandbox logs the stalled request once its answer is finally sent; wait for that,
+        # so that the spec check of the sandbox's log after the test sees it too.
+        assert wait_for(lambda: len(api_calls(sandbox, "POST", "^/contacts/$")) == 1)
     stored = [c for c in state(sandbox)["contacts"] if c.get("email") == "maybe@example.com"]
     assert len(stored) == (0 if kind == "reset" else 1)
 

@@ -21,7 +21,7 @@ from tests.reliability.harness import (
     times,
     token_grants,
 )
-from tests.timing import wait_for
+from tests.timing import SANDBOX_WINDOW_SHARE, wait_for
 
 N, SEED = 40, 7
 CREATE_ROUTES = {
@@ -66,8 +66,12 @@ def test_429_storm_is_waited_out_and_nothing_is_lost_or_doubled(world_factory, b
 
 def test_a_healthy_run_keeps_the_rate_limit_and_sees_no_429(world_factory, baseline, record):
     base = baseline(N, SEED)
+    # The sandbox counts over a share of the target's window: what the limiter grants exactly is
+    # held by tests/client/test_ratelimit.py on a fake clock; here the slack between a grant and
+    # the sandbox's count (two processes on a busy machine) grows with the window.
+    window = 1.0 * SANDBOX_WINDOW_SHARE
     world = world_factory(
-        n_contacts=N, seed=SEED, latency=0.0, contacts={"rate_limit": 20, "rate_window": 1.0}
+        n_contacts=N, seed=SEED, latency=0.0, contacts={"rate_limit": 20, "rate_window": window}
     )
     one_clean_run(world, rate_limit_requests=20, rate_limit_window_seconds=1, max_concurrency=4)
     log = world.contacts_log()
@@ -78,7 +82,8 @@ def test_a_healthy_run_keeps_the_rate_limit_and_sees_no_429(world_factory, basel
         case="contacts-rate-limit",
         area="Contacts API",
         fault="rate limit of the location (guarantee 3: kept by design)",
-        injection="sandbox enforces 20 requests / 1 s; target configured with the same limit",
+        injection=f"sandbox enforces 20 requests / {window:.1f} s; target configured with "
+        "20 / 1 s (its exact spacing is tested on a fake clock)",
         outcome=f"{len(log)} requests spread over several windows; {times(0, 429)} served",
         lost=comparison.total_lost,
         duplicates=comparison.total_duplicates,

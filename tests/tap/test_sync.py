@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from sandbox.moco_data import CONTACT_DEFAULTS, fresh
 from tap_moco.client import MocoStream
+from tests.hooks import Hook
 from tests.tap.support import (
     STREAMS,
     duplicates,
@@ -24,7 +23,7 @@ from tests.tap.support import (
 )
 
 if TYPE_CHECKING:
-    from sandbox.server import RunningSandbox
+    from sandbox.server import Request, RunningSandbox
 
 N_CONTACTS = 60
 
@@ -289,36 +288,22 @@ def test_a_list_that_changes_while_paged_keeps_the_bookmark(seeded: RunningSandb
             contact["updated_at"] = "2026-01-01T00:00:00Z"
             sandbox_call(seeded, "POST", "/_sandbox/seed", {"contacts": [contact]})
     sandbox_call(seeded, "DELETE", "/_sandbox/requests")
-    sandbox_call(
+
+    def second_contacts_page(request: Request) -> bool:
+        return request.path == "/api/v1/contacts/people" and request.arg("page") == "2"
+
+    # The deletion lands between the tap's pages 1 and 2: the sandbox does it when page 2 is
+    # asked for, before answering it, so no race with the tap decides what page 2 holds.
+    delete_between_pages = Hook(
         seeded,
-        "POST",
-        "/_sandbox/faults",
-        {
-            "faults": [
-                {
-                    "kind": "slow",
-                    "delay": 0.5,
-                    "after": 1,
-                    "times": 1,
-                    "path": "^/api/v1/contacts/people$",
-                }
-            ]
-        },
+        second_contacts_page,
+        lambda _request: sandbox_call(seeded, "DELETE", f"/contacts/people/{deleted}", api=True),
+        when="before",
     )
-
-    def delete_after_the_first_page() -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if any(e["path"] == "/api/v1/contacts/people" for e in request_log(seeded)):
-                sandbox_call(seeded, "DELETE", f"/contacts/people/{deleted}", api=True)
-                return
-            time.sleep(0.02)
-
-    deleter = threading.Thread(target=delete_after_the_first_page)
-    deleter.start()
     second = run_tap(config, state=first.state)
-    deleter.join()
+    delete_between_pages.uninstall()
 
+    assert delete_between_pages.done.is_set()
     assert second.error is None
     assert shifted not in second.ids("contacts")
     assert duplicates(second.ids("contacts")) == []
