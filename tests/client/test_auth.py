@@ -32,6 +32,7 @@ from target_contacts.client import ContactsClient
 from target_contacts.db import make_engine
 from target_contacts.errors import AuthError, TokenLostError, TokenStoreError
 from target_contacts.ratelimit import ContactsRateLimiter
+from tests.sandbox.clock import FakeClock
 
 from .conftest import LOCATION, request_log, seed
 from .oauth_worker import list_contacts_in_a_process
@@ -266,12 +267,13 @@ def test_access_token_is_refreshed_before_it_expires(contacts_sandbox_factory, t
 
 
 def test_a_401_triggers_one_refresh_and_one_retry(contacts_sandbox_factory, tmp_path):
-    sandbox = contacts_sandbox_factory(rate_limit=100_000, access_token_ttl=1)
+    clock = FakeClock()  # the API's clock: the token expires when the test says, not before
+    sandbox = contacts_sandbox_factory(rate_limit=100_000, access_token_ttl=1, clock=clock)
     store = TokenStore(make_engine(ledger_url(tmp_path)))
     token = logged_in(sandbox, store)
     # the store believes the token is good for an hour; the API has expired it
     store.save(replace(token, expires_at=datetime.now(timezone.utc) + timedelta(hours=1)))
-    time.sleep(1.1)
+    clock.advance(1.1)
     contact_id = seed(sandbox, contacts=[{"firstName": "A"}])["contacts"][0]
     client = client_for(sandbox, oauth(sandbox, store))
     assert client.get_contact(contact_id)["id"] == contact_id
