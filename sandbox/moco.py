@@ -3,12 +3,13 @@
 Faithful to reference/moco-api.md and the recorded responses in reference/moco-recorded/:
 
 - Everything lives under ``/api/v1``. Auth: ``Authorization: Token token=KEY`` (the key may be
-  quoted) or ``Authorization: Bearer KEY``; anything else answers 401 ``{"message": "Unauthorized"}``.
+  quoted) or ``Authorization: Bearer KEY``; anything else answers 401
+  ``{"message": "Unauthorized"}``.
 - ``GET/POST /contacts/people``, ``GET/PUT/PATCH/DELETE /contacts/people/{id}``;
   ``GET/POST /companies``, ``GET/PUT/PATCH/DELETE /companies/{id}``,
-  ``PUT /companies/{id}/archive`` and ``/unarchive``; ``GET/POST /comments``, ``POST /comments/bulk``,
-  ``GET/PUT/PATCH/DELETE /comments/{id}``; ``GET /todos``, ``GET /todos/{id}`` (read-only, as in
-  MOCO); ``GET /session``.
+  ``PUT /companies/{id}/archive`` and ``/unarchive``; ``GET/POST /comments``,
+  ``POST /comments/bulk``, ``GET/PUT/PATCH/DELETE /comments/{id}``; ``GET /todos``,
+  ``GET /todos/{id}`` (read-only, as in MOCO); ``GET /session``.
 - Lists are bare JSON arrays, paged with ``page`` (1-based) and ``per_page`` (default 100, at most
   100), with ``X-Page``, ``X-Per-Page``, ``X-Total`` (digit strings) and, only when a next page
   exists, ``Link: <...page=N+1...>; rel="next"`` that keeps the other query parameters.
@@ -16,8 +17,8 @@ Faithful to reference/moco-api.md and the recorded responses in reference/moco-r
   punctuation-insensitively like the database collation behind the recordings, then by id),
   comments newest first (``created_at`` then id, descending), to-dos by id.
 - Filters: ``ids`` and ``updated_after`` on contacts, companies and comments; contacts also
-  ``tags``, ``term``, ``phone``, ``custom_properties[Name]``; companies ``include_archived`` (archived
-  ones are hidden without it), ``type``, ``tags``, ``identifier``, ``term``; comments
+  ``tags``, ``term``, ``phone``, ``custom_properties[Name]``; companies ``include_archived``
+  (archived ones are hidden without it), ``type``, ``tags``, ``identifier``, ``term``; comments
   ``commentable_type`` (``Customer`` = ``Company``), ``commentable_id``, ``user_id``, ``manual``;
   to-dos ``completed``, ``term``, ``assigned_to_user_id``, ``created_by_user_id``,
   ``responsible_user_id``. Unknown parameters are ignored, as MOCO does (so ``/todos`` ignores
@@ -53,7 +54,6 @@ Sandbox-only routes (besides the common ones in :mod:`sandbox.server`):
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import re
 import time
@@ -61,8 +61,11 @@ import unicodedata
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
+
+from typing_extensions import override
 
 from sandbox import moco_data
 from sandbox.moco_data import (
@@ -88,6 +91,9 @@ from sandbox.moco_data import (
 )
 from sandbox.server import HTTPError, Request, Response, SandboxApp, SlidingWindow
 
+if TYPE_CHECKING:
+    import argparse
+
 API = "/api/v1"
 Record = dict[str, Any]
 Predicate = Callable[[Record], bool]
@@ -95,6 +101,8 @@ Predicate = Callable[[Record], bool]
 DEFAULT_PER_PAGE = 100
 # OA declares max 100; whether MOCO clamps or rejects a larger per_page is UNCONFIRMED: we clamp.
 MAX_PER_PAGE = 100
+MAX_BULK_COMMENTS = 100  # POST /comments/bulk takes up to 100 records (OA)
+LIST_CACHE_QUERIES = 32  # filtered lists kept between pages: only the few being paged matter
 
 _TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 _DATE_RE = re.compile(r"\d{4}-\d\d-\d\d")
@@ -114,7 +122,7 @@ _COLLATE_FOLD = str.maketrans(
         "Œ": "oe",
         "đ": "d",
         "Đ": "d",
-        "ı": "i",
+        "ı": "i",  # noqa: RUF001 - the Turkish dotless i, folded on purpose
         "þ": "th",
     }
 )
@@ -151,6 +159,14 @@ COMPANY_STRING_FIELDS = (
 )
 CUSTOMER_STRING_FIELDS = ("identifier", "currency", "billing_notes")
 SUPPLIER_STRING_FIELDS = ("iban", "bank_bic", "bank_owner")
+_TYPE_STRING_FIELDS = {"customer": CUSTOMER_STRING_FIELDS, "supplier": SUPPLIER_STRING_FIELDS}
+# Older names a contact write may use (alias, field); the field itself wins when both are sent.
+_CONTACT_ALIASES = (
+    ("name", "lastname"),
+    ("bday", "birthday"),
+    ("customer_id", "company_id"),
+    ("organization_id", "company_id"),
+)
 # The newer and the older name of one company setting (reference/moco-api.md §6.2).
 CORRESPONDENCE_FLAGS = ("alternative_correspondence_language", "english_correspondence_language")
 TODO_SANDBOX_FIELDS = frozenset(TODO_DEFAULTS) - {"id"}
@@ -171,7 +187,7 @@ def collation_key(text: str) -> str:
     return "".join(ch for ch in folded if ch.isalnum())
 
 
-def parse_timestamp(value: Any) -> str | None:
+def parse_timestamp(value: object) -> str | None:
     """Any ISO-8601 date or date-time -> ``YYYY-MM-DDTHH:MM:SSZ`` in UTC; None when unparsable.
 
     Fractions are truncated (stored timestamps have whole seconds); a time without an offset is
@@ -217,7 +233,9 @@ class _Store:
     the stored objects and serialise them after the app lock is released.
     """
 
-    def __init__(self, sort_key: Callable[[Record], tuple[Any, ...]], descending: bool = False):
+    def __init__(
+        self, sort_key: Callable[[Record], tuple[Any, ...]], *, descending: bool = False
+    ) -> None:
         self.records: dict[int, Record] = {}
         self.version = 0
         self._sort_key = sort_key
@@ -293,7 +311,8 @@ class _Store:
         self._ordered = None
 
 
-def _int(value: Any) -> int | None:
+def _int(value: object) -> int | None:
+    """An integer given as a number or a string of digits; ``None`` for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -314,7 +333,7 @@ def _bool_arg(value: str | None) -> bool | None:
     return None
 
 
-def _tags(value: Any, errors: dict[str, list[str]], field: str = "tags") -> list[str] | None:
+def _tags(value: object, errors: dict[str, list[str]], field: str = "tags") -> list[str] | None:
     """MOCO takes a list of names (or a comma-separated string); stored sorted, unique."""
     if isinstance(value, str):
         value = value.split(",")
@@ -325,7 +344,7 @@ def _tags(value: Any, errors: dict[str, list[str]], field: str = "tags") -> list
 
 
 def _merge_custom_properties(
-    current: dict[str, Any], value: Any, errors: dict[str, list[str]]
+    current: dict[str, Any], value: object, errors: dict[str, list[str]]
 ) -> dict[str, Any] | None:
     """MOCO merges custom properties: keys sent change, others stay (reference §6.8)."""
     if not isinstance(value, dict):
@@ -334,14 +353,15 @@ def _merge_custom_properties(
     merged = dict(current)
     for key, item in value.items():
         if isinstance(item, bool):  # MOCO encodes booleans as "1"/"0"
-            item = "1" if item else "0"
+            merged[str(key)] = "1" if item else "0"
         elif isinstance(item, (int, float)):
-            item = str(item)
-        merged[str(key)] = item
+            merged[str(key)] = str(item)
+        else:
+            merged[str(key)] = item
     return merged
 
 
-def _user(value: Any, errors: dict[str, list[str]]) -> Record | None:
+def _user(value: object, errors: dict[str, list[str]]) -> Record | None:
     user = _USERS_BY_ID.get(_int(value)) if _int(value) is not None else None
     if user is None:
         errors.setdefault("user", []).append("must be an active user")
@@ -360,6 +380,60 @@ def _body_object(request: Request) -> dict[str, Any]:
 
 def _unprocessable(errors: dict[str, list[str]]) -> HTTPError:
     return HTTPError(422, {"errors": errors})
+
+
+def _apply_strings(
+    record: Record, body: dict[str, Any], fields: Iterable[str], errors: dict[str, list[str]]
+) -> None:
+    """The string fields of a write: a string or null is taken, anything else is invalid."""
+    for field in fields:
+        if field in body:
+            value = body[field]
+            if value is None or isinstance(value, str):
+                record[field] = value
+            else:
+                errors.setdefault(field, []).append("is invalid")
+
+
+def _require(record: Record, field: str, errors: dict[str, list[str]]) -> None:
+    """A name field that must not be blank."""
+    value = record.get(field)
+    if not isinstance(value, str) or not value.strip():
+        errors.setdefault(field, []).append("can't be blank")
+
+
+def _apply_birthday(record: Record, value: object, errors: dict[str, list[str]]) -> None:
+    """``YYYY-MM-DD``, or null/empty to clear it."""
+    if value in (None, ""):
+        record["birthday"] = None
+    elif isinstance(value, str) and _DATE_RE.fullmatch(value):
+        record["birthday"] = value
+    else:
+        errors.setdefault("birthday", []).append("is invalid")
+
+
+def _apply_owner_and_properties(
+    new: Record, current: Record, body: dict[str, Any], errors: dict[str, list[str]]
+) -> None:
+    """``user_id`` (the responsible user) and ``custom_properties`` (merged) of a write."""
+    if "user_id" in body:
+        new["user"] = _user(body["user_id"], errors)
+    if "custom_properties" in body:
+        new["custom_properties"] = _merge_custom_properties(
+            current["custom_properties"], body["custom_properties"], errors
+        )
+
+
+def _check_todo(todo: Record, errors: dict[str, list[str]]) -> None:
+    """The fields every to-do needs, valid."""
+    if not isinstance(todo["title"], str):
+        errors.setdefault("title", []).append("is invalid")
+    if todo["todoable_type"] not in TODOABLE_TYPES:
+        errors.setdefault("todoable_type", []).append("is not included in the list")
+    if _int(todo["todoable_id"]) is None:
+        errors.setdefault("todoable_id", []).append("can't be blank")
+    if not isinstance(todo["completed"], bool) or not isinstance(todo["personal"], bool):
+        errors.setdefault("completed", []).append("must be true or false")
 
 
 def _company_ref(company: Record) -> Record:
@@ -387,7 +461,7 @@ class MocoSandbox(SandboxApp):
         self.companies = _Store(lambda r: (collation_key(r["name"]),))
         self.contacts = _Store(lambda r: (collation_key(r["lastname"]),))
         self.comments = _Store(lambda r: (r["created_at"],), descending=True)
-        self.todos = _Store(lambda r: ())
+        self.todos = _Store(lambda _: ())
         self._stores = {
             "companies": self.companies,
             "contacts": self.contacts,
@@ -413,8 +487,8 @@ class MocoSandbox(SandboxApp):
         self._api("PUT", "/companies/{id}", self._update_company)
         self._api("PATCH", "/companies/{id}", self._update_company)
         self._api("DELETE", "/companies/{id}", self._delete_company)
-        self._api("PUT", "/companies/{id}/archive", lambda r: self._set_archived(r, True))
-        self._api("PUT", "/companies/{id}/unarchive", lambda r: self._set_archived(r, False))
+        self._api("PUT", "/companies/{id}/archive", partial(self._set_archived, archived=True))
+        self._api("PUT", "/companies/{id}/unarchive", partial(self._set_archived, archived=False))
         self._api("GET", "/comments", self._list_comments)
         self._api("POST", "/comments", self._create_comment)
         self._api("POST", "/comments/bulk", self._create_comments_bulk)
@@ -460,6 +534,7 @@ class MocoSandbox(SandboxApp):
         key = self._presented_key(request)
         return key is not None and hmac.compare_digest(key.encode(), self.api_key.encode())
 
+    @override
     def check_rate_limit(self, request: Request) -> Response | None:
         """Sliding window per presented key; MOCO documents no headers on 429 (UNCONFIRMED)."""
         allowed, _, _ = self.window.hit(self._presented_key(request) or "<anonymous>")
@@ -588,7 +663,7 @@ class MocoSandbox(SandboxApp):
                 matching = [i for i in candidates if all(p(records[i]) for p in active)]
             else:
                 matching = candidates
-            if len(self._list_cache) >= 32:  # only the few queries being paged matter
+            if len(self._list_cache) >= LIST_CACHE_QUERIES:
                 self._list_cache.clear()
             self._list_cache[cache_key] = matching
         start = (page - 1) * per_page
@@ -618,11 +693,11 @@ class MocoSandbox(SandboxApp):
         return f"{request.base_url}{request.path}?{urlencode(params, safe=',:[]')}"
 
     # --- session ---------------------------------------------------------------------------------
-    def _get_session(self, request: Request) -> Response:
+    def _get_session(self, _request: Request) -> Response:
         return Response(200, {"id": SESSION_USER["id"], "uuid": moco_data.SESSION_UUID})
 
     # --- contacts --------------------------------------------------------------------------------
-    def _company_for_write(self, company_id: Any, errors: dict[str, list[str]]) -> Record | None:
+    def _company_for_write(self, company_id: object, errors: dict[str, list[str]]) -> Record | None:
         if company_id is None:
             return None
         company = self.companies.get(_int(company_id)) if _int(company_id) is not None else None
@@ -631,55 +706,32 @@ class MocoSandbox(SandboxApp):
             return None
         return _company_ref(company)
 
-    def _apply_contact(self, current: Record, body: dict[str, Any], creating: bool) -> Record:
+    def _apply_contact(self, current: Record, body: dict[str, Any], *, creating: bool) -> Record:
         """``current`` changed by a POST/PUT body; unknown fields are ignored as Rails does."""
         errors: dict[str, list[str]] = {}
-        body = dict(body)
-        aliases = {
-            "name": "lastname",
-            "bday": "birthday",
-            "customer_id": "company_id",
-            "organization_id": "company_id",
+        # an alias counts when its field is not sent; of two aliases, the first listed wins
+        aliased = {
+            field: body[alias] for alias, field in reversed(_CONTACT_ALIASES) if alias in body
         }
-        for alias, field in aliases.items():
-            if alias in body and field not in body:
-                body[field] = body[alias]
+        body = {**aliased, **body}
         new = dict(current)
-        for field in CONTACT_STRING_FIELDS:
-            if field in body:
-                value = body[field]
-                if value is not None and not isinstance(value, str):
-                    errors.setdefault(field, []).append("is invalid")
-                else:
-                    new[field] = value
+        _apply_strings(new, body, CONTACT_STRING_FIELDS, errors)
         if new["firstname"] is None:
             new["firstname"] = ""
         if creating or "lastname" in body:
-            if not isinstance(new["lastname"], str) or not new["lastname"].strip():
-                errors.setdefault("lastname", []).append("can't be blank")
+            _require(new, "lastname", errors)
         if "gender" in body:
-            if body["gender"] not in GENDERS:
-                errors.setdefault("gender", []).append("is not included in the list")
-            else:
+            if body["gender"] in GENDERS:
                 new["gender"] = body["gender"]
-        if "birthday" in body:
-            value = body["birthday"]
-            if value in (None, ""):
-                new["birthday"] = None
-            elif isinstance(value, str) and _DATE_RE.fullmatch(value):
-                new["birthday"] = value
             else:
-                errors.setdefault("birthday", []).append("is invalid")
+                errors.setdefault("gender", []).append("is not included in the list")
+        if "birthday" in body:
+            _apply_birthday(new, body["birthday"], errors)
         if "company_id" in body:
             new["company"] = self._company_for_write(body["company_id"], errors)
-        if "user_id" in body:
-            new["user"] = _user(body["user_id"], errors)
         if "tags" in body:
             new["tags"] = _tags(body["tags"], errors)
-        if "custom_properties" in body:
-            new["custom_properties"] = _merge_custom_properties(
-                current["custom_properties"], body["custom_properties"], errors
-            )
+        _apply_owner_and_properties(new, current, body, errors)
         if errors:
             raise _unprocessable(errors)
         return new
@@ -765,50 +817,32 @@ class MocoSandbox(SandboxApp):
         )
 
     # --- companies -------------------------------------------------------------------------------
-    def _apply_company(self, current: Record, body: dict[str, Any], creating: bool) -> Record:
+    def _apply_company(self, current: Record, body: dict[str, Any], *, creating: bool) -> Record:
+        """``current`` changed by a POST/PUT body; ``type`` decides which fields it takes."""
         errors: dict[str, list[str]] = {}
         new = dict(current)
-        ctype = new["type"]
-        fields = COMPANY_STRING_FIELDS + (
-            CUSTOMER_STRING_FIELDS
-            if ctype == "customer"
-            else SUPPLIER_STRING_FIELDS
-            if ctype == "supplier"
-            else ()
-        )
-        for field in fields:
-            if field in body:
-                value = body[field]
-                if value is not None and not isinstance(value, str):
-                    errors.setdefault(field, []).append("is invalid")
-                else:
-                    new[field] = value
+        fields = COMPANY_STRING_FIELDS + _TYPE_STRING_FIELDS.get(new["type"], ())
+        _apply_strings(new, body, fields, errors)
         if creating or "name" in body:
-            if not isinstance(new.get("name"), str) or not new["name"].strip():
-                errors.setdefault("name", []).append("can't be blank")
+            _require(new, "name", errors)
         for flag in CORRESPONDENCE_FLAGS:
-            if flag in body:
-                if not isinstance(body[flag], bool):
-                    errors.setdefault(flag, []).append("is invalid")
-                else:  # two names of one setting (§6.2): both answer the value written
-                    new.update(dict.fromkeys(CORRESPONDENCE_FLAGS, body[flag]))
-        if ctype == "customer":
-            due = body.get("default_invoice_due_days", body.get("invoice_due_days"))
-            if due is not None:
-                if _int(due) is None:
-                    errors.setdefault("default_invoice_due_days", []).append("is invalid")
-                else:
-                    new["default_invoice_due_days"] = _int(due)
+            if flag not in body:
+                continue
+            if isinstance(body[flag], bool):  # two names of one setting (§6.2): both follow
+                new.update(dict.fromkeys(CORRESPONDENCE_FLAGS, body[flag]))
+            else:
+                errors.setdefault(flag, []).append("is invalid")
+        due = body.get("default_invoice_due_days", body.get("invoice_due_days"))
+        if new["type"] == "customer" and due is not None:
+            if _int(due) is None:
+                errors.setdefault("default_invoice_due_days", []).append("is invalid")
+            else:
+                new["default_invoice_due_days"] = _int(due)
         tags_value = body.get("tags", body.get("labels"))
         if tags_value is not None:
             tags = _tags(tags_value, errors)
             new["tags"], new["labels"] = tags, list(tags or [])
-        if "custom_properties" in body:
-            new["custom_properties"] = _merge_custom_properties(
-                current["custom_properties"], body["custom_properties"], errors
-            )
-        if "user_id" in body:
-            new["user"] = _user(body["user_id"], errors)
+        _apply_owner_and_properties(new, current, body, errors)
         if errors:
             raise _unprocessable(errors)
         return new
@@ -884,7 +918,7 @@ class MocoSandbox(SandboxApp):
         # REC 2023: 200 with an empty body and a JSON content type.
         return Response(200, b"", {"Content-Type": "application/json; charset=utf-8"})
 
-    def _set_archived(self, request: Request, archived: bool) -> Response:
+    def _set_archived(self, request: Request, *, archived: bool) -> Response:
         current = self._find(self.companies, request)
         if current["active"] == (not archived):
             return Response(200, current)
@@ -923,7 +957,9 @@ class MocoSandbox(SandboxApp):
         )
 
     # --- comments --------------------------------------------------------------------------------
-    def _commentable(self, ctype: Any, cid: Any, errors: dict[str, list[str]]) -> tuple[str, int]:
+    def _commentable(
+        self, ctype: object, cid: object, errors: dict[str, list[str]]
+    ) -> tuple[str, int]:
         if ctype == "Customer":  # deprecated alias (OA)
             ctype = "Company"
         if ctype not in COMMENTABLE_TYPES:
@@ -938,7 +974,7 @@ class MocoSandbox(SandboxApp):
 
     @staticmethod
     def _comment_text(
-        body: dict[str, Any], errors: dict[str, list[str]], required: bool
+        body: dict[str, Any], errors: dict[str, list[str]], *, required: bool
     ) -> str | None:
         if "text" not in body and not required:
             return None
@@ -990,7 +1026,7 @@ class MocoSandbox(SandboxApp):
         body = _body_object(request)
         errors: dict[str, list[str]] = {}
         ids = body.get("commentable_ids")
-        if not isinstance(ids, list) or not ids or len(ids) > 100:
+        if not isinstance(ids, list) or not ids or len(ids) > MAX_BULK_COMMENTS:
             raise _unprocessable({"commentable_ids": ["must be a list of 1 to 100 ids"]})
         targets = [self._commentable(body.get("commentable_type"), i, errors) for i in ids]
         text = self._comment_text(body, errors, required=True)
@@ -1106,47 +1142,44 @@ class MocoSandbox(SandboxApp):
         return ""
 
     def _apply_todo(self, current: Record, body: dict[str, Any]) -> Record:
+        """``current`` changed by a sandbox to-do write; 422 for unknown or invalid fields."""
         unknown = set(body) - TODO_SANDBOX_FIELDS
         if unknown:
             raise HTTPError(422, {"message": f"unknown to-do fields: {sorted(unknown)}"})
         errors: dict[str, list[str]] = {}
-        new = {**current, **{k: v for k, v in body.items() if k not in ("completed_at",)}}
-        if not isinstance(new["title"], str):
-            errors.setdefault("title", []).append("is invalid")
-        if new["todoable_type"] not in TODOABLE_TYPES:
-            errors.setdefault("todoable_type", []).append("is not included in the list")
-        if _int(new["todoable_id"]) is None:
-            errors.setdefault("todoable_id", []).append("can't be blank")
-        if not isinstance(new["completed"], bool) or not isinstance(new["personal"], bool):
-            errors.setdefault("completed", []).append("must be true or false")
+        new = {**current, **{k: v for k, v in body.items() if k != "completed_at"}}
+        _check_todo(new, errors)
         for field in ("due_date", "created_at", "updated_at"):
-            if field in body and body[field] is not None:
-                stamp = parse_timestamp(body[field])
-                if stamp is None:
+            if body.get(field) is not None:
+                new[field] = parse_timestamp(body[field])
+                if new[field] is None:
                     errors.setdefault(field, []).append("is invalid")
-                new[field] = stamp
         for field in ("created_by", "assigned_to"):
             value = body.get(field)
             if isinstance(value, int):
                 new[field] = _user(value, errors)
-            elif field in body and value is not None and not isinstance(value, dict):
+            elif value is not None and not isinstance(value, dict):
                 errors.setdefault(field, []).append("is invalid")
         if errors:
             raise _unprocessable(errors)
-        if new["completed"] and not current["completed"]:
-            new["completed_at"] = parse_timestamp(body.get("completed_at")) or self._now()
-        elif not new["completed"]:
-            new["completed_at"] = None
-        elif "completed_at" in body:
-            new["completed_at"] = parse_timestamp(body["completed_at"])
-        if "todoable_description" not in body and (new["todoable_type"], new["todoable_id"]) != (
+        new["completed_at"] = self._completed_at(current, new, body)
+        target = (new["todoable_type"], new["todoable_id"])
+        if "todoable_description" not in body and target != (
             current["todoable_type"],
             current["todoable_id"],
         ):
-            new["todoable_description"] = self._todoable_description(
-                new["todoable_type"], new["todoable_id"]
-            )
+            new["todoable_description"] = self._todoable_description(*target)
         return new
+
+    def _completed_at(self, current: Record, new: Record, body: dict[str, Any]) -> str | None:
+        """Set when a to-do gets completed (now, unless the body says when), gone when reopened."""
+        if not new["completed"]:
+            return None
+        if not current["completed"]:
+            return parse_timestamp(body.get("completed_at")) or self._now()
+        if "completed_at" in body:
+            return parse_timestamp(body["completed_at"])
+        return current["completed_at"]
 
     def _sandbox_create_todo(self, request: Request) -> Response:
         body = _body_object(request)
@@ -1179,6 +1212,7 @@ class MocoSandbox(SandboxApp):
         return Response(204, None)
 
     # --- seed, state, reset, configure -----------------------------------------------------------
+    @override
     def seed(self, data: dict[str, Any]) -> dict[str, int]:
         """Load a seed document (see the module docstring); answers counts loaded per type."""
         if not isinstance(data, dict):
@@ -1236,7 +1270,7 @@ class MocoSandbox(SandboxApp):
                 self._refresh_contact_companies({r["id"]: _company_ref(r) for r in records})
         return counts
 
-    def _lookup(self, kind: str, record_id: Any) -> Record | None:
+    def _lookup(self, kind: str, record_id: object) -> Record | None:
         """A stored record, or one of the seed being loaded (it may reference its own records)."""
         rid = _int(record_id)
         if rid is None:
@@ -1262,7 +1296,7 @@ class MocoSandbox(SandboxApp):
         return counts
 
     @staticmethod
-    def _seed_base(kind: str, raw: Any, n: int, allowed: frozenset[str]) -> dict[str, Any]:
+    def _seed_base(kind: str, raw: object, n: int, allowed: frozenset[str]) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise HTTPError(422, {"message": f"{kind}[{n}] must be an object"})
         unknown = raw.keys() - allowed
@@ -1290,7 +1324,7 @@ class MocoSandbox(SandboxApp):
         record["updated_at"] = record["updated_at"] or record["created_at"]
         self._observe_time(record["updated_at"], record["created_at"])
 
-    def _seed_contact(self, raw: Any, n: int) -> Record:
+    def _seed_contact(self, raw: object, n: int) -> Record:
         raw = self._seed_base("contacts", raw, n, _SEED_CONTACT_FIELDS)
         record = {k: raw[k] if k in raw else fresh(v) for k, v in CONTACT_DEFAULTS.items()}
         if not isinstance(record["lastname"], str) or not record["lastname"].strip():
@@ -1320,7 +1354,7 @@ class MocoSandbox(SandboxApp):
         self._seed_ids_and_times("contacts", record, n)
         return record
 
-    def _seed_company(self, raw: Any, n: int) -> Record:
+    def _seed_company(self, raw: object, n: int) -> Record:
         raw = self._seed_base("companies", raw, n, _SEED_COMPANY_FIELDS)
         ctype = raw.get("type", "customer")
         if ctype not in COMPANY_TYPES:
@@ -1330,7 +1364,7 @@ class MocoSandbox(SandboxApp):
         if not isinstance(raw.get("name"), str) or not raw["name"].strip():
             raise HTTPError(422, {"message": f"companies[{n}]: name can't be blank"})
         template = self._company_template(ctype)
-        record = {k: raw[k] if k in raw else v for k, v in template.items()}
+        record = {k: raw.get(k, v) for k, v in template.items()}
         record.update({k: raw[k] for k in raw if k in COMPANY_OPTIONAL_FIELDS})
         for key, default in VAT_DEFAULTS.items():
             if isinstance(record.get(key), dict):  # e.g. REC 2023's four-field customer_vat
@@ -1345,7 +1379,7 @@ class MocoSandbox(SandboxApp):
         self._seed_ids_and_times("companies", record, n)
         return record
 
-    def _seed_todo(self, raw: Any, n: int) -> Record:
+    def _seed_todo(self, raw: object, n: int) -> Record:
         raw = self._seed_base("todos", raw, n, _SEED_TODO_FIELDS)
         record = {k: raw[k] if k in raw else fresh(v) for k, v in TODO_DEFAULTS.items()}
         if record["todoable_type"] not in TODOABLE_TYPES or _int(record["todoable_id"]) is None:
@@ -1359,7 +1393,7 @@ class MocoSandbox(SandboxApp):
         self._seed_ids_and_times("todos", record, n)
         return record
 
-    def _seed_comment(self, raw: Any, n: int) -> Record:
+    def _seed_comment(self, raw: object, n: int) -> Record:
         raw = self._seed_base("comments", raw, n, _SEED_COMMENT_FIELDS)
         record = {k: raw[k] if k in raw else fresh(v) for k, v in COMMENT_DEFAULTS.items()}
         record.update({k: raw[k] for k in raw if k in COMMENT_OPTIONAL_FIELDS})
@@ -1377,6 +1411,7 @@ class MocoSandbox(SandboxApp):
         self._seed_ids_and_times("comments", record, n)
         return record
 
+    @override
     def state(self) -> dict[str, list[Record]]:
         """Every stored record: ``{"companies", "contacts", "todos", "comments"}``, sorted by id."""
         with self.lock:
@@ -1385,6 +1420,7 @@ class MocoSandbox(SandboxApp):
                 for kind, store in self._stores.items()
             }
 
+    @override
     def reset(self) -> None:
         """Forget all records; ids and the clock keep counting up, the rate limit starts over."""
         for store in self._stores.values():
@@ -1392,6 +1428,7 @@ class MocoSandbox(SandboxApp):
         self._list_cache.clear()
         self.window.reset()
 
+    @override
     def configure(self, settings: dict[str, Any]) -> None:
         """``rate_limit``, ``rate_window`` and ``api_key``; any other key answers 422."""
         rest = dict(settings)
