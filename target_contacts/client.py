@@ -27,11 +27,11 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from importlib import metadata as importlib_metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import backoff
@@ -56,11 +56,21 @@ from target_contacts.errors import (
 )
 from target_contacts.ratelimit import ContactsRateLimiter
 
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator, Mapping
+
+    from typing_extensions import Self
+
+    from target_contacts.errors import ErrorDetails
+
 logger = logging.getLogger(__name__)
 
 POOL_SIZE = 32
 MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After (a daily limit) is not waited out in-run
 MAX_BACKOFF = 30.0
+MAX_PAGE_SIZE = 100  # contacts per page of GET /contacts/
+# The advice for an answer that says the object is gone.
+_GONE = "the object does not exist (deleted in the CRM?)"
 
 
 def _version() -> str:
@@ -79,7 +89,7 @@ class Route:
 
     method: str
     template: str
-    safe: bool
+    safe: bool = field(kw_only=True)
 
     @property
     def key(self) -> str:
@@ -87,38 +97,39 @@ class Route:
         return f"{self.method} {self.template}"
 
     def path(self, **ids: str) -> str:
+        """The template with ``ids`` URL-quoted in; ValueError unless each id is a non-empty str."""
         for name, value in ids.items():
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{self.key}: {name} must be a non-empty string, got {value!r}")
         return self.template.format(**{k: quote(v, safe="") for k, v in ids.items()})
 
 
-GET_CONTACT = Route("GET", "/contacts/{id}", True)
-LIST_CONTACTS = Route("GET", "/contacts/", True)
-CONTACTS_BY_BUSINESS = Route("GET", "/contacts/business/{businessId}", True)
-SEARCH_CONTACTS = Route("POST", "/contacts/search", True)
-SEARCH_DUPLICATE = Route("GET", "/contacts/search/duplicate", True)
-CREATE_CONTACT = Route("POST", "/contacts/", False)
-UPDATE_CONTACT = Route("PUT", "/contacts/{id}", True)
-DELETE_CONTACT = Route("DELETE", "/contacts/{id}", True)
-UPSERT_CONTACT = Route("POST", "/contacts/upsert", True)
-LIST_TASKS = Route("GET", "/contacts/{id}/tasks", True)
-GET_TASK = Route("GET", "/contacts/{id}/tasks/{taskId}", True)
-CREATE_TASK = Route("POST", "/contacts/{id}/tasks", False)
-UPDATE_TASK = Route("PUT", "/contacts/{id}/tasks/{taskId}", True)
-COMPLETE_TASK = Route("PUT", "/contacts/{id}/tasks/{taskId}/completed", True)
-DELETE_TASK = Route("DELETE", "/contacts/{id}/tasks/{taskId}", True)
-LIST_NOTES = Route("GET", "/contacts/{id}/notes", True)
-GET_NOTE = Route("GET", "/contacts/{id}/notes/{noteId}", True)
-CREATE_NOTE = Route("POST", "/contacts/{id}/notes", False)
-UPDATE_NOTE = Route("PUT", "/contacts/{id}/notes/{noteId}", True)
-DELETE_NOTE = Route("DELETE", "/contacts/{id}/notes/{noteId}", True)
-ADD_TAGS = Route("POST", "/contacts/{id}/tags", True)  # adding a tag twice changes nothing
-REMOVE_TAGS = Route("DELETE", "/contacts/{id}/tags", True)
-LIST_APPOINTMENTS = Route("GET", "/contacts/{id}/appointments", True)
+GET_CONTACT = Route("GET", "/contacts/{id}", safe=True)
+LIST_CONTACTS = Route("GET", "/contacts/", safe=True)
+CONTACTS_BY_BUSINESS = Route("GET", "/contacts/business/{businessId}", safe=True)
+SEARCH_CONTACTS = Route("POST", "/contacts/search", safe=True)
+SEARCH_DUPLICATE = Route("GET", "/contacts/search/duplicate", safe=True)
+CREATE_CONTACT = Route("POST", "/contacts/", safe=False)
+UPDATE_CONTACT = Route("PUT", "/contacts/{id}", safe=True)
+DELETE_CONTACT = Route("DELETE", "/contacts/{id}", safe=True)
+UPSERT_CONTACT = Route("POST", "/contacts/upsert", safe=True)
+LIST_TASKS = Route("GET", "/contacts/{id}/tasks", safe=True)
+GET_TASK = Route("GET", "/contacts/{id}/tasks/{taskId}", safe=True)
+CREATE_TASK = Route("POST", "/contacts/{id}/tasks", safe=False)
+UPDATE_TASK = Route("PUT", "/contacts/{id}/tasks/{taskId}", safe=True)
+COMPLETE_TASK = Route("PUT", "/contacts/{id}/tasks/{taskId}/completed", safe=True)
+DELETE_TASK = Route("DELETE", "/contacts/{id}/tasks/{taskId}", safe=True)
+LIST_NOTES = Route("GET", "/contacts/{id}/notes", safe=True)
+GET_NOTE = Route("GET", "/contacts/{id}/notes/{noteId}", safe=True)
+CREATE_NOTE = Route("POST", "/contacts/{id}/notes", safe=False)
+UPDATE_NOTE = Route("PUT", "/contacts/{id}/notes/{noteId}", safe=True)
+DELETE_NOTE = Route("DELETE", "/contacts/{id}/notes/{noteId}", safe=True)
+ADD_TAGS = Route("POST", "/contacts/{id}/tags", safe=True)  # adding a tag twice changes nothing
+REMOVE_TAGS = Route("DELETE", "/contacts/{id}/tags", safe=True)
+LIST_APPOINTMENTS = Route("GET", "/contacts/{id}/appointments", safe=True)
 
 
-class _Retry(Exception):
+class _RetriableError(Exception):
     """Internal: this attempt failed in a way worth retrying; ``error`` is raised on giving up."""
 
     def __init__(self, error: ContactsAPIError, retry_after: float | None = None) -> None:
@@ -161,6 +172,54 @@ def _sent_nothing(exc: requests.RequestException) -> bool:
     return False
 
 
+#: Error answers that need nothing but their error type and a word of advice.
+_PLAIN_FAILURES: dict[int, tuple[type[ContactsAPIError], str]] = {
+    HTTPStatus.NOT_FOUND: (NotFoundError, f"; {_GONE}"),
+    HTTPStatus.UNPROCESSABLE_ENTITY: (ValidationError, "; fix the named fields"),
+}
+
+
+def _bad_request(
+    where: str, text: str, body: Mapping[str, Any], common: ErrorDetails
+) -> ContactsAPIError:
+    """A 400: a refused duplicate (naming the existing contact), a "not found", or bad data."""
+    meta = body.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    if meta.get("contactId"):
+        return DuplicateContactError(
+            f"{where} (existing contact {meta['contactId']}, matched on "
+            f"{meta.get('matchingField') or 'an identifier'}); update that contact "
+            "instead.",
+            contact_id=str(meta["contactId"]),
+            matching_field=meta.get("matchingField"),
+            **common,
+        )
+    if "not found" in (text + " " + str(body.get("error") or "")).lower():
+        return NotFoundError(f"{where}; {_GONE}.", **common)
+    return ContactsAPIError(f"{where}; fix the request data.", **common)
+
+
+def _server_failure(
+    where: str, response: requests.Response, common: ErrorDetails, *, safe: bool
+) -> Exception:
+    """A 5xx: retried when repeating the request is harmless, else an ambiguous failure."""
+    if not safe:
+        return TransientError(
+            f"{where}; the create may have been committed: look for the object before "
+            "creating it again.",
+            ambiguous=True,
+            pending=response.status_code == HTTPStatus.GATEWAY_TIMEOUT,
+            **common,
+        )
+    retry_after = _retry_after(response.headers)
+    if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+        retry_after = None
+    return _RetriableError(
+        TransientError(f"{where}; the API is failing: run again later.", **common),
+        retry_after,
+    )
+
+
 class ContactsClient:
     """A Contacts API client for one location; see the module docstring for its guarantees.
 
@@ -169,7 +228,7 @@ class ContactsClient:
     the first backoff step (doubling up to 30 s); tests lower it.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  keyword options; tests/ pass them by name
         self,
         base_url: str,
         location_id: str,
@@ -208,7 +267,7 @@ class ContactsClient:
         self._calls_lock = threading.Lock()
         self._send = backoff.on_exception(
             self._waits,  # type: ignore[arg-type]  # backoff sends the exception into it
-            _Retry,
+            _RetriableError,
             max_tries=lambda: self.max_tries,
             jitter=None,
             on_backoff=self._log_retry,
@@ -226,7 +285,7 @@ class ContactsClient:
         """Close the HTTP session."""
         self.session.close()
 
-    def __enter__(self) -> ContactsClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -249,8 +308,8 @@ class ContactsClient:
         Follows ``meta.startAfter``/``startAfterId``; stops on an empty or short page or when no
         cursor is given. ``limit`` is the page size (1 to 100).
         """
-        if not 1 <= limit <= 100:
-            raise ValueError("limit must be between 1 and 100")
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
         base: dict[str, Any] = {"locationId": self.location_id, "limit": limit}
         if query:
             base["query"] = query
@@ -285,8 +344,10 @@ class ContactsClient:
         return list(data.get("contacts") or [])
 
     def search_contacts(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The whole ``POST /contacts/search`` answer (``contacts``, ``total``); ``locationId``
-        is added to ``body`` when missing. The search index may lag writes by seconds.
+        """The whole ``POST /contacts/search`` answer (``contacts``, ``total``).
+
+        ``locationId`` is added to ``body`` when missing. The search index may lag writes by
+        seconds.
         """
         payload = {"locationId": self.location_id, **body}
         return self._call(SEARCH_CONTACTS, body=payload)
@@ -317,16 +378,20 @@ class ContactsClient:
         return self._unwrap(self._call(CREATE_CONTACT, body=body), "contact", CREATE_CONTACT)
 
     def update_contact(self, contact_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """Update a contact and return it. ``locationId`` is left out (the API refuses it here);
-        note that ``tags`` in the payload replaces all of the contact's tags.
+        """Update a contact and return it.
+
+        ``locationId`` is left out (the API refuses it here); note that ``tags`` in the payload
+        replaces all of the contact's tags.
         """
         body = {k: v for k, v in payload.items() if k != "locationId"}
         data = self._call(UPDATE_CONTACT, ids={"id": contact_id}, body=body)
         return self._unwrap(data, "contact", UPDATE_CONTACT)
 
     def delete_contact(self, contact_id: str) -> None:
-        """Delete a contact. :class:`NotFoundError` when it does not exist, except when a retry
-        finds it gone after an earlier try lost its answer (then it returns normally).
+        """Delete a contact.
+
+        :class:`NotFoundError` when it does not exist, except when a retry finds it gone after an
+        earlier try lost its answer (then it returns normally).
         """
         self._call(DELETE_CONTACT, ids={"id": contact_id})
 
@@ -369,7 +434,10 @@ class ContactsClient:
         return self._unwrap(data, "task", UPDATE_TASK)
 
     def set_task_completed(
-        self, contact_id: str, task_id: str, completed: bool = True
+        self,
+        contact_id: str,
+        task_id: str,
+        completed: bool = True,  # noqa: FBT001, FBT002  tests/ pass it by position
     ) -> dict[str, Any]:
         """Mark a task completed (or open again) and return it."""
         data = self._call(
@@ -441,13 +509,13 @@ class ContactsClient:
         tries = [0]  # counted by _attempt: a repeated DELETE may find its own earlier success
         try:
             return self._send(
-                route, path, params, body, route.safe if safe is None else safe, tries
+                route, path, params, body, safe=route.safe if safe is None else safe, tries=tries
             )
         except NotFoundError:
             if route.method == "DELETE" and route is not REMOVE_TAGS and tries[0] > 1:
                 return {}  # an earlier try deleted it and its answer was lost
             raise
-        except _Retry as exc:
+        except _RetriableError as exc:
             error = exc.error
             if self.max_tries > 1:
                 error.args = (f"{error} (gave up after {self.max_tries} tries)",)
@@ -459,6 +527,7 @@ class ContactsClient:
         path: str,
         params: Mapping[str, Any] | None,
         body: Mapping[str, Any] | None,
+        *,
         safe: bool,
         tries: list[int],
     ) -> dict[str, Any]:
@@ -482,7 +551,7 @@ class ContactsClient:
                     headers={**self._headers, "Authorization": f"Bearer {token}"},
                 )
             except requests.RequestException as exc:
-                raise self._network_failure(route, path, exc, safe) from None
+                raise self._network_failure(route, path, exc, safe=safe) from None
             self.limiter.observe(response.headers)
             logger.debug(
                 "%s %s -> %s in %.0f ms",
@@ -491,15 +560,15 @@ class ContactsClient:
                 response.status_code,
                 (time.monotonic() - started) * 1000,
             )
-            if response.status_code == 401 and not refreshed:
+            if response.status_code == HTTPStatus.UNAUTHORIZED and not refreshed:
                 refreshed = True
                 if self.auth.refresh_after_401(token) is not None:
                     continue
-            if 200 <= response.status_code < 300:
+            if HTTPStatus.OK <= response.status_code < HTTPStatus.MULTIPLE_CHOICES:
                 return self._json(route, path, response)
-            raise self._failure(route, path, response, safe, token)
+            raise self._failure(route, path, response, safe=safe, token=token)
 
-    def _waits(self) -> Generator[float, _Retry, None]:
+    def _waits(self) -> Generator[float, _RetriableError, None]:
         """Backoff's wait generator: ``Retry-After`` when given, else exponential with jitter."""
         attempt = 0
         retry = yield 0.0
@@ -508,7 +577,7 @@ class ContactsClient:
                 delay = retry.retry_after
             else:
                 step = min(MAX_BACKOFF, self.retry_base_seconds * 2**attempt)
-                delay = step / 2 + random.uniform(0, step / 2)
+                delay = step / 2 + random.uniform(0, step / 2)  # noqa: S311  jitter, not a secret
             attempt += 1
             retry = yield delay
 
@@ -525,7 +594,7 @@ class ContactsClient:
         )
 
     def _network_failure(
-        self, route: Route, path: str, exc: requests.RequestException, safe: bool
+        self, route: Route, path: str, exc: requests.RequestException, *, safe: bool
     ) -> Exception:
         kind = type(exc).__name__
         if isinstance(exc, requests.exceptions.SSLError):
@@ -550,16 +619,16 @@ class ContactsClient:
                 path=path,
             )
         if _sent_nothing(exc):
-            return _Retry(
+            return _RetriableError(
                 TransientError(
-                    f"{route.method} {path}: could not connect to {self.base_url} ({kind}); check the "
-                    "network and base_url, then run again.",
+                    f"{route.method} {path}: could not connect to {self.base_url} ({kind}); check "
+                    "the network and base_url, then run again.",
                     method=route.method,
                     path=path,
                 )
             )
         if safe:
-            return _Retry(
+            return _RetriableError(
                 TransientError(
                     f"{route.method} {path}: no answer ({kind}); run again later.",
                     method=route.method,
@@ -576,14 +645,15 @@ class ContactsClient:
         )
 
     def _failure(
-        self, route: Route, path: str, response: requests.Response, safe: bool, token: str
+        self, route: Route, path: str, response: requests.Response, *, safe: bool, token: str
     ) -> Exception:
+        """The error for an answer outside 2xx: a typed error, or one wrapped to be retried."""
         status = response.status_code
         messages = [m.replace(token, "<redacted>") for m in response_messages(response)]
         text = "; ".join(messages) or response.reason or "no message"
         where = f"{route.method} {path} answered {status}: {text}"
         body, json_body = self._error_body(response)
-        common: dict[str, Any] = {
+        common: ErrorDetails = {
             "status": status,
             "method": route.method,
             "path": path,
@@ -592,69 +662,40 @@ class ContactsClient:
                 status, json_body=json_body, names_object="{" in route.template
             ),
         }
-        if status in (401, 403):
+        if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
             return AuthError(f"{where}; {self._auth_hint(status)}", **common)
-        if status == 404:
-            return NotFoundError(
-                f"{where}; the object does not exist (deleted in the CRM?).", **common
-            )
-        if status == 400:
-            meta = body.get("meta")
-            meta = meta if isinstance(meta, dict) else {}
-            if meta.get("contactId"):
-                return DuplicateContactError(
-                    f"{where} (existing contact {meta['contactId']}, matched on "
-                    f"{meta.get('matchingField') or 'an identifier'}); update that contact "
-                    "instead.",
-                    contact_id=str(meta["contactId"]),
-                    matching_field=meta.get("matchingField"),
-                    **common,
-                )
-            if "not found" in (text + " " + str(body.get("error") or "")).lower():
-                return NotFoundError(
-                    f"{where}; the object does not exist (deleted in the CRM?).", **common
-                )
-            return ContactsAPIError(f"{where}; fix the request data.", **common)
-        if status == 422:
-            return ValidationError(f"{where}; fix the named fields.", **common)
-        if status == 429:
-            daily = self.limiter.daily_remaining
-            if daily is not None and daily <= 0:
-                return DailyQuotaExhausted(
-                    f"{where}; the location's daily quota is used up: run again after it resets.",
-                    daily_remaining=daily,
-                    **common,
-                )
-            retry_after = _retry_after(response.headers)
-            error = RateLimitError(
-                f"{where}; the location's rate limit is used up (by another "
-                "client?): run again later.",
-                retry_after=retry_after,
+        if status == HTTPStatus.BAD_REQUEST:
+            return _bad_request(where, text, body, common)
+        if status == HTTPStatus.TOO_MANY_REQUESTS:
+            return self._rate_limited(where, response, common)
+        if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            return _server_failure(where, response, common, safe=safe)
+        error_type, advice = _PLAIN_FAILURES.get(status, (ContactsAPIError, ""))
+        return error_type(f"{where}{advice}.", **common)
+
+    def _rate_limited(
+        self, where: str, response: requests.Response, common: ErrorDetails
+    ) -> Exception:
+        """A 429: final when the daily quota is used up, else retried (within MAX_RETRY_AFTER)."""
+        daily = self.limiter.daily_remaining
+        if daily is not None and daily <= 0:
+            return DailyQuotaExhausted(
+                f"{where}; the location's daily quota is used up: run again after it resets.",
+                daily_remaining=daily,
                 **common,
             )
-            if retry_after is not None and retry_after > MAX_RETRY_AFTER:
-                return error
-            return _Retry(error, retry_after)
-        if status >= 500:
-            if not safe:
-                return TransientError(
-                    f"{where}; the create may have been committed: look for the object before "
-                    "creating it again.",
-                    ambiguous=True,
-                    pending=status == 504,
-                    **common,
-                )
-            retry_after = _retry_after(response.headers)
-            if retry_after is not None and retry_after > MAX_RETRY_AFTER:
-                retry_after = None
-            return _Retry(
-                TransientError(f"{where}; the API is failing: run again later.", **common),
-                retry_after,
-            )
-        return ContactsAPIError(f"{where}.", **common)
+        retry_after = _retry_after(response.headers)
+        error = RateLimitError(
+            f"{where}; the location's rate limit is used up (by another client?): run again later.",
+            retry_after=retry_after,
+            **common,
+        )
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+            return error
+        return _RetriableError(error, retry_after)
 
     def _auth_hint(self, status: int) -> str:
-        if status == 403:
+        if status == HTTPStatus.FORBIDDEN:
             return (
                 f"the token has no access to location {self.location_id}: check location_id, "
                 f"or {LOGIN_HINT} and choose that sub-account."

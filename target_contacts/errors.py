@@ -7,6 +7,12 @@ token, a client secret or an authorization code: callers may log these errors as
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    import requests
+    from typing_extensions import Unpack
+
 LOGIN_HINT = "run `contacts-admin login` to authorise the app again"
 
 #: Answers that blame the request's data, i.e. one record (with the API's JSON error body).
@@ -24,6 +30,16 @@ def is_record_fault(status: int, *, json_body: bool, names_object: bool) -> bool
     if not json_body:
         return False
     return status in RECORD_FAULT_STATUSES or (status == HTTP_NOT_FOUND and names_object)
+
+
+class ErrorDetails(TypedDict, total=False):
+    """The keyword arguments every :class:`ContactsAPIError` takes besides its message."""
+
+    status: int | None
+    method: str | None
+    path: str | None
+    messages: list[str] | None
+    record_fault: bool
 
 
 class ContactsAPIError(Exception):
@@ -69,9 +85,14 @@ class DuplicateContactError(ContactsAPIError):
     """
 
     def __init__(
-        self, message: str, *, contact_id: str, matching_field: str | None = None, **kwargs: object
+        self,
+        message: str,
+        *,
+        contact_id: str,
+        matching_field: str | None = None,
+        **kwargs: Unpack[ErrorDetails],
     ) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **kwargs)
         self.contact_id = contact_id
         self.matching_field = matching_field
 
@@ -102,12 +123,14 @@ class TokenStoreError(AuthError):
 class RateLimitError(ContactsAPIError):
     """Still 429 after the retries; ``retry_after`` is the server's hint in seconds, if any."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, **kwargs: Unpack[ErrorDetails]
+    ) -> None:
+        super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
 
-class DailyQuotaExhausted(ContactsAPIError):
+class DailyQuotaExhausted(ContactsAPIError):  # noqa: N818  public name, imported by callers
     """Raised BEFORE sending: the location's daily quota is at or below the configured reserve.
 
     Nothing was sent. Stop the run and resume tomorrow (the quota is 200,000 requests a day per
@@ -115,9 +138,9 @@ class DailyQuotaExhausted(ContactsAPIError):
     """
 
     def __init__(
-        self, message: str, *, daily_remaining: int | None = None, **kwargs: object
+        self, message: str, *, daily_remaining: int | None = None, **kwargs: Unpack[ErrorDetails]
     ) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **kwargs)
         self.daily_remaining = daily_remaining
 
 
@@ -131,9 +154,14 @@ class TransientError(ContactsAPIError):
     """
 
     def __init__(
-        self, message: str, *, ambiguous: bool = False, pending: bool = False, **kwargs: object
+        self,
+        message: str,
+        *,
+        ambiguous: bool = False,
+        pending: bool = False,
+        **kwargs: Unpack[ErrorDetails],
     ) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **kwargs)
         self.ambiguous = ambiguous
         self.pending = pending
 
@@ -142,13 +170,13 @@ class ConfigError(ValueError):
     """A setting is missing or invalid; the message names it and its environment variable."""
 
 
-def response_messages(response: object) -> list[str]:
+def response_messages(response: requests.Response) -> list[str]:
     """The API's messages from an error answer (``message`` as a string or a list; ``error``).
 
-    Takes a ``requests.Response``; falls back to the start of the body text when it is not JSON.
+    Falls back to the start of the body text when it is not JSON.
     """
     try:
-        body = response.json()  # type: ignore[attr-defined]
+        body = response.json()
     except ValueError:
         text = (getattr(response, "text", "") or "").strip()
         return [text[:300]] if text else []

@@ -12,12 +12,16 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypedDict
 
 from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate
 
 from target_contacts.errors import DailyQuotaExhausted
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +42,19 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return None
 
 
+class LimiterSettings(TypedDict, total=False):
+    """The constructor options of :class:`ContactsRateLimiter`, as keywords of ``shared``."""
+
+    max_requests: int
+    window_seconds: float
+    daily_reserve: int
+    safety_margin_seconds: float | None
+
+
 class ContactsRateLimiter:
-    """A thread-safe limiter for one (API base URL, location): call :meth:`acquire` before each
-    request and :meth:`observe` with each response's headers.
+    """A thread-safe limiter for one (API base URL, location).
+
+    Call :meth:`acquire` before each request and :meth:`observe` with each response's headers.
 
     What a caller may rely on:
 
@@ -87,17 +101,19 @@ class ContactsRateLimiter:
         self._warned_stricter = False
 
     @classmethod
-    def shared(cls, base_url: str, location_id: str, **kwargs: float) -> ContactsRateLimiter:
+    def shared(
+        cls, base_url: str, location_id: str, **settings: Unpack[LimiterSettings]
+    ) -> ContactsRateLimiter:
         """The one limiter of this process for (``base_url``, ``location_id``).
 
-        ``kwargs`` (the constructor's) apply only when this call creates it: clients of the same
-        location in one process must share one budget, so the first configuration wins.
+        ``settings`` (the constructor's) apply only when this call creates it: clients of the
+        same location in one process must share one budget, so the first configuration wins.
         """
         key = (base_url.rstrip("/"), location_id)
         with cls._shared_lock:
             limiter = cls._shared.get(key)
             if limiter is None:
-                limiter = cls(**kwargs)  # type: ignore[arg-type]
+                limiter = cls(**settings)
                 cls._shared[key] = limiter
             return limiter
 
@@ -108,8 +124,10 @@ class ContactsRateLimiter:
             return self._daily_remaining
 
     def acquire(self) -> None:
-        """Block until one request may be sent now; raise :class:`DailyQuotaExhausted` instead of
-        waiting when the daily quota is at or below the reserve (nothing is sent then).
+        """Block until one request may be sent now.
+
+        Raises :class:`DailyQuotaExhausted` instead of waiting when the daily quota is at or below
+        the reserve (nothing is sent then).
         """
         self._check_daily()
         while True:
