@@ -11,20 +11,26 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import override
 
 from target_contacts import client as routes
-from target_contacts.client import Route
 from target_contacts.errors import DuplicateContactError
 from target_contacts.ledger import IdLedger, LedgerEntry
+from target_contacts.sync import ClientLike, LedgerLike
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from pathlib import Path
+
+    from target_contacts.client import Route
 
 
-class DryRunClient:
+class DryRunClient(ClientLike):
     """A Contacts API client that reads for real and only plans its writes."""
 
-    def __init__(self, client: Any, location_id: str) -> None:
+    def __init__(self, client: ClientLike, location_id: str) -> None:
         self._client = client
         self.location_id = location_id
         self.plan: list[dict[str, Any]] = []
@@ -33,7 +39,7 @@ class DryRunClient:
         self._calls: Counter[str] = Counter()
 
     def _plan(
-        self, route: Route, body: Any, *, creates: bool = False, **ids: str
+        self, route: Route, body: Mapping[str, Any], *, creates: bool = False, **ids: str
     ) -> dict[str, Any]:
         with self._lock:
             self._counter += 1
@@ -53,22 +59,27 @@ class DryRunClient:
             return Counter(self._calls)
 
     # reads go to the real API
+    @override
     def search_duplicate(
         self, *, email: str | None = None, phone: str | None = None
     ) -> dict[str, Any] | None:
         return self._client.search_duplicate(email=email, phone=phone)
 
-    def search_contacts(self, body: dict[str, Any]) -> dict[str, Any]:
+    @override
+    def search_contacts(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return self._client.search_contacts(body)
 
+    @override
     def list_tasks(self, contact_id: str) -> list[dict[str, Any]]:
         return [] if contact_id.startswith("dry-run-") else self._client.list_tasks(contact_id)
 
+    @override
     def list_notes(self, contact_id: str) -> list[dict[str, Any]]:
         return [] if contact_id.startswith("dry-run-") else self._client.list_notes(contact_id)
 
     # writes are planned
-    def create_contact(self, payload: dict[str, Any]) -> dict[str, Any]:
+    @override
+    def create_contact(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         planned = self._plan(routes.CREATE_CONTACT, payload, creates=True)
         for key in ("email", "phone"):
             if payload.get(key):
@@ -83,50 +94,63 @@ class DryRunClient:
                     )
         return {"id": planned["placeholder_id"]}
 
-    def update_contact(self, contact_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    @override
+    def update_contact(self, contact_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         self._plan(routes.UPDATE_CONTACT, payload, id=contact_id)
         return {"id": contact_id}
 
-    def upsert_contact(self, payload: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    @override
+    def upsert_contact(self, payload: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
         self._plan(routes.UPSERT_CONTACT, payload)
         key = {k: payload[k] for k in ("email", "phone") if payload.get(k)}
         found = self._client.search_duplicate(**key) if key else None
         return found is None, {"id": (found or {}).get("id")}
 
+    @override
     def add_tags(self, contact_id: str, tags: list[str]) -> list[str]:
         self._plan(routes.ADD_TAGS, {"tags": tags}, id=contact_id)
         return tags
 
-    def create_task(self, contact_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    @override
+    def create_task(self, contact_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         planned = self._plan(routes.CREATE_TASK, payload, creates=True, id=contact_id)
         return {"id": planned["placeholder_id"]}
 
-    def update_task(self, contact_id: str, task_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    @override
+    def update_task(
+        self, contact_id: str, task_id: str, payload: Mapping[str, Any]
+    ) -> dict[str, Any]:
         self._plan(routes.UPDATE_TASK, payload, id=contact_id, taskId=task_id)
         return {"id": task_id}
 
+    @override
     def set_task_completed(
-        self, contact_id: str, task_id: str, completed: bool = True
+        self, contact_id: str, task_id: str, *, completed: bool = True
     ) -> dict[str, Any]:
         self._plan(routes.COMPLETE_TASK, {"completed": completed}, id=contact_id, taskId=task_id)
         return {"id": task_id}
 
-    def create_note(self, contact_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    @override
+    def create_note(self, contact_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         planned = self._plan(routes.CREATE_NOTE, payload, creates=True, id=contact_id)
         return {"id": planned["placeholder_id"]}
 
-    def update_note(self, contact_id: str, note_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    @override
+    def update_note(
+        self, contact_id: str, note_id: str, payload: Mapping[str, Any]
+    ) -> dict[str, Any]:
         self._plan(routes.UPDATE_NOTE, payload, id=contact_id, noteId=note_id)
         return {"id": note_id}
 
     def write_plan(self, path: Path) -> None:
+        """Write the planned calls to ``path`` as JSON lines, in the order they were planned."""
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as fh:
             for call in self.plan:
                 fh.write(json.dumps(call, ensure_ascii=False, default=str) + "\n")
 
 
-class OverlayLedger:
+class OverlayLedger(LedgerLike):
     """The real ledger for reads, with this run's changes kept in memory only."""
 
     def __init__(self, ledger: IdLedger) -> None:
@@ -136,6 +160,7 @@ class OverlayLedger:
         self.rejected: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
+    @override
     def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         ids = list(source_ids)
         found = self._ledger.lookup(stream, ids)
@@ -149,9 +174,11 @@ class OverlayLedger:
                         found[source_id] = entry
         return found
 
+    @override
     def get(self, stream: str, source_id: str) -> LedgerEntry | None:
         return self.lookup(stream, [source_id]).get(source_id)
 
+    @override
     def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]:
         ids = self._ledger.target_ids_for_contact(stream, contact_source_id)
         with self._lock:
@@ -165,6 +192,7 @@ class OverlayLedger:
                     ids.add(entry.target_id)
         return ids
 
+    @override
     def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
         with self._lock:
             overlaid = {sid for (s, sid) in self._entries if s == stream}
@@ -175,6 +203,7 @@ class OverlayLedger:
         # A source record this run moved elsewhere (or forgot) no longer owns it.
         return None if owner in overlaid else owner
 
+    @override
     def mark_creating(
         self, stream: str, source_id: str, *, contact_source_id: str | None = None
     ) -> None:
@@ -186,6 +215,7 @@ class OverlayLedger:
                     stream, source_id, None, None, "creating", {}, contact_source_id
                 )
 
+    @override
     def record_written(
         self,
         stream: str,
@@ -203,10 +233,12 @@ class OverlayLedger:
             self._entries[(stream, source_id)] = entry
             self.rejected.pop((stream, source_id), None)
 
+    @override
     def forget(self, stream: str, source_id: str) -> None:
         with self._lock:
             self._entries[(stream, source_id)] = None
 
+    @override
     def reject(
         self,
         stream: str,
@@ -220,6 +252,7 @@ class OverlayLedger:
         with self._lock:
             self.rejected[(stream, source_id)] = {"field": field, "reason": reason, "kind": kind}
 
+    @override
     def reject_reason(self, stream: str, source_id: str) -> str | None:
         with self._lock:
             if (stream, source_id) in self.rejected:
@@ -229,6 +262,7 @@ class OverlayLedger:
                 return None  # written in this run
         return self._ledger.reject_reason(stream, source_id)
 
+    @override
     def clear_reject(self, stream: str, source_id: str) -> None:
         with self._lock:
             self.rejected.pop((stream, source_id), None)

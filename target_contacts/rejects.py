@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from target_contacts.db import DEFAULT_LEDGER_URL, make_engine
+from target_contacts.errors import ConfigError
 from target_contacts.ledger import IdLedger, Reject
 from target_contacts.summary import RunSummary
-from target_contacts.wiring import ConfigError, build_sync
+from target_contacts.wiring import build_sync
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 STREAM_ORDER = ("contacts", "tasks", "notes")
 

@@ -8,7 +8,7 @@ from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
 if TYPE_CHECKING:
-    from singer_sdk.helpers._typing import DatetimeErrorTreatmentEnum
+    from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 
     from target_contacts.target import TargetContacts
 
@@ -28,7 +28,7 @@ class ContactsApiSink(BatchSink):
         self,
         target: TargetContacts,
         stream_name: str,
-        schema: dict,
+        schema: dict[str, Any],
         key_properties: list[str] | None,
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
@@ -42,7 +42,7 @@ class ContactsApiSink(BatchSink):
 
     @override
     def _parse_timestamps_in_record(
-        self, record: dict, schema: dict, treatment: DatetimeErrorTreatmentEnum
+        self, record: dict[str, Any], schema: dict[str, Any], treatment: DatetimeErrorTreatmentEnum
     ) -> None:
         """Keep timestamps as the strings they arrived as; the writer normalises them."""
 

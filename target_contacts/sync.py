@@ -15,10 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from target_contacts.errors import (
     AuthError,
@@ -29,7 +28,6 @@ from target_contacts.errors import (
     RateLimitError,
     TransientError,
 )
-from target_contacts.ledger import LedgerEntry
 from target_contacts.payloads import (
     SOURCE_ID_FIELD,
     ContactPayload,
@@ -44,6 +42,11 @@ from target_contacts.payloads import (
     task_payload,
 )
 from target_contacts.summary import RunSummary
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from target_contacts.ledger import LedgerEntry
 
 logger = logging.getLogger("target_contacts")
 
@@ -77,14 +80,28 @@ class WorkItem:
 
 
 class LedgerLike(Protocol):
+    """What the write rules need from a ledger: :class:`IdLedger`, or a dry run's overlay."""
+
     location_id: str
 
-    def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]: ...
-    def get(self, stream: str, source_id: str) -> LedgerEntry | None: ...
-    def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]: ...
+    def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        """Entries for the given source ids (absent ids are missing from the result)."""
+        ...
+
+    def get(self, stream: str, source_id: str) -> LedgerEntry | None:
+        """The entry of one source record, or None when the ledger does not know it."""
+        ...
+
+    def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]:
+        """Contacts API ids already claimed by source records of ``stream`` on one contact."""
+        ...
+
     def mark_creating(
         self, stream: str, source_id: str, *, contact_source_id: str | None = None
-    ) -> None: ...
+    ) -> None:
+        """Record the intent to create, before the create call is sent."""
+        ...
+
     def record_written(
         self,
         stream: str,
@@ -94,11 +111,18 @@ class LedgerLike(Protocol):
         *,
         extra: dict[str, Any] | None = None,
         contact_source_id: str | None = None,
-    ) -> None: ...
-    def claimant(
-        self, stream: str, target_id: str, *, other_than: str | None = None
-    ) -> str | None: ...
-    def forget(self, stream: str, source_id: str) -> None: ...
+    ) -> None:
+        """Record what was written; a reject for the same record is cleared."""
+        ...
+
+    def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
+        """A source record other than ``other_than`` that owns ``target_id``, or None."""
+        ...
+
+    def forget(self, stream: str, source_id: str) -> None:
+        """Drop the mapping (the object is gone from the CRM and must be created anew)."""
+        ...
+
     def reject(
         self,
         stream: str,
@@ -108,9 +132,81 @@ class LedgerLike(Protocol):
         field: str | None,
         reason: str,
         kind: str,
-    ) -> None: ...
-    def clear_reject(self, stream: str, source_id: str) -> None: ...
-    def reject_reason(self, stream: str, source_id: str) -> str | None: ...
+    ) -> None:
+        """Keep a rejected record with its reason."""
+        ...
+
+    def clear_reject(self, stream: str, source_id: str) -> None:
+        """Forget that a record was rejected."""
+        ...
+
+    def reject_reason(self, stream: str, source_id: str) -> str | None:
+        """The kind and reason a record is rejected for (``"kind: reason"``), None if it is not."""
+        ...
+
+
+class ClientLike(Protocol):
+    """What the write rules need from a Contacts API client: the live one, or a dry run's."""
+
+    def search_duplicate(
+        self, *, email: str | None = None, phone: str | None = None
+    ) -> dict[str, Any] | None:
+        """The contact the location's duplicate rules match for ``email``/``phone``, or None."""
+        ...
+
+    def search_contacts(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The whole ``POST /contacts/search`` answer (``contacts``, ``total``)."""
+        ...
+
+    def list_tasks(self, contact_id: str) -> list[dict[str, Any]]:
+        """The contact's tasks."""
+        ...
+
+    def list_notes(self, contact_id: str) -> list[dict[str, Any]]:
+        """The contact's notes."""
+        ...
+
+    def create_contact(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a contact and return it (at least its ``id``)."""
+        ...
+
+    def update_contact(self, contact_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Update a contact and return it."""
+        ...
+
+    def upsert_contact(self, payload: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """Create or update by the location's duplicate rules; returns (created, contact)."""
+        ...
+
+    def add_tags(self, contact_id: str, tags: list[str]) -> list[str]:
+        """Add tags (the others stay); returns the contact's tags."""
+        ...
+
+    def create_task(self, contact_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a task on the contact and return it (at least its ``id``)."""
+        ...
+
+    def update_task(
+        self, contact_id: str, task_id: str, payload: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Update a task and return it."""
+        ...
+
+    def set_task_completed(
+        self, contact_id: str, task_id: str, *, completed: bool = True
+    ) -> dict[str, Any]:
+        """Mark a task completed (or open again) and return it."""
+        ...
+
+    def create_note(self, contact_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a note on the contact and return it (at least its ``id``)."""
+        ...
+
+    def update_note(
+        self, contact_id: str, note_id: str, payload: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Update a note and return it."""
+        ...
 
 
 class ContactsSync:
@@ -118,7 +214,7 @@ class ContactsSync:
 
     def __init__(
         self,
-        client: Any,
+        client: ClientLike,
         ledger: LedgerLike,
         *,
         location_id: str,
@@ -143,6 +239,7 @@ class ContactsSync:
         self._held_lock = threading.Lock()
 
     def close(self) -> None:
+        """Wait for the writer pool to finish and stop it."""
         self._pool.shutdown(wait=True)
 
     # --- batches ---------------------------------------------------------------------------
@@ -188,7 +285,7 @@ class ContactsSync:
                     errors.append(exc)
                     stop.set()
                     return
-                except Exception as exc:  # noqa: BLE001  any worker failure ends the run
+                except Exception as exc:
                     logger.exception(
                         "writing %s record %s failed unexpectedly", item.stream, item.source_id
                     )
@@ -208,9 +305,12 @@ class ContactsSync:
             raise errors[0]
 
     def _groups(self, items: list[WorkItem]) -> list[list[WorkItem]]:
-        """Records that must be written one after another, in input order: those with the same
-        source id and, for contacts, those that share an email or phone (the Contacts API's
-        duplicate rules match them, so which one owns the CRM contact must not be a race)."""
+        """Records that must be written one after another, in input order.
+
+        Those with the same source id and, for contacts, those that share an email or phone (the
+        Contacts API's duplicate rules match them, so which one owns the CRM contact must not be
+        a race).
+        """
         parent = list(range(len(items)))
 
         def root(i: int) -> int:
@@ -241,9 +341,10 @@ class ContactsSync:
         first: bool,
     ) -> None:
         stream = item.stream
+        if item.source_id is None:
+            self._reject(item, RecordRejected(SOURCE_ID_FIELD[stream], "is required but missing"))
+            return
         try:
-            if item.source_id is None:
-                raise RecordRejected(SOURCE_ID_FIELD[stream], "is required but missing")
             if not first:
                 entry = self.ledger.get(stream, item.source_id)
             outcome = self._dispatch(item, entry, contacts)
@@ -323,6 +424,7 @@ class ContactsSync:
     # --- held records ----------------------------------------------------------------------
     @property
     def held_count(self) -> int:
+        """How many tasks and notes wait for their contact (see :meth:`resolve_held`)."""
         with self._held_lock:
             return len(self._held)
 
@@ -401,6 +503,7 @@ class ContactsSync:
 
     # --- contacts --------------------------------------------------------------------------
     def write_contact(self, p: ContactPayload, entry: LedgerEntry | None) -> str:
+        """Write one contact; returns its outcome (``created``, ``updated`` or ``unchanged``)."""
         if entry is not None and entry.written:
             if entry.payload_hash == p.payload_hash:
                 self.ledger.clear_reject("contacts", p.source_id)
@@ -447,8 +550,8 @@ class ContactsSync:
         )
 
     def _set_company_name(self, target_id: str, p: ContactPayload) -> None:
-        """``PUT /contacts/:id`` has no companyName; upsert on the contact's own email/phone does."""
-        key = {k: p.fields[k] for k in ("email", "phone") if k in p.fields}
+        """Set companyName, which ``PUT /contacts/:id`` lacks, by upsert on the email/phone."""
+        key: dict[str, Any] = {k: p.fields[k] for k in ("email", "phone") if k in p.fields}
         if not key:
             logger.warning(
                 "contact %s: companyName changed but the Contacts API can only set it "
@@ -513,8 +616,10 @@ class ContactsSync:
         )
 
     def _check_not_shared(self, p: ContactPayload, target_id: str, field: str | None) -> None:
-        """Refuse to write ``p`` into CRM contact ``target_id`` when another source record owns it
-        (unless merge_shared_contacts is set): a CRM contact belongs to one source record."""
+        """Refuse to write ``p`` into CRM contact ``target_id`` when another record owns it.
+
+        A CRM contact belongs to one source record, unless merge_shared_contacts is set.
+        """
         if self.merge_shared_contacts:
             return
         owner = self.ledger.claimant("contacts", target_id, other_than=p.source_id)
@@ -532,8 +637,10 @@ class ContactsSync:
         )
 
     def _find_contact(self, p: ContactPayload) -> str | None:
-        """Look for a contact this record may already have created (after a lost answer); only
-        a contact that no other source record owns is a candidate."""
+        """Look for a contact this record may already have created (after a lost answer).
+
+        Only a contact that no other source record owns is a candidate.
+        """
         for key in ("email", "phone"):
             if key not in p.fields:
                 continue
@@ -576,6 +683,7 @@ class ContactsSync:
 
     # --- tasks -----------------------------------------------------------------------------
     def write_task(self, p: TaskPayload, entry: LedgerEntry | None, contact_id: str) -> str:
+        """Write one task on CRM contact ``contact_id``; returns its outcome."""
         if entry is not None and entry.written:
             if entry.payload_hash == p.payload_hash:
                 self.ledger.clear_reject("tasks", p.source_id)
@@ -585,7 +693,7 @@ class ContactsSync:
                 if entry.extra.get("fields_hash") != stable_hash(p.fields):
                     self.client.update_task(contact_id, task_id, dict(p.fields))
                 if entry.extra.get("completed") != p.completed:
-                    self.client.set_task_completed(contact_id, task_id, p.completed)
+                    self.client.set_task_completed(contact_id, task_id, completed=p.completed)
             except NotFoundError:
                 self.ledger.forget("tasks", p.source_id)
                 return self._create_child("tasks", p, None, contact_id)
@@ -605,6 +713,7 @@ class ContactsSync:
 
     # --- notes -----------------------------------------------------------------------------
     def write_note(self, p: NotePayload, entry: LedgerEntry | None, contact_id: str) -> str:
+        """Write one note on CRM contact ``contact_id``; returns its outcome."""
         if entry is not None and entry.written:
             if entry.payload_hash == p.payload_hash:
                 self.ledger.clear_reject("notes", p.source_id)
@@ -693,7 +802,7 @@ class ContactsSync:
     ) -> str:
         if isinstance(p, TaskPayload):
             if bool(found.get("completed")) != p.completed:
-                self.client.set_task_completed(contact_id, found["id"], p.completed)
+                self.client.set_task_completed(contact_id, found["id"], completed=p.completed)
             self._record_task(p, found["id"])
         else:
             self.ledger.record_written(
@@ -713,10 +822,10 @@ class ContactsSync:
 
 
 def _field_from_messages(messages: list[str]) -> str | None:
-    """The field an API validation message is about (``property X should not exist``, ``X must ...``)."""
+    """The field an API validation message is about (``property X ...``, ``X must ...``)."""
     for message in messages:
         words = message.split()
-        if len(words) >= 2 and words[0] == "property":
+        if len(words) > 1 and words[0] == "property":
             return words[1]
         if words:
             return words[0]

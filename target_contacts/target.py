@@ -9,14 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from singer_sdk import typing as th
+from singer_sdk.mapper import RemoveRecordTransform
+from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
 from target_contacts.db import DEFAULT_LEDGER_URL
+from target_contacts.dryrun import DryRunClient
+from target_contacts.errors import ConfigError
 from target_contacts.sinks import STREAMS, ContactsApiSink
 from target_contacts.summary import RunSummary
 from target_contacts.sync import ContactsSync, FatalSyncError
-from target_contacts.wiring import DEFAULT_BASE_URL, ConfigError, build_sync
+from target_contacts.wiring import DEFAULT_BASE_URL, build_sync
 
 
 class TargetContacts(Target):
@@ -206,8 +210,6 @@ class TargetContacts(Target):
 
     def _dropped_by_stream_maps(self, stream_name: str) -> bool:
         """Whether the stream maps drop ``stream_name`` entirely (``stream_name: __NULL__``)."""
-        from singer_sdk.mapper import RemoveRecordTransform
-
         maps = [
             m
             for ms in self.mapper.stream_maps.values()
@@ -217,11 +219,9 @@ class TargetContacts(Target):
         return bool(maps) and all(isinstance(m, RemoveRecordTransform) for m in maps)
 
     @override
-    def _process_record_message(self, message_dict: dict) -> None:
+    def _process_record_message(self, message_dict: dict[str, Any]) -> None:
         record = message_dict.get("record")
         if "record" in message_dict and not isinstance(record, dict):
-            from singer_sdk.singerlib.exceptions import InvalidInputLine
-
             raise InvalidInputLine(
                 f"RECORD message of stream {message_dict.get('stream')!r} holds "
                 f"{type(record).__name__} {str(record)[:80]!r}, not a JSON object: fix the tap "
@@ -261,9 +261,11 @@ class TargetContacts(Target):
         super().process_endofpipe()  # writes the tap's state: everything it covers is done
 
     @override
-    def _write_state_message(self, state: dict) -> None:
-        """Pass the tap's state on, except in a dry run: it must leave no trace, state included,
-        so that the live run after it reads the same records.
+    def _write_state_message(self, state: dict[str, Any]) -> None:
+        """Pass the tap's state on, except in a dry run.
+
+        A dry run must leave no trace, state included, so that the live run after it reads the
+        same records.
         """
         if self.config.get("dry_run"):
             self.logger.info("dry run: the tap's state is not passed on")
@@ -271,8 +273,6 @@ class TargetContacts(Target):
         super()._write_state_message(state)
 
     def _report(self) -> None:
-        from target_contacts.dryrun import DryRunClient
-
         client = self.sync.client
         extra: dict[str, Any] = {"dry_run": bool(self.config.get("dry_run"))}
         if isinstance(client, DryRunClient):
@@ -286,7 +286,9 @@ class TargetContacts(Target):
             title = "target-contacts summary"
         self.logger.info("\n%s", self.summary.table(title))
         report = self.summary.to_json(extra)
-        print("SUMMARY " + json.dumps(report, sort_keys=True), file=sys.stderr, flush=True)
+        # The machine-readable summary line on stderr (stdout carries the target's state).
+        sys.stderr.write("SUMMARY " + json.dumps(report, sort_keys=True) + "\n")
+        sys.stderr.flush()
         if self.config.get("summary_path"):
             Path(self.config["summary_path"]).write_text(
                 json.dumps(report, indent=2) + "\n", encoding="utf-8"

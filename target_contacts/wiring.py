@@ -7,15 +7,30 @@ exactly the same rules and settings.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import phonenumbers
+
+from target_contacts.auth import (
+    AuthProvider,
+    OAuthAuth,
+    StaticTokenAuth,
+    TokenStore,
+    check_token_encryption,
+)
+from target_contacts.client import ContactsClient
 from target_contacts.db import DEFAULT_LEDGER_URL, is_in_memory, make_engine
+from target_contacts.dryrun import DryRunClient, OverlayLedger
 from target_contacts.errors import ConfigError
 from target_contacts.ledger import IdLedger
-from target_contacts.summary import RunSummary
-from target_contacts.sync import ContactsSync
+from target_contacts.ratelimit import ContactsRateLimiter
+from target_contacts.sync import ClientLike, ContactsSync, LedgerLike
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from target_contacts.summary import RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +39,6 @@ DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 
 def check_settings(config: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` naming the first setting whose value cannot work."""
-    import phonenumbers
-
     base_url = str(config.get("base_url") or DEFAULT_BASE_URL)
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -65,16 +78,6 @@ def check_settings(config: Mapping[str, Any]) -> None:
 
 def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> ContactsSync:
     """A :class:`ContactsSync` for ``config``; checks auth now so bad config fails before writes."""
-    from target_contacts.auth import (
-        OAuthAuth,
-        StaticTokenAuth,
-        TokenStore,
-        check_token_encryption,
-    )
-    from target_contacts.client import ContactsClient
-    from target_contacts.dryrun import DryRunClient, OverlayLedger
-    from target_contacts.ratelimit import ContactsRateLimiter
-
     check_settings(config)
     location_id = config.get("location_id")
     if not location_id:
@@ -90,9 +93,10 @@ def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> 
             "next run cannot know what was written), and records are written one at a time"
         )
         concurrency = 1
-    ledger: Any = IdLedger(engine, location_id)
+    id_ledger = IdLedger(engine, location_id)
+    auth: AuthProvider
     if config.get("private_integration_token"):
-        auth: Any = StaticTokenAuth(config["private_integration_token"])
+        auth = StaticTokenAuth(config["private_integration_token"])
     elif config.get("client_id") and config.get("client_secret"):
         check_token_encryption(config)
         store = TokenStore(engine, encryption_key=config.get("token_encryption_key"))
@@ -120,16 +124,17 @@ def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> 
             100 if config.get("daily_quota_reserve") is None else config["daily_quota_reserve"]
         ),
     )
-    client: Any = ContactsClient(
+    client: ClientLike = ContactsClient(
         base_url,
         location_id,
         auth,
         limiter=limiter,
         timeout=float(config.get("request_timeout") or 30),
     )
+    ledger: LedgerLike = id_ledger
     if config.get("dry_run"):
         client = DryRunClient(client, location_id)
-        ledger = OverlayLedger(ledger)
+        ledger = OverlayLedger(id_ledger)
     return ContactsSync(
         client,
         ledger,
