@@ -1,1 +1,1 @@
-"""target-contacts: a Singer target that writes contacts, tasks, notes and tags to the Contacts API."""
+"""target-contacts: a Singer target writing contacts, tasks, notes and tags to the Contacts API."""

@@ -18,15 +18,14 @@ import secrets
 import sys
 import time
 import webbrowser
-from collections.abc import Mapping
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
+from cryptography.fernet import Fernet
+from typing_extensions import override
 
 from target_contacts.auth import (
     DEFAULT_BASE_URL,
@@ -39,6 +38,14 @@ from target_contacts.auth import (
 )
 from target_contacts.db import DEFAULT_LEDGER_URL, make_engine, redact_url
 from target_contacts.errors import ConfigError, ContactsAPIError
+from target_contacts.rejects import format_rejects, list_rejects, retry_rejects
+from target_contacts.sync import FatalSyncError
+from target_contacts.target import TargetContacts
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from sqlalchemy import Engine
 
 ENV_PREFIX = "TARGET_CONTACTS_"
 DEFAULT_AUTHORIZE_URL = "https://marketplace.gohighlevel.com/v2/oauth/chooselocation"
@@ -60,11 +67,19 @@ SETTINGS: dict[str, Any] = {
 _INT_SETTINGS = {"redirect_port"}
 
 
+def say(text: str, *, error: bool = False) -> None:
+    """Write one line of output for the operator: stdout, or stderr when ``error`` (flushed)."""
+    stream = sys.stderr if error else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """The settings: defaults, then the JSON file at ``path`` (other keys in it are kept), then
-    ``TARGET_CONTACTS_<SETTING>`` environment variables (non-empty ones win).
+    """The settings: defaults, then the JSON file at ``path``, then the environment.
+
+    Other keys in the file are kept; non-empty ``TARGET_CONTACTS_<SETTING>`` variables win.
 
     Raises :class:`ConfigError` for an unreadable file or a non-integer ``redirect_port``.
     """
@@ -86,19 +101,22 @@ def load_config(
             config[name] = value
     config.update(_target_settings_from_env(env))
     for name in _INT_SETTINGS:
-        try:
-            config[name] = int(config[name])
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be an integer ({ENV_PREFIX}{name.upper()}).") from None
+        config[name] = _integer_setting(config, name)
     return config
 
 
-def _target_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """The target's other settings from ``TARGET_CONTACTS_<SETTING>`` (as Meltano passes them),
-    typed by the target's config schema, so `rejects retry` writes with the same settings.
-    """
-    from target_contacts.target import TargetContacts
+def _integer_setting(config: Mapping[str, Any], name: str) -> int:
+    try:
+        return int(config[name])
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be an integer ({ENV_PREFIX}{name.upper()}).") from None
 
+
+def _target_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The target's other settings from ``TARGET_CONTACTS_<SETTING>`` (as Meltano passes them).
+
+    Typed by the target's config schema, so `rejects retry` writes with the same settings.
+    """
     out: dict[str, Any] = {}
     for name, schema in TargetContacts.config_jsonschema["properties"].items():
         value = env.get(ENV_PREFIX + name.upper())
@@ -144,7 +162,7 @@ def token_store(config: Mapping[str, Any], engine: Engine | None = None) -> Toke
     ``require_token_encryption`` is set; otherwise says so loudly on stderr.
     """
     if check_token_encryption(config):
-        print(f"WARNING: {PLAINTEXT_TOKENS_WARNING}.", file=sys.stderr, flush=True)
+        say(f"WARNING: {PLAINTEXT_TOKENS_WARNING}.", error=True)
     return TokenStore(
         engine or open_ledger(config), encryption_key=config.get("token_encryption_key") or None
     )
@@ -200,6 +218,7 @@ class _CallbackServer:
                 self.wfile.write(payload)
                 results.put(params)
 
+            @override
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the query string holds the authorization code."""
 
@@ -259,34 +278,29 @@ def cmd_login(args: argparse.Namespace, config: dict[str, Any]) -> int:
         redirect_uri=server.redirect_uri,
         state=state,
     )
-    print("Open this URL in a browser and approve the app for the sub-account:\n", flush=True)
-    print(f"  {url}\n", flush=True)
+    say("Open this URL in a browser and approve the app for the sub-account:\n")
+    say(f"  {url}\n")
     if not args.no_browser:
         webbrowser.open(url)
-    print(
-        f"Waiting for the redirect to {server.redirect_uri} (up to {args.timeout:.0f} s)...",
-        flush=True,
-    )
+    say(f"Waiting for the redirect to {server.redirect_uri} (up to {args.timeout:.0f} s)...")
     params = server.wait(args.timeout)
     if params is None:
-        print(
+        say(
             f"error: no redirect arrived within {args.timeout:.0f} s; nothing was stored. Run "
             "`contacts-admin login` again (--timeout for longer).",
-            file=sys.stderr,
+            error=True,
         )
         return 1
     if not secrets.compare_digest(params.get("state", ""), state):
-        print(
+        say(
             "error: the redirect's state does not match this login (a stale or forged "
             "redirect); nothing was stored. Run `contacts-admin login` again.",
-            file=sys.stderr,
+            error=True,
         )
         return 1
     if params.get("error") or not params.get("code"):
         reason = params.get("error_description") or params.get("error") or "no code in the redirect"
-        print(
-            f"error: the consent was not granted ({reason}); nothing was stored.", file=sys.stderr
-        )
+        say(f"error: the consent was not granted ({reason}); nothing was stored.", error=True)
         return 1
     token = exchange_code(
         store,
@@ -297,58 +311,58 @@ def cmd_login(args: argparse.Namespace, config: dict[str, Any]) -> int:
         redirect_uri=server.redirect_uri,
         location_id=config.get("location_id") or None,
     )
-    print(f"Logged in to location {token.location_id}.")
+    say(f"Logged in to location {token.location_id}.")
     _print_info(token.info(encrypted=store.encrypted), config)
     return 0
 
 
 def _print_info(info: TokenInfo, config: Mapping[str, Any]) -> None:
-    print(f"  scopes:        {info.scope or '(not reported)'}")
-    print(f"  user type:     {info.user_type or '(not reported)'}")
-    print(f"  access token:  expires {_when(info.expires_at)}")
-    print(f"  refresh token: {'stored' if info.has_refresh_token else 'none'}")
-    print(f"  issued:        {info.updated_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
-    print(f"  stored in:     {redact_url(str(config.get('ledger_url') or DEFAULT_LEDGER_URL))}")
+    say(f"  scopes:        {info.scope or '(not reported)'}")
+    say(f"  user type:     {info.user_type or '(not reported)'}")
+    say(f"  access token:  expires {_when(info.expires_at)}")
+    say(f"  refresh token: {'stored' if info.has_refresh_token else 'none'}")
+    say(f"  issued:        {info.updated_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+    say(f"  stored in:     {redact_url(str(config.get('ledger_url') or DEFAULT_LEDGER_URL))}")
     if info.encrypted:
-        print("  encrypted:     yes")
+        say("  encrypted:     yes")
     else:
-        print("  encrypted:     NO - PLAIN TEXT (set token_encryption_key to encrypt them)")
+        say("  encrypted:     NO - PLAIN TEXT (set token_encryption_key to encrypt them)")
 
 
-def cmd_status(args: argparse.Namespace, config: dict[str, Any]) -> int:
+def cmd_status(_args: argparse.Namespace, config: dict[str, Any]) -> int:
     """Show what is stored for ``location_id``; exit 1 when OAuth is configured but nothing is."""
     require(config, "location_id")
     location = str(config["location_id"])
-    print(f"location: {location}")
+    say(f"location: {location}")
     if config.get("private_integration_token"):
-        print("auth:     private integration token (configured; the value is not shown)")
+        say("auth:     private integration token (configured; the value is not shown)")
     store = token_store(config)
     info = store.info(location)
     if info is None:
-        print("OAuth:    no tokens stored; run `contacts-admin login`")
+        say("OAuth:    no tokens stored; run `contacts-admin login`")
         return 0 if config.get("private_integration_token") else 1
-    print("OAuth:    tokens stored")
+    say("OAuth:    tokens stored")
     _print_info(info, config)
     if info.encrypted:
         try:
             store.load(location)  # proves the configured key opens them
         except ContactsAPIError as exc:
-            print(f"  problem:       {exc}")
+            say(f"  problem:       {exc}")
             return 1
     return 0
 
 
-def cmd_logout(args: argparse.Namespace, config: dict[str, Any]) -> int:
+def cmd_logout(_args: argparse.Namespace, config: dict[str, Any]) -> int:
     """Delete the stored tokens of ``location_id`` (the app stays installed in the CRM)."""
     require(config, "location_id")
     location = str(config["location_id"])
     if token_store(config).delete(location):
-        print(
+        say(
             f"Deleted the stored OAuth tokens of location {location}. (The app stays installed "
             "in the sub-account; uninstall it there to revoke its access.)"
         )
     else:
-        print(f"No OAuth tokens were stored for location {location}.")
+        say(f"No OAuth tokens were stored for location {location}.")
     return 0
 
 
@@ -398,9 +412,7 @@ def add_auth_commands(
 
 def cmd_rejects_list(args: argparse.Namespace, config: dict[str, Any]) -> int:
     """List the rejected records of the location: stream, source id, attempts, field, reason."""
-    from target_contacts.rejects import format_rejects, list_rejects
-
-    print(format_rejects(list_rejects(config, args.stream)))
+    say(format_rejects(list_rejects(config, args.stream)))
     return 0
 
 
@@ -409,28 +421,23 @@ def cmd_rejects_retry(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     Exits 0 when none is left rejected, 1 when some still are (they stay in the ledger).
     """
-    from target_contacts.rejects import format_rejects, list_rejects, retry_rejects
-    from target_contacts.sync import FatalSyncError
-
     try:
         summary = retry_rejects(config, args.stream)
     except FatalSyncError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", error=True)
         return 1
-    print(summary.table("rejects retry"))
+    say(summary.table("rejects retry"))
     left = list_rejects(config, args.stream)
     if left:
-        print(format_rejects(left))
+        say(format_rejects(left))
         return 1
-    print("No rejected records are left.")
+    say("No rejected records are left.")
     return 0
 
 
-def cmd_genkey(args: argparse.Namespace, config: dict[str, Any]) -> int:
+def cmd_genkey(_args: argparse.Namespace, _config: dict[str, Any]) -> int:
     """Print a new Fernet key for token_encryption_key (keep it in a secret store, not in git)."""
-    from cryptography.fernet import Fernet
-
-    print(Fernet.generate_key().decode("ascii"))
+    say(Fernet.generate_key().decode("ascii"))
     return 0
 
 
@@ -442,12 +449,17 @@ def add_rejects_commands(
     actions = rejects.add_subparsers(dest="rejects_command", required=True, metavar="ACTION")
     for name, func in (("list", cmd_rejects_list), ("retry", cmd_rejects_retry)):
         action = actions.add_parser(
-            name, parents=[common], help=func.__doc__.splitlines()[0], description=func.__doc__
+            name, parents=[common], help=_summary(func), description=func.__doc__
         )
         action.add_argument(
             "--stream", choices=("contacts", "tasks", "notes"), help="only this stream"
         )
         action.set_defaults(func=func)
+
+
+def _summary(command: Callable[..., int]) -> str:
+    """The first line of a command's docstring: its help in the command list."""
+    return (command.__doc__ or "").partition("\n")[0]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -467,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_auth_commands(sub, common)
     add_rejects_commands(sub, common)
-    genkey = sub.add_parser("genkey", parents=[common], help=cmd_genkey.__doc__.splitlines()[0])
+    genkey = sub.add_parser("genkey", parents=[common], help=_summary(cmd_genkey))
     genkey.set_defaults(func=cmd_genkey)
     return parser
 
@@ -482,13 +494,13 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(getattr(args, "config", None))
         return int(args.func(args, config))
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", error=True)
         return 2
     except ContactsAPIError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", error=True)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; nothing more was stored.", file=sys.stderr)
+        say("interrupted; nothing more was stored.", error=True)
         return 130
 
 

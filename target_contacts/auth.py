@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol, runtime_checkable
+from functools import partial
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import requests
 from cryptography.fernet import Fernet, InvalidToken
@@ -40,7 +41,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection
+from typing_extensions import override
 
 from target_contacts.db import DEFAULT_LEDGER_URL, make_engine, metadata, redact_url
 from target_contacts.errors import (
@@ -53,6 +54,11 @@ from target_contacts.errors import (
     response_messages,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
+    from sqlalchemy.engine import Connection
+
 logger = logging.getLogger(__name__)
 
 API_VERSION = "2021-07-28"
@@ -60,8 +66,8 @@ API_VERSION = "2021-07-28"
 _MIN_SECRET_LENGTH = 4
 DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 SCOPES = "contacts.readonly contacts.write"
-TOKEN_PATH = "/oauth/token"
-LOCATION_TOKEN_PATH = "/oauth/locationToken"
+TOKEN_PATH = "/oauth/token"  # noqa: S105  an endpoint path, not a secret
+LOCATION_TOKEN_PATH = "/oauth/locationToken"  # noqa: S105  an endpoint path, not a secret
 KEYGEN_HINT = (
     'generate one with: python -c "from cryptography.fernet import Fernet; '
     'print(Fernet.generate_key().decode())"'
@@ -105,7 +111,7 @@ class AuthProvider(Protocol):
         ...
 
 
-class StaticTokenAuth:
+class StaticTokenAuth(AuthProvider):
     """A Private Integration Token: sent as it is, never refreshed."""
 
     def __init__(self, token: str) -> None:
@@ -116,9 +122,11 @@ class StaticTokenAuth:
             )
         self._token = token.strip()
 
+    @override
     def token(self) -> str:
         return self._token
 
+    @override
     def refresh_after_401(self, rejected_token: str) -> str | None:
         """A static token cannot be refreshed: always None."""
         return None
@@ -185,6 +193,7 @@ class StoredToken:
         )
 
     def info(self, *, encrypted: bool) -> TokenInfo:
+        """What :meth:`TokenStore.info` would report for these tokens stored so."""
         return TokenInfo(
             self.location_id,
             self.expires_at,
@@ -221,9 +230,7 @@ class _Cipher:
             return value
         return self._fernet.encrypt(value.encode("utf-8")).decode("ascii")
 
-    def decrypt(self, value: str | None, *, location_id: str) -> str | None:
-        if value is None:
-            return None
+    def decrypt(self, value: str, *, location_id: str) -> str:
         if self._fernet is None:
             raise TokenStoreError(
                 f"The stored tokens for location {location_id} are encrypted: set "
@@ -241,8 +248,10 @@ class _Cipher:
 
 
 def row_query(location_id: str, *, for_update: bool = False) -> Select[Any]:
-    """The token row of ``location_id``; ``for_update`` locks it (PostgreSQL, MySQL: ``FOR UPDATE``;
-    SQLite renders nothing, its lock is the ``BEGIN IMMEDIATE`` of :meth:`TokenStore.locked`).
+    """The token row of ``location_id``; ``for_update`` locks it.
+
+    PostgreSQL and MySQL render ``FOR UPDATE``; SQLite renders nothing, its lock is the
+    ``BEGIN IMMEDIATE`` of :meth:`TokenStore.locked`.
     """
     query = select(oauth_tokens).where(oauth_tokens.c.location_id == location_id)
     return query.with_for_update() if for_update else query
@@ -320,7 +329,9 @@ class TokenStore:
         with self.engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-            handle = LockedTokens(self, conn, self._read(conn, location_id, for_update=True))
+            handle = LockedTokens(
+                partial(self._write, conn), self._read(conn, location_id, for_update=True)
+            )
             try:
                 yield handle
             except BaseException:
@@ -333,12 +344,12 @@ class TokenStore:
         row = conn.execute(row_query(location_id, for_update=for_update)).mappings().first()
         if row is None:
             return None
+        access: str = row["access_token"]  # the column is NOT NULL
+        refresh: str | None = row["refresh_token"]
         if row["encrypted"]:
-            access = self._cipher.decrypt(row["access_token"], location_id=location_id)
-            refresh = self._cipher.decrypt(row["refresh_token"], location_id=location_id)
-        else:
-            access, refresh = row["access_token"], row["refresh_token"]
-        assert access is not None  # the column is NOT NULL
+            access = self._cipher.decrypt(access, location_id=location_id)
+            if refresh is not None:
+                refresh = self._cipher.decrypt(refresh, location_id=location_id)
         return StoredToken(
             location_id=location_id,
             access_token=access,
@@ -378,18 +389,17 @@ class TokenStore:
 class LockedTokens:
     """The token row while :meth:`TokenStore.locked` holds the lock."""
 
-    def __init__(self, store: TokenStore, conn: Connection, token: StoredToken | None) -> None:
-        self._store = store
-        self._conn = conn
+    def __init__(self, write: Callable[[StoredToken], None], token: StoredToken | None) -> None:
+        self._write = write
         self.token = token
 
     def save(self, token: StoredToken) -> None:
         """Write ``token`` in the locked transaction (committed when the ``with`` block ends)."""
-        self._store._write(self._conn, token)
+        self._write(token)
         self.token = token
 
 
-class _GrantRefused(Exception):
+class _GrantRefusedError(Exception):
     """Internal: the token endpoint refused the grant (400 invalid grant)."""
 
 
@@ -451,7 +461,7 @@ class _TokenEndpoint:
         secrets = _secret_values(form, headers)
         messages = [_scrub(m, secrets) for m in response_messages(response)]
         text = "; ".join(messages) or _scrub(response.reason or "", secrets)
-        if response.status_code == 200:
+        if response.status_code == HTTPStatus.OK:
             try:
                 data = response.json()
             except ValueError:
@@ -464,9 +474,9 @@ class _TokenEndpoint:
                     path=path,
                 )
             return data
-        if response.status_code == 400 and "invalid grant" in text.lower():
-            raise _GrantRefused(text)
-        if response.status_code >= 500:
+        if response.status_code == HTTPStatus.BAD_REQUEST and "invalid grant" in text.lower():
+            raise _GrantRefusedError(text)
+        if response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
             raise TransientError(
                 f"POST {path} answered {response.status_code}: {text}; the stored tokens are "
                 f"unchanged: run again shortly{spent}.",
@@ -475,9 +485,9 @@ class _TokenEndpoint:
                 path=path,
                 messages=messages,
             )
-        if response.status_code == 401 and path == TOKEN_PATH:
+        if response.status_code == HTTPStatus.UNAUTHORIZED and path == TOKEN_PATH:
             hint = "check client_id and client_secret (the app's credentials in the Marketplace)"
-        elif response.status_code in (401, 403):
+        elif response.status_code in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
             hint = "check agency_token and company_id"
         elif "not active" in text.lower():
             hint = "the sub-account is paused or suspended; the stored refresh token stays valid"
@@ -492,7 +502,7 @@ class _TokenEndpoint:
         )
 
 
-def exchange_code(
+def exchange_code(  # noqa: PLR0913  keyword options; tests/ and contacts-admin pass them by name
     store: TokenStore,
     *,
     base_url: str,
@@ -522,7 +532,7 @@ def exchange_code(
                 "user_type": "Location",
             },
         )
-    except _GrantRefused as exc:
+    except _GrantRefusedError as exc:
         raise AuthError(
             f"The authorization code was refused ({exc}): run `contacts-admin login` "
             "again and finish the consent within a few minutes.",
@@ -559,7 +569,7 @@ def exchange_code(
     return token
 
 
-class OAuthAuth:
+class OAuthAuth(AuthProvider):
     """OAuth 2.0 access tokens of one location, refreshed from the :class:`TokenStore`.
 
     Thread-safe and safe across processes sharing one store (see the module docstring). A token
@@ -568,7 +578,7 @@ class OAuthAuth:
     token is minted with ``POST /oauth/locationToken`` instead; otherwise :class:`TokenLostError`.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  keyword options; tests/ and wiring pass them by name
         self,
         store: TokenStore,
         *,
@@ -598,6 +608,7 @@ class OAuthAuth:
         self._lock = threading.Lock()
         self._cached: StoredToken | None = None
 
+    @override
     def token(self) -> str:
         cached = self._cached
         if cached is not None and not self._expiring(cached):
@@ -614,6 +625,7 @@ class OAuthAuth:
                 return stored.access_token
             return self._refresh(rejected=None).access_token
 
+    @override
     def refresh_after_401(self, rejected_token: str) -> str | None:
         with self._lock:
             return self._refresh(rejected=rejected_token).access_token
@@ -645,6 +657,7 @@ class OAuthAuth:
         return new
 
     def _fetch_new(self, current: StoredToken) -> StoredToken:
+        agency = self._agency
         if current.refresh_token:
             try:
                 data = self._endpoint.post(
@@ -657,15 +670,15 @@ class OAuthAuth:
                         "user_type": "Location",
                     },
                 )
-            except _GrantRefused:
-                if not self._can_recover:
+            except _GrantRefusedError:
+                if agency is None:
                     raise self._token_lost() from None
                 logger.warning(
                     "The refresh token for location %s was refused; getting a location "
                     "token with the agency token.",
                     self.location_id,
                 )
-                return self._location_token(current)
+                return self._location_token(current, agency)
             logger.info("Refreshed the OAuth access token for location %s.", self.location_id)
             token = StoredToken.from_token_response(
                 data, location_id=self.location_id, previous=current
@@ -677,8 +690,8 @@ class OAuthAuth:
                     self.location_id,
                 )
             return token
-        if self._can_recover:
-            return self._location_token(current)
+        if agency is not None:
+            return self._location_token(current, agency)
         raise AuthError(
             f"No refresh token is stored for location {self.location_id}: {LOGIN_HINT}.",
             method="POST",
@@ -686,18 +699,21 @@ class OAuthAuth:
         )
 
     @property
-    def _can_recover(self) -> bool:
-        return bool(self._agency_token and self.company_id)
+    def _agency(self) -> tuple[str, str] | None:
+        """The agency token and company id (they replace a lost refresh token), or None."""
+        if self._agency_token and self.company_id:
+            return self._agency_token, self.company_id
+        return None
 
-    def _location_token(self, current: StoredToken | None) -> StoredToken:
-        assert self._agency_token and self.company_id
+    def _location_token(self, current: StoredToken | None, agency: tuple[str, str]) -> StoredToken:
+        agency_token, company_id = agency
         try:
             data = self._endpoint.post(
                 LOCATION_TOKEN_PATH,
-                {"companyId": self.company_id, "locationId": self.location_id},
-                headers={"Authorization": f"Bearer {self._agency_token}", "Version": API_VERSION},
+                {"companyId": company_id, "locationId": self.location_id},
+                headers={"Authorization": f"Bearer {agency_token}", "Version": API_VERSION},
             )
-        except _GrantRefused:
+        except _GrantRefusedError:
             raise AuthError(
                 "The agency token was refused by POST /oauth/locationToken: check "
                 f"agency_token and company_id, or {LOGIN_HINT}.",
@@ -717,7 +733,7 @@ class OAuthAuth:
             data, location_id=self.location_id, previous=current
         )
         if token.company_id is None:
-            token = replace(token, company_id=self.company_id)
+            token = replace(token, company_id=company_id)
         logger.info("Got a location token for location %s from the agency token.", self.location_id)
         return token
 
@@ -774,10 +790,10 @@ def auth_from_config(
     *,
     session: requests.Session | None = None,
 ) -> AuthProvider:
-    """The auth provider the settings ask for: a Private Integration Token when
-    ``private_integration_token`` is set, else OAuth with the token store in the ledger database.
+    """The auth provider the settings ask for.
 
-    Raises :class:`ConfigError` naming the missing settings.
+    A Private Integration Token when ``private_integration_token`` is set, else OAuth with the
+    token store in the ledger database. Raises :class:`ConfigError` naming the missing settings.
     """
     location_id = config.get("location_id")
     if not location_id:

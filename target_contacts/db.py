@@ -1,4 +1,4 @@
-"""The ledger database: one SQLAlchemy engine and metadata shared by the id ledger and the token store.
+"""The ledger database: one engine and metadata shared by the id ledger and the token store.
 
 Default is a SQLite file (created with mode 0600, since it holds OAuth tokens); any SQLAlchemy URL,
 PostgreSQL above all, works when several machines or CI runners share one sync.
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
 
 metadata = MetaData()
 
@@ -67,7 +70,7 @@ def make_engine(url: str = DEFAULT_LEDGER_URL) -> Engine:
         )
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+        def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")

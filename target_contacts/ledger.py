@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
     DateTime,
     Engine,
     Integer,
+    Row,
     String,
     Table,
     Text,
@@ -31,6 +31,9 @@ from sqlalchemy import (
 )
 
 from target_contacts.db import metadata
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 id_map = Table(
     "id_map",
@@ -82,6 +85,7 @@ class LedgerEntry:
 
     @property
     def written(self) -> bool:
+        """Whether the record reached the Contacts API (not just an intent to create it)."""
         return self.state == "written" and self.target_id is not None
 
 
@@ -108,7 +112,7 @@ class IdLedger:
         self.location_id = location_id
 
     # --- id map ------------------------------------------------------------------------
-    def _entry(self, row: Any) -> LedgerEntry:
+    def _entry(self, row: Row[Any]) -> LedgerEntry:
         return LedgerEntry(
             stream=row.stream,
             source_id=row.source_id,
@@ -140,6 +144,7 @@ class IdLedger:
         return found
 
     def get(self, stream: str, source_id: str) -> LedgerEntry | None:
+        """The entry of one source record, or None when the ledger does not know it."""
         return self.lookup(stream, [source_id]).get(source_id)
 
     def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]:
@@ -221,8 +226,10 @@ class IdLedger:
         )
 
     def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
-        """A source record of ``stream`` (other than ``other_than``) that owns Contacts API id
-        ``target_id``, or None when no other source record claims it."""
+        """A source record of ``stream`` that owns Contacts API id ``target_id``, or None.
+
+        ``other_than`` (the asking record) does not count: None means no other record claims it.
+        """
         query = select(id_map.c.source_id).where(
             and_(
                 id_map.c.location_id == self.location_id,
@@ -298,6 +305,7 @@ class IdLedger:
                 )
 
     def clear_reject(self, stream: str, source_id: str) -> None:
+        """Forget that a record was rejected (it went through, or needs no call any more)."""
         with self.engine.begin() as conn:
             conn.execute(
                 delete(rejects).where(

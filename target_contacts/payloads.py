@@ -11,12 +11,14 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import phonenumbers
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 # The input streams' fields (DESIGN.md "target-contacts input streams"). Extra fields are allowed
 # (a stream map may pass more through) and ignored unless a setting uses them.
@@ -83,6 +85,10 @@ MAX_FIELD_LENGTH = {
     "website": 2000,
 }
 MAX_NOTE_LENGTH = 50_000
+# The longest address RFC 5321 lets a mail server accept.
+MAX_EMAIL_LENGTH = 254
+# ``YYYY-MM-DD``: a date without a time.
+_DATE_LENGTH = len("2026-01-31")
 
 # The trailing digits that identify a phone whatever its prefix (+49 30 ... vs 030 ...).
 _MIN_PHONE_DIGITS = 7
@@ -90,7 +96,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _VALIDATORS = {name: jsonschema.Draft7Validator(schema) for name, schema in INPUT_SCHEMAS.items()}
 
 
-class RecordRejected(Exception):
+class RecordRejected(Exception):  # noqa: N818  public name, imported by callers
     """A record that cannot be sent: names the field and the reason."""
 
     def __init__(self, field: str | None, reason: str, *, kind: str = "invalid") -> None:
@@ -110,15 +116,19 @@ class ContactPayload:
 
     @property
     def fields_hash(self) -> str:
+        """The hash of the body fields alone (a change means an update call)."""
         return stable_hash(self.fields)
 
     @property
     def payload_hash(self) -> str:
+        """The hash of everything sent (fields and tags); equal hashes need no call."""
         return stable_hash({"fields": self.fields, "tags": self.tags})
 
 
 @dataclass
 class TaskPayload:
+    """What the Contacts API gets for one source task."""
+
     source_id: str
     contact_source_id: str
     fields: dict[str, Any]  # title, dueDate, body
@@ -126,21 +136,25 @@ class TaskPayload:
 
     @property
     def payload_hash(self) -> str:
+        """The hash of everything sent (fields and completion); equal hashes need no call."""
         return stable_hash({"fields": self.fields, "completed": self.completed})
 
 
 @dataclass
 class NotePayload:
+    """What the Contacts API gets for one source note."""
+
     source_id: str
     contact_source_id: str
     body: str
 
     @property
     def payload_hash(self) -> str:
+        """The hash of the note's body; equal hashes need no call."""
         return stable_hash({"body": self.body})
 
 
-def stable_hash(value: Any) -> str:
+def stable_hash(value: object) -> str:
     """A hash that is the same for equal JSON values, whatever the key order."""
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -172,7 +186,7 @@ def validate(stream: str, record: Mapping[str, Any]) -> None:
     raise RecordRejected(name, error.message)
 
 
-def _clean(value: Any) -> str | None:
+def _clean(value: object) -> str | None:
     """A trimmed string, or None for empty values; datetimes become ISO strings."""
     if value is None:
         return None
@@ -188,18 +202,18 @@ def _clean(value: Any) -> str | None:
     return text or None
 
 
-def normalize_email(value: Any) -> str | None:
+def normalize_email(value: object) -> str | None:
     """Trimmed and lower-cased; raises RecordRejected when it is not an email address."""
     email = _clean(value)
     if email is None:
         return None
     email = email.lower()
-    if not _EMAIL.match(email) or len(email) > 254:
+    if not _EMAIL.match(email) or len(email) > MAX_EMAIL_LENGTH:
         raise RecordRejected("email", f"{email!r} is not a valid email address")
     return email
 
 
-def normalize_phone(value: Any, default_region: str | None) -> str | None:
+def normalize_phone(value: object, default_region: str | None) -> str | None:
     """E.164 where the number can be read; raises RecordRejected when it cannot."""
     phone = _clean(value)
     if phone is None:
@@ -209,7 +223,7 @@ def normalize_phone(value: Any, default_region: str | None) -> str | None:
     except phonenumbers.NumberParseException as exc:
         hint = "" if default_region else " (set default_phone_region for numbers without +country)"
         raise RecordRejected(
-            "phone", f"{phone!r} cannot be read as a phone number: {exc._msg}{hint}"
+            "phone", f"{phone!r} cannot be read as a phone number: {exc.args[0]}{hint}"
         ) from exc
     # IS_POSSIBLE_LOCAL_ONLY ("12", "030 1") has no E.164 form anyone could dial: refuse it too.
     if (
@@ -221,8 +235,10 @@ def normalize_phone(value: Any, default_region: str | None) -> str | None:
 
 
 def identity_keys(record: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The identifiers a contact record may share with another one (its email, its phone's
-    digits), as the Contacts API's duplicate rules compare them; never raises."""
+    """The identifiers a contact record may share with another one; never raises.
+
+    Its email and its phone's last digits, as the Contacts API's duplicate rules compare them.
+    """
     keys: list[tuple[str, str]] = []
     email = record.get("email")
     if isinstance(email, str) and email.strip():
@@ -234,24 +250,24 @@ def identity_keys(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     return keys
 
 
-def normalize_date(value: Any, field_name: str) -> str | None:
+def normalize_date(value: object, field_name: str) -> str | None:
     """A ``YYYY-MM-DD`` date (from a date or date-time); rejects what is not a date."""
     text = _clean(value)
     if text is None:
         return None
     try:
-        return dt.date.fromisoformat(text[:10]).isoformat()
+        return dt.date.fromisoformat(text[:_DATE_LENGTH]).isoformat()
     except ValueError as exc:
         raise RecordRejected(field_name, f"{text!r} is not a date (YYYY-MM-DD)") from exc
 
 
-def normalize_datetime(value: Any, field_name: str) -> str:
+def normalize_datetime(value: object, field_name: str) -> str:
     """An ISO-8601 UTC timestamp without fractions (``2026-01-31T09:00:00Z``)."""
     text = _clean(value)
     if text is None:
         raise RecordRejected(field_name, "is required but missing")
     try:
-        if len(text) == 10:
+        if len(text) == _DATE_LENGTH:
             parsed = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.timezone.utc)
         else:
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -260,6 +276,16 @@ def normalize_datetime(value: Any, field_name: str) -> str:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def normalize_country(value: object) -> str | None:
+    """An upper-case ISO 3166 alpha-2 code; raises RecordRejected when it is not two letters."""
+    country = _clean(value)
+    if not country:
+        return None
+    if not re.fullmatch(r"[A-Za-z]{2}", country):
+        raise RecordRejected("country", f"{country!r} is not a 2-letter country code")
+    return country.upper()
 
 
 def _limit(name: str, value: str | None) -> str | None:
@@ -316,11 +342,9 @@ def contact_payload(
     phone = normalize_phone(record.get("phone"), default_phone_region)
     if phone:
         fields["phone"] = phone
-    country = _clean(record.get("country"))
+    country = normalize_country(record.get("country"))
     if country:
-        if not re.fullmatch(r"[A-Za-z]{2}", country):
-            raise RecordRejected("country", f"{country!r} is not a 2-letter country code")
-        fields["country"] = country.upper()
+        fields["country"] = country
     birthday = normalize_date(record.get("dateOfBirth"), "dateOfBirth")
     if birthday:
         fields["dateOfBirth"] = birthday

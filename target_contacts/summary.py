@@ -7,10 +7,12 @@ from collections import Counter
 from typing import Any
 
 OUTCOMES = ("created", "updated", "unchanged", "rejected")
+#: Reject messages kept per stream as examples for the person reading the summary.
+MAX_REJECT_EXAMPLES = 5
 
 
 class RunSummary:
-    """Thread-safe counters per stream; ``read`` always equals the sum of the outcomes at the end."""
+    """Thread-safe counters per stream; ``read`` equals the sum of the outcomes at the end."""
 
     def __init__(self, streams: tuple[str, ...] = ("contacts", "tasks", "notes")) -> None:
         self._lock = threading.Lock()
@@ -19,10 +21,12 @@ class RunSummary:
         self.rejects_by_kind: Counter[str] = Counter()
 
     def read(self, stream: str, n: int = 1) -> None:
+        """Count ``n`` records of ``stream`` as read."""
         with self._lock:
             self._counts.setdefault(stream, Counter())["read"] += n
 
     def outcome(self, stream: str, outcome: str) -> None:
+        """Count one record of ``stream`` with ``outcome`` (one of :data:`OUTCOMES`)."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
         with self._lock:
@@ -33,10 +37,11 @@ class RunSummary:
         with self._lock:
             self.rejects_by_kind[kind] += 1
             examples = self.reject_examples.setdefault(stream, [])
-            if len(examples) < 5:
+            if len(examples) < MAX_REJECT_EXAMPLES:
                 examples.append(text)
 
     def as_dict(self) -> dict[str, dict[str, int]]:
+        """A snapshot: per stream, ``read`` and every outcome (0 when none)."""
         with self._lock:
             return {
                 stream: {key: counts.get(key, 0) for key in ("read", *OUTCOMES)}
@@ -44,6 +49,7 @@ class RunSummary:
             }
 
     def adds_up(self) -> bool:
+        """Whether every stream's ``read`` equals the sum of its outcomes."""
         return all(c["read"] == sum(c[o] for o in OUTCOMES) for c in self.as_dict().values())
 
     def table(self, title: str = "target-contacts summary") -> str:
@@ -61,6 +67,7 @@ class RunSummary:
         return "\n".join(lines)
 
     def to_json(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The summary as a JSON-ready dict (counts, adds_up, reject examples) plus ``extra``."""
         out: dict[str, Any] = {"streams": self.as_dict(), "adds_up": self.adds_up()}
         if self.reject_examples:
             out["reject_examples"] = self.reject_examples
