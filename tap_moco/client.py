@@ -58,6 +58,7 @@ __all__ = [
     "api_root",
     "format_moco_timestamp",
     "parse_moco_timestamp",
+    "redact_api_key",
     "setting",
 ]
 
@@ -66,6 +67,9 @@ __all__ = [
 EMITTED_STATE_KEY = "emitted_in_overlap"
 
 _ERROR_DETAIL_LIMIT = 300
+
+# Shorter keys (an empty or placeholder setting) would redact ordinary words from messages.
+_MIN_REDACTED_KEY_LENGTH = 4
 
 #: How far MOCO's clock may lag behind ours when telling whether a record changed during a read
 #: (MOCO's timestamps are whole seconds; a larger margin keeps bookmarks back more often).
@@ -86,6 +90,11 @@ def setting(config: Mapping[str, t.Any], name: str) -> float:
     """The numeric setting ``name`` from ``config``, else its :data:`SETTING_DEFAULTS` value."""
     value = config.get(name)
     return float(SETTING_DEFAULTS[name] if value is None else value)
+
+
+def redact_api_key(text: str, api_key: str) -> str:
+    """``text`` with ``api_key`` replaced by ``<api_key>`` (a key under 4 characters stays)."""
+    return text.replace(api_key, "<api_key>") if len(api_key) >= _MIN_REDACTED_KEY_LENGTH else text
 
 
 def _looks_like_json_list(response: requests.Response) -> bool:
@@ -173,17 +182,18 @@ class RequestRateLimiter:
 
     def acquire(self) -> None:
         """Wait until a request may be sent, and count it."""
-        self._bucket.leak(self._bucket.now())
+        # pyrate_limiter leaves AbstractBucket.now() unannotated.
+        self._bucket.leak(self._bucket.now())  # type: ignore[no-untyped-call]
         if not self._limiter.try_acquire("moco-api", blocking=True):
             msg = "The client-side rate limiter refused a request it should have delayed."
             raise RuntimeError(msg)
 
 
-class MocoStream(RESTStream[ParseResult]):
+class MocoStream(RESTStream[ParseResult | None]):
     """Base stream for MOCO list endpoints (bare JSON arrays, ``Link`` paging).
 
     Subclasses set ``name``, ``path``, ``schema`` and, where needed, :attr:`extra_params`,
-    :attr:`server_side_updated_after` and :meth:`keep_record`.
+    :attr:`server_side_updated_after` and :attr:`keep_only`.
     """
 
     primary_keys: t.ClassVar[tuple[str, ...]] = ("id",)
@@ -197,6 +207,8 @@ class MocoStream(RESTStream[ParseResult]):
     extra_params: t.ClassVar[dict[str, str]] = {}
     #: Whether the endpoint supports ``updated_after`` (``/todos`` does not).
     server_side_updated_after: t.ClassVar[bool] = True
+    #: Field values a record must have to belong to this stream (empty: every record does).
+    keep_only: t.ClassVar[dict[str, str]] = {}
 
     #: Attempts per request (the first try included) before the error is raised.
     backoff_attempts: t.ClassVar[int] = 8
@@ -248,7 +260,7 @@ class MocoStream(RESTStream[ParseResult]):
         return int(setting(self.config, "request_timeout"))
 
     @override
-    def get_new_paginator(self) -> BaseAPIPaginator[ParseResult]:
+    def get_new_paginator(self) -> BaseAPIPaginator[ParseResult | None]:
         return HeaderLinkPaginator()
 
     @override
@@ -268,7 +280,7 @@ class MocoStream(RESTStream[ParseResult]):
         return params
 
     @override
-    def get_http_request(self, *, page: PageContext[ParseResult]) -> HTTPRequest:
+    def get_http_request(self, *, page: PageContext[ParseResult | None]) -> HTTPRequest:
         request = super().get_http_request(page=page)
         if page.next_page_token is not None:
             # MOCO's next link names the page (and may repeat filters); our own filters stay.
@@ -365,7 +377,7 @@ class MocoStream(RESTStream[ParseResult]):
     @override
     def backoff_jitter(self, value: float) -> float:
         # Only ever later than asked (Retry-After is a minimum), by up to a tenth.
-        return value * (1.0 + random.random() / 10.0)  # noqa: S311
+        return value * (1.0 + random.random() / 10.0)  # noqa: S311  jitter, not a secret
 
     @override
     def backoff_handler(self, details: Details) -> None:
@@ -426,13 +438,12 @@ class MocoStream(RESTStream[ParseResult]):
         return ""
 
     def _redact(self, text: str) -> str:
-        api_key = str(self.config.get("api_key") or "")
-        return text.replace(api_key, "<api_key>") if len(api_key) >= 4 else text  # noqa: PLR2004
+        return redact_api_key(text, str(self.config.get("api_key") or ""))
 
     # --- incremental reading -------------------------------------------------------------
-    def keep_record(self, record: Mapping[str, t.Any]) -> bool:  # noqa: ARG002
-        """Whether a record read from the endpoint belongs to this stream (default: all)."""
-        return True
+    def keep_record(self, record: Mapping[str, t.Any]) -> bool:
+        """Whether a record read from the endpoint belongs to this stream (:attr:`keep_only`)."""
+        return all(record.get(name) == value for name, value in self.keep_only.items())
 
     def read_window(self, context: Context | None) -> dict[str, datetime | None]:
         """The bookmark this run starts from and the lower bound it reads from.

@@ -18,8 +18,6 @@ from tap_moco.client import MocoStream
 from tap_moco.html import html_to_text
 
 if t.TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from singer_sdk.helpers.types import Context, Record
 
 __all__ = ["STREAM_TYPES", "CompaniesStream", "ContactsStream", "NotesStream", "TasksStream"]
@@ -56,10 +54,7 @@ class TasksStream(MocoStream):
     path = "/todos"
     schema: t.ClassVar[StreamSchema] = StreamSchema(_SCHEMAS)
     server_side_updated_after: t.ClassVar[bool] = False
-
-    @override
-    def keep_record(self, record: Mapping[str, t.Any]) -> bool:
-        return record.get("todoable_type") == "Contact"
+    keep_only: t.ClassVar[dict[str, str]] = {"todoable_type": "Contact"}
 
 
 class NotesStream(MocoStream):
@@ -69,11 +64,8 @@ class NotesStream(MocoStream):
     path = "/comments"
     schema: t.ClassVar[StreamSchema] = StreamSchema(_SCHEMAS)
     extra_params: t.ClassVar[dict[str, str]] = {"commentable_type": "Contact"}
-
-    @override
-    def keep_record(self, record: Mapping[str, t.Any]) -> bool:
-        # The server filters already; this guards against an answer that ignored the filter.
-        return record.get("commentable_type") == "Contact"
+    # The server filters already; this guards against an answer that ignored the filter.
+    keep_only: t.ClassVar[dict[str, str]] = {"commentable_type": "Contact"}
 
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:

@@ -10,7 +10,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_moco.client import SETTING_DEFAULTS, RequestRateLimiter, setting
+from tap_moco.client import SETTING_DEFAULTS, RequestRateLimiter, redact_api_key, setting
 from tap_moco.streams import STREAM_TYPES
 
 if t.TYPE_CHECKING:
@@ -28,7 +28,7 @@ _ABOUT = (
 )
 
 
-class TapMoco(Tap):
+class TapMoco(Tap):  # noqa: D101  its docstring is _ABOUT, kept on one line for --about
     # The description shown by --about: one line, so that the markdown rendering stays intact.
     __doc__ = _ABOUT
 
@@ -136,8 +136,7 @@ class TapMoco(Tap):
         """
         errors = super()._validate_config(raise_errors=False)
         api_key = str(self.config.get("api_key") or "")
-        if len(api_key) >= 4:  # noqa: PLR2004
-            errors = [error.replace(api_key, "<api_key>") for error in errors]
+        errors = [redact_api_key(error, api_key) for error in errors]
         if not (self.config.get("base_url") or self.config.get("subdomain")):
             errors.append(
                 "Set either 'subdomain' (your MOCO account, as in https://SUBDOMAIN.mocoapp.com) "
