@@ -37,6 +37,8 @@ from typing_extensions import override
 from sandbox import openapi
 from sandbox.contacts_oauth import (
     DEFAULT_SCOPE,
+    Agency,
+    OAuthApp,
     OAuthServer,
     TokenInfo,
     TokenRegistry,
@@ -256,11 +258,8 @@ class ContactsSandbox(SandboxApp):
             self.registry.static[pit] = TokenInfo("pit", loc, company_id, ALL_SCOPES)
         self.oauth = OAuthServer(
             self.registry,
-            client_id=client_id,
-            client_secret=client_secret,
-            company_id=company_id,
-            default_location=location_id,
-            locations=lambda: self.locations,
+            OAuthApp(client_id, client_secret),
+            Agency(company_id, location_id, lambda: self.locations),
             agency_token=agency_token,
             access_token_ttl=access_token_ttl,
         )

@@ -101,6 +101,23 @@ class TokenInfo:
         return self.expires_at is not None and now >= self.expires_at
 
 
+@dataclass(frozen=True)
+class OAuthApp:
+    """The marketplace app whose tokens the sandbox issues: its client credentials."""
+
+    client_id: str
+    client_secret: str
+
+
+@dataclass(frozen=True)
+class Agency:
+    """The agency (company) the app is installed for, and the locations it may approve."""
+
+    company_id: str
+    default_location: str
+    locations: Callable[[], Collection[str]]
+
+
 @dataclass
 class _Grant:
     """An authorization code or a refresh token: what it may be exchanged for."""
@@ -144,31 +161,28 @@ class TokenRegistry:
 class OAuthServer:
     """The OAuth part of the Contacts sandbox. All state is guarded by its own lock."""
 
-    def __init__(  # noqa: PLR0913 - the sandbox's OAuth settings, each passed by name
+    def __init__(
         self,
         registry: TokenRegistry,
+        app: OAuthApp,
+        agency: Agency,
         *,
-        client_id: str,
-        client_secret: str,
-        company_id: str,
-        default_location: str,
-        locations: Callable[[], Collection[str]],
         agency_token: str | None,
         access_token_ttl: float,
     ) -> None:
         self.registry = registry
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.company_id = company_id
-        self.default_location = default_location
-        self.locations = locations
+        self.client_id = app.client_id
+        self.client_secret = app.client_secret
+        self.company_id = agency.company_id
+        self.default_location = agency.default_location
+        self.locations = agency.locations
         self.access_token_ttl = access_token_ttl
         self._codes: dict[str, _Grant] = {}
         self._refresh: dict[str, _Grant] = {}
         self._lock = threading.Lock()
         if agency_token:
             registry.static[agency_token] = TokenInfo(
-                "agency", None, company_id, frozenset({"oauth.write", "oauth.readonly"})
+                "agency", None, agency.company_id, frozenset({"oauth.write", "oauth.readonly"})
             )
 
     def register(self, app: SandboxApp) -> None:

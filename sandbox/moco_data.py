@@ -30,9 +30,14 @@ import calendar
 import random
 import time
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sandbox.server import copy_json
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_T = TypeVar("_T")
 
 # Users that records point at (``user``, ``created_by``, ``assigned_to``); the first one is the
 # owner of the sandbox's API key (``GET /session``) and the default author of API writes.
@@ -382,7 +387,7 @@ _LAST = (
     "Schäfer",
     "Fuchs",
     "Roth",
-    "Yılmaz",
+    "Yılmaz",  # noqa: RUF001 - a Turkish name, spelled right on purpose
     "Dvořák",
     "Rossi",
     "Mäkinen",
@@ -499,9 +504,11 @@ _PROJECTS = (
 _CONTACT_NOTES = (
     "<div>Telefonat mit <strong>{first}</strong>: Interesse an einem Relaunch.</div>",
     "<div>Meeting notes:<br>- Budget confirmed<br>- Next step: offer by Friday</div>",
-    "<div><strong>Wichtig:</strong> bevorzugt E-Mail.</div><ul><li>Newsletter abbestellt</li>"
-    "<li>Rückruf im Q3</li></ul>",
-    "<div>Hat nach dem Angebot gefragt – Preis &amp; Laufzeit klären.</div>",
+    (
+        "<div><strong>Wichtig:</strong> bevorzugt E-Mail.</div><ul><li>Newsletter abbestellt</li>"
+        "<li>Rückruf im Q3</li></ul>"
+    ),
+    "<div>Hat nach dem Angebot gefragt – Preis &amp; Laufzeit klären.</div>",  # noqa: RUF001 - typography
     "Kurze Notiz: {first} ist ab Montag im Urlaub.",
     "<div>Follow-up:</div><ol><li>Vertrag senden</li><li>Kick-off planen</li></ol>",
     "<div><em>Vertraulich</em>: wechselt zu {company}.</div>",
@@ -532,7 +539,7 @@ _FOLD = str.maketrans(
         "Ø": "O",
         "æ": "ae",
         "Æ": "Ae",
-        "ı": "i",
+        "ı": "i",  # noqa: RUF001 - the Turkish dotless i, folded on purpose
         "đ": "d",
         "Đ": "D",
     }
@@ -546,9 +553,19 @@ _TYPE_MIX = ("customer",) * 6 + ("supplier",) * 2 + ("organization",) * 2
 _GENDER_MIX = ("F",) * 12 + ("M",) * 12 + ("U",)
 
 
-def _pick(rng: random.Random, seq: tuple[Any, ...] | list[Any]) -> Any:
+def _pick(rng: random.Random, seq: Sequence[_T]) -> _T:
     """``rng.choice`` without its per-call overhead (this runs millions of times)."""
     return seq[int(rng.random() * len(seq))]
+
+
+def _chance(rng: random.Random, probability: float) -> bool:
+    """True with ``probability`` (one draw, like every other draw: the order makes the data)."""
+    return rng.random() < probability
+
+
+def _band(roll: float, bands: tuple[tuple[float, str], ...], rest: str, skip: set[str]) -> str:
+    """The first band whose upper bound is above ``roll`` and not in ``skip``, else ``rest``."""
+    return next((name for bound, name in bands if roll < bound and name not in skip), rest)
 
 
 def _between(rng: random.Random, low: int, high: int) -> int:
@@ -607,30 +624,35 @@ def _date(epoch: int) -> str:
     return format_ts(epoch)[:10]
 
 
-def _phone(country: str, n: int, mobile: bool) -> str:
+# Phone numbers as people write them per country, from seven unique digits (DE: the default).
+_MOBILE_FORMATS = {
+    "CH": lambda d: f"+41 79 {d[:3]} {d[3:5]} {d[5:]}",
+    "AT": lambda d: f"+43 664 {d}",
+    "PL": lambda d: f"+48 5{d[:2]} {d[2:5]} {d[5:]}",
+    "DE": lambda d: f"+49 151 {d[:4]} {d[4:]}0",
+}
+_LANDLINE_FORMATS = {
+    "CH": lambda d: f"+41 44 {d[:3]} {d[3:5]} {d[5:]}",
+    "AT": lambda d: f"+43 1 {d}",
+    "PL": lambda d: f"+48 22 {d[:3]} {d[3:5]} {d[5:]}",
+}
+# German landlines in four styles by ``n % 4``, the first without country code as users type it
+_DE_LANDLINE_STYLES = (
+    lambda d: f"030 {d}",
+    lambda d: f"+49 (0)30 {d}",
+    lambda d: f"+49 30 {d}",
+    lambda d: f"+49 30 {d}",
+)
+
+
+def _phone(country: str, n: int, *, mobile: bool) -> str:
     """A plausible number in the country's usual format; ``n`` makes it unique."""
     if mobile:
         digits = f"{(n * 104729 + 1234567) % 9_000_000 + 1_000_000}"
-        if country == "CH":
-            return f"+41 79 {digits[:3]} {digits[3:5]} {digits[5:]}"
-        if country == "AT":
-            return f"+43 664 {digits}"
-        if country == "PL":
-            return f"+48 5{digits[:2]} {digits[2:5]} {digits[5:]}"
-        return f"+49 151 {digits[:4]} {digits[4:]}0"
+        return _MOBILE_FORMATS.get(country, _MOBILE_FORMATS["DE"])(digits)
     digits = f"{(n * 7919 + 2345678) % 9_000_000 + 1_000_000}"
-    if country == "CH":
-        return f"+41 44 {digits[:3]} {digits[3:5]} {digits[5:]}"
-    if country == "AT":
-        return f"+43 1 {digits}"
-    if country == "PL":
-        return f"+48 22 {digits[:3]} {digits[3:5]} {digits[5:]}"
-    style = n % 4
-    if style == 0:
-        return f"030 {digits}"  # national format without country code, as users type it
-    if style == 1:
-        return f"+49 (0)30 {digits}"
-    return f"+49 30 {digits}"
+    landline = _LANDLINE_FORMATS.get(country, _DE_LANDLINE_STYLES[n % 4])
+    return landline(digits)
 
 
 def _address(rng: random.Random, country: str, first_line: str | None = None) -> str:
@@ -650,7 +672,7 @@ def _next_ids(rng: random.Random, base: int, count: int) -> list[int]:
     ids = []
     current = base
     for _ in range(count):
-        current += 1 + (rng.random() < 0.2) * _between(rng, 1, 5)
+        current += 1 + _chance(rng, 0.2) * _between(rng, 1, 5)
         ids.append(current)
     return ids
 
@@ -659,11 +681,11 @@ def _company_name(rng: random.Random, ctype: str, country: str) -> str:
     if ctype == "organization":
         zip_city = _pick(rng, _CITIES[country])[1]
         return _pick(rng, _ORGS).format(w=_pick(rng, _WORDS), c=zip_city)
-    roll = rng.random()
+    style = _band(rng.random(), ((0.4, "words"), (0.7, "surname")), "two surnames", set())
     legal = _pick(rng, _LEGAL[country])
-    if roll < 0.4:
+    if style == "words":
         return f"{_pick(rng, _WORDS)} {_pick(rng, _NOUNS)} {legal}"
-    if roll < 0.7:
+    if style == "surname":
         return f"{_pick(rng, _LAST)} {legal}"
     return f"{_pick(rng, _LAST)} & {_pick(rng, _LAST)} {legal}"
 
@@ -674,37 +696,38 @@ def _companies(rng: random.Random, count: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     customer_no = 0
     for i in range(count):
-        ctype = COMPANY_TYPES[i] if i < 3 else _pick(rng, _TYPE_MIX)
+        fixed = i < len(COMPANY_TYPES)  # the first ones: one of each type, never archived
+        ctype = COMPANY_TYPES[i] if fixed else _pick(rng, _TYPE_MIX)
         country = _pick(rng, _COUNTRIES)
         name = _company_name(rng, ctype, country)
         slug = _slug(name) or f"company-{i}"
         created = times[i]
-        updated = created if rng.random() < 0.6 else _between(rng, created, _T1)
-        archived = i >= 3 and rng.random() < 0.05
+        updated = created if _chance(rng, 0.6) else _between(rng, created, _T1)
+        archived = not fixed and _chance(rng, 0.05)
         tags = sorted(_sample(rng, COMPANY_TAGS, _pick(rng, (0, 0, 1, 2))))
         custom: dict[str, Any] = {}
-        if rng.random() < 0.4:
+        if _chance(rng, 0.4):
             custom["Branche"] = _pick(rng, _BRANCHES)
         record: dict[str, Any] = {
             "id": ids[i],
             "type": ctype,
             "name": name,
-            "website": f"https://www.{slug}.example.com" if rng.random() < 0.7 else "",
-            "email": f"info@{slug}.example.com" if rng.random() < 0.6 else None,
+            "website": f"https://www.{slug}.example.com" if _chance(rng, 0.7) else "",
+            "email": f"info@{slug}.example.com" if _chance(rng, 0.6) else None,
             "billing_email_cc": "",
-            "phone": _phone(country, 5_000_000 + i, False) if rng.random() < 0.8 else "",
+            "phone": _phone(country, 5_000_000 + i, mobile=False) if _chance(rng, 0.8) else "",
             "fax": "",
             "address": _address(rng, country, name),
             "country_code": country,
             "vat_identifier": (
-                f"{country}{_between(rng, 100000000, 999999999)}" if rng.random() < 0.5 else None
+                f"{country}{_between(rng, 100000000, 999999999)}" if _chance(rng, 0.5) else None
             ),
             "alternative_correspondence_language": country == "PL",
             "english_correspondence_language": country == "PL",
             "tags": tags,
             "user": user_ref(_pick(rng, USERS)),
             "labels": list(tags),
-            "info": "" if rng.random() < 0.8 else "Rahmenvertrag seit 2022.",
+            "info": "" if _chance(rng, 0.8) else "Rahmenvertrag seit 2022.",
             "footer": "",
             "custom_properties": custom,
             "default_payment_means": "not_defined",
@@ -724,25 +747,89 @@ def _companies(rng: random.Random, count: int) -> list[dict[str, Any]]:
             record.update(fresh(SUPPLIER_DEFAULTS))
             record["iban"] = (
                 f"DE{_between(rng, 10, 99)}{_between(rng, 10**17, 10**18 - 1)}"
-                if rng.random() < 0.5
+                if _chance(rng, 0.5)
                 else None
             )
         out.append(record)
     return out
 
 
-def _special_person(i: int) -> tuple[str, str, str] | None:
-    """The first contacts are fixed so that small data sets still carry the hard cases."""
-    return (
-        (
-            ("M", "Jürgen", "Müßig"),
-            ("F", "Zoë", "Lefèvre"),
-            ("M", "Łukasz", "Wójcik"),
-            ("U", "", "O'Brien"),
-        )[i]
-        if i < 4
-        else None
-    )
+# The first contacts are fixed so that small data sets still carry the hard cases: Zoë has no
+# e-mail address and Łukasz no phone number.
+_SPECIAL_PEOPLE = (
+    ("M", "Jürgen", "Müßig"),
+    ("F", "Zoë", "Lefèvre"),
+    ("M", "Łukasz", "Wójcik"),
+    ("U", "", "O'Brien"),
+)
+_NO_EMAIL, _NO_PHONE = 1, 2  # their indexes
+
+
+def _person(rng: random.Random, i: int) -> tuple[str, str, str]:
+    """Gender, first and last name of the ``i``-th contact."""
+    if i < len(_SPECIAL_PEOPLE):
+        return _SPECIAL_PEOPLE[i]
+    gender = _pick(rng, _GENDER_MIX)
+    pool = _FIRST_F if gender == "F" else _FIRST_M if gender == "M" else _FIRST_U
+    first = "" if _chance(rng, 0.01) else _pick(rng, pool)
+    return gender, first, _pick(rng, _LAST)
+
+
+class _EmailBook:
+    """Hands out unique e-mail addresses: ``first.last@`` a domain, numbered when taken."""
+
+    def __init__(self) -> None:
+        self.folded: dict[str, str] = {}  # name -> its ASCII form for an address
+        self._used: dict[str, int] = {}
+
+    def address(self, first: str, last: str, company: dict[str, Any] | None, i: int) -> str:
+        """The address of the ``i``-th contact: at its company's domain, or an example one."""
+        folded = self.folded
+        for name in (first, last):
+            if name not in folded:
+                folded[name] = _slug(name).replace("-", "")
+        local = ".".join(p for p in (folded[first], folded[last]) if p) or "kontakt"
+        domain = (
+            company["website"].removeprefix("https://www.")
+            if company and company["website"]
+            else ("example.com", "example.org", "example.net")[i % 3]
+        )
+        address = f"{local}@{domain}"
+        seen = self._used.get(address, 0)
+        self._used[address] = seen + 1
+        return address if not seen else f"{local}{seen + 1}@{domain}"
+
+
+_WORK_PHONE_BELOW, _MOBILE_ABOVE = 0.75, 0.5  # one roll: low ones a landline, high ones a mobile
+
+
+def _phones(rng: random.Random, country: str, i: int) -> tuple[str, str]:
+    """Work phone and mobile phone (one of them or both) of the ``i``-th contact."""
+    roll = rng.random()
+    work = _phone(country, i, mobile=False) if roll < _WORK_PHONE_BELOW else ""
+    mobile = _phone(country, i, mobile=True) if roll > _MOBILE_ABOVE else ""
+    return work, mobile
+
+
+def _contact_properties(rng: random.Random) -> dict[str, Any]:
+    """Some of the custom properties a contact may carry."""
+    custom: dict[str, Any] = {}
+    if _chance(rng, 0.5):
+        custom["Quelle"] = _pick(rng, _CUSTOM_SOURCES)
+    if _chance(rng, 0.2):
+        custom["Interessen"] = sorted(_sample(rng, _INTERESTS, _between(rng, 1, 2)))
+    if _chance(rng, 0.3):
+        custom["Newsletter"] = _pick(rng, ("0", "1"))
+    return custom
+
+
+def _salutation(gender: str, first: str, last: str) -> str:
+    """The salutation line MOCO users write for a contact."""
+    if gender == "F":
+        return f"Sehr geehrte Frau {last}"
+    if gender == "M":
+        return f"Sehr geehrter Herr {last}"
+    return f"Hallo {first or last}"
 
 
 def _contacts(
@@ -750,86 +837,45 @@ def _contacts(
 ) -> list[dict[str, Any]]:
     times = _sorted_times(rng, count)
     ids = _next_ids(rng, ID_BASES["contacts"], count)
-    used_emails: dict[str, int] = {}
-    folded: dict[str, str] = {}
+    emails = _EmailBook()
+    folded = emails.folded  # also names the rare private address
     out: list[dict[str, Any]] = []
     for i in range(count):
-        special = _special_person(i)
-        if special:
-            gender, first, last = special
-        else:
-            gender = _pick(rng, _GENDER_MIX)
-            pool = _FIRST_F if gender == "F" else _FIRST_M if gender == "M" else _FIRST_U
-            first = "" if rng.random() < 0.01 else _pick(rng, pool)
-            last = _pick(rng, _LAST)
-        company = _pick(rng, companies) if companies and rng.random() < 0.8 else None
+        gender, first, last = _person(rng, i)
+        company = _pick(rng, companies) if companies and _chance(rng, 0.8) else None
         country = company["country_code"] if company else _pick(rng, _COUNTRIES)
-        # i == 1 and 2 are fixed: one contact without e-mail, one without any phone
-        no_email = i == 1 or (i > 3 and rng.random() < 0.12)
-        no_phone = i == 2 or (i > 3 and rng.random() < 0.15)
-        email = ""
-        if not no_email:
-            for name in (first, last):
-                if name not in folded:
-                    folded[name] = _slug(name).replace("-", "")
-            local = ".".join(p for p in (folded[first], folded[last]) if p) or "kontakt"
-            domain = (
-                company["website"].removeprefix("https://www.")
-                if company and company["website"]
-                else ("example.com", "example.org", "example.net")[i % 3]
-            )
-            address = f"{local}@{domain}"
-            seen = used_emails.get(address, 0)
-            used_emails[address] = seen + 1
-            email = address if not seen else f"{local}{seen + 1}@{domain}"
-        work_phone = mobile = ""
-        if not no_phone:
-            roll = rng.random()
-            if roll < 0.75:
-                work_phone = _phone(country, i, False)
-            if roll > 0.5:
-                mobile = _phone(country, i, True)
+        special = i < len(_SPECIAL_PEOPLE)
+        no_email = i == _NO_EMAIL or (not special and _chance(rng, 0.12))
+        no_phone = i == _NO_PHONE or (not special and _chance(rng, 0.15))
+        email = "" if no_email else emails.address(first, last, company, i)
+        work_phone, mobile = ("", "") if no_phone else _phones(rng, country, i)
         created = times[i]
-        updated = created if rng.random() < 0.5 else _between(rng, created, _T1)
+        updated = created if _chance(rng, 0.5) else _between(rng, created, _T1)
         tags = sorted(_sample(rng, CONTACT_TAGS, _pick(rng, (0, 0, 0, 1, 1, 2, 3))))
-        custom: dict[str, Any] = {}
-        if rng.random() < 0.5:
-            custom["Quelle"] = _pick(rng, _CUSTOM_SOURCES)
-        if rng.random() < 0.2:
-            custom["Interessen"] = sorted(_sample(rng, _INTERESTS, _between(rng, 1, 2)))
-        if rng.random() < 0.3:
-            custom["Newsletter"] = _pick(rng, ("0", "1"))
-        salutation = ""
-        if rng.random() < 0.3 and last:
-            salutation = (
-                f"Sehr geehrte Frau {last}"
-                if gender == "F"
-                else f"Sehr geehrter Herr {last}"
-                if gender == "M"
-                else f"Hallo {first or last}"
-            )
+        custom = _contact_properties(rng)
+        salutation = _salutation(gender, first, last) if _chance(rng, 0.3) and last else ""
         out.append(
             {
                 "id": ids[i],
                 "gender": gender,
                 "firstname": first,
                 "lastname": last,
-                "title": _pick(rng, _TITLES) if rng.random() < 0.08 else "",
-                "job_position": _pick(rng, _POSITIONS) if company and rng.random() < 0.6 else "",
+                "title": _pick(rng, _TITLES) if _chance(rng, 0.08) else "",
+                "job_position": _pick(rng, _POSITIONS) if company and _chance(rng, 0.6) else "",
                 "mobile_phone": mobile,
                 "work_fax": "",
                 "work_phone": work_phone,
                 "work_email": email,
-                "work_address": _address(rng, country) if rng.random() < 0.4 else "",
+                "work_address": _address(rng, country) if _chance(rng, 0.4) else "",
                 "home_email": (
                     f"{folded.get(first, 'privat') or 'privat'}.{ids[i]}@example.net"
-                    if email and rng.random() < 0.05
+                    if email and _chance(rng, 0.05)
                     else ""
                 ),
-                "home_address": _address(rng, country) if rng.random() < 0.05 else "",
+                "home_address": _address(rng, country) if _chance(rng, 0.05) else "",
                 "birthday": (
                     _date(_between(rng, -631152000, 978307200))  # born 1950..2000
-                    if rng.random() < 0.25
+                    if _chance(rng, 0.25)
                     else None
                 ),
                 "salutation": salutation,
@@ -854,37 +900,47 @@ def _display_name(contact: dict[str, Any]) -> str:
     return " ".join(p for p in (contact["firstname"], contact["lastname"]) if p)
 
 
+# What a to-do or comment is attached to: a roll below a band's bound picks it (if there is one
+# to pick); the first few take fixed rolls so that small data sets have one of each.
+_TODO_BANDS = ((0.8, "Contact"), (0.9, "Company"), (0.96, "Deal"))
+_FIRST_TODO_ROLLS = (0.1, 0.85, 0.95, 0.99)  # Contact, Company, Deal, Assignment
+_COMMENT_BANDS = ((0.85, "Contact"), (0.93, "Company"), (0.98, "Deal"))
+_FIRST_COMMENT_ROLLS = (0.1, 0.9, 0.97)  # Contact, Company, Deal
+
+
 def _todos(
     rng: random.Random, count: int, contacts: list[dict[str, Any]], companies: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     drafts: list[tuple[int, dict[str, Any]]] = []
+    missing = {"Contact"} if not contacts else set()
+    missing |= {"Company"} if not companies else set()
     for i in range(count):
-        # the first four: Contact, Company, Deal, Assignment
-        roll = rng.random() if i >= 4 else (0.1, 0.85, 0.95, 0.99)[i]
-        if roll < 0.8 and contacts:
+        roll = _FIRST_TODO_ROLLS[i] if i < len(_FIRST_TODO_ROLLS) else rng.random()
+        kind = _band(roll, _TODO_BANDS, "Assignment", missing)
+        if kind == "Contact":
             target = _pick(rng, contacts)
             ttype, tid, desc = "Contact", target["id"], _display_name(target)
             start = _parse_epoch(target["created_at"])
-        elif roll < 0.9 and companies:
+        elif kind == "Company":
             target = _pick(rng, companies)
             ttype, tid, desc = "Company", target["id"], target["name"]
             start = _parse_epoch(target["created_at"])
-        elif roll < 0.96:
+        elif kind == "Deal":
             ttype, tid, desc = "Deal", 9_870_000 + _between(rng, 1, 500), _pick(rng, _DEALS)
             start = _T0
         else:
             ttype, tid = "Assignment", 945_892_000 + _between(rng, 1, 300)
             desc, start = _pick(rng, _PROJECTS), _T0
         created = _between(rng, start, _T1)
-        completed = rng.random() < 0.35
+        completed = _chance(rng, 0.35)
         completed_at = _between(rng, created, _T1) if completed else None
         updated = (
             completed_at
             if completed
-            else (created if rng.random() < 0.7 else _between(rng, created, _T1))
+            else (created if _chance(rng, 0.7) else _between(rng, created, _T1))
         )
-        due = _between(rng, created, _T1 + 90 * 86400) if rng.random() < 0.7 else None
-        assignee = _pick(rng, USERS) if rng.random() < 0.9 else None
+        due = _between(rng, created, _T1 + 90 * 86400) if _chance(rng, 0.7) else None
+        assignee = _pick(rng, USERS) if _chance(rng, 0.9) else None
         drafts.append(
             (
                 created,
@@ -894,7 +950,7 @@ def _todos(
                     "due_date": f"{_date(due)}T00:00:00Z" if due is not None else None,
                     "completed_at": format_ts(completed_at) if completed_at is not None else None,
                     "completed": completed,
-                    "personal": rng.random() < 0.1,
+                    "personal": _chance(rng, 0.1),
                     "todoable_id": tid,
                     "todoable_type": ttype,
                     "todoable_description": desc,
@@ -907,7 +963,7 @@ def _todos(
         )
     drafts.sort(key=lambda d: d[0])
     ids = _next_ids(rng, ID_BASES["todos"], len(drafts))
-    for new_id, (_, todo) in zip(ids, drafts):
+    for new_id, (_, todo) in zip(ids, drafts, strict=True):
         todo["id"] = new_id
     return [todo for _, todo in drafts]
 
@@ -917,8 +973,11 @@ def _comments(
 ) -> list[dict[str, Any]]:
     drafts: list[tuple[int, dict[str, Any]]] = []
 
-    def add(created: int, ctype: str, cid: int, text: str, manual: bool, user: dict) -> None:
-        updated = created if (not manual or rng.random() < 0.85) else _between(rng, created, _T1)
+    def add(
+        created: int, target: tuple[str, int], text: str, user: dict[str, Any], *, manual: bool
+    ) -> None:
+        ctype, cid = target
+        updated = created if (not manual or _chance(rng, 0.85)) else _between(rng, created, _T1)
         drafts.append(
             (
                 created,
@@ -936,64 +995,39 @@ def _comments(
         )
 
     for company in companies:  # MOCO writes this system comment when a company is created
-        add(
-            _parse_epoch(company["created_at"]),
-            "Company",
-            company["id"],
-            "Firma angelegt.",
-            False,
-            _pick(rng, USERS),
-        )
+        created = _parse_epoch(company["created_at"])
+        target = ("Company", company["id"])
+        add(created, target, "Firma angelegt.", _pick(rng, USERS), manual=False)
+    missing = {"Contact"} if not contacts else set()
+    missing |= {"Company"} if not companies else set()
     for i in range(count):
-        roll = (
-            rng.random() if i >= 3 else (0.1, 0.9, 0.97)[i]
-        )  # first three: Contact, Company, Deal
+        roll = _FIRST_COMMENT_ROLLS[i] if i < len(_FIRST_COMMENT_ROLLS) else rng.random()
         user = _pick(rng, USERS)
-        if roll < 0.85 and contacts:
+        kind = _band(roll, _COMMENT_BANDS, "Project", missing)
+        if kind == "Contact":
             contact = _pick(rng, contacts)
             company = contact["company"]["name"] if contact["company"] else "einer neuen Firma"
             text = _pick(rng, _CONTACT_NOTES).format(
                 first=contact["firstname"] or "Kontakt", company=company
             )
-            add(
-                _between(rng, _parse_epoch(contact["created_at"]), _T1),
-                "Contact",
-                contact["id"],
-                text,
-                True,
-                user,
-            )
-        elif roll < 0.93 and companies:
+            created = _between(rng, _parse_epoch(contact["created_at"]), _T1)
+            add(created, ("Contact", contact["id"]), text, user, manual=True)
+        elif kind == "Company":
             company_rec = _pick(rng, companies)
-            add(
-                _between(rng, _parse_epoch(company_rec["created_at"]), _T1),
-                "Company",
-                company_rec["id"],
-                _pick(rng, _OTHER_NOTES),
-                True,
-                user,
-            )
-        elif roll < 0.98:
-            add(
-                _between(rng, _T0, _T1),
-                "Deal",
-                9_870_000 + _between(rng, 1, 500),
-                _pick(rng, _OTHER_NOTES),
-                True,
-                user,
-            )
+            created = _between(rng, _parse_epoch(company_rec["created_at"]), _T1)
+            target = ("Company", company_rec["id"])
+            add(created, target, _pick(rng, _OTHER_NOTES), user, manual=True)
+        elif kind == "Deal":
+            created = _between(rng, _T0, _T1)
+            target = ("Deal", 9_870_000 + _between(rng, 1, 500))
+            add(created, target, _pick(rng, _OTHER_NOTES), user, manual=True)
         else:
-            add(
-                _between(rng, _T0, _T1),
-                "Project",
-                945_892_000 + _between(rng, 1, 300),
-                "Projekt angelegt.",
-                False,
-                user,
-            )
+            created = _between(rng, _T0, _T1)
+            target = ("Project", 945_892_000 + _between(rng, 1, 300))
+            add(created, target, "Projekt angelegt.", user, manual=False)
     drafts.sort(key=lambda d: d[0])
     ids = _next_ids(rng, ID_BASES["comments"], len(drafts))
-    for new_id, (_, comment) in zip(ids, drafts):
+    for new_id, (_, comment) in zip(ids, drafts, strict=True):
         comment["id"] = new_id
     return [comment for _, comment in drafts]
 
@@ -1019,7 +1053,7 @@ def generate(n_contacts: int, seed: int = 1) -> dict[str, list[dict[str, Any]]]:
     """A deterministic seed document with ``n_contacts`` contacts; see the module docstring."""
     if n_contacts < 0:
         raise ValueError("n_contacts must be >= 0")
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not security
     n_companies = max(3, n_contacts // 5)
     companies = _companies(rng, n_companies)
     contacts = _contacts(rng, n_contacts, companies)

@@ -385,21 +385,21 @@ def validate_body(method: str, path: str, body: object, *, strict_spec: bool = F
     return _messages(validator, {} if body is None else body)
 
 
-def validate_request(  # noqa: PLR0913 - the request's four parts, then two options by name
+def validate_request(
     method: str,
     path: str,
     headers: Mapping[str, str] | None,
     body: object,
     *,
     query: Mapping[str, Any] | None = None,
-    strict_spec: bool = False,
 ) -> list[str]:
     """Everything wrong with one request by the official spec; empty when it conforms.
 
     ``path`` may carry a query string; ``query`` (``{name: value or [values]}``, as in the
     sandbox request log) adds to it. ``headers`` are matched case-insensitively. ``body`` may be
     parsed JSON, a form dict, ``str``/``bytes`` (decoded by the operation's content type) or
-    ``None``. Problems are reported as ``"<METHOD> <template>: <problem>"``.
+    ``None``. Problems are reported as ``"<METHOD> <template>: <problem>"``. Bodies are held to
+    the sandbox's rules (``strict_spec=False`` of :func:`validate_body`).
     """
     parts = urlsplit(path)
     params = {k: list(v) for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
@@ -421,7 +421,7 @@ def validate_request(  # noqa: PLR0913 - the request's four parts, then two opti
             problems.append("header Authorization must be 'Bearer <token>'")
     for param in op.parameters:
         problems.extend(_check_parameter(param, hdrs, params))
-    problems.extend(_check_body(op, hdrs, body, strict_spec=strict_spec))
+    problems.extend(_check_body(op, hdrs, body))
     return [f"{where}: {p}" for p in problems]
 
 
@@ -451,9 +451,7 @@ def _check_parameter(
     return []
 
 
-def _check_body(
-    op: Operation, headers: Mapping[str, str], body: object, *, strict_spec: bool
-) -> list[str]:
+def _check_body(op: Operation, headers: Mapping[str, str], body: object) -> list[str]:
     if op.content_type is None:
         return [] if body in (None, b"", "", {}) else ["the operation takes no body"]
     if body in (None, b"", ""):
@@ -471,4 +469,4 @@ def _check_body(
                 body = json.loads(text)
             except ValueError:
                 return [*problems, "body is not valid JSON"]
-    return problems + validate_body(op.method, op.template, body, strict_spec=strict_spec)
+    return problems + validate_body(op.method, op.template, body)

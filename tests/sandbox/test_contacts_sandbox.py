@@ -5,17 +5,20 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
 from sandbox import openapi
-from sandbox.server import RunningSandbox
 from tests.sandbox.clock import FakeClock
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sandbox.server import RunningSandbox
 
 LOCATION = "sandbox-location"
 VERSION = "2021-07-28"

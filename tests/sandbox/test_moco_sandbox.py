@@ -7,15 +7,18 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from sandbox.moco_data import generate
-from sandbox.server import RunningSandbox
 from tests.sandbox.clock import FakeClock
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sandbox.server import RunningSandbox
 
 AUTH = {"Authorization": "Token token=sandbox-key"}
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -110,8 +110,8 @@ def test_unknown_fault_kind_is_refused(echo):
 
 
 def test_servers_bind_loopback_only():
-    with pytest.raises(ValueError):
-        make_server(EchoApp(), 0, host="0.0.0.0")
+    with pytest.raises(ValueError, match="loopback only"):
+        make_server(EchoApp(), 0, host="0.0.0.0")  # noqa: S104 - the test: it is refused
 
 
 def test_sliding_window_counts_only_served_hits():
