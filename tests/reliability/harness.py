@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from sandbox.server import Request, Response, RunningSandbox
+from tests.hooks import SandboxHook
 from tests.target.singer import messages, note, person, task  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
@@ -274,7 +275,7 @@ def crm_counts(state: dict[str, Any]) -> dict[str, int]:
 
 
 # --- killing at a write ------------------------------------------------------------------------
-class KillSwitch:
+class KillSwitch(SandboxHook):
     """SIGKILL the pipeline's process group when the ``k``-th write request reaches the sandbox.
 
     ``phase="before"``: the write is not applied (the request dies with the process);
@@ -284,25 +285,16 @@ class KillSwitch:
     def __init__(self, contacts: RunningSandbox, k: int, phase: str) -> None:
         if phase not in ("before", "after") or k < 1:
             raise ValueError("phase must be 'before' or 'after' and k >= 1")
-        self.app = contacts.app
         self.k = k
         self.phase = phase
         self.pgid: int | None = None
         self.writes = 0
         self.fired = threading.Event()
         self._lock = threading.Lock()
-        self._original = self.app._handle_api
-        self._stacked = "_handle_api" in self.app.__dict__  # another hook is installed already
-        self.app._handle_api = self._handle  # type: ignore[method-assign]
+        super().__init__(contacts)
 
     def arm(self, pgid: int) -> None:
         self.pgid = pgid
-
-    def uninstall(self) -> None:
-        if self._stacked:
-            self.app._handle_api = self._original  # type: ignore[method-assign]
-        else:
-            self.app.__dict__.pop("_handle_api", None)
 
     def _kill(self) -> None:
         self.fired.set()
