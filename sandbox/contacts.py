@@ -780,7 +780,7 @@ class ContactsSandbox(SandboxApp):
             if (not query or _matches_query(c, query))
             and all(_filter_matches(c, f) for f in filters)
         ]
-        keyed = (
+        keyed: list[tuple[tuple[int | str, str], dict[str, Any]]] = (
             sorted(((self._sort_value(c, sort["field"]), c["id"]), c) for c in found)
             if sort["field"] != "dateAdded"
             else [((self._added[c["id"]], c["id"]), c) for c in found]

@@ -1179,7 +1179,8 @@ class MocoSandbox(SandboxApp):
             return parse_timestamp(body.get("completed_at")) or self._now()
         if "completed_at" in body:
             return parse_timestamp(body["completed_at"])
-        return current["completed_at"]
+        unchanged: str | None = current["completed_at"]
+        return unchanged
 
     def _sandbox_create_todo(self, request: Request) -> Response:
         body = _body_object(request)
@@ -1364,7 +1365,7 @@ class MocoSandbox(SandboxApp):
         if not isinstance(raw.get("name"), str) or not raw["name"].strip():
             raise HTTPError(422, {"message": f"companies[{n}]: name can't be blank"})
         template = self._company_template(ctype)
-        record = {k: raw.get(k, v) for k, v in template.items()}
+        record: Record = {k: raw.get(k, v) for k, v in template.items()}
         record.update({k: raw[k] for k in raw if k in COMPANY_OPTIONAL_FIELDS})
         for key, default in VAT_DEFAULTS.items():
             if isinstance(record.get(key), dict):  # e.g. REC 2023's four-field customer_vat

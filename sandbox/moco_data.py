@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sandbox.server import copy_json
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 _T = TypeVar("_T")
 
@@ -625,19 +625,19 @@ def _date(epoch: int) -> str:
 
 
 # Phone numbers as people write them per country, from seven unique digits (DE: the default).
-_MOBILE_FORMATS = {
+_MOBILE_FORMATS: dict[str, Callable[[str], str]] = {
     "CH": lambda d: f"+41 79 {d[:3]} {d[3:5]} {d[5:]}",
     "AT": lambda d: f"+43 664 {d}",
     "PL": lambda d: f"+48 5{d[:2]} {d[2:5]} {d[5:]}",
     "DE": lambda d: f"+49 151 {d[:4]} {d[4:]}0",
 }
-_LANDLINE_FORMATS = {
+_LANDLINE_FORMATS: dict[str, Callable[[str], str]] = {
     "CH": lambda d: f"+41 44 {d[:3]} {d[3:5]} {d[5:]}",
     "AT": lambda d: f"+43 1 {d}",
     "PL": lambda d: f"+48 22 {d[:3]} {d[3:5]} {d[5:]}",
 }
 # German landlines in four styles by ``n % 4``, the first without country code as users type it
-_DE_LANDLINE_STYLES = (
+_DE_LANDLINE_STYLES: tuple[Callable[[str], str], ...] = (
     lambda d: f"030 {d}",
     lambda d: f"+49 (0)30 {d}",
     lambda d: f"+49 30 {d}",

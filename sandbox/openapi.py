@@ -190,7 +190,7 @@ def _name(path: Iterable[Any]) -> str:
 
 def _type_message(name: str, schema_type: object) -> str:
     types = schema_type if isinstance(schema_type, list) else [schema_type]
-    main = next((t for t in types if t != "null"), "object")
+    main = str(next((t for t in types if t != "null"), "object"))
     return f"{name} {_TYPE_MESSAGES.get(main, f'must be a {main}')}"
 
 
