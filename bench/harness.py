@@ -236,7 +236,7 @@ class ProcessSampler(threading.Thread):
 class Sandbox:
     """``python -m sandbox API ...`` as a subprocess (its CPU is not ours)."""
 
-    def __init__(  # noqa: PLR0913  one keyword per option of the sandbox's command line
+    def __init__(
         self,
         api: str,
         *,
@@ -408,7 +408,7 @@ class MeltanoResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_meltano(  # noqa: PLR0913  keywords for the optional measurements
+def run_meltano(
     args: list[str],
     env: dict[str, str],
     log_path: Path,

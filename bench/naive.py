@@ -39,7 +39,7 @@ CONTACTS_HEADERS = {"Version": "2021-07-28", "Accept": "application/json"}
 class NaiveSync:
     """One naive sync from a MOCO (sandbox) to a Contacts API (sandbox): see the module."""
 
-    def __init__(  # noqa: PLR0913  one keyword per command-line option
+    def __init__(
         self,
         moco: str,
         contacts: str,

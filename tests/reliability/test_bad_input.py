@@ -343,7 +343,7 @@ MALFORMED: list[tuple[str, str, Callable[[list[str]], list[str]], str]] = [
 @pytest.mark.parametrize(
     ("case", "fault", "spoil", "says"), MALFORMED, ids=[m[0] for m in MALFORMED]
 )
-def test_malformed_singer_message_stops_before_state_and_a_fixed_rerun_lands_once(  # noqa: PLR0917  pytest passes fixtures and parameters by name
+def test_malformed_singer_message_stops_before_state_and_a_fixed_rerun_lands_once(
     world_factory, record, case, fault, spoil, says
 ):
     world = world_factory(n_contacts=0)

@@ -203,7 +203,7 @@ def test_task_for_unknown_contact_is_rejected_with_reason(config, contacts, tmp_
     ],
 )
 @pytest.mark.parametrize("kind", ["commit_then_status", "commit_then_slow"])
-def test_committed_then_failed_create_leaves_no_duplicate(  # noqa: PLR0917  pytest passes fixtures and parameters by name
+def test_committed_then_failed_create_leaves_no_duplicate(
     config, contacts, tmp_path, route, records, kind
 ):
     set_faults(
