@@ -17,7 +17,6 @@ Covered:
   override is what keeps timestamps as the strings they arrived as.
 - ``Sink._key_properties`` (target_contacts/sinks.py): emptied so that a record without its id
   becomes a reject instead of the SDK's MissingKeyPropertiesError.
-- ``singer_sdk.helpers._typing.DatetimeErrorTreatmentEnum`` (target_contacts/sinks.py, typing).
 - ``PluginBase._validate_config`` (tap_moco/tap.py): called at construction with
   ``raise_errors``; the base returns the schema errors when told not to raise.
 - ``state["progress_markers"]`` and the replication-key signpost (tap_moco/client.py): an unsorted
@@ -31,7 +30,6 @@ import importlib.metadata
 import inspect
 import io
 import json
-import warnings
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -271,17 +269,6 @@ def test_parse_timestamps_in_record_is_called_for_every_record_and_keeps_strings
     assert [r["updated"] for r in batch] == ["2024-05-06T07:08:09Z"] * 3, changed(
         hook, SINKS_PY, what
     )
-
-
-def test_the_typing_import_of_the_sinks_still_resolves() -> None:
-    hook = "singer_sdk.helpers._typing.DatetimeErrorTreatmentEnum"
-    what = "typing the treatment parameter (its public home is singer_sdk.helpers.conform)"
-    from singer_sdk.helpers import _typing
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the SDK already marks this import as deprecated
-        enum = getattr(_typing, "DatetimeErrorTreatmentEnum", None)
-    assert enum is conform.DatetimeErrorTreatmentEnum, changed(hook, SINKS_PY, what)
 
 
 class KeylessProbeSink(ProbeSink):
