@@ -33,13 +33,15 @@ from http import HTTPStatus
 from importlib import metadata
 from urllib.parse import ParseResult, parse_qsl, urlsplit
 
-from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate, SingleBucketFactory
 from requests import exceptions as requests_exceptions
 from singer_sdk import RESTStream
 from singer_sdk.authenticators import APIKeyAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.pagination import BaseAPIPaginator, HeaderLinkPaginator
 from typing_extensions import override
+
+from moco_api.account import api_root, authorization, redact_api_key
+from moco_api.timestamps import format_moco_timestamp, parse_moco_timestamp
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Mapping
@@ -50,15 +52,12 @@ if t.TYPE_CHECKING:
     from singer_sdk.streams.rest import HTTPRequest, PageContext
     from singer_sdk.tap_base import Tap
 
+    from moco_api.ratelimit import RequestRateLimiter
+
 __all__ = [
     "SETTING_DEFAULTS",
     "MocoAuthError",
     "MocoStream",
-    "RequestRateLimiter",
-    "api_root",
-    "format_moco_timestamp",
-    "parse_moco_timestamp",
-    "redact_api_key",
     "setting",
 ]
 
@@ -67,9 +66,6 @@ __all__ = [
 EMITTED_STATE_KEY = "emitted_in_overlap"
 
 _ERROR_DETAIL_LIMIT = 300
-
-# Shorter keys (an empty or placeholder setting) would redact ordinary words from messages.
-_MIN_REDACTED_KEY_LENGTH = 4
 
 #: How far MOCO's clock may lag behind ours when telling whether a record changed during a read
 #: (MOCO's timestamps are whole seconds; a larger margin keeps bookmarks back more often).
@@ -92,11 +88,6 @@ def setting(config: Mapping[str, t.Any], name: str) -> float:
     return float(SETTING_DEFAULTS[name] if value is None else value)
 
 
-def redact_api_key(text: str, api_key: str) -> str:
-    """``text`` with ``api_key`` replaced by ``<api_key>`` (a key under 4 characters stays)."""
-    return text.replace(api_key, "<api_key>") if len(api_key) >= _MIN_REDACTED_KEY_LENGTH else text
-
-
 def _looks_like_json_list(response: requests.Response) -> bool:
     """Whether a 2xx answer is what every MOCO list endpoint sends: a JSON array."""
     ctype = (response.headers.get("Content-Type") or "").lower()
@@ -109,84 +100,11 @@ class MocoAuthError(FatalAPIError):
     """MOCO refused the API key (401) or the key's user may not read a resource (403)."""
 
 
-def api_root(config: Mapping[str, t.Any]) -> str:
-    """The API root for ``config``: ``base_url`` + ``/api/v1`` if set, else the subdomain's.
-
-    ``base_url`` wins over ``subdomain``; a ``base_url`` that already ends in ``/api/v1`` is kept
-    as it is, and a subdomain given as ``acme.mocoapp.com`` or with ``https://`` is reduced to
-    ``acme``. Raises ``ValueError`` when neither is set (the tap's config validation reports that
-    earlier, with a clearer message).
-    """
-    base_url = (config.get("base_url") or "").strip().rstrip("/")
-    if base_url:
-        return base_url if base_url.endswith("/api/v1") else base_url + "/api/v1"
-    subdomain = (config.get("subdomain") or "").strip().lower()
-    subdomain = subdomain.removeprefix("https://").removeprefix("http://").split("/")[0]
-    subdomain = subdomain.removesuffix(".mocoapp.com")
-    if subdomain:
-        return f"https://{subdomain}.mocoapp.com/api/v1"
-    msg = "Set either subdomain or base_url for tap-moco."
-    raise ValueError(msg)
-
-
-def parse_moco_timestamp(value: str) -> datetime:
-    """Parse MOCO's UTC timestamps (``2018-10-17T09:33:46Z``) and ISO-8601 with offsets.
-
-    Naive values are taken as UTC. The result is always timezone-aware.
-    """
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def format_moco_timestamp(moment: datetime) -> str:
-    """Format ``moment`` the way MOCO's ``updated_after`` filter expects: UTC, whole seconds, ``Z``.
-
-    Fractions of a second are cut off, so the bound never moves later than ``moment``.
-    """
-    utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment
-    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _package_version() -> str:
     try:
         return metadata.version("moco-contacts-sync")
     except metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-class RequestRateLimiter:
-    """A client-side budget of ``requests`` per ``window_seconds`` (a sliding window).
-
-    One instance belongs to one tap; all its streams share it, so together they never send more
-    than the budget within any window of that length (the window is kept 5 % longer, at most 1 s,
-    as a margin for network jitter). :meth:`acquire` blocks until a slot is free.
-    """
-
-    def __init__(self, requests: int, window_seconds: float) -> None:
-        """Create the budget; both values must be positive."""
-        if requests < 1 or window_seconds <= 0:
-            msg = "The rate limit needs at least 1 request per a positive number of seconds."
-            raise ValueError(msg)
-        self.requests = requests
-        self.window_seconds = window_seconds
-        # A little longer than the server's window, so that uneven network delays between our
-        # clock and the server's count cannot squeeze one request too many into its window.
-        margin = min(1.0, window_seconds / 20)
-        rate = Rate(requests, Duration.SECOND * (window_seconds + margin))
-        self._bucket = InMemoryBucket([rate])
-        # No background leak thread per tap: acquire() drops expired entries itself.
-        self._limiter = Limiter(SingleBucketFactory(self._bucket, schedule_leak=False))
-
-    def acquire(self) -> None:
-        """Wait until a request may be sent, and count it."""
-        # pyrate_limiter leaves AbstractBucket.now() unannotated.
-        self._bucket.leak(self._bucket.now())  # type: ignore[no-untyped-call]
-        if not self._limiter.try_acquire("moco-api", blocking=True):
-            msg = "The client-side rate limiter refused a request it should have delayed."
-            raise RuntimeError(msg)
 
 
 class MocoStream(RESTStream[ParseResult | None]):
@@ -240,7 +158,7 @@ class MocoStream(RESTStream[ParseResult | None]):
     def authenticator(self) -> APIKeyAuthenticator:
         return APIKeyAuthenticator(
             key="Authorization",
-            value=f"Token token={self.config['api_key']}",
+            value=authorization(self.config["api_key"]),
             location="header",
         )
 

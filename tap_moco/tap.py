@@ -10,7 +10,9 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_moco.client import SETTING_DEFAULTS, RequestRateLimiter, redact_api_key, setting
+from moco_api.account import redact_api_key
+from moco_api.ratelimit import RequestRateLimiter
+from tap_moco.client import SETTING_DEFAULTS, setting
 from tap_moco.streams import STREAM_TYPES
 
 if t.TYPE_CHECKING:

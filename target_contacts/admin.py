@@ -27,17 +27,16 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from cryptography.fernet import Fernet
 from typing_extensions import override
 
-from target_contacts.auth import (
+from contacts_api.auth import (
     DEFAULT_BASE_URL,
     PLAINTEXT_TOKENS_WARNING,
     SCOPES,
-    TokenInfo,
-    TokenStore,
     check_token_encryption,
     exchange_code,
 )
-from target_contacts.db import DEFAULT_LEDGER_URL, make_engine, redact_url
-from target_contacts.errors import ConfigError, ContactsAPIError
+from contacts_api.errors import ConfigError, ContactsAPIError
+from sync_ledger.db import DEFAULT_LEDGER_URL, make_engine, redact_url
+from sync_ledger.tokens import TokenInfo, TokenStore, TokenStoreError
 from target_contacts.rejects import format_rejects, list_rejects, retry_rejects
 from target_contacts.sync import FatalSyncError
 from target_contacts.target import TargetContacts
@@ -346,7 +345,7 @@ def cmd_status(_args: argparse.Namespace, config: dict[str, Any]) -> int:
     if info.encrypted:
         try:
             store.load(location)  # proves the configured key opens them
-        except ContactsAPIError as exc:
+        except TokenStoreError as exc:
             say(f"  problem:       {exc}")
             return 1
     return 0
@@ -496,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         say(f"error: {exc}", error=True)
         return 2
-    except ContactsAPIError as exc:
+    except (ContactsAPIError, TokenStoreError) as exc:
         say(f"error: {exc}", error=True)
         return 1
     except KeyboardInterrupt:

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
 
-from target_contacts import client as routes
-from target_contacts.errors import DuplicateContactError
-from target_contacts.ledger import IdLedger, LedgerEntry
+from contacts_api import client as routes
+from contacts_api.errors import DuplicateContactError
+from sync_ledger.ledger import IdLedger, LedgerEntry
 from target_contacts.sync import ClientLike, LedgerLike
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from pathlib import Path
 
-    from target_contacts.client import Route
+    from contacts_api.client import Route
 
 
 class DryRunClient(ClientLike):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from target_contacts.db import DEFAULT_LEDGER_URL, make_engine
-from target_contacts.errors import ConfigError
-from target_contacts.ledger import IdLedger, Reject
+from contacts_api.errors import ConfigError
+from sync_ledger.db import DEFAULT_LEDGER_URL, make_engine
+from sync_ledger.ledger import IdLedger, Reject
 from target_contacts.summary import RunSummary
 from target_contacts.wiring import build_sync
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from target_contacts.errors import (
+from contacts_api.errors import (
     AuthError,
     ContactsAPIError,
     DailyQuotaExhausted,
@@ -46,7 +46,7 @@ from target_contacts.summary import RunSummary
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from target_contacts.ledger import LedgerEntry
+    from sync_ledger.ledger import LedgerEntry
 
 logger = logging.getLogger("target_contacts")
 

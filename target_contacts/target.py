@@ -14,9 +14,9 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
-from target_contacts.db import DEFAULT_LEDGER_URL
+from contacts_api.errors import ConfigError
+from sync_ledger.db import DEFAULT_LEDGER_URL
 from target_contacts.dryrun import DryRunClient
-from target_contacts.errors import ConfigError
 from target_contacts.sinks import STREAMS, ContactsApiSink
 from target_contacts.summary import RunSummary
 from target_contacts.sync import ContactsSync, FatalSyncError

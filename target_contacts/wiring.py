@@ -12,19 +12,19 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 
-from target_contacts.auth import (
+from contacts_api.auth import (
     AuthProvider,
     OAuthAuth,
     StaticTokenAuth,
-    TokenStore,
     check_token_encryption,
 )
-from target_contacts.client import ContactsClient
-from target_contacts.db import DEFAULT_LEDGER_URL, is_in_memory, make_engine
+from contacts_api.client import ContactsClient
+from contacts_api.errors import ConfigError
+from contacts_api.ratelimit import ContactsRateLimiter
+from sync_ledger.db import DEFAULT_LEDGER_URL, is_in_memory, make_engine
+from sync_ledger.ledger import IdLedger
+from sync_ledger.tokens import TokenStore
 from target_contacts.dryrun import DryRunClient, OverlayLedger
-from target_contacts.errors import ConfigError
-from target_contacts.ledger import IdLedger
-from target_contacts.ratelimit import ContactsRateLimiter
 from target_contacts.sync import ClientLike, ContactsSync, LedgerLike
 
 if TYPE_CHECKING:

@@ -57,14 +57,14 @@ def install_fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     import pyrate_limiter.clocks
     import pyrate_limiter.limiter
 
-    import target_contacts.ratelimit
+    import contacts_api.ratelimit
 
     clock = FakeClock()
     monkeypatch.setattr(pyrate_limiter.clocks, "monotonic_ns", clock.monotonic_ns)
     monkeypatch.setattr(pyrate_limiter.limiter, "monotonic", clock.monotonic)
     monkeypatch.setattr(pyrate_limiter.limiter, "sleep", clock.sleep)
     monkeypatch.setattr(
-        target_contacts.ratelimit,
+        contacts_api.ratelimit,
         "time",
         types.SimpleNamespace(monotonic=clock.monotonic, sleep=clock.sleep),
     )

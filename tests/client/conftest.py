@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
+from contacts_api.auth import StaticTokenAuth
+from contacts_api.client import ContactsClient
+from contacts_api.ratelimit import ContactsRateLimiter
 from sandbox.openapi import validate_request
-from target_contacts.auth import StaticTokenAuth
-from target_contacts.client import ContactsClient
-from target_contacts.ratelimit import ContactsRateLimiter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -16,10 +16,11 @@ def list_contacts_in_a_process(
     results: Any,
 ) -> None:
     """Open the shared token store, wait for the other process, then call the API once."""
-    from target_contacts.auth import OAuthAuth, TokenStore
-    from target_contacts.client import ContactsClient
-    from target_contacts.db import make_engine
-    from target_contacts.ratelimit import ContactsRateLimiter
+    from contacts_api.auth import OAuthAuth
+    from contacts_api.client import ContactsClient
+    from contacts_api.ratelimit import ContactsRateLimiter
+    from sync_ledger.db import make_engine
+    from sync_ledger.tokens import TokenStore
 
     try:
         store = TokenStore(make_engine(ledger_url))

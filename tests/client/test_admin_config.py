@@ -7,10 +7,11 @@ import json
 import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
+from contacts_api.auth import auth_from_config
+from contacts_api.errors import ConfigError
+from sync_ledger.db import DEFAULT_LEDGER_URL
+from sync_ledger.tokens import row_query
 from target_contacts.admin import DEFAULT_AUTHORIZE_URL, build_parser, load_config
-from target_contacts.auth import auth_from_config, row_query
-from target_contacts.db import DEFAULT_LEDGER_URL
-from target_contacts.errors import ConfigError
 
 
 def test_defaults_then_file_then_environment(tmp_path):

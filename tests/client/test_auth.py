@@ -19,19 +19,18 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
-from target_contacts.admin import main as admin_main
-from target_contacts.auth import (
+from contacts_api.auth import (
     OAuthAuth,
     StaticTokenAuth,
-    StoredToken,
-    TokenStore,
     auth_from_config,
     exchange_code,
 )
-from target_contacts.client import ContactsClient
-from target_contacts.db import make_engine
-from target_contacts.errors import AuthError, TokenLostError, TokenStoreError
-from target_contacts.ratelimit import ContactsRateLimiter
+from contacts_api.client import ContactsClient
+from contacts_api.errors import AuthError, TokenLostError
+from contacts_api.ratelimit import ContactsRateLimiter
+from sync_ledger.db import make_engine
+from sync_ledger.tokens import StoredToken, TokenStore, TokenStoreError
+from target_contacts.admin import main as admin_main
 from tests.sandbox.clock import FakeClock
 
 from .conftest import LOCATION, request_log, seed

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from target_contacts.client import DEFAULT_USER_AGENT, ContactsClient
-from target_contacts.errors import (
+from contacts_api.client import DEFAULT_USER_AGENT, ContactsClient
+from contacts_api.errors import (
     AuthError,
     ContactsAPIError,
     DailyQuotaExhausted,
@@ -19,7 +19,7 @@ from target_contacts.errors import (
     TransientError,
     ValidationError,
 )
-from target_contacts.ratelimit import ContactsRateLimiter
+from contacts_api.ratelimit import ContactsRateLimiter
 from tests.timing import wait_for
 
 from .conftest import LOCATION, configure, request_log, seed, set_faults, state

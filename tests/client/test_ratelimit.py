@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from target_contacts.errors import DailyQuotaExhausted
-from target_contacts.ratelimit import ContactsRateLimiter
+from contacts_api.errors import DailyQuotaExhausted
+from contacts_api.ratelimit import ContactsRateLimiter
 from tests.timing import SANDBOX_WINDOW_SHARE
 
 from .conftest import PIT, request_log, seed
@@ -56,7 +56,7 @@ def pauses(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "target_contacts.ratelimit" and "pausing requests" in r.getMessage()
+        if r.name == "contacts_api.ratelimit" and "pausing requests" in r.getMessage()
     ]
 
 
@@ -133,7 +133,7 @@ def test_a_burst_keeps_within_the_window_without_a_single_429(
 def test_other_traffic_on_the_location_pauses_the_client(
     contacts_sandbox_factory, make_client, caplog
 ):
-    caplog.set_level(logging.INFO, logger="target_contacts.ratelimit")
+    caplog.set_level(logging.INFO, logger="contacts_api.ratelimit")
     sandbox = contacts_sandbox_factory(rate_limit=5, rate_window=2.0)
     contact_id = seed(sandbox, contacts=[{"firstName": "O"}])["contacts"][0]
     headers = {
@@ -159,7 +159,7 @@ def test_other_traffic_on_the_location_pauses_the_client(
 def test_own_traffic_filling_the_window_does_not_pause_the_client(
     contacts_sandbox_factory, make_client, caplog, monkeypatch
 ):
-    caplog.set_level(logging.INFO, logger="target_contacts.ratelimit")
+    caplog.set_level(logging.INFO, logger="contacts_api.ratelimit")
     sandbox = contacts_sandbox_factory(rate_limit=10, rate_window=1.0 * SANDBOX_WINDOW_SHARE)
     contact_id = seed(sandbox, contacts=[{"firstName": "P"}])["contacts"][0]
     client = make_client(sandbox, limiter=ContactsRateLimiter(10, 1.0))

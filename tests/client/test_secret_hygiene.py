@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import pytest
@@ -16,12 +16,16 @@ import yaml
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from contacts_api.auth import OAuthAuth, exchange_code
+from contacts_api.errors import AuthError, ConfigError
+from sync_ledger.db import make_engine, redact_url
+from sync_ledger.tokens import StoredToken, TokenStore
 from target_contacts.admin import main as admin_main
-from target_contacts.auth import OAuthAuth, StoredToken, TokenStore, exchange_code
-from target_contacts.db import make_engine, redact_url
-from target_contacts.errors import AuthError, ConfigError
 from target_contacts.target import TargetContacts
 from target_contacts.wiring import build_sync
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 REFRESH = "rt-4f0c2b9e-secret-refresh-token"
@@ -64,7 +68,9 @@ class _EchoingTokenEndpoint(BaseHTTPRequestHandler):
         body = json.dumps(
             {
                 "error": "invalid_grant",
-                "message": f"invalid grant: {json.dumps(form)} auth={self.headers.get('Authorization')}",
+                "message": (
+                    f"invalid grant: {json.dumps(form)} auth={self.headers.get('Authorization')}"
+                ),
             }
         ).encode()
         status = 400 if self.path == "/oauth/token" else 401

@@ -723,8 +723,9 @@ def login(world: World, *, encryption_key: str | None = None) -> Any:
     """What `contacts-admin login` does, minus the browser: consent, code exchange, store."""
     from urllib.parse import parse_qs, urlencode, urlsplit
 
-    from target_contacts.auth import TokenStore, exchange_code
-    from target_contacts.db import make_engine
+    from contacts_api.auth import exchange_code
+    from sync_ledger.db import make_engine
+    from sync_ledger.tokens import TokenStore
 
     redirect_uri = "http://127.0.0.1:9/callback"
     query = urlencode(
@@ -761,8 +762,8 @@ def expire_stored_token(world: World, *, encryption_key: str | None = None) -> N
     from dataclasses import replace
     from datetime import datetime, timedelta, timezone
 
-    from target_contacts.auth import TokenStore
-    from target_contacts.db import make_engine
+    from sync_ledger.db import make_engine
+    from sync_ledger.tokens import TokenStore
 
     engine = make_engine(f"sqlite:///{world.ledger_path}")
     store = TokenStore(engine, encryption_key=encryption_key)

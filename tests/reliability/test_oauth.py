@@ -98,7 +98,7 @@ def test_lost_refresh_token_is_reported_with_what_to_do(world_factory, record):
     second = world.run(target=oauth_target())
     assert second.target_returncode != 0
     message = second.last_error()
-    assert message.startswith("target_contacts.errors.TokenLostError: ")
+    assert message.startswith("contacts_api.errors.TokenLostError: ")
     assert "refresh token" in message and "no longer valid" in message
     assert "contacts-admin login" in message and "agency_token" in message
     assert world.writes() == []  # bad auth fails before the first write

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from tap_moco.client import format_moco_timestamp, parse_moco_timestamp
+from moco_api.timestamps import format_moco_timestamp, parse_moco_timestamp
 from tap_moco.tap import TapMoco
 
 if TYPE_CHECKING:

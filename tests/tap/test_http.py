@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_moco.client import MocoStream, RequestRateLimiter, api_root
+from moco_api.account import api_root
+from moco_api.ratelimit import RequestRateLimiter
+from tap_moco.client import MocoStream
 from tap_moco.tap import TapMoco
 from tests.tap.support import (
     STREAMS,

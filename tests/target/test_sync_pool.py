@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from target_contacts.db import make_engine
-from target_contacts.ledger import IdLedger
+from sync_ledger.db import make_engine
+from sync_ledger.ledger import IdLedger
 from target_contacts.sync import ContactsSync, FatalSyncError
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def test_an_unexpected_worker_error_stops_the_pool_and_is_fatal(tmp_path: Path, 
     assert creates_at_return < 20
     # The ledger is consistent: each finished create is recorded as written, none half-way
     # except the failed one (an intent, looked up before creating again on the next run).
-    written = [e for e in ledger.lookup("contacts", [str(i) for i in range(1, 201)]).values()]
+    written = list(ledger.lookup("contacts", [str(i) for i in range(1, 201)]).values())
     assert sum(1 for e in written if e.written) == creates_at_return - 1
     assert sum(1 for e in written if e.state == "creating") == 1
     sync.close()

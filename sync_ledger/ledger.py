@@ -30,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 
-from target_contacts.db import metadata
+from sync_ledger.db import metadata
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -1,14 +1,14 @@
 """The Contacts API client (HighLevel / LeadConnector API v2, ``Version: 2021-07-28``).
 
 Every contacts, tasks, notes, tags and appointments endpoint the target uses, with one retry
-policy, client-side rate limiting and typed errors (:mod:`target_contacts.errors`).
+policy, client-side rate limiting and typed errors (:mod:`contacts_api.errors`).
 
 What a caller may rely on:
 
 - Methods return the unwrapped objects (``get_contact`` returns the contact, not
   ``{"contact": ...}``). Paths ids are URL-quoted; an empty id raises ``ValueError`` before sending.
 - Thread-safe: one ``requests.Session`` with a pool of 32 connections; every request first takes a
-  slot from the :class:`~target_contacts.ratelimit.ContactsRateLimiter` shared by all clients of
+  slot from the :class:`~contacts_api.ratelimit.ContactsRateLimiter` shared by all clients of
   the same (base URL, location) in the process.
 - Retries (the ``backoff`` package, ``max_tries`` attempts, exponential with jitter, honouring
   ``Retry-After``): safe calls (GET, PUT, DELETE, ``POST .../tags``, search, and upserts matched by
@@ -39,8 +39,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from target_contacts.auth import API_VERSION, AuthProvider, StaticTokenAuth
-from target_contacts.errors import (
+from contacts_api.auth import API_VERSION, AuthProvider, StaticTokenAuth
+from contacts_api.errors import (
     LOGIN_HINT,
     AuthError,
     ContactsAPIError,
@@ -54,14 +54,14 @@ from target_contacts.errors import (
     is_record_fault,
     response_messages,
 )
-from target_contacts.ratelimit import ContactsRateLimiter
+from contacts_api.ratelimit import ContactsRateLimiter
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Mapping
 
     from typing_extensions import Self
 
-    from target_contacts.errors import ErrorDetails
+    from contacts_api.errors import ErrorDetails
 
 logger = logging.getLogger(__name__)
 

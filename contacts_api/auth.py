@@ -3,10 +3,9 @@
 What a caller may rely on:
 
 - :class:`StaticTokenAuth` and :class:`OAuthAuth` both satisfy :class:`AuthProvider`, the only
-  thing :class:`~target_contacts.client.ContactsClient` needs.
-- :class:`TokenStore` keeps one row per location in the ledger database (table ``oauth_tokens``).
-  With an encryption key the access and refresh tokens are Fernet-encrypted at rest; a row written
-  with a key cannot be read without it (:class:`~target_contacts.errors.TokenStoreError`).
+  thing :class:`~contacts_api.client.ContactsClient` needs.
+- Tokens live in :class:`sync_ledger.tokens.TokenStore` (the ledger database), encrypted at rest
+  when a key is set.
 - :class:`OAuthAuth` refreshes before expiry and once after a 401. Refresh tokens are single-use
   and rotate, so a refresh happens under a cross-process lock on the token row, re-reads the row
   first (another run may have refreshed already: its token is reused without calling the token
@@ -18,46 +17,29 @@ from __future__ import annotations
 
 import logging
 import threading
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from functools import partial
+from dataclasses import replace
+from datetime import timedelta
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import requests
-from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import (
-    Boolean,
-    Column,
-    DateTime,
-    Engine,
-    Select,
-    String,
-    Table,
-    Text,
-    delete,
-    insert,
-    select,
-    update,
-)
 from typing_extensions import override
 
-from target_contacts.db import DEFAULT_LEDGER_URL, make_engine, metadata, redact_url
-from target_contacts.errors import (
+from contacts_api.errors import (
     LOGIN_HINT,
     AuthError,
     ConfigError,
     TokenLostError,
-    TokenStoreError,
     TransientError,
     response_messages,
 )
+from sync_ledger.db import DEFAULT_LEDGER_URL, make_engine
+from sync_ledger.tokens import StoredToken, TokenStore, utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Mapping
 
-    from sqlalchemy.engine import Connection
+    from sqlalchemy import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -68,34 +50,6 @@ DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 SCOPES = "contacts.readonly contacts.write"
 TOKEN_PATH = "/oauth/token"  # noqa: S105  an endpoint path, not a secret
 LOCATION_TOKEN_PATH = "/oauth/locationToken"  # noqa: S105  an endpoint path, not a secret
-KEYGEN_HINT = (
-    'generate one with: python -c "from cryptography.fernet import Fernet; '
-    'print(Fernet.generate_key().decode())"'
-)
-
-oauth_tokens = Table(
-    "oauth_tokens",
-    metadata,
-    Column("location_id", String(64), primary_key=True),
-    Column("access_token", Text, nullable=False),  # Fernet ciphertext when `encrypted`
-    Column("refresh_token", Text, nullable=True),  # Fernet ciphertext when `encrypted`
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("scope", Text, nullable=True),
-    Column("user_type", String(32), nullable=True),
-    Column("company_id", String(64), nullable=True),
-    Column("user_id", String(64), nullable=True),
-    Column("encrypted", Boolean, nullable=False, default=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every stored time is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 @runtime_checkable
@@ -135,268 +89,32 @@ class StaticTokenAuth(AuthProvider):
         return "StaticTokenAuth(<private integration token>)"
 
 
-@dataclass(frozen=True)
-class TokenInfo:
-    """What is stored for a location, without the token values (readable without the key)."""
-
-    location_id: str
-    expires_at: datetime
-    updated_at: datetime
-    scope: str | None
-    user_type: str | None
-    company_id: str | None
-    user_id: str | None
-    encrypted: bool
-    has_refresh_token: bool
-
-
-@dataclass(frozen=True)
-class StoredToken:
-    """One location's tokens; ``updated_at`` is when they were issued. Its repr hides the tokens."""
-
-    location_id: str
-    access_token: str = field(repr=False)
-    refresh_token: str | None = field(repr=False)
-    expires_at: datetime
-    scope: str | None = None
-    user_type: str | None = None
-    company_id: str | None = None
-    user_id: str | None = None
-    updated_at: datetime = field(default_factory=_utcnow)
-
-    @classmethod
-    def from_token_response(
-        cls, data: Mapping[str, Any], *, location_id: str, previous: StoredToken | None = None
-    ) -> StoredToken:
-        """Tokens from a ``/oauth/token`` or ``/oauth/locationToken`` answer (issued now)."""
-        access = data.get("access_token")
-        if not isinstance(access, str) or not access:
-            raise AuthError(
-                f"The token endpoint answered without an access_token; {LOGIN_HINT}.", method="POST"
-            )
-        now = _utcnow()
-        try:
-            expires_in = float(data.get("expires_in") or 86399)
-        except (TypeError, ValueError):
-            expires_in = 86399.0
-        refresh = data.get("refresh_token")
-        return cls(
-            location_id=location_id,
-            access_token=access,
-            refresh_token=refresh if isinstance(refresh, str) and refresh else None,
-            expires_at=now + timedelta(seconds=expires_in),
-            scope=data.get("scope") or (previous.scope if previous else None),
-            user_type=data.get("userType") or (previous.user_type if previous else "Location"),
-            company_id=data.get("companyId") or (previous.company_id if previous else None),
-            user_id=data.get("userId") or (previous.user_id if previous else None),
-            updated_at=now,
+def stored_token_from_response(
+    data: Mapping[str, Any], *, location_id: str, previous: StoredToken | None = None
+) -> StoredToken:
+    """Tokens from a ``/oauth/token`` or ``/oauth/locationToken`` answer (issued now)."""
+    access = data.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise AuthError(
+            f"The token endpoint answered without an access_token; {LOGIN_HINT}.", method="POST"
         )
-
-    def info(self, *, encrypted: bool) -> TokenInfo:
-        """What :meth:`TokenStore.info` would report for these tokens stored so."""
-        return TokenInfo(
-            self.location_id,
-            self.expires_at,
-            self.updated_at,
-            self.scope,
-            self.user_type,
-            self.company_id,
-            self.user_id,
-            encrypted,
-            self.refresh_token is not None,
-        )
-
-
-class _Cipher:
-    """Fernet encryption of token values; None key means plaintext."""
-
-    def __init__(self, key: str | None) -> None:
-        self._fernet: Fernet | None = None
-        if key:
-            try:
-                self._fernet = Fernet(key.strip().encode("ascii"))
-            except (ValueError, UnicodeEncodeError) as exc:
-                raise TokenStoreError(
-                    "token_encryption_key is not a valid Fernet key (32 url-safe base64-encoded "
-                    f"bytes): {KEYGEN_HINT}"
-                ) from exc
-
-    @property
-    def enabled(self) -> bool:
-        return self._fernet is not None
-
-    def encrypt(self, value: str | None) -> str | None:
-        if value is None or self._fernet is None:
-            return value
-        return self._fernet.encrypt(value.encode("utf-8")).decode("ascii")
-
-    def decrypt(self, value: str, *, location_id: str) -> str:
-        if self._fernet is None:
-            raise TokenStoreError(
-                f"The stored tokens for location {location_id} are encrypted: set "
-                "token_encryption_key (TARGET_CONTACTS_TOKEN_ENCRYPTION_KEY) to the key used when "
-                f"they were stored, or {LOGIN_HINT}."
-            )
-        try:
-            return self._fernet.decrypt(value.encode("ascii")).decode("utf-8")
-        except InvalidToken:
-            raise TokenStoreError(
-                f"The stored tokens for location {location_id} cannot be decrypted with the "
-                "configured token_encryption_key: set the key used when they were stored, or "
-                f"{LOGIN_HINT}."
-            ) from None
-
-
-def row_query(location_id: str, *, for_update: bool = False) -> Select[Any]:
-    """The token row of ``location_id``; ``for_update`` locks it.
-
-    PostgreSQL and MySQL render ``FOR UPDATE``; SQLite renders nothing, its lock is the
-    ``BEGIN IMMEDIATE`` of :meth:`TokenStore.locked`.
-    """
-    query = select(oauth_tokens).where(oauth_tokens.c.location_id == location_id)
-    return query.with_for_update() if for_update else query
-
-
-class TokenStore:
-    """OAuth tokens per location in the ledger database (table ``oauth_tokens``).
-
-    ``encryption_key`` is a Fernet key; with it the token values are encrypted at rest. The
-    SQLite file itself is 0600 (made so by :func:`target_contacts.db.make_engine`).
-    """
-
-    def __init__(self, engine: Engine, *, encryption_key: str | None = None) -> None:
-        self.engine = engine
-        self._cipher = _Cipher(encryption_key)
-        oauth_tokens.create(engine, checkfirst=True)
-
-    @property
-    def encrypted(self) -> bool:
-        """Whether this store encrypts what it writes."""
-        return self._cipher.enabled
-
-    def info(self, location_id: str) -> TokenInfo | None:
-        """What is stored for ``location_id`` without decrypting anything; None when nothing is."""
-        with self.engine.connect() as conn:
-            row = (
-                conn.execute(select(oauth_tokens).where(oauth_tokens.c.location_id == location_id))
-                .mappings()
-                .first()
-            )
-        if row is None:
-            return None
-        return TokenInfo(
-            location_id,
-            _aware(row["expires_at"]),
-            _aware(row["updated_at"]),
-            row["scope"],
-            row["user_type"],
-            row["company_id"],
-            row["user_id"],
-            bool(row["encrypted"]),
-            row["refresh_token"] is not None,
-        )
-
-    def load(self, location_id: str) -> StoredToken | None:
-        """The stored tokens of ``location_id``, decrypted; None when nothing is stored.
-
-        Raises :class:`TokenStoreError` when they are encrypted and the key is missing or wrong.
-        """
-        with self.engine.connect() as conn:
-            return self._read(conn, location_id, for_update=False)
-
-    def save(self, token: StoredToken) -> None:
-        """Insert or replace the tokens of ``token.location_id`` in one transaction."""
-        with self.engine.begin() as conn:
-            self._write(conn, token)
-
-    def delete(self, location_id: str) -> bool:
-        """Forget ``location_id``'s tokens; True when something was deleted."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                delete(oauth_tokens).where(oauth_tokens.c.location_id == location_id)
-            )
-        return bool(result.rowcount)
-
-    @contextmanager
-    def locked(self, location_id: str) -> Iterator[LockedTokens]:
-        """Hold the cross-process lock on ``location_id``'s tokens for the ``with`` block.
-
-        The block sees the row as committed by whoever held the lock before; what it saves is
-        committed when the block ends without an exception (rolled back otherwise). SQLite: an
-        exclusive write transaction (``BEGIN IMMEDIATE``; other writers wait up to the engine's busy
-        timeout). PostgreSQL and others: ``SELECT ... FOR UPDATE`` on the row.
-        """
-        with self.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            handle = LockedTokens(
-                partial(self._write, conn), self._read(conn, location_id, for_update=True)
-            )
-            try:
-                yield handle
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-
-    # --- rows ------------------------------------------------------------------------------
-    def _read(self, conn: Connection, location_id: str, *, for_update: bool) -> StoredToken | None:
-        row = conn.execute(row_query(location_id, for_update=for_update)).mappings().first()
-        if row is None:
-            return None
-        access: str = row["access_token"]  # the column is NOT NULL
-        refresh: str | None = row["refresh_token"]
-        if row["encrypted"]:
-            access = self._cipher.decrypt(access, location_id=location_id)
-            if refresh is not None:
-                refresh = self._cipher.decrypt(refresh, location_id=location_id)
-        return StoredToken(
-            location_id=location_id,
-            access_token=access,
-            refresh_token=refresh,
-            expires_at=_aware(row["expires_at"]),
-            scope=row["scope"],
-            user_type=row["user_type"],
-            company_id=row["company_id"],
-            user_id=row["user_id"],
-            updated_at=_aware(row["updated_at"]),
-        )
-
-    def _write(self, conn: Connection, token: StoredToken) -> None:
-        values = {
-            "access_token": self._cipher.encrypt(token.access_token),
-            "refresh_token": self._cipher.encrypt(token.refresh_token),
-            "expires_at": token.expires_at,
-            "scope": token.scope,
-            "user_type": token.user_type,
-            "company_id": token.company_id,
-            "user_id": token.user_id,
-            "encrypted": self._cipher.enabled,
-            "updated_at": token.updated_at,
-        }
-        result = conn.execute(
-            update(oauth_tokens)
-            .where(oauth_tokens.c.location_id == token.location_id)
-            .values(**values)
-        )
-        if not result.rowcount:
-            conn.execute(insert(oauth_tokens).values(location_id=token.location_id, **values))
-
-    def __repr__(self) -> str:
-        return f"TokenStore({redact_url(str(self.engine.url))!r}, encrypted={self.encrypted})"
-
-
-class LockedTokens:
-    """The token row while :meth:`TokenStore.locked` holds the lock."""
-
-    def __init__(self, write: Callable[[StoredToken], None], token: StoredToken | None) -> None:
-        self._write = write
-        self.token = token
-
-    def save(self, token: StoredToken) -> None:
-        """Write ``token`` in the locked transaction (committed when the ``with`` block ends)."""
-        self._write(token)
-        self.token = token
+    now = utcnow()
+    try:
+        expires_in = float(data.get("expires_in") or 86399)
+    except (TypeError, ValueError):
+        expires_in = 86399.0
+    refresh = data.get("refresh_token")
+    return StoredToken(
+        location_id=location_id,
+        access_token=access,
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+        expires_at=now + timedelta(seconds=expires_in),
+        scope=data.get("scope") or (previous.scope if previous else None),
+        user_type=data.get("userType") or (previous.user_type if previous else "Location"),
+        company_id=data.get("companyId") or (previous.company_id if previous else None),
+        user_id=data.get("userId") or (previous.user_id if previous else None),
+        updated_at=now,
+    )
 
 
 class _GrantRefusedError(Exception):
@@ -563,7 +281,7 @@ def exchange_code(  # noqa: PLR0913  keyword options; tests/ and contacts-admin 
             method="POST",
             path=TOKEN_PATH,
         )
-    token = StoredToken.from_token_response(data, location_id=granted)
+    token = stored_token_from_response(data, location_id=granted)
     store.save(token)
     logger.info("Stored OAuth tokens for location %s (scope: %s).", granted, token.scope)
     return token
@@ -635,7 +353,7 @@ class OAuthAuth(AuthProvider):
         lifetime = (token.expires_at - token.updated_at).total_seconds()
         # A margin longer than the token's life would refresh on every call.
         margin = min(self.refresh_margin_seconds, max(lifetime / 2, 0.0))
-        return _utcnow() >= token.expires_at - timedelta(seconds=margin)
+        return utcnow() >= token.expires_at - timedelta(seconds=margin)
 
     def _refresh(self, *, rejected: str | None) -> StoredToken:
         with self.store.locked(self.location_id) as row:
@@ -680,9 +398,7 @@ class OAuthAuth(AuthProvider):
                 )
                 return self._location_token(current, agency)
             logger.info("Refreshed the OAuth access token for location %s.", self.location_id)
-            token = StoredToken.from_token_response(
-                data, location_id=self.location_id, previous=current
-            )
+            token = stored_token_from_response(data, location_id=self.location_id, previous=current)
             if token.refresh_token is None:
                 # Without a new one the old (now spent) refresh token would be kept: say so later.
                 logger.warning(
@@ -729,9 +445,7 @@ class OAuthAuth(AuthProvider):
                 method="POST",
                 path=LOCATION_TOKEN_PATH,
             )
-        token = StoredToken.from_token_response(
-            data, location_id=self.location_id, previous=current
-        )
+        token = stored_token_from_response(data, location_id=self.location_id, previous=current)
         if token.company_id is None:
             token = replace(token, company_id=company_id)
         logger.info("Got a location token for location %s from the agency token.", self.location_id)

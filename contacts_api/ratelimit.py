@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, TypedDict
 
 from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate
 
-from target_contacts.errors import DailyQuotaExhausted
+from contacts_api.errors import DailyQuotaExhausted
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -116,10 +116,6 @@ class TokenLostError(AuthError):
     """The stored refresh token is no longer valid (used, expired or revoked); log in again."""
 
 
-class TokenStoreError(AuthError):
-    """The token store cannot be read: encrypted without the right key, or a bad key configured."""
-
-
 class RateLimitError(ContactsAPIError):
     """Still 429 after the retries; ``retry_after`` is the server's hint in seconds, if any."""
 

@@ -86,7 +86,7 @@ def make_engine(url: str = DEFAULT_LEDGER_URL) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
     # Import the modules that define tables so that create_all knows them all.
-    from target_contacts import auth, ledger  # noqa: F401, PLC0415  (they import this module)
+    from sync_ledger import ledger, tokens  # noqa: F401, PLC0415  (they import this module)
 
     metadata.create_all(engine)
     if path is not None:
