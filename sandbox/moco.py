@@ -55,6 +55,7 @@ Sandbox-only routes (besides the common ones in :mod:`sandbox.server`):
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import time
 import unicodedata
@@ -67,7 +68,7 @@ from urllib.parse import urlencode
 
 from typing_extensions import override
 
-from sandbox import moco_data
+from sandbox import moco_data, moco_webhooks
 from sandbox.moco_data import (
     COMMENT_DEFAULTS,
     COMMENT_OPTIONAL_FIELDS,
@@ -89,6 +90,15 @@ from sandbox.moco_data import (
     fresh,
     user_ref,
 )
+from sandbox.moco_webhooks import (
+    API_ACTOR,
+    HOOK_KEYS,
+    WEB_UI_ACTOR,
+    Actor,
+    MocoWebhooks,
+    WebhookOptions,
+    hook_errors,
+)
 from sandbox.server import HTTPError, Request, Response, SandboxApp, SlidingWindow
 
 if TYPE_CHECKING:
@@ -102,6 +112,7 @@ DEFAULT_PER_PAGE = 100
 # OA declares max 100; whether MOCO clamps or rejects a larger per_page is UNCONFIRMED: we clamp.
 MAX_PER_PAGE = 100
 MAX_BULK_COMMENTS = 100  # POST /comments/bulk takes up to 100 records (OA)
+MAX_CUSTOM_PROPERTIES_BYTES = 12 * 1024  # OA: larger custom fields answer 422
 LIST_CACHE_QUERIES = 32  # filtered lists kept between pages: only the few being paged matter
 
 _TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -128,6 +139,17 @@ _COLLATE_FOLD = str.maketrans(
 )
 _NON_ALNUM_RE = re.compile(r"[^0-9a-z]+")
 _USERS_BY_ID = {u["id"]: u for u in USERS}
+# reference/moco-api.md §6.7: the entities ``/taggings/{entity}/{id}`` takes.
+TAGGABLE_ENTITIES = (
+    "Company",
+    "Contact",
+    "Project",
+    "Deal",
+    "Purchase",
+    "Invoice",
+    "Offer",
+    "User",
+)
 
 CONTACT_STRING_FIELDS = (
     "firstname",
@@ -358,6 +380,9 @@ def _merge_custom_properties(
             merged[str(key)] = str(item)
         else:
             merged[str(key)] = item
+    if len(json.dumps(merged, ensure_ascii=False).encode("utf-8")) > MAX_CUSTOM_PROPERTIES_BYTES:
+        errors.setdefault("custom_properties", []).append("is too large (12 kB at most)")
+        return None
     return merged
 
 
@@ -436,6 +461,18 @@ def _check_todo(todo: Record, errors: dict[str, list[str]]) -> None:
         errors.setdefault("completed", []).append("must be true or false")
 
 
+def _add_tags(current: list[str], given: list[str]) -> list[str]:
+    return sorted({*current, *given})
+
+
+def _replace_tags(_current: list[str], given: list[str]) -> list[str]:
+    return sorted(set(given))
+
+
+def _remove_tags(current: list[str], given: list[str]) -> list[str]:
+    return sorted(set(current) - set(given))
+
+
 def _company_ref(company: Record) -> Record:
     """The ``{id, type, name}`` object a contact embeds for its company."""
     return {"id": company["id"], "type": company["type"], "name": company["name"]}
@@ -454,10 +491,20 @@ class MocoSandbox(SandboxApp):
         rate_window: float = 120.0,
         latency: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        webhooks: WebhookOptions | None = None,
     ) -> None:
         super().__init__(latency=latency)
         self.api_key = api_key
         self.window = SlidingWindow(rate_limit, rate_window, clock)
+        self.web_hooks = _Store(lambda _: ())
+        self.webhooks = MocoWebhooks(
+            webhooks or WebhookOptions(),
+            is_active=self._hook_active,
+            disable=self._auto_disable_hook,
+            clock=clock,
+        )
+        # Tags of taggable records the sandbox does not store (projects, deals, ...): by trust.
+        self._other_taggings: dict[tuple[str, int], list[str]] = {}
         self.companies = _Store(lambda r: (collation_key(r["name"]),))
         self.contacts = _Store(lambda r: (collation_key(r["lastname"]),))
         self.comments = _Store(lambda r: (r["created_at"],), descending=True)
@@ -468,12 +515,16 @@ class MocoSandbox(SandboxApp):
             "todos": self.todos,
             "comments": self.comments,
         }
+        self._listable = {**self._stores, "web_hooks": self.web_hooks}
         self._max_id = dict(ID_BASES)
         self._clock = ""
         self._list_cache: dict[tuple[Any, ...], list[int]] = {}
         self._customer_numbers = 0
         self._pending: dict[str, dict[int, Record]] = {}  # records of a seed being normalised
+        self._add_api_routes()
+        self._add_sandbox_routes()
 
+    def _add_api_routes(self) -> None:
         self._api("GET", "/session", self._get_session)
         self._api("GET", "/contacts/people", self._list_contacts)
         self._api("POST", "/contacts/people", self._create_contact)
@@ -498,10 +549,37 @@ class MocoSandbox(SandboxApp):
         self._api("DELETE", "/comments/{id}", self._delete_comment)
         self._api("GET", "/todos", self._list_todos)
         self._api("GET", "/todos/{id}", self._get_todo)
+        tagging = "/taggings/{entity}/{id}"
+        self._api("GET", tagging, self._get_taggings)
+        self._api("PATCH", tagging, partial(self._write_taggings, change=_add_tags))
+        self._api("PUT", tagging, partial(self._write_taggings, change=_replace_tags))
+        self._api("DELETE", tagging, partial(self._write_taggings, change=_remove_tags))
+        self._api("GET", "/account/web_hooks", self._list_hooks)
+        self._api("POST", "/account/web_hooks", self._create_hook)
+        self._api("GET", "/account/web_hooks/{id}", self._get_hook)
+        self._api("PUT", "/account/web_hooks/{id}", self._update_hook)
+        self._api("PATCH", "/account/web_hooks/{id}", self._update_hook)
+        self._api("DELETE", "/account/web_hooks/{id}", self._delete_hook)
+        self._api("PUT", "/account/web_hooks/{id}/disable", partial(self._set_hook, disabled=True))
+        self._api("PUT", "/account/web_hooks/{id}/enable", partial(self._set_hook, disabled=False))
+
+    def _add_sandbox_routes(self) -> None:
         # Control routes run outside the app lock in server.py, so these take it themselves.
         self.add_route("POST", "/_sandbox/todos", self._locked(self._sandbox_create_todo))
         self.add_route("PUT", "/_sandbox/todos/{id}", self._locked(self._sandbox_update_todo))
         self.add_route("DELETE", "/_sandbox/todos/{id}", self._locked(self._sandbox_delete_todo))
+        # A person editing in MOCO's web UI: the API's writes, by another user, origin not "api".
+        for path, create, update, delete in (
+            ("people", self._create_contact, self._update_contact, self._delete_contact),
+            ("companies", self._create_company, self._update_company, self._delete_company),
+            ("comments", self._create_comment, self._update_comment, self._delete_comment),
+        ):
+            self.add_route("POST", f"/_sandbox/{path}", self._locked(create))
+            self.add_route("PUT", f"/_sandbox/{path}/{{id}}", self._locked(update))
+            self.add_route("PATCH", f"/_sandbox/{path}/{{id}}", self._locked(update))
+            self.add_route("DELETE", f"/_sandbox/{path}/{{id}}", self._locked(delete))
+        self.add_route("GET", "/_sandbox/webhook_deliveries", self._get_deliveries)
+        self.add_route("DELETE", "/_sandbox/webhook_deliveries", self._clear_deliveries)
 
     # --- plumbing ------------------------------------------------------------------------------
     def _api(self, method: str, path: str, handler: Callable[[Request], Response]) -> None:
@@ -573,6 +651,58 @@ class MocoSandbox(SandboxApp):
             raise HTTPError(404, {"message": "Not found"})
         return record
 
+    # --- who acts, and the webhooks their changes send -----------------------------------------
+    @staticmethod
+    def _actor(request: Request) -> Actor:
+        """API writes act as the API key's user; ``/_sandbox/`` writes as a web UI user."""
+        return WEB_UI_ACTOR if request.path.startswith("/_sandbox/") else API_ACTOR
+
+    def _emit(self, request: Request, target: str, event: str, record: Record) -> None:
+        """Queue the webhooks of one change (called under the app lock, after it is stored).
+
+        Create and update send the record as GET answers it; delete sends ``{"id": ...}`` plus
+        ``custom_properties`` where the record has them (OA).
+        """
+        if event == "delete":
+            payload = {"id": record["id"]}
+            if "custom_properties" in record:
+                payload["custom_properties"] = record["custom_properties"]
+        elif target == "Comment":
+            payload = self._comment_view(record)
+        else:
+            payload = record
+        self.webhooks.notify(
+            self.web_hooks.records.values(),
+            target,
+            event,
+            payload,
+            self._actor(request),
+            request.base_url,
+        )
+
+    def _hook_active(self, hook_id: object) -> bool:
+        with self.lock:
+            hook = self.web_hooks.get(hook_id) if isinstance(hook_id, int) else None
+            return hook is not None and not hook["disabled"]
+
+    def _auto_disable_hook(self, hook_id: object) -> None:
+        """MOCO disables a hook after a streak of failed deliveries (500 by default)."""
+        with self.lock:
+            hook = self.web_hooks.get(hook_id) if isinstance(hook_id, int) else None
+            if hook is not None and not hook["disabled"]:
+                now = self._now()
+                disabled = {**hook, "disabled": True, "disabled_at": now, "updated_at": now}
+                self.web_hooks.put(disabled)
+
+    def _get_deliveries(self, request: Request) -> Response:
+        since = _int(request.arg("since")) or 0
+        engine = self.webhooks.engine
+        return Response(200, engine.log(since), {"X-Pending-Deliveries": str(engine.pending())})
+
+    def _clear_deliveries(self, _request: Request) -> Response:
+        self.webhooks.engine.clear_log()
+        return Response(200, {"cleared": True})
+
     # --- paging and filtering -----------------------------------------------------------------
     def _page_args(self, request: Request) -> tuple[int, int]:
         page = _int(request.arg("page"))
@@ -643,11 +773,11 @@ class MocoSandbox(SandboxApp):
         ids: list[int] | None = None,
         render: Callable[[Record], Any] | None = None,
     ) -> Response:
-        store = self._stores[kind]
+        store = self._listable[kind]
         page, per_page = self._page_args(request)
         cache_key = (
             kind,
-            tuple(s.version for s in self._stores.values()),
+            tuple(s.version for s in self._listable.values()),
             tuple(
                 sorted(
                     (k, tuple(v)) for k, v in request.query.items() if k not in ("page", "per_page")
@@ -720,7 +850,10 @@ class MocoSandbox(SandboxApp):
             new["firstname"] = ""
         if creating or "lastname" in body:
             _require(new, "lastname", errors)
-        if "gender" in body:
+        if creating and body.get("gender") in (None, ""):
+            # MD marks gender mandatory; OA's example omits it (UNCONFIRMED): required here.
+            errors.setdefault("gender", []).append("can't be blank")
+        elif "gender" in body:
             if body["gender"] in GENDERS:
                 new["gender"] = body["gender"]
             else:
@@ -730,6 +863,8 @@ class MocoSandbox(SandboxApp):
         if "company_id" in body:
             new["company"] = self._company_for_write(body["company_id"], errors)
         if "tags" in body:
+            # PUT/PATCH ``tags`` replaces the whole set here, as a Rails attribute write does;
+            # whether MOCO merges instead is UNCONFIRMED (the target writes tags via taggings).
             new["tags"] = _tags(body["tags"], errors)
         _apply_owner_and_properties(new, current, body, errors)
         if errors:
@@ -739,11 +874,12 @@ class MocoSandbox(SandboxApp):
     def _create_contact(self, request: Request) -> Response:
         body = _body_object(request)
         template = {k: fresh(v) for k, v in CONTACT_DEFAULTS.items()}
-        template["user"] = user_ref(SESSION_USER)
+        template["user"] = self._actor(request).ref()
         record = self._apply_contact(template, body, creating=True)
         now = self._now()
         record.update(id=self._new_id("contacts"), created_at=now, updated_at=now)
         self.contacts.put(record)
+        self._emit(request, "Contact", "create", record)
         return Response(200, record)
 
     def _get_contact(self, request: Request) -> Response:
@@ -755,24 +891,31 @@ class MocoSandbox(SandboxApp):
         if record != current:
             record["updated_at"] = self._now()
             self.contacts.put(record)
+            self._emit(request, "Contact", "update", record)
             return Response(200, record)
         return Response(200, current)
 
     def _delete_contact(self, request: Request) -> Response:
         record = self._find(self.contacts, request)
         self.contacts.delete(record["id"])
-        self._delete_attached("Contact", record["id"])
+        self._emit(request, "Contact", "delete", record)
+        self._delete_attached(request, "Contact", record["id"])
         # OA: 200 with the deleted contact; the real answer is UNCONFIRMED (not recorded).
         return Response(200, record)
 
-    def _delete_attached(self, kind: str, record_id: int) -> None:
-        """Comments and to-dos go with their record (Rails' dependent destroy; UNCONFIRMED)."""
+    def _delete_attached(self, request: Request, kind: str, record_id: int) -> None:
+        """Comments and to-dos go with their record (Rails' dependent destroy; UNCONFIRMED).
+
+        Each comment removed so sends its own Comment ``delete`` webhook, as destroy callbacks
+        would (UNCONFIRMED; a receiver that drops a person's notes itself loses nothing).
+        """
         for comment in [
             c
             for c in self.comments.records.values()
             if c["commentable_type"] == kind and c["commentable_id"] == record_id
         ]:
             self.comments.delete(comment["id"])
+            self._emit(request, "Comment", "delete", comment)
         for todo in [
             t
             for t in self.todos.records.values()
@@ -780,15 +923,28 @@ class MocoSandbox(SandboxApp):
         ]:
             self.todos.delete(todo["id"])
 
-    def _contact_term(self, request: Request) -> Predicate | None:
-        term = (request.arg("term") or "").strip().casefold()
-        if not term:
+    @staticmethod
+    def _contact_term(request: Request) -> Predicate | None:
+        """MD: "full text search name, firstname, work_email, company" (not home_email).
+
+        The matching rule is UNCONFIRMED; here every word of the term must occur, ignoring case,
+        as a substring of the lastname, firstname, work_email or company name (an e-mail
+        address is one word). That finds at least what a whole-term substring search finds, so
+        a client comparing candidates exactly (as it must) works with either rule.
+        """
+        words = (request.arg("term") or "").casefold().split()
+        if not words:
             return None
 
         def matches(r: Record) -> bool:
             company = r["company"]["name"] if r["company"] else ""
-            haystack = f"{r['firstname']} {r['lastname']}\n{r['work_email']}\n{company}"
-            return term in haystack.casefold()
+            fields = [
+                (r["lastname"] or "").casefold(),
+                (r["firstname"] or "").casefold(),
+                (r["work_email"] or "").casefold(),
+                company.casefold(),
+            ]
+            return all(any(word in text for text in fields) for word in words)
 
         return matches
 
@@ -797,7 +953,8 @@ class MocoSandbox(SandboxApp):
         digits = re.sub(r"\D", "", request.arg("phone") or "")
         if not digits:
             return None
-        # Reverse lookup on work_phone and mobile_phone, compared on digits only.
+        # Reverse lookup on work_phone and mobile_phone (MD), compared on digits only: the
+        # query's digits must occur in the stored number's (MOCO's normalisation UNCONFIRMED).
         return lambda r: any(
             digits in re.sub(r"\D", "", r[f] or "") for f in ("work_phone", "mobile_phone")
         )
@@ -869,12 +1026,15 @@ class MocoSandbox(SandboxApp):
             if not isinstance(body.get("name"), str) or not body["name"].strip():
                 errors["name"] = ["can't be blank"]
             raise _unprocessable(errors)
-        record = self._apply_company(self._company_template(ctype), body, creating=True)
+        template = self._company_template(ctype)
+        template["user"] = self._actor(request).ref()
+        record = self._apply_company(template, body, creating=True)
         if ctype == "customer" and not record.get("identifier"):
             record["identifier"] = self._next_customer_identifier()
         now = self._now()
         record.update(id=self._new_id("companies"), created_at=now, updated_at=now)
         self.companies.put(record)
+        self._emit(request, "Company", "create", record)
         return Response(200, record)
 
     def _get_company(self, request: Request) -> Response:
@@ -888,6 +1048,7 @@ class MocoSandbox(SandboxApp):
             return Response(200, current)
         record["updated_at"] = self._now()
         self._store_company(record)
+        self._emit(request, "Company", "update", record)
         return Response(200, record)
 
     def _store_company(self, record: Record) -> None:
@@ -913,8 +1074,9 @@ class MocoSandbox(SandboxApp):
     def _delete_company(self, request: Request) -> Response:
         record = self._find(self.companies, request)
         self.companies.delete(record["id"])
+        self._emit(request, "Company", "delete", record)
         self._refresh_contact_companies({record["id"]: None})
-        self._delete_attached("Company", record["id"])
+        self._delete_attached(request, "Company", record["id"])
         # REC 2023: 200 with an empty body and a JSON content type.
         return Response(200, b"", {"Content-Type": "application/json; charset=utf-8"})
 
@@ -931,6 +1093,8 @@ class MocoSandbox(SandboxApp):
             "updated_at": now,
         }
         self.companies.put(record)
+        # No "archive" event can be registered (§7): MOCO's closest is an update (UNCONFIRMED).
+        self._emit(request, "Company", "update", record)
         return Response(200, record)
 
     def _list_companies(self, request: Request) -> Response:
@@ -985,7 +1149,13 @@ class MocoSandbox(SandboxApp):
         return sanitize_html(text)
 
     def _new_comment(
-        self, ctype: str, cid: int, text: str, created_at: str | None, body: dict[str, Any]
+        self,
+        ctype: str,
+        cid: int,
+        text: str,
+        created_at: str | None,
+        body: dict[str, Any],
+        author: Record,
     ) -> Record:
         now = self._now()
         record = {k: fresh(v) for k, v in COMMENT_DEFAULTS.items()}
@@ -997,7 +1167,7 @@ class MocoSandbox(SandboxApp):
             manual=True,
             created_at=created_at or now,
             updated_at=now,
-            user=user_ref(SESSION_USER),
+            user=author,
         )
         for field in ("attachment_filename", "attachment_content"):
             if isinstance(body.get(field), str):
@@ -1018,8 +1188,9 @@ class MocoSandbox(SandboxApp):
                 errors.setdefault("created_at", []).append("is invalid")
         if errors or text is None:
             raise _unprocessable(errors)
-        record = self._new_comment(ctype, cid, text, created_at, body)
+        record = self._new_comment(ctype, cid, text, created_at, body, self._actor(request).ref())
         self.comments.put(record)
+        self._emit(request, "Comment", "create", record)
         return Response(200, self._list_shape(record))
 
     def _create_comments_bulk(self, request: Request) -> Response:
@@ -1032,9 +1203,11 @@ class MocoSandbox(SandboxApp):
         text = self._comment_text(body, errors, required=True)
         if errors or text is None:
             raise _unprocessable(errors)
-        records = [self._new_comment(ctype, cid, text, None, {}) for ctype, cid in targets]
+        author = self._actor(request).ref()
+        records = [self._new_comment(ctype, cid, text, None, {}, author) for ctype, cid in targets]
         for record in records:
             self.comments.put(record)
+            self._emit(request, "Comment", "create", record)
         return Response(200, records)
 
     @staticmethod
@@ -1048,16 +1221,17 @@ class MocoSandbox(SandboxApp):
             }
         return record
 
+    @staticmethod
+    def _comment_view(record: Record) -> Record:
+        """A comment as ``GET /comments/{id}`` shows it: with its attachment (OA)."""
+        return {
+            **record,
+            "attachment_filename": record.get("attachment_filename"),
+            "attachment_content": record.get("attachment_content"),
+        }
+
     def _get_comment(self, request: Request) -> Response:
-        record = self._find(self.comments, request)
-        return Response(
-            200,
-            {
-                **record,
-                "attachment_filename": record.get("attachment_filename"),
-                "attachment_content": record.get("attachment_content"),
-            },
-        )
+        return Response(200, self._comment_view(self._find(self.comments, request)))
 
     def _update_comment(self, request: Request) -> Response:
         current = self._find(self.comments, request)
@@ -1075,6 +1249,7 @@ class MocoSandbox(SandboxApp):
         if record != current:
             record["updated_at"] = self._now()
             self.comments.put(record)
+            self._emit(request, "Comment", "update", record)
         return Response(200, self._list_shape(record))
 
     def _delete_comment(self, request: Request) -> Response:
@@ -1083,6 +1258,7 @@ class MocoSandbox(SandboxApp):
             # Only manual comments can be deleted (MD); the status for system ones is UNCONFIRMED.
             raise HTTPError(403, {"errors": ["Access denied"]})
         self.comments.delete(record["id"])
+        self._emit(request, "Comment", "delete", record)
         return Response(204, None)
 
     def _list_comments(self, request: Request) -> Response:
@@ -1105,6 +1281,127 @@ class MocoSandbox(SandboxApp):
             ids=self._ids_arg(request),
             render=self._list_shape,
         )
+
+    # --- taggings --------------------------------------------------------------------------------
+    def _tagging_target(self, request: Request) -> tuple[str, int, _Store | None]:
+        """The entity and id of a taggings route; 400 for an entity MOCO does not tag (OA)."""
+        entity = request.path_params["entity"]
+        if entity not in TAGGABLE_ENTITIES:
+            known = ", ".join(TAGGABLE_ENTITIES)
+            raise HTTPError(400, {"message": f"Invalid entity {entity!r}: one of {known}"})
+        record_id = self._path_id(request)
+        store = {"Contact": self.contacts, "Company": self.companies}.get(entity)
+        if store is not None and store.get(record_id) is None:
+            raise HTTPError(404, {"message": "Not found"})
+        # Other entities are not stored here: their tags are kept on trust, like comments on them.
+        return entity, record_id, store
+
+    def _get_taggings(self, request: Request) -> Response:
+        """A plain array of names, no paging headers."""
+        entity, record_id, store = self._tagging_target(request)
+        if store is None:
+            return Response(200, list(self._other_taggings.get((entity, record_id), [])))
+        return Response(200, list(store.records[record_id]["tags"]))
+
+    def _write_taggings(
+        self, request: Request, *, change: Callable[[list[str], list[str]], list[str]]
+    ) -> Response:
+        """PATCH adds, PUT replaces, DELETE removes; answers the full resulting list, sorted.
+
+        Names are case-sensitive as stored (UNCONFIRMED in MOCO): ``vip`` next to ``VIP`` is a
+        second tag, so a client that changes the case of names sees the duplicate. A change
+        bumps the record's ``updated_at`` and sends its ``update`` webhook (both UNCONFIRMED,
+        chosen so that incremental reads and real-time receivers see tag changes).
+        """
+        entity, record_id, store = self._tagging_target(request)
+        body = _body_object(request)
+        errors: dict[str, list[str]] = {}
+        given = _tags(body["tags"], errors) if "tags" in body else None
+        if given is None:
+            raise HTTPError(
+                400, {"message": "tags must be a list of names or a comma-separated string"}
+            )
+        if store is None:
+            key = (entity, record_id)
+            self._other_taggings[key] = change(self._other_taggings.get(key, []), given)
+            return Response(200, list(self._other_taggings[key]))
+        record = store.records[record_id]
+        tags = change(record["tags"], given)
+        if tags != record["tags"]:
+            updated = {**record, "tags": tags, "updated_at": self._now()}
+            if entity == "Company":
+                updated["labels"] = list(tags)
+                self._store_company(updated)
+            else:
+                self.contacts.put(updated)
+            self._emit(request, entity, "update", updated)
+        return Response(200, list(tags))
+
+    # --- web hooks -------------------------------------------------------------------------------
+    def _list_hooks(self, request: Request) -> Response:
+        """Paged like every list, with the global filters ``ids`` and ``updated_after``."""
+        return self._list(
+            request, "web_hooks", [self._updated_after(request)], ids=self._ids_arg(request)
+        )
+
+    def _get_hook(self, request: Request) -> Response:
+        return Response(200, self._find(self.web_hooks, request))
+
+    def _create_hook(self, request: Request) -> Response:
+        body = _body_object(request)
+        errors = hook_errors(body, creating=True)
+        if errors:
+            raise _unprocessable(errors)
+        now = self._now()
+        values = {
+            "id": self._new_id("web_hooks"),
+            "target": body["target"],
+            "event": body["event"],
+            "hook": body["hook"].strip(),
+            "disabled": False,
+            "disabled_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        record = {key: values[key] for key in HOOK_KEYS}
+        self.web_hooks.put(record)
+        return Response(200, record)
+
+    def _update_hook(self, request: Request) -> Response:
+        """Only ``hook`` can change; other fields sent are ignored."""
+        current = self._find(self.web_hooks, request)
+        body = _body_object(request)
+        errors = hook_errors(body, creating=False)
+        if errors:
+            raise _unprocessable(errors)
+        if "hook" not in body or body["hook"].strip() == current["hook"]:
+            return Response(200, current)
+        record = {**current, "hook": body["hook"].strip(), "updated_at": self._now()}
+        self.web_hooks.put(record)
+        return Response(200, record)
+
+    def _set_hook(self, request: Request, *, disabled: bool) -> Response:
+        """``disable`` and ``enable``, idempotent: a hook already so is answered unchanged."""
+        current = self._find(self.web_hooks, request)
+        if current["disabled"] is disabled:
+            return Response(200, current)
+        now = self._now()
+        record = {
+            **current,
+            "disabled": disabled,
+            "disabled_at": now if disabled else None,
+            "updated_at": now,
+        }
+        self.web_hooks.put(record)
+        if not disabled:
+            self.webhooks.engine.reset_streak(record["id"])  # a fresh start after enabling
+        return Response(200, record)
+
+    def _delete_hook(self, request: Request) -> Response:
+        """OA: 200 with the deleted hook; deliveries still queued for it are dropped."""
+        record = self._find(self.web_hooks, request)
+        self.web_hooks.delete(record["id"])
+        return Response(200, record)
 
     # --- to-dos (read-only API) ------------------------------------------------------------------
     def _list_todos(self, request: Request) -> Response:
@@ -1424,16 +1721,28 @@ class MocoSandbox(SandboxApp):
     @override
     def reset(self) -> None:
         """Forget all records; ids and the clock keep counting up, the rate limit starts over."""
-        for store in self._stores.values():
+        for store in self._listable.values():
             store.clear()
+        self._other_taggings.clear()
         self._list_cache.clear()
         self.window.reset()
+        self.webhooks.engine.reset()
+
+    @override
+    def close(self) -> None:
+        """Stop the webhook workers; deliveries still queued are dropped."""
+        self.webhooks.engine.close()
 
     @override
     def configure(self, settings: dict[str, Any]) -> None:
-        """``rate_limit``, ``rate_window`` and ``api_key``; any other key answers 422."""
+        """``rate_limit``, ``rate_window``, ``api_key`` and the ``webhook_*`` settings.
+
+        The ``webhook_*`` keys are those of :mod:`sandbox.moco_webhooks`; any other key answers
+        422 and changes nothing.
+        """
         rest = dict(settings)
         known = {k: rest.pop(k) for k in ("rate_limit", "rate_window", "api_key") if k in rest}
+        hooks = {k: rest.pop(k) for k in moco_webhooks.CONFIG_KEYS if k in rest}
         super().configure(rest)
         limit, window, key = (
             known.get("rate_limit", self.window.limit),
@@ -1446,6 +1755,7 @@ class MocoSandbox(SandboxApp):
             raise HTTPError(422, {"message": "rate_window must be a positive number of seconds"})
         if not isinstance(key, str) or not key:
             raise HTTPError(422, {"message": "api_key must be a non-empty string"})
+        self.webhooks.configure(hooks)
         self.window.limit, self.window.window, self.api_key = limit, float(window), key
 
 
@@ -1467,6 +1777,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start with N generated contacts (plus companies, to-dos, comments)",
     )
     parser.add_argument("--generate-seed", type=int, default=1, help="seed for --generate")
+    moco_webhooks.add_arguments(parser)
 
 
 def create_app(args: argparse.Namespace) -> MocoSandbox:
@@ -1476,6 +1787,7 @@ def create_app(args: argparse.Namespace) -> MocoSandbox:
         rate_limit=args.rate_limit,
         rate_window=args.rate_window,
         latency=getattr(args, "latency", 0.0),
+        webhooks=moco_webhooks.options_from_args(args),
     )
     if args.generate:
         app.seed({"generate": {"contacts": args.generate, "seed": args.generate_seed}})

@@ -56,6 +56,7 @@ ID_BASES: dict[str, int] = {
     "contacts": 677_600_000,
     "todos": 23_400_000,
     "comments": 15_300_000,
+    "web_hooks": 4_100,
 }
 
 COMPANY_TYPES = ("customer", "supplier", "organization")

@@ -254,6 +254,9 @@ class SandboxApp:
         """Extra fields for the request log (e.g. the location a token belongs to)."""
         return {}
 
+    def close(self) -> None:
+        """Stop background work (e.g. webhook delivery) when the server stops serving."""
+
     # --- control routes --------------------------------------------------------------------
     def _get_requests(self, request: Request) -> Response:
         with self._log_lock:
@@ -518,6 +521,7 @@ class RunningSandbox:
         """Stop serving and close the listening socket."""
         self.server.shutdown()
         self.server.server_close()
+        self.app.close()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -538,6 +542,7 @@ def serve_forever(app: SandboxApp, port: int) -> None:
         pass
     finally:
         server.server_close()
+        app.close()
 
 
 UNLIMITED = 1_000_000_000  # what a window with no limit reports as its size and remaining count

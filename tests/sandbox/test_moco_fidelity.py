@@ -294,19 +294,83 @@ TODO = f(
 )
 
 
-def table_for(method: str, path: str, item: dict[str, Any]) -> Field:
+# §6.7 Taggings: "GET returns an array of names"; "Every write returns the resulting full name
+# list" (REC: sorted alphabetically).
+TAG_NAMES = string_list()
+
+# §7 WebHooks, "Representation" (the documented targets are MD's list plus OA's additions).
+WEB_HOOK_TARGETS = (
+    "Activity",
+    "Comment",
+    "Company",
+    "Contact",
+    "Contract",
+    "Deal",
+    "Expense",
+    "Invoice",
+    "Invoice::Approval",
+    "Invoice::Payment",
+    "InvoiceDraft",
+    "InvoiceReminder",
+    "Offer",
+    "PlanningEntry",
+    "Presence",
+    "Project",
+    "Project::PaymentSchedule",
+    "Purchase",
+    "Purchase::Approval",
+    "Purchase::Draft",
+    "Purchase::Payment",
+    "RecurringExpense",
+    "Schedule",
+    "Task",
+    "User",
+    "User::HolidayRequest",
+    "User::AbsenceRequest",
+    "User::PeriodLockOverride",
+    # OA adds:
+    "Invoice::BookkeepingExport",
+    "ProjectGroup",
+    "Purchase::BookkeepingExport",
+    "Purchase::Order",
+    "User::WorkTimeAdjustment",
+)
+WEB_HOOK = f(
+    "object",
+    fields={
+        "id": INTEGER,
+        "target": string(enum=WEB_HOOK_TARGETS),
+        "event": string(enum=("create", "update", "delete")),
+        "hook": string(),
+        "disabled": BOOLEAN,
+        "disabled_at": string(null=True),
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    },
+)
+
+
+# Routes (by their start) whose answers one table describes, whatever the item.
+FIXED_TABLES = {
+    "/contacts/people": CONTACT,
+    "/todos": TODO,
+    "/taggings/": TAG_NAMES,
+    "/account/web_hooks": WEB_HOOK,
+}
+
+
+def table_for(method: str, path: str, item: Any) -> Field:
     """The table an answer item of ``method path`` (below /api/v1) is held against."""
     route = path.split("?", 1)[0]
     if route == "/session":
         return SESSION
-    if route.startswith("/contacts/people"):
-        return CONTACT
     if route.startswith("/companies"):
         return company(item.get("type", "?"))
     if route.startswith("/comments"):
         return comment(single=method == "GET" and re.fullmatch(r"/comments/\d+", route) is not None)
-    if route.startswith("/todos"):
-        return TODO
+    for start, table in FIXED_TABLES.items():
+        if route.startswith(start):
+            return table
     raise AssertionError(f"no field table for {method} {path}")
 
 
@@ -345,12 +409,14 @@ class Answers:
         response = api(self.sandbox, method, path, body)
         assert response.status_code == status, (method, path, response.text)
         answer = response.json()
-        self.check_items(method, path, answer if isinstance(answer, list) else [answer])
+        # A tag list is one answer (an array of names); other lists are arrays of records.
+        whole = not isinstance(answer, list) or path.startswith("/taggings/")
+        self.check_items(method, path, [answer] if whole else answer)
         return answer
 
-    def check_items(self, method: str, path: str, items: list[dict[str, Any]]) -> None:
+    def check_items(self, method: str, path: str, items: list[Any]) -> None:
         for item in items:
-            label = f"{method} {path} id={item.get('id')}"
+            label = f"{method} {path} id={item.get('id') if isinstance(item, dict) else '-'}"
             self.found += problems(table_for(method, path, item), item, label)
         route = re.sub(r"/\d+", "/{id}", path.split("?", 1)[0])
         self.checked[f"{method} {route}"] = self.checked.get(f"{method} {route}", 0) + len(items)
@@ -376,7 +442,7 @@ def test_every_answer_matches_the_documented_field_tables(moco_sandbox: RunningS
     # contacts: list, one, create (bare and full), update, patch, delete
     answers.check_items("GET", "/contacts/people", read_all(moco_sandbox, "/contacts/people"))
     company_id = read_all(moco_sandbox, "/companies")[0]["id"]
-    bare = answers.check("POST", "/contacts/people", {"lastname": "Bare"})
+    bare = answers.check("POST", "/contacts/people", {"lastname": "Bare", "gender": "U"})
     full = answers.check(
         "POST",
         "/contacts/people",
@@ -404,6 +470,11 @@ def test_every_answer_matches_the_documented_field_tables(moco_sandbox: RunningS
     answers.check("GET", f"/contacts/people/{full['id']}", None)
     answers.check("PUT", f"/contacts/people/{bare['id']}", {"title": "Prof.", "company_id": None})
     answers.check("PATCH", f"/contacts/people/{bare['id']}", {"custom_properties": {"A": "1"}})
+    # taggings of a contact: read, add, replace, remove (§6.7)
+    answers.check("GET", f"/taggings/Contact/{bare['id']}", None)
+    answers.check("PATCH", f"/taggings/Contact/{bare['id']}", {"tags": ["b", "a"]})
+    answers.check("PUT", f"/taggings/Contact/{bare['id']}", {"tags": "c, d"})
+    answers.check("DELETE", f"/taggings/Contact/{bare['id']}", {"tags": ["c", "x"]})
     answers.check("DELETE", f"/contacts/people/{bare['id']}", None)
 
     # companies: every type in lists (archived too), one, create, update, archive, unarchive
@@ -458,8 +529,29 @@ def test_every_answer_matches_the_documented_field_tables(moco_sandbox: RunningS
     answers.check_items("GET", "/todos", todos)
     answers.check("GET", f"/todos/{made['id']}", None)
 
+    # web hooks: create, list, one, update (PUT and PATCH), disable, enable, delete (§7)
+    hook = answers.check(
+        "POST",
+        "/account/web_hooks",
+        {"target": "Contact", "event": "create", "hook": "https://example.org/moco"},
+    )
+    answers.check(
+        "POST",
+        "/account/web_hooks",
+        {"target": "Invoice::BookkeepingExport", "event": "delete", "hook": "https://e.org/b"},
+    )
+    answers.check("GET", "/account/web_hooks", None)
+    answers.check("GET", f"/account/web_hooks/{hook['id']}", None)
+    answers.check("PUT", f"/account/web_hooks/{hook['id']}", {"hook": "https://example.org/v2"})
+    answers.check("PATCH", f"/account/web_hooks/{hook['id']}", {"hook": "https://example.org/v3"})
+    answers.check("PUT", f"/account/web_hooks/{hook['id']}/disable", None)
+    answers.check("PUT", f"/account/web_hooks/{hook['id']}/enable", None)
+    answers.check("DELETE", f"/account/web_hooks/{hook['id']}", None)
+
     assert not answers.found, "\n".join(answers.found)
     assert answers.checked["GET /companies"] >= 12 and answers.checked["GET /todos"] >= 30
+    assert answers.checked["GET /account/web_hooks"] == 2
+    assert answers.checked["DELETE /taggings/Contact/{id}"] == 1
 
 
 def compare_with_recorded(recorded: Any, actual: Any, where: str) -> list[str]:
@@ -514,6 +606,11 @@ def test_replayed_recordings_get_every_recorded_field(
         answer = response.json() if response.content else None
         if recorded["body"] is None:
             assert answer is None, (label, answer)
+            continue
+        if route.startswith("/taggings/"):
+            # A plain list of names (taggings): the same names in the same (sorted) order.
+            assert answer == recorded["body"], (label, answer)
+            found += problems(table_for(request["method"], path, answer), answer, label)
             continue
         if isinstance(recorded["body"], list):
             by_id = {item["id"]: item for item in answer}
