@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
 
+from sync_ledger.schema import upgrade
+
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
 
@@ -85,10 +87,7 @@ def make_engine(url: str = DEFAULT_LEDGER_URL) -> Engine:
         )
     else:
         engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
-    # Import the modules that define tables so that create_all knows them all.
-    from sync_ledger import ledger, tokens  # noqa: F401, PLC0415  (they import this module)
-
-    metadata.create_all(engine)
+    upgrade(engine)
     if path is not None:
         for suffix in ("-wal", "-shm"):
             side = path.with_name(path.name + suffix)

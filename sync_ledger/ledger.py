@@ -1,11 +1,21 @@
-"""The id ledger: source ids to Contacts API ids, payload hashes, and rejected records.
+"""The ledger of links: which MOCO record and which Contacts API record belong together.
 
-One row per (location, stream, source id) says which Contacts API object a source record became
-and the hash of what was last sent, so an unchanged record costs no call. A row in state
-``creating`` is an intent written before a create call: if the process dies or the answer is
-lost, the next attempt knows it must look for the object before creating it again.
+One row of ``links`` per pair, whichever side created it: a MOCO person and a CRM contact, a MOCO
+comment and a CRM note (or the CRM task or appointment it mirrors), a MOCO to-do and the CRM task
+made from it. Both directions read and write the same rows: the forward direction (MOCO -> CRM,
+target-contacts) looks a pair up by its MOCO id, the reverse direction (CRM -> MOCO, target-moco) by
+its CRM id, so what one direction created is never created again by the other.
 
-Rejected records are kept whole with the field and reason, so they can be listed and retried.
+Each direction keeps its own baseline on the row: its state (``creating``: an intent written before
+a create call, so that after a crash or a lost answer the next attempt looks before it creates;
+``written``), the hash of the payload it last wrote, and what a later diff needs (``extra``). A
+link one direction never wrote reads as ``linked`` for it: written, with no baseline, so the first
+record through compares with the other side before it writes anything.
+
+Rejected records are kept whole with the field and reason, per direction, so that they can be
+listed and retried.
+
+With another source than MOCO feeding target-contacts, ``moco_id`` holds that source's ids.
 """
 
 from __future__ import annotations
@@ -13,12 +23,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Index,
     Integer,
     Row,
     String,
@@ -26,6 +38,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    or_,
     select,
     update,
 )
@@ -35,36 +48,77 @@ from sync_ledger.db import metadata
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-id_map = Table(
-    "id_map",
+    from sqlalchemy.engine import Connection
+
+
+class Direction(str, Enum):
+    """Which way records flow: ``forward`` into the Contacts API, ``reverse`` into MOCO."""
+
+    FORWARD = "forward"
+    REVERSE = "reverse"
+
+
+#: Per direction and input stream: the record kind on the source side and on the target side.
+KINDS: dict[Direction, dict[str, tuple[str, str]]] = {
+    Direction.FORWARD: {
+        "contacts": ("person", "contact"),
+        "tasks": ("todo", "task"),
+        "notes": ("comment", "note"),
+    },
+    Direction.REVERSE: {
+        "contacts": ("contact", "person"),
+        "notes": ("note", "comment"),
+        "tasks": ("task", "comment"),
+        "appointments": ("appointment", "comment"),
+    },
+}
+
+links = Table(
+    "links",
     metadata,
-    Column("location_id", String(64), primary_key=True),
-    Column("stream", String(32), primary_key=True),
-    Column("source_id", String(255), primary_key=True),
-    Column("target_id", String(64), nullable=True, index=True),
-    Column("contact_source_id", String(255), nullable=True, index=True),
-    Column("payload_hash", String(64), nullable=True),
-    Column("state", String(16), nullable=False),  # "creating" or "written"
-    Column("extra", Text, nullable=True),  # JSON: what a later diff needs (e.g. sent tags)
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("location_id", String(64), nullable=False),
+    Column("moco_type", String(16), nullable=False),  # person, comment, todo
+    Column("moco_id", String(255), nullable=True),  # None while the reverse direction creates it
+    Column("crm_type", String(16), nullable=False),  # contact, note, task, appointment
+    Column("crm_id", String(255), nullable=True),  # None while the forward direction creates it
+    Column("moco_parent", String(255), nullable=True),  # the person of a comment or to-do
+    Column("crm_parent", String(255), nullable=True),  # the contact of a note, task, appointment
+    Column("fwd_state", String(16), nullable=True),  # None, "creating" or "written"
+    Column("fwd_hash", String(64), nullable=True),
+    Column("fwd_extra", Text, nullable=True),  # JSON: what the next forward diff needs
+    Column("rev_state", String(16), nullable=True),
+    Column("rev_hash", String(64), nullable=True),
+    Column("rev_extra", Text, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_links_moco", "location_id", "moco_type", "moco_id", unique=True),
+    # Not unique: with merge_shared_contacts several MOCO people may share one CRM contact.
+    Index("ix_links_crm", "location_id", "crm_type", "crm_id"),
+    Index("ix_links_moco_parent", "location_id", "moco_parent"),
+    Index("ix_links_crm_parent", "location_id", "crm_parent"),
 )
 
 rejects = Table(
     "rejects",
     metadata,
     Column("location_id", String(64), primary_key=True),
+    Column("direction", String(16), primary_key=True),
     Column("stream", String(32), primary_key=True),
     Column("source_id", String(255), primary_key=True),
     Column("record", Text, nullable=False),
     Column("field", String(255), nullable=True),
     Column("reason", Text, nullable=False),
-    Column("kind", String(32), nullable=False),  # invalid, missing_contact, api
+    Column("kind", String(32), nullable=False),  # invalid, missing_contact, api, shared_identity
     Column("attempts", Integer, nullable=False),
     Column("first_seen", DateTime(timezone=True), nullable=False),
     Column("last_seen", DateTime(timezone=True), nullable=False),
 )
 
 _LOOKUP_CHUNK = 500
+WRITTEN = "written"
+CREATING = "creating"
+#: The state of a link the asking direction never wrote: the other direction made the pair.
+LINKED = "linked"
 
 
 def _now() -> dt.datetime:
@@ -73,7 +127,15 @@ def _now() -> dt.datetime:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """What the ledger knows of one source record."""
+    """What the ledger knows of one source record, seen from one direction.
+
+    ``target_id`` is the record's counterpart on the target side; ``payload_hash`` and ``extra``
+    are this direction's baseline (None and empty for a ``linked`` pair this direction never
+    wrote). ``two_way`` says the other direction has written or read this pair too, so that the
+    target may hold changes this direction has not seen. ``mirror`` says the source record is
+    itself the copy of a target record of another kind (a MOCO comment that mirrors a CRM task):
+    this direction leaves it alone.
+    """
 
     stream: str
     source_id: str
@@ -82,11 +144,13 @@ class LedgerEntry:
     state: str
     extra: dict[str, Any]
     contact_source_id: str | None
+    two_way: bool = False
+    mirror: bool = False
 
     @property
     def written(self) -> bool:
-        """Whether the record reached the Contacts API (not just an intent to create it)."""
-        return self.state == "written" and self.target_id is not None
+        """Whether the counterpart exists on the target side (not just an intent to create it)."""
+        return self.state in (WRITTEN, LINKED) and self.target_id is not None
 
 
 @dataclass(frozen=True)
@@ -104,43 +168,120 @@ class Reject:
     last_seen: dt.datetime
 
 
-class IdLedger:
-    """The ledger of one Contacts API location. Thread-safe (each call is one transaction)."""
+@dataclass(frozen=True)
+class _Side:
+    """The column names of one direction's source side, target side and baseline."""
 
-    def __init__(self, engine: Engine, location_id: str) -> None:
+    source_id: str
+    source_type: str
+    source_parent: str
+    target_id: str
+    target_type: str
+    target_parent: str
+    state: str
+    hash: str
+    extra: str
+    other_state: str
+
+
+_SIDES = {
+    Direction.FORWARD: _Side(
+        "moco_id",
+        "moco_type",
+        "moco_parent",
+        "crm_id",
+        "crm_type",
+        "crm_parent",
+        "fwd_state",
+        "fwd_hash",
+        "fwd_extra",
+        "rev_state",
+    ),
+    Direction.REVERSE: _Side(
+        "crm_id",
+        "crm_type",
+        "crm_parent",
+        "moco_id",
+        "moco_type",
+        "moco_parent",
+        "rev_state",
+        "rev_hash",
+        "rev_extra",
+        "fwd_state",
+    ),
+}
+
+
+class IdLedger:
+    """The links of one Contacts API location, seen from one direction.
+
+    Thread-safe: every call is its own transaction. Source ids are the ids of the records a
+    target receives (MOCO ids for target-contacts, CRM ids for target-moco); target ids are their
+    counterparts.
+    """
+
+    def __init__(
+        self, engine: Engine, location_id: str, direction: Direction = Direction.FORWARD
+    ) -> None:
         self.engine = engine
         self.location_id = location_id
+        self.direction = direction
+        self._side = _SIDES[direction]
+        self._kinds = KINDS[direction]
 
-    # --- id map ------------------------------------------------------------------------
-    def _entry(self, row: Row[Any]) -> LedgerEntry:
+    # --- reading -------------------------------------------------------------------------
+    def _col(self, name: str) -> Any:  # noqa: ANN401  a SQLAlchemy column of links
+        return links.c[name]
+
+    def _kind(self, stream: str) -> tuple[str, str]:
+        try:
+            return self._kinds[stream]
+        except KeyError:
+            msg = f"the ledger knows no {self.direction.value} stream {stream!r}"
+            raise ValueError(msg) from None
+
+    def _entry(self, stream: str, row: Row[Any]) -> LedgerEntry:
+        side = self._side
+        mapping = row._mapping  # noqa: SLF001  SQLAlchemy's documented row mapping
+        state = mapping[side.state]
+        target_id = mapping[side.target_id]
+        if state is None:
+            state = LINKED if target_id is not None else CREATING
+        extra = mapping[side.extra]
         return LedgerEntry(
-            stream=row.stream,
-            source_id=row.source_id,
-            target_id=row.target_id,
-            payload_hash=row.payload_hash,
-            state=row.state,
-            extra=json.loads(row.extra) if row.extra else {},
-            contact_source_id=row.contact_source_id,
+            stream=stream,
+            source_id=str(mapping[side.source_id]),
+            target_id=target_id,
+            payload_hash=mapping[side.hash],
+            state=state,
+            extra=json.loads(extra) if extra else {},
+            contact_source_id=mapping[side.source_parent],
+            two_way=mapping[side.other_state] is not None,
+            mirror=mapping[side.target_type] != self._kind(stream)[1],
         )
 
     def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """Entries for the given source ids (absent ids are simply missing from the result)."""
+        source_type, _target_type = self._kind(stream)
+        side = self._side
         ids = list(dict.fromkeys(source_ids))
         found: dict[str, LedgerEntry] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(ids), _LOOKUP_CHUNK):
                 chunk = ids[start : start + _LOOKUP_CHUNK]
                 rows = conn.execute(
-                    select(id_map).where(
+                    select(links)
+                    .where(
                         and_(
-                            id_map.c.location_id == self.location_id,
-                            id_map.c.stream == stream,
-                            id_map.c.source_id.in_(chunk),
+                            links.c.location_id == self.location_id,
+                            self._col(side.source_type) == source_type,
+                            self._col(side.source_id).in_(chunk),
                         )
                     )
+                    .order_by(links.c.id)
                 )
                 for row in rows:
-                    found[row.source_id] = self._entry(row)
+                    found.setdefault(str(row._mapping[side.source_id]), self._entry(stream, row))  # noqa: SLF001
         return found
 
     def get(self, stream: str, source_id: str) -> LedgerEntry | None:
@@ -148,57 +289,103 @@ class IdLedger:
         return self.lookup(stream, [source_id]).get(source_id)
 
     def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]:
-        """Contacts API ids already claimed by source records of ``stream`` on one contact."""
+        """Target ids already linked for ``stream`` on one contact, whichever direction linked them.
+
+        A lookup after a lost answer skips them, so it never adopts another record's counterpart.
+        """
+        _source_type, target_type = self._kind(stream)
+        side = self._side
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(id_map.c.target_id).where(
+                select(self._col(side.target_id)).where(
                     and_(
-                        id_map.c.location_id == self.location_id,
-                        id_map.c.stream == stream,
-                        id_map.c.contact_source_id == contact_source_id,
-                        id_map.c.target_id.is_not(None),
+                        links.c.location_id == self.location_id,
+                        self._col(side.target_type) == target_type,
+                        self._col(side.source_parent) == contact_source_id,
+                        self._col(side.target_id).is_not(None),
                     )
                 )
             )
-            return {row.target_id for row in rows}
+            return {str(row[0]) for row in rows}
 
-    def _put(self, values: dict[str, Any], *, clear_reject: bool = False) -> None:
-        key = and_(
-            id_map.c.location_id == self.location_id,
-            id_map.c.stream == values["stream"],
-            id_map.c.source_id == values["source_id"],
+    def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
+        """A source record of ``stream`` linked to target ``target_id``, or None.
+
+        ``other_than`` (the asking record) does not count: None means no other record claims it.
+        A link the other direction made counts too (its source-side id is the claimant).
+        """
+        source_type, target_type = self._kind(stream)
+        side = self._side
+        query = select(self._col(side.source_id)).where(
+            and_(
+                links.c.location_id == self.location_id,
+                self._col(side.target_type) == target_type,
+                self._col(side.target_id) == target_id,
+                self._col(side.source_type) == source_type,
+                self._col(side.source_id).is_not(None),
+            )
         )
-        with self.engine.begin() as conn:
-            changed = conn.execute(update(id_map).where(key).values(**values)).rowcount
-            if not changed:
-                conn.execute(id_map.insert().values(location_id=self.location_id, **values))
-            if clear_reject:  # in the same transaction: one commit per written record
-                conn.execute(
-                    delete(rejects).where(
-                        and_(
-                            rejects.c.location_id == self.location_id,
-                            rejects.c.stream == values["stream"],
-                            rejects.c.source_id == values["source_id"],
-                        )
-                    )
+        if other_than is not None:
+            query = query.where(self._col(side.source_id) != other_than)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(links.c.id).limit(1)).first()
+        return None if row is None else str(row[0])
+
+    def find_by_target(self, stream: str, target_id: str) -> str | None:
+        """The source id linked to ``target_id`` (any direction), or None."""
+        return self.claimant(stream, target_id)
+
+    # --- writing -------------------------------------------------------------------------
+    def _upsert(
+        self, conn: Connection, stream: str, source_id: str, values: dict[str, Any]
+    ) -> None:
+        source_type, target_type = self._kind(stream)
+        side = self._side
+        # The first pair of this source record (with merge_shared_contacts a CRM contact may
+        # pair with several MOCO people; the reverse direction writes to the first of them).
+        row_id = conn.execute(
+            select(links.c.id)
+            .where(
+                and_(
+                    links.c.location_id == self.location_id,
+                    self._col(side.source_type) == source_type,
+                    self._col(side.source_id) == source_id,
                 )
+            )
+            .order_by(links.c.id)
+            .limit(1)
+        ).scalar()
+        values = {**values, "updated_at": _now()}
+        if row_id is not None:
+            conn.execute(update(links).where(links.c.id == row_id).values(**values))
+            return
+        conn.execute(
+            links.insert().values(
+                location_id=self.location_id,
+                **{side.source_type: source_type, side.source_id: source_id},
+                **{side.target_type: target_type},
+                **values,
+            )
+        )
 
     def mark_creating(
         self, stream: str, source_id: str, *, contact_source_id: str | None = None
     ) -> None:
         """Record the intent to create, before the create call is sent."""
-        self._put(
-            {
-                "stream": stream,
-                "source_id": source_id,
-                "target_id": None,
-                "payload_hash": None,
-                "state": "creating",
-                "extra": None,
-                "contact_source_id": contact_source_id,
-                "updated_at": _now(),
-            }
-        )
+        side = self._side
+        with self.engine.begin() as conn:
+            self._upsert(
+                conn,
+                stream,
+                source_id,
+                {
+                    side.state: CREATING,
+                    side.target_id: None,
+                    side.hash: None,
+                    side.extra: None,
+                    side.source_parent: contact_source_id,
+                },
+            )
 
     def record_written(
         self,
@@ -209,54 +396,68 @@ class IdLedger:
         *,
         extra: dict[str, Any] | None = None,
         contact_source_id: str | None = None,
+        contact_target_id: str | None = None,
     ) -> None:
-        """Record what was written; a reject for the same record is cleared."""
-        self._put(
-            {
-                "stream": stream,
-                "source_id": source_id,
-                "target_id": target_id,
-                "payload_hash": payload_hash,
-                "state": "written",
-                "extra": json.dumps(extra) if extra else None,
-                "contact_source_id": contact_source_id,
-                "updated_at": _now(),
-            },
-            clear_reject=True,
-        )
+        """Record what was written (this direction's new baseline); its reject is cleared.
 
-    def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
-        """A source record of ``stream`` that owns Contacts API id ``target_id``, or None.
-
-        ``other_than`` (the asking record) does not count: None means no other record claims it.
+        ``contact_target_id`` is the target-side parent (the contact or person the written note,
+        task or comment belongs to), so that the other direction sees the pair on its parent too.
         """
-        query = select(id_map.c.source_id).where(
-            and_(
-                id_map.c.location_id == self.location_id,
-                id_map.c.stream == stream,
-                id_map.c.target_id == target_id,
-            )
-        )
-        if other_than is not None:
-            query = query.where(id_map.c.source_id != other_than)
-        with self.engine.connect() as conn:
-            row = conn.execute(query.order_by(id_map.c.source_id).limit(1)).first()
-        return None if row is None else str(row.source_id)
+        side = self._side
+        _source_type, target_type = self._kind(stream)
+        values: dict[str, Any] = {
+            side.state: WRITTEN,
+            side.target_id: target_id,
+            side.target_type: target_type,
+            side.hash: payload_hash,
+            side.extra: json.dumps(extra) if extra else None,
+            side.source_parent: contact_source_id,
+        }
+        if contact_target_id is not None:
+            values[side.target_parent] = contact_target_id
+        with self.engine.begin() as conn:
+            self._upsert(conn, stream, source_id, values)
+            # in the same transaction: one commit per written record
+            conn.execute(delete(rejects).where(self._reject_key(stream, source_id)))
 
     def forget(self, stream: str, source_id: str) -> None:
-        """Drop the mapping (e.g. the object was deleted in the CRM and must be created anew)."""
+        """Drop the pair (its target was deleted and must be created anew)."""
+        source_type, _target_type = self._kind(stream)
+        side = self._side
         with self.engine.begin() as conn:
             conn.execute(
-                delete(id_map).where(
+                delete(links).where(
                     and_(
-                        id_map.c.location_id == self.location_id,
-                        id_map.c.stream == stream,
-                        id_map.c.source_id == source_id,
+                        links.c.location_id == self.location_id,
+                        self._col(side.source_type) == source_type,
+                        self._col(side.source_id) == source_id,
                     )
                 )
             )
 
+    def link_count(self) -> int:
+        """How many pairs this location has (both directions)."""
+        with self.engine.connect() as conn:
+            return len(
+                conn.execute(
+                    select(links.c.id).where(
+                        and_(
+                            links.c.location_id == self.location_id,
+                            or_(links.c.moco_id.is_not(None), links.c.crm_id.is_not(None)),
+                        )
+                    )
+                ).all()
+            )
+
     # --- rejects -------------------------------------------------------------------------
+    def _reject_key(self, stream: str, source_id: str) -> Any:  # noqa: ANN401  a SQL condition
+        return and_(
+            rejects.c.location_id == self.location_id,
+            rejects.c.direction == self.direction.value,
+            rejects.c.stream == stream,
+            rejects.c.source_id == source_id,
+        )
+
     def reject(
         self,
         stream: str,
@@ -269,16 +470,11 @@ class IdLedger:
     ) -> None:
         """Keep a rejected record with its reason (attempts count up on each rejection)."""
         now = _now()
-        key = and_(
-            rejects.c.location_id == self.location_id,
-            rejects.c.stream == stream,
-            rejects.c.source_id == source_id,
-        )
         text = json.dumps(record, default=str, ensure_ascii=False)
         with self.engine.begin() as conn:
             changed = conn.execute(
                 update(rejects)
-                .where(key)
+                .where(self._reject_key(stream, source_id))
                 .values(
                     record=text,
                     field=field,
@@ -292,6 +488,7 @@ class IdLedger:
                 conn.execute(
                     rejects.insert().values(
                         location_id=self.location_id,
+                        direction=self.direction.value,
                         stream=stream,
                         source_id=source_id,
                         record=text,
@@ -307,33 +504,24 @@ class IdLedger:
     def clear_reject(self, stream: str, source_id: str) -> None:
         """Forget that a record was rejected (it went through, or needs no call any more)."""
         with self.engine.begin() as conn:
-            conn.execute(
-                delete(rejects).where(
-                    and_(
-                        rejects.c.location_id == self.location_id,
-                        rejects.c.stream == stream,
-                        rejects.c.source_id == source_id,
-                    )
-                )
-            )
+            conn.execute(delete(rejects).where(self._reject_key(stream, source_id)))
 
     def reject_reason(self, stream: str, source_id: str) -> str | None:
         """The kind and reason a record is rejected for (``"kind: reason"``), None if it is not."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(rejects.c.kind, rejects.c.reason).where(
-                    and_(
-                        rejects.c.location_id == self.location_id,
-                        rejects.c.stream == stream,
-                        rejects.c.source_id == source_id,
-                    )
-                )
+                select(rejects.c.kind, rejects.c.reason).where(self._reject_key(stream, source_id))
             ).first()
         return None if row is None else f"{row.kind}: {row.reason}"
 
     def rejects(self, stream: str | None = None, kind: str | None = None) -> list[Reject]:
-        """Rejected records, oldest first."""
-        query = select(rejects).where(rejects.c.location_id == self.location_id)
+        """This direction's rejected records, oldest first."""
+        query = select(rejects).where(
+            and_(
+                rejects.c.location_id == self.location_id,
+                rejects.c.direction == self.direction.value,
+            )
+        )
         if stream:
             query = query.where(rejects.c.stream == stream)
         if kind:

@@ -180,7 +180,6 @@ class TokenStore:
     def __init__(self, engine: Engine, *, encryption_key: str | None = None) -> None:
         self.engine = engine
         self._cipher = _Cipher(encryption_key)
-        oauth_tokens.create(engine, checkfirst=True)
 
     @property
     def encrypted(self) -> bool:

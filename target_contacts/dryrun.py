@@ -70,6 +70,18 @@ class DryRunClient(ClientLike):
         return self._client.search_contacts(body)
 
     @override
+    def get_contact(self, contact_id: str) -> dict[str, Any]:
+        return self._client.get_contact(contact_id)
+
+    @override
+    def get_task(self, contact_id: str, task_id: str) -> dict[str, Any]:
+        return self._client.get_task(contact_id, task_id)
+
+    @override
+    def get_note(self, contact_id: str, note_id: str) -> dict[str, Any]:
+        return self._client.get_note(contact_id, note_id)
+
+    @override
     def list_tasks(self, contact_id: str) -> list[dict[str, Any]]:
         return [] if contact_id.startswith("dry-run-") else self._client.list_tasks(contact_id)
 
@@ -225,7 +237,9 @@ class OverlayLedger(LedgerLike):
         *,
         extra: dict[str, Any] | None = None,
         contact_source_id: str | None = None,
+        contact_target_id: str | None = None,
     ) -> None:
+        del contact_target_id  # the overlay keeps only what this run's own reads need
         entry = LedgerEntry(
             stream, source_id, target_id, payload_hash, "written", extra or {}, contact_source_id
         )

@@ -45,6 +45,7 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
             "source": _NULLABLE_STRING,
             "tags": {"type": ["array", "null"], "items": {"type": "string"}},
             "custom_properties": {"type": ["object", "null"]},
+            "sourceUpdatedAt": _NULLABLE_STRING,
         },
     },
     "tasks": {
@@ -57,6 +58,7 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
             "dueDate": {"type": "string", "minLength": 1},
             "status": {"enum": ["open", "completed", None]},
             "body": _NULLABLE_STRING,
+            "sourceUpdatedAt": _NULLABLE_STRING,
         },
     },
     "notes": {
@@ -67,6 +69,7 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
             "contactId": _ID,
             "content": {"type": "string", "minLength": 1},
             "createdAt": _NULLABLE_STRING,
+            "sourceUpdatedAt": _NULLABLE_STRING,
         },
     },
 }
@@ -113,6 +116,8 @@ class ContactPayload:
     source_id: str
     fields: dict[str, Any]  # body fields for create/update, without tags
     tags: list[str] = field(default_factory=list)
+    #: When the source record last changed (``sourceUpdatedAt``); decides two-way conflicts.
+    source_updated_at: str | None = None
 
     @property
     def fields_hash(self) -> str:
@@ -133,6 +138,7 @@ class TaskPayload:
     contact_source_id: str
     fields: dict[str, Any]  # title, dueDate, body
     completed: bool
+    source_updated_at: str | None = None
 
     @property
     def payload_hash(self) -> str:
@@ -147,6 +153,7 @@ class NotePayload:
     source_id: str
     contact_source_id: str
     body: str
+    source_updated_at: str | None = None
 
     @property
     def payload_hash(self) -> str:
@@ -353,7 +360,12 @@ def contact_payload(
         if custom:
             fields["customFields"] = custom
     tags = sorted({t.strip() for t in (record.get("tags") or []) if t and t.strip()})
-    return ContactPayload(source_id=source_id, fields=fields, tags=tags)
+    return ContactPayload(
+        source_id=source_id,
+        fields=fields,
+        tags=tags,
+        source_updated_at=_clean(record.get("sourceUpdatedAt")),
+    )
 
 
 def task_payload(record: Mapping[str, Any]) -> TaskPayload:
@@ -371,6 +383,7 @@ def task_payload(record: Mapping[str, Any]) -> TaskPayload:
         contact_source_id=str(record["contactId"]),
         fields=fields,
         completed=record.get("status") == "completed",
+        source_updated_at=_clean(record.get("sourceUpdatedAt")),
     )
 
 
@@ -385,5 +398,8 @@ def note_payload(record: Mapping[str, Any]) -> NotePayload:
             "content", f"is {len(body)} characters long; the limit is {MAX_NOTE_LENGTH}"
         )
     return NotePayload(
-        source_id=str(record["notesId"]), contact_source_id=str(record["contactId"]), body=body
+        source_id=str(record["notesId"]),
+        contact_source_id=str(record["contactId"]),
+        body=body,
+        source_updated_at=_clean(record.get("sourceUpdatedAt")),
     )

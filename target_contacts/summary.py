@@ -19,6 +19,8 @@ class RunSummary:
         self._counts: dict[str, Counter[str]] = {s: Counter() for s in streams}
         self.reject_examples: dict[str, list[str]] = {}
         self.rejects_by_kind: Counter[str] = Counter()
+        #: Two-way conflicts per stream and winner ("source" written, "target" kept).
+        self.conflicts: Counter[tuple[str, str]] = Counter()
 
     def read(self, stream: str, n: int = 1) -> None:
         """Count ``n`` records of ``stream`` as read."""
@@ -39,6 +41,19 @@ class RunSummary:
             examples = self.reject_examples.setdefault(stream, [])
             if len(examples) < MAX_REJECT_EXAMPLES:
                 examples.append(text)
+
+    def conflict(self, stream: str, winner: str) -> None:
+        """Count a field that changed on both sides (``winner``: "source" or "target")."""
+        with self._lock:
+            self.conflicts[(stream, winner)] += 1
+
+    def conflicts_by_stream(self) -> dict[str, dict[str, int]]:
+        """Conflicts per stream: how often the source's value won, how often the target kept."""
+        with self._lock:
+            out: dict[str, dict[str, int]] = {}
+            for (stream, winner), count in sorted(self.conflicts.items()):
+                out.setdefault(stream, {"source": 0, "target": 0})[winner] = count
+            return out
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         """A snapshot: per stream, ``read`` and every outcome (0 when none)."""
@@ -61,6 +76,11 @@ class RunSummary:
             lines.append(
                 f"{stream:<10}{counts['read']:>9}" + "".join(f"{counts[o]:>11}" for o in OUTCOMES)
             )
+        for stream, won in self.conflicts_by_stream().items():
+            lines.append(
+                f"conflicts in {stream}: {won['source']} written from the source, "
+                f"{won['target']} kept in the target"
+            )
         if self.rejects_by_kind:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.rejects_by_kind.items()))
             lines.append(f"rejected by kind: {kinds}")
@@ -72,6 +92,8 @@ class RunSummary:
         if self.reject_examples:
             out["reject_examples"] = self.reject_examples
             out["rejects_by_kind"] = dict(sorted(self.rejects_by_kind.items()))
+        if self.conflicts:
+            out["conflicts"] = self.conflicts_by_stream()
         if extra:
             out.update(extra)
         return out

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from contacts_api.errors import (
@@ -28,6 +28,7 @@ from contacts_api.errors import (
     RateLimitError,
     TransientError,
 )
+from sync_ledger.merge import ConflictPolicy
 from target_contacts.payloads import (
     SOURCE_ID_FIELD,
     ContactPayload,
@@ -41,6 +42,7 @@ from target_contacts.payloads import (
     stable_hash,
     task_payload,
 )
+from target_contacts.reconcile import merge_contact, merge_note, merge_task
 from target_contacts.summary import RunSummary
 
 if TYPE_CHECKING:
@@ -111,6 +113,7 @@ class LedgerLike(Protocol):
         *,
         extra: dict[str, Any] | None = None,
         contact_source_id: str | None = None,
+        contact_target_id: str | None = None,
     ) -> None:
         """Record what was written; a reject for the same record is cleared."""
         ...
@@ -156,6 +159,18 @@ class ClientLike(Protocol):
 
     def search_contacts(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The whole ``POST /contacts/search`` answer (``contacts``, ``total``)."""
+        ...
+
+    def get_contact(self, contact_id: str) -> dict[str, Any]:
+        """The contact as the CRM holds it now."""
+        ...
+
+    def get_task(self, contact_id: str, task_id: str) -> dict[str, Any]:
+        """One task as the CRM holds it now."""
+        ...
+
+    def get_note(self, contact_id: str, note_id: str) -> dict[str, Any]:
+        """One note as the CRM holds it now."""
         ...
 
     def list_tasks(self, contact_id: str) -> list[dict[str, Any]]:
@@ -209,6 +224,17 @@ class ClientLike(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class WriteRules:
+    """The settings that shape what is written (target-contacts' settings of the same names)."""
+
+    default_phone_region: str | None = None
+    custom_field_map: Mapping[str, str] = field(default_factory=dict)
+    merge_shared_contacts: bool = False
+    #: None: one-way (the source overwrites what it maps); a policy: two-way, read first.
+    conflict_policy: ConflictPolicy | None = None
+
+
 class ContactsSync:
     """The write rules for contacts, tasks and notes of one location."""
 
@@ -220,18 +246,18 @@ class ContactsSync:
         location_id: str,
         summary: RunSummary | None = None,
         concurrency: int = 8,
-        default_phone_region: str | None = None,
-        custom_field_map: Mapping[str, str] | None = None,
-        merge_shared_contacts: bool = False,
+        rules: WriteRules | None = None,
     ) -> None:
+        rules = rules or WriteRules()
         self.client = client
-        self.merge_shared_contacts = merge_shared_contacts
+        self.merge_shared_contacts = rules.merge_shared_contacts
+        self.conflict_policy = rules.conflict_policy
         self.ledger = ledger
         self.location_id = location_id
         self.summary = summary or RunSummary()
         self.concurrency = max(1, concurrency)
-        self.default_phone_region = default_phone_region
-        self.custom_field_map = dict(custom_field_map or {})
+        self.default_phone_region = rules.default_phone_region
+        self.custom_field_map = dict(rules.custom_field_map)
         self._pool = ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="contacts-write"
         )
@@ -392,6 +418,11 @@ class ContactsSync:
     def _dispatch(
         self, item: WorkItem, entry: LedgerEntry | None, contacts: dict[str, LedgerEntry]
     ) -> str:
+        if entry is not None and entry.mirror:
+            # The source record is the copy of a CRM record of another kind (a MOCO comment
+            # that target-moco made from a CRM task): the CRM side owns it.
+            self.ledger.clear_reject(item.stream, item.source_id or "")
+            return "unchanged"
         if item.stream == "contacts":
             payload = contact_payload(
                 item.record,
@@ -508,7 +539,12 @@ class ContactsSync:
             if entry.payload_hash == p.payload_hash:
                 self.ledger.clear_reject("contacts", p.source_id)
                 return "unchanged"
+            policy = self._policy_for(entry)
             try:
+                if policy is not None:
+                    return self._reconcile_contact(
+                        entry.target_id or "", p, entry.extra.get("fields"), policy
+                    )
                 self._update_contact(entry.target_id or "", p, entry.extra)
             except NotFoundError:
                 logger.warning(
@@ -521,12 +557,53 @@ class ContactsSync:
             return "updated"
         return self._create_contact(p, entry)
 
-    def _contact_extra(self, p: ContactPayload, sent_tags: Iterable[str]) -> dict[str, Any]:
+    def _policy_for(self, entry: LedgerEntry) -> ConflictPolicy | None:
+        """How to write a changed pair: ``None`` (overwrite) or the policy to merge with.
+
+        Merge when two-way is on, or when the reverse direction syncs this pair too (the CRM may
+        hold changes the source has not seen).
+        """
+        if self.conflict_policy is not None:
+            return self.conflict_policy
+        return ConflictPolicy.MOST_RECENT if entry.two_way else None
+
+    def _contact_extra(
+        self, p: ContactPayload, sent_tags: Iterable[str], fields: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        held = dict(p.fields if fields is None else fields)
         return {
             "fields_hash": p.fields_hash,
+            "fields": held,  # what the CRM holds after this write: the two-way baseline
             "tags": sorted(set(sent_tags)),
-            "companyName": p.fields.get("companyName"),
+            "companyName": held.get("companyName"),
         }
+
+    def _reconcile_contact(
+        self,
+        target_id: str,
+        p: ContactPayload,
+        baseline: Mapping[str, Any] | None,
+        policy: ConflictPolicy,
+    ) -> str:
+        """Read CRM contact ``target_id``, write only what the merge decides; its outcome."""
+        current = self.client.get_contact(target_id)
+        merge, new_tags = merge_contact(p, current, baseline, policy=policy, summary=self.summary)
+        body = {k: v for k, v in merge.writes.items() if k != "companyName"}
+        if body:
+            self.client.update_contact(target_id, body)
+        if "companyName" in merge.writes:
+            self._set_company_name(target_id, p)
+        if new_tags:
+            self.client.add_tags(target_id, new_tags)
+        held_tags = {str(t) for t in current.get("tags") or []} | set(p.tags)
+        self.ledger.record_written(
+            "contacts",
+            p.source_id,
+            target_id,
+            p.payload_hash,
+            extra=self._contact_extra(p, held_tags, merge.baseline),
+        )
+        return "updated" if merge.writes or new_tags else "unchanged"
 
     def _update_contact(
         self, target_id: str, p: ContactPayload, extra: dict[str, Any], *, force: bool = False
@@ -589,6 +666,15 @@ class ContactsSync:
                 contact = self.client.create_contact(body)
             except DuplicateContactError as dup:
                 self._check_not_shared(p, dup.contact_id, dup.matching_field)
+                if self.conflict_policy is not None:
+                    # First match of a two-way sync: both sides already hold this person.
+                    logger.info(
+                        "contact %s matches existing contact %s on %s; linking them",
+                        p.source_id,
+                        dup.contact_id,
+                        dup.matching_field,
+                    )
+                    return self._reconcile_contact(dup.contact_id, p, None, self.conflict_policy)
                 logger.info(
                     "contact %s matches existing contact %s on %s; adopting it",
                     p.source_id,
@@ -689,7 +775,10 @@ class ContactsSync:
                 self.ledger.clear_reject("tasks", p.source_id)
                 return "unchanged"
             task_id = entry.target_id or ""
+            policy = self._policy_for(entry)
             try:
+                if policy is not None:
+                    return self._reconcile_task(p, entry, contact_id, policy)
                 if entry.extra.get("fields_hash") != stable_hash(p.fields):
                     self.client.update_task(contact_id, task_id, dict(p.fields))
                 if entry.extra.get("completed") != p.completed:
@@ -697,19 +786,47 @@ class ContactsSync:
             except NotFoundError:
                 self.ledger.forget("tasks", p.source_id)
                 return self._create_child("tasks", p, None, contact_id)
-            self._record_task(p, task_id)
+            self._record_task(p, task_id, contact_id)
             return "updated"
         return self._create_child("tasks", p, entry, contact_id)
 
-    def _record_task(self, p: TaskPayload, task_id: str) -> None:
+    def _record_task(
+        self,
+        p: TaskPayload,
+        task_id: str,
+        contact_id: str,
+        held: Mapping[str, Any] | None = None,
+    ) -> None:
+        fields = dict(held) if held is not None else {**p.fields, "completed": p.completed}
         self.ledger.record_written(
             "tasks",
             p.source_id,
             task_id,
             p.payload_hash,
             contact_source_id=p.contact_source_id,
-            extra={"fields_hash": stable_hash(p.fields), "completed": p.completed},
+            contact_target_id=contact_id,
+            extra={
+                "fields_hash": stable_hash(p.fields),
+                "completed": p.completed,
+                "fields": fields,  # what the CRM holds after this write: the two-way baseline
+            },
         )
+
+    def _reconcile_task(
+        self, p: TaskPayload, entry: LedgerEntry, contact_id: str, policy: ConflictPolicy
+    ) -> str:
+        task_id = entry.target_id or ""
+        current = self.client.get_task(contact_id, task_id)
+        merge = merge_task(
+            p, current, entry.extra.get("fields"), policy=policy, summary=self.summary
+        )
+        body = {k: v for k, v in merge.writes.items() if k != "completed"}
+        if body:
+            self.client.update_task(contact_id, task_id, {**p.fields, **body})
+        if "completed" in merge.writes:
+            self.client.set_task_completed(contact_id, task_id, completed=p.completed)
+        self._record_task(p, task_id, contact_id, merge.baseline)
+        return "updated" if merge.writes else "unchanged"
 
     # --- notes -----------------------------------------------------------------------------
     def write_note(self, p: NotePayload, entry: LedgerEntry | None, contact_id: str) -> str:
@@ -718,20 +835,38 @@ class ContactsSync:
             if entry.payload_hash == p.payload_hash:
                 self.ledger.clear_reject("notes", p.source_id)
                 return "unchanged"
+            policy = self._policy_for(entry)
+            note_id = entry.target_id or ""
             try:
-                self.client.update_note(contact_id, entry.target_id or "", {"body": p.body})
+                if policy is not None:
+                    current = self.client.get_note(contact_id, note_id)
+                    merge = merge_note(
+                        p, current, entry.extra.get("fields"), policy=policy, summary=self.summary
+                    )
+                    if merge.writes:
+                        self.client.update_note(contact_id, note_id, {"body": p.body})
+                    self._record_note(p, note_id, contact_id, merge.baseline)
+                    return "updated" if merge.writes else "unchanged"
+                self.client.update_note(contact_id, note_id, {"body": p.body})
             except NotFoundError:
                 self.ledger.forget("notes", p.source_id)
                 return self._create_child("notes", p, None, contact_id)
-            self.ledger.record_written(
-                "notes",
-                p.source_id,
-                entry.target_id or "",
-                p.payload_hash,
-                contact_source_id=p.contact_source_id,
-            )
+            self._record_note(p, note_id, contact_id)
             return "updated"
         return self._create_child("notes", p, entry, contact_id)
+
+    def _record_note(
+        self, p: NotePayload, note_id: str, contact_id: str, held: Mapping[str, Any] | None = None
+    ) -> None:
+        self.ledger.record_written(
+            "notes",
+            p.source_id,
+            note_id,
+            p.payload_hash,
+            contact_source_id=p.contact_source_id,
+            contact_target_id=contact_id,
+            extra={"fields": dict(held) if held is not None else {"body": p.body}},
+        )
 
     # --- creating tasks and notes ------------------------------------------------------------
     def _create_child(
@@ -760,15 +895,9 @@ class ContactsSync:
                 look_first, pending = True, exc.pending
                 continue
             if isinstance(p, TaskPayload):
-                self._record_task(p, created["id"])
+                self._record_task(p, created["id"], contact_id)
             else:
-                self.ledger.record_written(
-                    "notes",
-                    p.source_id,
-                    created["id"],
-                    p.payload_hash,
-                    contact_source_id=p.contact_source_id,
-                )
+                self._record_note(p, created["id"], contact_id)
             return "created"
         raise FatalSyncError(
             f"creating {stream} record {p.source_id} failed {MAX_CREATE_ATTEMPTS} "
@@ -803,15 +932,9 @@ class ContactsSync:
         if isinstance(p, TaskPayload):
             if bool(found.get("completed")) != p.completed:
                 self.client.set_task_completed(contact_id, found["id"], completed=p.completed)
-            self._record_task(p, found["id"])
+            self._record_task(p, found["id"], contact_id)
         else:
-            self.ledger.record_written(
-                "notes",
-                p.source_id,
-                found["id"],
-                p.payload_hash,
-                contact_source_id=p.contact_source_id,
-            )
+            self._record_note(p, found["id"], contact_id)
         logger.info(
             "%s %s was already created before an interrupted run; adopted %s",
             stream,

@@ -16,6 +16,7 @@ from typing_extensions import override
 
 from contacts_api.errors import ConfigError
 from sync_ledger.db import DEFAULT_LEDGER_URL
+from sync_ledger.merge import POLICIES
 from target_contacts.dryrun import DryRunClient
 from target_contacts.sinks import STREAMS, ContactsApiSink
 from target_contacts.summary import RunSummary
@@ -168,6 +169,26 @@ class TargetContacts(Target):
             default=False,
             description="Exit non-zero (and pass no state on) when any record was "
             "rejected. Rejects are always kept in the ledger.",
+        ),
+        th.Property(
+            "two_way",
+            th.BooleanType,
+            default=False,
+            description="Two-way sync with target-moco over the same ledger: before a changed "
+            "record is written, the CRM's current record is read and only what the merge decides "
+            "is written (an echo of the CRM's own change writes nothing; a field changed on both "
+            "sides follows conflict_policy); the first run links people both sides already hold "
+            "instead of overwriting. Off: MOCO's mapped values overwrite (one read less per "
+            "change). Pairs target-moco also syncs are merged either way.",
+        ),
+        th.Property(
+            "conflict_policy",
+            th.StringType(allowed_values=list(POLICIES)),
+            default="most_recent",
+            description="With two_way: who wins a field changed on both sides since the last "
+            "sync. most_recent: the side whose record changed last (records' update times; "
+            "without both, the CRM keeps its value); moco_wins; contacts_wins. Every conflict is "
+            "counted in the summary and logged.",
         ),
         th.Property(
             "merge_shared_contacts",

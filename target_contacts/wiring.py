@@ -20,12 +20,13 @@ from contacts_api.auth import (
 )
 from contacts_api.client import ContactsClient
 from contacts_api.errors import ConfigError
-from contacts_api.ratelimit import ContactsRateLimiter
+from contacts_api.ratelimit import limiter_from_config
 from sync_ledger.db import DEFAULT_LEDGER_URL, is_in_memory, make_engine
 from sync_ledger.ledger import IdLedger
+from sync_ledger.merge import POLICIES, ConflictPolicy
 from sync_ledger.tokens import TokenStore
 from target_contacts.dryrun import DryRunClient, OverlayLedger
-from target_contacts.sync import ClientLike, ContactsSync, LedgerLike
+from target_contacts.sync import ClientLike, ContactsSync, LedgerLike, WriteRules
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -76,6 +77,20 @@ def check_settings(config: Mapping[str, Any]) -> None:
             )
 
 
+def conflict_policy(config: Mapping[str, Any]) -> ConflictPolicy | None:
+    """The two-way conflict policy the settings ask for; None when ``two_way`` is off."""
+    if not config.get("two_way"):
+        return None
+    name = str(config.get("conflict_policy") or ConflictPolicy.MOST_RECENT.value)
+    try:
+        return ConflictPolicy(name)
+    except ValueError:
+        raise ConfigError(
+            f"conflict_policy {name!r} is not one of {', '.join(POLICIES)} "
+            "(TARGET_CONTACTS_CONFLICT_POLICY)"
+        ) from None
+
+
 def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> ContactsSync:
     """A :class:`ContactsSync` for ``config``; checks auth now so bad config fails before writes."""
     check_settings(config)
@@ -115,15 +130,8 @@ def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> 
             "target-contacts needs either private_integration_token or OAuth "
             "(client_id and client_secret, then `contacts-admin login`)"
         )
-    limiter = ContactsRateLimiter.shared(
-        base_url,
-        location_id,
-        max_requests=int(config.get("rate_limit_requests") or 100),
-        window_seconds=float(config.get("rate_limit_window_seconds") or 10),
-        daily_reserve=int(
-            100 if config.get("daily_quota_reserve") is None else config["daily_quota_reserve"]
-        ),
-    )
+    # Shared through the ledger with every other process on this location (tap-contacts too).
+    limiter = limiter_from_config(config, engine=engine)
     client: ClientLike = ContactsClient(
         base_url,
         location_id,
@@ -141,7 +149,10 @@ def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> 
         location_id=location_id,
         summary=summary,
         concurrency=concurrency,
-        default_phone_region=config.get("default_phone_region"),
-        custom_field_map=config.get("custom_fields") or {},
-        merge_shared_contacts=bool(config.get("merge_shared_contacts")),
+        rules=WriteRules(
+            default_phone_region=config.get("default_phone_region"),
+            custom_field_map=config.get("custom_fields") or {},
+            merge_shared_contacts=bool(config.get("merge_shared_contacts")),
+            conflict_policy=conflict_policy(config),
+        ),
     )

@@ -639,6 +639,20 @@ class World:
             conn.row_factory = sqlite3.Row
             return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]  # noqa: S608
 
+    def forward_links(self) -> list[dict[str, Any]]:
+        """target-contacts' pairs as (stream, source_id, target_id, state) rows."""
+        kinds = {"person": "contacts", "todo": "tasks", "comment": "notes"}
+        return [
+            {
+                "stream": kinds[r["moco_type"]],
+                "source_id": r["moco_id"],
+                "target_id": r["crm_id"],
+                "state": r["fwd_state"],
+            }
+            for r in self.ledger_rows("links")
+            if r["fwd_state"] is not None
+        ]
+
     def rejects(self) -> set[tuple[str, str, str | None]]:
         return {(r["stream"], r["source_id"], r["field"]) for r in self.ledger_rows("rejects")}
 
@@ -647,7 +661,7 @@ class World:
         problems = []
         existing = {kind: {x["id"] for x in crm[kind]} for kind in ("contacts", "tasks", "notes")}
         seen: dict[tuple[str, str], str] = {}
-        for row in self.ledger_rows("id_map"):
+        for row in self.forward_links():
             where = f"{row['stream']} {row['source_id']}"
             if row["state"] != "written":
                 problems.append(f"{where} is left in state {row['state']}")

@@ -1,0 +1,203 @@
+"""A request budget shared by processes through the ledger database: one sliding window per name.
+
+tap-contacts and target-contacts may run at the same time against one location (two processes,
+or two machines sharing a PostgreSQL ledger), and the Contacts API counts their requests
+together. :class:`RateBudget` hands out at most ``max_requests`` slots per ``window_seconds``
+across every process that opens the same budget name in the same ledger database.
+
+What a caller may rely on:
+
+- :meth:`RateBudget.acquire` blocks until a slot is free and takes it; no two takers ever hold
+  more than ``max_requests`` slots taken within any ``window_seconds``. A slot is a row in
+  ``rate_budget_slots`` with the moment it was taken; a crashed process's slots simply expire.
+- Each acquisition is one short write transaction, serialised across processes: SQLite takes an
+  exclusive write lock (``BEGIN IMMEDIATE``), PostgreSQL and others lock the budget's row in
+  ``rate_budgets`` (``SELECT ... FOR UPDATE``). On PostgreSQL the moments come from the
+  database's clock, so machines whose clocks disagree still share one window.
+- The table stays small: every acquisition deletes the budget's expired slots.
+- Within one process only one thread waits on the database at a time; the others wait on a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    Column,
+    Double,
+    Integer,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+
+from sync_ledger.db import metadata, redact_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import Connection
+
+#: Longest budget name stored as it is; longer names keep a prefix and a digest of the whole.
+MAX_NAME_LENGTH = 255
+_DIGEST_CHARS = 16
+#: Shortest and longest sleep between two looks at a full window, in seconds.
+MIN_WAIT_SECONDS = 0.005
+MAX_WAIT_SECONDS = 1.0
+#: Up to this share of a wait is added at random, so that processes do not wake in lockstep.
+WAIT_JITTER = 0.1
+
+rate_budgets = Table(
+    "rate_budgets",
+    metadata,
+    # One row per budget: the row other databases than SQLite lock for each acquisition.
+    Column("budget", String(MAX_NAME_LENGTH), primary_key=True),
+)
+
+rate_budget_slots = Table(
+    "rate_budget_slots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("budget", String(MAX_NAME_LENGTH), nullable=False, index=True),
+    # Seconds since the epoch when the slot was taken (the database's clock on PostgreSQL).
+    Column("taken_at", Double, nullable=False),
+)
+
+
+def budget_name(*parts: str) -> str:
+    """A budget name from ``parts`` (e.g. API base URL and location), at most 255 characters."""
+    name = " ".join(parts)
+    if len(name) <= MAX_NAME_LENGTH:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_DIGEST_CHARS]
+    return f"{name[: MAX_NAME_LENGTH - _DIGEST_CHARS - 1]}#{digest}"
+
+
+class RateBudget:
+    """At most ``max_requests`` slots per sliding ``window_seconds`` for ``name``, across processes.
+
+    ``engine`` is the ledger database; in-memory SQLite works but shares nothing (use the
+    in-process limiter alone then). The tables are created when missing.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        max_requests: int,
+        window_seconds: float,
+    ) -> None:
+        if max_requests < 1 or window_seconds <= 0:
+            raise ValueError("max_requests must be >= 1 and window_seconds > 0")
+        if not name or len(name) > MAX_NAME_LENGTH:
+            raise ValueError(f"a budget name is 1 to {MAX_NAME_LENGTH} characters (budget_name())")
+        self.engine = engine
+        self.name = name
+        self.max_requests = max_requests
+        self.window_seconds = float(window_seconds)
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._postgres = engine.dialect.name == "postgresql"
+        self._waiting = threading.Lock()
+        metadata.create_all(engine, tables=[rate_budgets, rate_budget_slots], checkfirst=True)
+        if not self._sqlite:
+            self._ensure_row()
+
+    def acquire(self) -> None:
+        """Block until a slot is free, then take it."""
+        with self._waiting:
+            while True:
+                wait = self._try_take()
+                if wait is None:
+                    return
+                wait = min(max(wait, MIN_WAIT_SECONDS), MAX_WAIT_SECONDS)
+                time.sleep(wait * (1 + random.random() * WAIT_JITTER))  # noqa: S311  not a secret
+
+    def try_acquire(self) -> float | None:
+        """Take a slot if one is free now: None when taken, else the seconds until one frees."""
+        return self._try_take()
+
+    def in_use(self) -> int:
+        """How many slots taken within the last ``window_seconds`` (by every process)."""
+        with self.engine.connect() as conn:
+            now = self._now(conn)
+            count = conn.execute(
+                select(func.count())
+                .select_from(rate_budget_slots)
+                .where(
+                    rate_budget_slots.c.budget == self.name,
+                    rate_budget_slots.c.taken_at > now - self.window_seconds,
+                )
+            ).scalar_one()
+        return int(count)
+
+    # --- internals ---------------------------------------------------------------------------
+    def _try_take(self) -> float | None:
+        with self.engine.connect() as conn:
+            self._lock(conn)
+            try:
+                now = self._now(conn)
+                expired = now - self.window_seconds
+                conn.execute(
+                    delete(rate_budget_slots).where(
+                        rate_budget_slots.c.budget == self.name,
+                        rate_budget_slots.c.taken_at <= expired,
+                    )
+                )
+                count, oldest = conn.execute(
+                    select(func.count(), func.min(rate_budget_slots.c.taken_at)).where(
+                        rate_budget_slots.c.budget == self.name
+                    )
+                ).one()
+                if int(count) < self.max_requests:
+                    conn.execute(insert(rate_budget_slots).values(budget=self.name, taken_at=now))
+                    conn.commit()
+                    return None
+                conn.commit()  # the expired slots stay deleted
+            except BaseException:
+                conn.rollback()
+                raise
+        return float(oldest) + self.window_seconds - now
+
+    def _lock(self, conn: Connection) -> None:
+        """Start the transaction that serialises acquisitions of this budget across processes."""
+        if self._sqlite:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        conn.execute(
+            select(rate_budgets.c.budget)
+            .where(rate_budgets.c.budget == self.name)
+            .with_for_update()
+        ).first()
+
+    def _now(self, conn: Connection) -> float:
+        if self._postgres:
+            # clock_timestamp(), not now(): now() is the transaction's start, the same all along.
+            query = select(func.extract("epoch", func.clock_timestamp()))
+            return float(conn.execute(query).scalar_one())
+        return time.time()
+
+    def _ensure_row(self) -> None:
+        with self.engine.connect() as conn:
+            exists = conn.execute(
+                select(rate_budgets.c.budget).where(rate_budgets.c.budget == self.name)
+            ).first()
+            if exists is not None:
+                return
+            try:
+                conn.execute(insert(rate_budgets).values(budget=self.name))
+                conn.commit()
+            except IntegrityError:
+                conn.rollback()  # another process inserted it first: just as good
+
+    def __repr__(self) -> str:
+        return (
+            f"RateBudget({redact_url(str(self.engine.url))!r}, {self.name!r}, "
+            f"max_requests={self.max_requests}, window_seconds={self.window_seconds})"
+        )

@@ -1,0 +1,132 @@
+"""The two-way decision for one linked record: a three-way merge per field.
+
+A target that writes a changed record into a pair the other direction also syncs first reads the
+record's current state on its own side, then decides field by field with the baseline (the
+values this side held after the last sync, kept in the ledger):
+
+=====================================  =================================================
+source value vs. current vs. baseline  decision
+=====================================  =================================================
+source == current                      nothing to write (an echo of our own write, or the
+                                       same edit made on both sides)
+current == baseline != source          the source changed: write it
+source == baseline != current          the target changed: keep it (the other direction
+                                       carries it back)
+all three differ, or no baseline       a conflict: the policy decides
+=====================================  =================================================
+
+Policies: ``most_recent`` (default: the side whose record changed last wins; neither API has
+per-field change times, so the records' update times decide; without both times the target keeps
+its value, so an older value never silently overwrites a newer one), ``moco_wins`` and
+``contacts_wins``. Tags are sets and merge by union elsewhere; notes append.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+logger = logging.getLogger(__name__)
+
+
+class ConflictPolicy(str, Enum):
+    """Who wins a field that changed on both sides since the last sync."""
+
+    MOST_RECENT = "most_recent"
+    MOCO_WINS = "moco_wins"
+    CONTACTS_WINS = "contacts_wins"
+
+
+POLICIES = tuple(p.value for p in ConflictPolicy)
+
+
+@dataclass
+class Merge:
+    """What to write into the target for one record, and what the target holds afterwards."""
+
+    writes: dict[str, Any] = field(default_factory=dict)
+    #: Fields that changed on both sides: name -> "source" or "target" (who won).
+    conflicts: dict[str, str] = field(default_factory=dict)
+    #: The target's values for the merged fields after the writes: the next baseline.
+    baseline: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO-8601 time (``Z``, an offset, or none: UTC) or epoch milliseconds, else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace(" ", "T", 1)
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _source_wins(
+    policy: ConflictPolicy,
+    *,
+    source_is_moco: bool,
+    source_time: datetime | None,
+    target_time: datetime | None,
+) -> bool:
+    if policy is ConflictPolicy.MOCO_WINS:
+        return source_is_moco
+    if policy is ConflictPolicy.CONTACTS_WINS:
+        return not source_is_moco
+    if source_time is None or target_time is None:
+        return False  # unknown order: never overwrite what may be the newer value
+    return source_time > target_time
+
+
+def merge_fields(
+    source: Mapping[str, Any],
+    current: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
+    *,
+    same: Callable[[str, Any, Any], bool],
+    policy: ConflictPolicy,
+    source_is_moco: bool,
+    source_time: datetime | None,
+    target_time: datetime | None,
+) -> Merge:
+    """Decide every field of ``source`` (see the module's table).
+
+    ``current`` is the target's record now, ``baseline`` the target's values after the last sync
+    (None: this side never synced the pair, so every difference is a conflict), ``same`` compares
+    two values of a field the way the target stores them.
+    """
+    result = Merge()
+    for name, wanted in source.items():
+        now = current.get(name)
+        if same(name, wanted, now):
+            result.baseline[name] = now
+            continue
+        known = baseline is not None and name in baseline
+        before = baseline.get(name) if baseline is not None else None
+        if known and same(name, now, before):
+            result.writes[name] = wanted
+        elif known and same(name, wanted, before):
+            pass  # only the target changed: keep it
+        elif _source_wins(
+            policy,
+            source_is_moco=source_is_moco,
+            source_time=source_time,
+            target_time=target_time,
+        ):
+            result.writes[name] = wanted
+            result.conflicts[name] = "source"
+        else:
+            result.conflicts[name] = "target"
+        result.baseline[name] = result.writes.get(name, now)
+    return result

@@ -1,0 +1,147 @@
+"""The ledger's schema is migrated in place: a ledger made by release 0.1.0 (before migrations)
+upgrades with nothing lost, a fresh one gets every table, and runs that start together migrate
+once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+from typing import TYPE_CHECKING
+
+from alembic import command
+from sqlalchemy import create_engine, inspect, text
+
+from sync_ledger import schema
+from sync_ledger.db import make_engine
+from sync_ledger.ledger import Direction, IdLedger
+from sync_ledger.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def release_010_ledger(path: Path) -> None:
+    """A ledger exactly as release 0.1.0 left it: its tables, its rows, no alembic_version."""
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), schema.BASELINE)
+        conn.execute(text("DROP TABLE alembic_version"))
+        rows = [
+            ("loc", "contacts", "5", "crm-5", None, "h5", "written", {"tags": ["moco"]}),
+            ("loc", "contacts", "6", None, None, None, "creating", None),
+            ("loc", "tasks", "50", "task-50", "5", "h50", "written", {"completed": True}),
+            ("loc", "notes", "70", "note-70", "5", "h70", "written", None),
+            ("other", "contacts", "5", "crm-other", None, "hx", "written", None),
+        ]
+        for loc, stream, sid, tid, parent, digest, state, extra in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO id_map (location_id, stream, source_id, target_id, "
+                    "contact_source_id, payload_hash, state, extra, updated_at) VALUES "
+                    "(:l, :s, :sid, :tid, :p, :h, :st, :x, :u)"
+                ),
+                {
+                    "l": loc,
+                    "s": stream,
+                    "sid": sid,
+                    "tid": tid,
+                    "p": parent,
+                    "h": digest,
+                    "st": state,
+                    "x": json.dumps(extra) if extra else None,
+                    "u": NOW,
+                },
+            )
+        conn.execute(
+            text(
+                "INSERT INTO rejects (location_id, stream, source_id, record, field, reason, kind, "
+                "attempts, first_seen, last_seen) VALUES ('loc', 'notes', '71', '{\"notesId\": "
+                "\"71\"}', 'content', 'is empty', 'invalid', 2, :u, :u)"
+            ),
+            {"u": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO oauth_tokens (location_id, access_token, refresh_token, expires_at, "
+                "encrypted, updated_at) VALUES ('loc', 'at-1', 'rt-1', :u, 0, :u)"
+            ),
+            {"u": NOW},
+        )
+    engine.dispose()
+
+
+def test_a_release_010_ledger_upgrades_in_place_with_nothing_lost(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    release_010_ledger(path)
+    engine = make_engine(f"sqlite:///{path}")
+    tables = set(inspect(engine).get_table_names())
+    assert {"links", "rejects", "oauth_tokens", "alembic_version"} <= tables
+    assert "id_map" not in tables
+    with engine.connect() as conn:
+        assert schema.current(conn) == schema.head()
+
+    forward = IdLedger(engine, "loc")
+    contact = forward.get("contacts", "5")
+    assert contact is not None
+    assert (contact.target_id, contact.payload_hash, contact.state) == ("crm-5", "h5", "written")
+    assert contact.extra == {"tags": ["moco"]}
+    intent = forward.get("contacts", "6")
+    assert intent is not None
+    assert intent.state == "creating"
+    assert not intent.written
+    task = forward.get("tasks", "50")
+    assert task is not None
+    assert (task.target_id, task.contact_source_id, task.extra) == (
+        "task-50",
+        "5",
+        {"completed": True},
+    )
+    assert forward.target_ids_for_contact("notes", "5") == {"note-70"}
+    assert IdLedger(engine, "other").get("contacts", "5").target_id == "crm-other"  # type: ignore[union-attr]
+    # The reverse direction sees the same pairs from the CRM side, the note on its contact.
+    reverse = IdLedger(engine, "loc", Direction.REVERSE)
+    assert reverse.get("contacts", "crm-5").target_id == "5"  # type: ignore[union-attr]
+    assert reverse.target_ids_for_contact("notes", "crm-5") == {"70"}
+
+    (kept,) = forward.rejects()
+    assert (kept.stream, kept.source_id, kept.field, kept.attempts) == ("notes", "71", "content", 2)
+    assert IdLedger(engine, "loc", Direction.REVERSE).rejects() == []
+    token = TokenStore(engine).load("loc")
+    assert token is not None
+    assert (token.access_token, token.refresh_token) == ("at-1", "rt-1")
+
+    # Opening it again is a no-op.
+    again = make_engine(f"sqlite:///{path}")
+    assert IdLedger(again, "loc").get("contacts", "5") == contact
+
+
+def _open(url: str, ready: multiprocessing.synchronize.Event) -> None:
+    ready.wait(10)
+    make_engine(url)
+
+
+def test_runs_that_start_together_migrate_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ready = multiprocessing.get_context("spawn").Event()
+    procs = [
+        multiprocessing.get_context("spawn").Process(target=_open, args=(url, ready))
+        for _ in range(4)
+    ]
+    for proc in procs:
+        proc.start()
+    ready.set()
+    for proc in procs:
+        proc.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    assert [v[0] for v in versions] == [schema.head()]
+
+
+def test_a_fresh_ledger_gets_every_table(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert {"links", "rejects", "oauth_tokens"} <= set(inspect(engine).get_table_names())
