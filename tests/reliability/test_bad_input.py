@@ -289,9 +289,7 @@ def test_bad_records_are_rejected_naming_stream_id_and_field_and_the_rest_lands(
         )
     # Nothing is lost: every record sent is written or kept as a reject.
     written = {
-        (r["stream"], r["source_id"])
-        for r in world.forward_links()
-        if r["state"] == "written"
+        (r["stream"], r["source_id"]) for r in world.forward_links() if r["state"] == "written"
     }
     for stream, rec in good + bad:
         sid = source_id(stream, rec)
