@@ -1,4 +1,4 @@
-"""MOCO API v1 sandbox: contacts, companies, comments and to-dos as mocoapp.com serves them.
+"""MOCO API v1 sandbox: contacts, companies, comments, to-dos, taggings and web hooks.
 
 Faithful to reference/moco-api.md and the recorded responses in reference/moco-recorded/:
 
@@ -9,7 +9,24 @@ Faithful to reference/moco-api.md and the recorded responses in reference/moco-r
   ``GET/POST /companies``, ``GET/PUT/PATCH/DELETE /companies/{id}``,
   ``PUT /companies/{id}/archive`` and ``/unarchive``; ``GET/POST /comments``,
   ``POST /comments/bulk``, ``GET/PUT/PATCH/DELETE /comments/{id}``; ``GET /todos``,
-  ``GET /todos/{id}`` (read-only, as in MOCO); ``GET /session``.
+  ``GET /todos/{id}`` (read-only, as in MOCO); ``GET /session``;
+  ``GET/PATCH/PUT/DELETE /taggings/{entity}/{id}`` (entity one of Company, Contact, Project,
+  Deal, Purchase, Invoice, Offer, User, else 400; GET answers the plain array of names, no
+  paging headers; PATCH adds, PUT replaces (``[]`` clears), DELETE with a JSON body removes the
+  listed names and ignores absent ones; ``tags`` is a list or a comma-separated string; every
+  write answers 200 with the full resulting list, sorted); ``GET/POST /account/web_hooks``,
+  ``GET/PUT/PATCH/DELETE /account/web_hooks/{id}`` (only ``hook`` changes; DELETE answers 200
+  with the hook), ``PUT /account/web_hooks/{id}/disable`` and ``/enable`` (idempotent).
+- Contacts: ``lastname`` and ``gender`` (``F``/``M``/``U``) are required on create (MD), else
+  422 ``{"errors": {"gender": ["can't be blank"]}}``; ``custom_properties`` are merged and at
+  most 12 kB (422 above); ``term`` searches lastname, firstname, work_email and the company name
+  (not home_email); ``phone`` searches work_phone and mobile_phone.
+- Webhooks (reference/moco-api.md §7, :mod:`sandbox.moco_webhooks`): every create, update and
+  delete of a contact (target ``Contact``), company (``Company``) or comment (``Comment``),
+  through the API or the ``/_sandbox/`` writes below, is POSTed from a background thread to each
+  enabled hook of that target and event, signed, with MOCO's ``X-Moco-*`` headers. API writes
+  act as the API key's user (933662266, origin ``api``); ``/_sandbox/`` writes as the web UI user
+  933662267 (origin empty). Hooks must point at this machine: other URLs are refused in the log.
 - Lists are bare JSON arrays, paged with ``page`` (1-based) and ``per_page`` (default 100, at most
   100), with ``X-Page``, ``X-Per-Page``, ``X-Total`` (digit strings) and, only when a next page
   exists, ``Link: <...page=N+1...>; rel="next"`` that keeps the other query parameters.
@@ -35,7 +52,12 @@ Choices where MOCO's behaviour is UNCONFIRMED (reference/moco-api.md §10), made
 ``DELETE /contacts/people/{id}`` answers 200 with the deleted contact (OA); deleting a contact or
 company also deletes its comments and to-dos; deleting a system comment (``manual: false``) answers
 403; renaming a company changes the ``company`` embedded in its contacts without bumping their
-``updated_at``; the ``.json`` path suffix is not served.
+``updated_at``; the ``.json`` path suffix is not served; ``tags`` in a contact or company
+PUT replaces the set; tag names are case-sensitive as stored; a tagging change bumps the record's
+``updated_at`` and sends its ``update`` webhook; archiving sends a Company ``update`` webhook;
+comments deleted with their contact or company send their own ``delete`` webhooks; web hooks
+are listed by id; ``term`` needs every word of the term in one of its fields (substring, any
+case); ``phone`` needs the query's digits inside the stored number's digits.
 
 Sandbox-only routes (besides the common ones in :mod:`sandbox.server`):
 
@@ -46,7 +68,17 @@ Sandbox-only routes (besides the common ones in :mod:`sandbox.server`):
   existing id replace it. Answers the number of records loaded per type.
 - ``GET /_sandbox/state``: every stored record, the same four keys, each list sorted by id.
 - ``POST /_sandbox/reset``: forget all records (ids and the clock keep counting up).
-- ``POST /_sandbox/config``: ``latency``, ``rate_limit``, ``rate_window``, ``api_key``.
+- ``POST /_sandbox/config``: ``latency``, ``rate_limit``, ``rate_window``, ``api_key`` and the
+  webhook settings ``webhook_secret``, ``webhook_jitter``, ``webhook_backoff``,
+  ``webhook_backoff_max``, ``webhook_max_attempts``, ``webhook_timeout``,
+  ``webhook_disable_after``, ``webhook_workers``, ``webhook_account_url``.
+- ``POST /_sandbox/people``, ``PUT``/``PATCH``/``DELETE /_sandbox/people/{id}`` (and the same
+  under ``/_sandbox/companies`` and ``/_sandbox/comments``): the API's writes with the same bodies
+  and answers, standing for a person working in MOCO's web UI (no key, no rate limit, no faults,
+  not in the request log; the web UI user authors and sends the webhooks).
+- ``GET /_sandbox/webhook_deliveries[?since=N]``: one entry per delivery attempt (see
+  :mod:`sandbox.webhooks`), header ``X-Pending-Deliveries`` = deliveries queued or in flight;
+  ``DELETE`` clears the log. ``POST /_sandbox/reset`` also forgets hooks, queue and log.
 - ``POST /_sandbox/todos`` creates a to-do and ``PUT /_sandbox/todos/{id}`` changes one (partial
   body, bumps ``updated_at``; ``completed: true`` sets ``completed_at``), ``DELETE
   /_sandbox/todos/{id}`` removes one: MOCO's API has no to-do writes, tests need them.
