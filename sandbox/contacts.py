@@ -1,27 +1,42 @@
 """Contacts API (HighLevel / LeadConnector v2) emulator: contacts, tasks, notes, tags, OAuth.
 
-Faithful to ``shared/reference/contacts-api.md`` and the official OpenAPI files, which validate
-every request body (unknown property: 422). What a caller may rely on:
+Faithful to ``shared/reference/contacts-api.md``, ``reverse-and-realtime.md`` §1-3 and the official
+OpenAPI files, which validate every request body (unknown property: 422). What a caller may rely on:
 
 - Routes of contacts-api.md §5.1 with their status codes and body wrappers (201 on creates,
   ``succeded`` spelled as the API spells it), 20-character ids, ``GET /contacts/`` cursor paging
-  with ``meta``, ``POST /contacts/search``, ``GET /contacts/search/duplicate``.
+  with ``meta``, ``GET /contacts/search/duplicate``, ``GET /contacts/{id}/appointments``
+  (``{events}``).
+- ``POST /contacts/search`` (:mod:`sandbox.contacts_search`): filters, sort, ``page`` and
+  ``searchAfter`` paging over an index that shows writes ``search_lag`` seconds late
+  (:mod:`sandbox.contacts_index`); direct reads are immediate. Every contact write (create, PUT,
+  upsert, tags) sets ``dateUpdated``; task, note and appointment writes do so only with
+  ``child_writes_bump_contact`` (UNCONFIRMED in reality, off by default).
+- ``POST /locations/{locationId}/tasks/search``: 201 ``{tasks}`` of ``_id`` rows; needs the scope
+  ``locations/tasks.readonly`` (the private integration token has it unless ``token_scopes`` says
+  otherwise).
 - Auth: ``Authorization: Bearer`` with the location's private integration token (``token``; for
   each of ``extra_locations`` it is ``f"{token}-{location}"``) or an OAuth access token
   (:mod:`sandbox.contacts_oauth`), plus ``Version: 2021-07-28``. Every resource belongs to a
   location; another location's token gets 403.
 - Duplicate-contact rules per location, upsert matching, per-location rate limits with the five
   ``X-RateLimit-*`` headers.
-- Control routes (see :mod:`sandbox.server`): ``POST /_sandbox/seed`` and ``GET /_sandbox/state``
-  with ``{"contacts", "tasks", "notes", "appointments"}`` in the API's shapes, ``POST
-  /_sandbox/config`` with the keys of :meth:`ContactsSandbox.configure`.
+- Control routes (see :mod:`sandbox.server`): ``POST /_sandbox/seed`` (``{"contacts", "tasks",
+  "notes", "appointments"}`` in the API's shapes, and ``{"generate": {"contacts": N, "seed": S}}``
+  for :func:`sandbox.contacts_data.generate`), ``GET /_sandbox/state``, ``POST /_sandbox/config``
+  with the keys of :meth:`ContactsSandbox.configure`, and sandbox-only appointment writes
+  ``POST /_sandbox/appointments``, ``PUT`` and ``DELETE /_sandbox/appointments/{id}`` (the v2
+  Contacts API has no route that writes appointments).
 
-Choices where the reference is UNCONFIRMED are marked "assumption" in a comment where they are made.
+Time (``dateAdded``, ``dateUpdated``, token lifetimes, the indexing lag) is the ``clock`` option's,
+:func:`time.time` by default, so tests move time instead of sleeping. Choices where the reference is
+UNCONFIRMED are marked "assumption" or UNCONFIRMED in a comment where they are made.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import re
 import threading
 import time
@@ -34,7 +49,9 @@ from urllib.parse import urlencode
 import phonenumbers
 from typing_extensions import override
 
-from sandbox import openapi
+from sandbox import contacts_data, openapi
+from sandbox.contacts_data import iso
+from sandbox.contacts_index import SearchIndex
 from sandbox.contacts_oauth import (
     DEFAULT_SCOPE,
     Agency,
@@ -46,6 +63,14 @@ from sandbox.contacts_oauth import (
     check_version,
     error,
     firebase_id,
+)
+from sandbox.contacts_search import (
+    SEARCH_BODY_SCHEMA,
+    TASK_SEARCH_SCHEMA,
+    ContactSearch,
+    TaskSearch,
+    parse_iso_ms,
+    unprocessable,
 )
 from sandbox.server import (
     UNLIMITED,
@@ -63,12 +88,11 @@ if TYPE_CHECKING:
 
 READ = "contacts.readonly"
 WRITE = "contacts.write"
-ALL_SCOPES = frozenset(DEFAULT_SCOPE.split())
+TASKS_READ = "locations/tasks.readonly"  # POST /locations/{id}/tasks/search (§3)
+# what the private integration token is granted unless token_scopes says otherwise
+PIT_SCOPES = frozenset({*DEFAULT_SCOPE.split(), TASKS_READ})
 DUPLICATE_FIELDS = ("email", "phone")
 LIST_LIMIT_MAX = 100
-# assumption: sources say 500 or 100 per search page; the lower bound keeps clients safe on both
-SEARCH_PAGE_LIMIT_MAX = 100
-SEARCH_WINDOW_MAX = 10_000  # page-number paging reaches at most this many records (§5.4)
 DATE_OF_BIRTH_FORMATS = (
     "YYYY/MM/DD, MM/DD/YYYY, YYYY-MM-DD, MM-DD-YYYY, YYYY.MM.DD, MM.DD.YYYY, YYYY_MM_DD, MM_DD_YYYY"
 )
@@ -76,30 +100,6 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOB_YMD = re.compile(r"^(\d{4})([/\-._])(\d{1,2})\2(\d{1,2})$")
 _DOB_MDY = re.compile(r"^(\d{1,2})([/\-._])(\d{1,2})\2(\d{4})$")
 
-# Search body: the v2 spec's SearchBodyV2DTO is empty; these fields are the docs mirror's (§5.4)
-SEARCH_BODY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "locationId": {"type": "string"},
-        "pageLimit": {"type": "number", "minimum": 1, "maximum": SEARCH_PAGE_LIMIT_MAX},
-        "page": {"type": "number", "minimum": 1},
-        "searchAfter": {"type": "array"},
-        "filters": {"type": "array", "items": {"type": "object"}},
-        "sort": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "field": {"type": "string"},
-                    "direction": {"type": "string", "enum": ["asc", "desc"]},
-                },
-                "required": ["field"],
-            },
-        },
-        "query": {"type": "string", "maxLength": 75},
-    },
-    "required": ["locationId", "pageLimit"],
-}
 # What POST /contacts/ answers besides the Contact fields (CreateContactSchema, §5.6)
 CREATED_CONTACT_EXTRAS: dict[str, Any] = {
     "deleted": False,
@@ -110,36 +110,37 @@ CREATED_CONTACT_EXTRAS: dict[str, Any] = {
 }
 # kind -> (path parameter of its id, body wrapper of one item, name in a not-found message)
 CHILD_ROUTES = {"tasks": ("taskId", "task", "Task"), "notes": ("id", "note", "Note")}
-SEARCH_OPERATORS = ("eq", "not_eq", "contains", "not_contains", "exists", "not_exists", "range")
+# Stored with each task for the location task search; the per-contact routes leave them out
+TASK_STORED_ONLY = ("dateAdded", "dateUpdated")
+# GetEventSchema (contacts-api.md §5.5): what a seeded or sandbox-written appointment may carry
+APPOINTMENT_FIELDS = (
+    "id",
+    "calendarId",
+    "status",
+    "title",
+    "assignedUserId",
+    "notes",
+    "startTime",
+    "endTime",
+    "address",
+    "locationId",
+    "contactId",
+    "groupId",
+    "appointmentStatus",
+    "users",
+    "dateAdded",
+    "dateUpdated",
+    "assignedResources",
+)
+TASK_FIELDS = frozenset(
+    {"id", "title", "body", "assignedTo", "dueDate", "completed", "contactId", *TASK_STORED_ONLY}
+)
+NOTE_FIELDS = frozenset(
+    {"id", "body", "userId", "dateAdded", "contactId", "title", "color", "pinned"}
+)
 
 
 # --- small helpers --------------------------------------------------------------------------
-def now_ms() -> int:
-    """The current time in epoch milliseconds."""
-    return int(time.time() * 1000)
-
-
-def iso(ms: int) -> str:
-    """``2021-07-08T02:30:00.000Z`` for epoch milliseconds, the API's timestamp format."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def parse_iso_ms(value: object) -> int | None:
-    """Epoch ms of an ISO-8601 string or a number; ``None`` when it is neither."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1000)
-
-
 @lru_cache(maxsize=65536)  # a create parses the same number for the duplicate check and the store
 def normalize_phone(phone: str) -> str:
     """E.164 when the number parses (``+1 888-888-8888`` -> ``+18888888888``), else trimmed."""
@@ -209,11 +210,6 @@ def _derive_names(contact: dict[str, Any], body: dict[str, Any]) -> None:
             contact.pop(target, None)
 
 
-def unprocessable(messages: list[str]) -> HTTPError:
-    """A 422 with class-validator ``messages``, as the API answers invalid input."""
-    return HTTPError(422, error(422, messages))
-
-
 class _Window(SlidingWindow):
     """A :class:`SlidingWindow` that can also say what is left without counting a hit."""
 
@@ -246,16 +242,21 @@ class ContactsSandbox(SandboxApp):
         duplicate_match: Iterable[str] = DUPLICATE_FIELDS,
         latency: float = 0.0,
         clock: Callable[[], float] | None = None,
+        search_lag: float = 0.0,
+        child_writes_bump_contact: bool = False,
+        token_scopes: Iterable[str] = PIT_SCOPES,
     ) -> None:
         super().__init__(latency=latency)
         self.location_id = location_id
         self.company_id = company_id
         self.locations: tuple[str, ...] = tuple(dict.fromkeys((location_id, *extra_locations)))
-        # one clock for token lifetimes and the rate window when a test controls time
-        self.registry = TokenRegistry(clock=clock or time.time)
+        # one clock for timestamps, token lifetimes, the index lag and (when a test passes one)
+        # the rate window
+        self._clock = clock or time.time
+        self.registry = TokenRegistry(clock=self._clock)
         for loc in self.locations:
             pit = token if loc == location_id else f"{token}-{loc}"
-            self.registry.static[pit] = TokenInfo("pit", loc, company_id, ALL_SCOPES)
+            self.registry.static[pit] = TokenInfo("pit", loc, company_id, frozenset(token_scopes))
         self.oauth = OAuthServer(
             self.registry,
             OAuthApp(client_id, client_secret),
@@ -266,12 +267,19 @@ class ContactsSandbox(SandboxApp):
         self.oauth.register(self)
         self.allow_duplicates = allow_duplicates
         self.duplicate_match = self._check_duplicate_match(duplicate_match)
+        # whether a task/note/appointment write sets its contact's dateUpdated: UNCONFIRMED in
+        # reality (reverse-and-realtime.md §1.2), so off by default: a tap must not rely on it
+        self.child_writes_bump_contact = child_writes_bump_contact
         self.daily_limit = daily_limit
         self._window = _Window(rate_limit, rate_window, clock or time.monotonic)
         self._daily_used: dict[str, int] = {}
         self._daily_day = self._today()
         self._rate_lock = threading.Lock()
         self._ctx = threading.local()  # per request: location, rate headers, whether limited
+        self.search_index = SearchIndex(self._clock, search_lag)
+        self.task_index = SearchIndex(self._clock, search_lag)
+        self.contact_search = ContactSearch(self.search_index, normalize_phone)
+        self.task_search = TaskSearch(self.task_index)
         self._init_data()
         self._register_routes()
 
@@ -294,6 +302,13 @@ class ContactsSandbox(SandboxApp):
             "appointments": {},
         }
         self._field_ids: dict[tuple[str, str], str] = {}  # (location, custom field key) -> id
+        self.search_index.clear()
+        self.task_index.clear()
+        self.contact_search.clear()
+
+    def _now_ms(self) -> int:
+        """The sandbox clock's time in epoch milliseconds."""
+        return int(self._clock() * 1000)
 
     def _new_id(self, *stores: dict[str, Any]) -> str:
         while True:
@@ -332,14 +347,32 @@ class ContactsSandbox(SandboxApp):
             return self._by_email.get((location, value.strip().lower()), [])
         return self._by_phone.get((location, normalize_phone(value)), [])
 
-    def _store_contact(self, contact: dict[str, Any], added_ms: int) -> None:
+    # Records are replaced, never edited in place: the search index keeps showing the version
+    # it was handed until the lag has passed (see sandbox.contacts_index).
+    def _store_contact(
+        self, contact: dict[str, Any], added_ms: int, *, immediate: bool = False
+    ) -> None:
         cid = contact["id"]
         self.contacts[cid] = contact
         self._added[cid] = added_ms
         bisect.insort(self._order.setdefault(contact["locationId"], []), (added_ms, cid))
         self._index(contact)
+        self.search_index.put(cid, contact["locationId"], contact, immediate=immediate)
 
-    def _drop_contact(self, cid: str) -> None:
+    def _replace_contact(self, contact: dict[str, Any]) -> None:
+        """Store ``contact`` (a new dict) as the current version of the contact of its id."""
+        self._unindex(self.contacts[contact["id"]])
+        self.contacts[contact["id"]] = contact
+        self._index(contact)
+        self.search_index.put(contact["id"], contact["locationId"], contact)
+
+    def _touch_contact(self, cid: str) -> None:
+        """A task, note or appointment of ``cid`` changed: bump its ``dateUpdated`` if set so."""
+        contact = self.contacts.get(cid)
+        if self.child_writes_bump_contact and contact is not None:
+            self._replace_contact({**contact, "dateUpdated": iso(self._now_ms())})
+
+    def _drop_contact(self, cid: str, *, immediate: bool = False) -> None:
         contact = self.contacts.pop(cid)
         self._unindex(contact)
         order = self._order[contact["locationId"]]
@@ -347,18 +380,33 @@ class ContactsSandbox(SandboxApp):
         pos = bisect.bisect_left(order, key)
         if pos < len(order) and order[pos] == key:
             del order[pos]
+        self.search_index.delete(cid, immediate=immediate)
         # assumption: a deleted contact's tasks, notes and appointments go with it
         for kind, store in self._stores.items():
             for child in self._children[kind].pop(cid, {}):
                 store.pop(child, None)
+                if kind == "tasks":
+                    self.task_index.delete(child, immediate=immediate)
 
-    def _add_child(self, kind: str, item: dict[str, Any]) -> None:
+    def _add_child(self, kind: str, item: dict[str, Any], *, immediate: bool = False) -> None:
         self._stores[kind][item["id"]] = item
         self._children[kind].setdefault(item["contactId"], {})[item["id"]] = None
+        if kind == "tasks":
+            location = self.contacts[item["contactId"]]["locationId"]
+            self.task_index.put(item["id"], location, item, immediate=immediate)
 
-    def _drop_child(self, kind: str, item_id: str) -> None:
+    def _replace_child(self, kind: str, item: dict[str, Any]) -> None:
+        """Store ``item`` (a new dict) as the current version of the task/note/appointment."""
+        self._stores[kind][item["id"]] = item
+        if kind == "tasks":
+            location = self.contacts[item["contactId"]]["locationId"]
+            self.task_index.put(item["id"], location, item)
+
+    def _drop_child(self, kind: str, item_id: str, *, immediate: bool = False) -> None:
         item = self._stores[kind].pop(item_id)
         self._children[kind].get(item["contactId"], {}).pop(item_id, None)
+        if kind == "tasks":
+            self.task_index.delete(item_id, immediate=immediate)
 
     # --- contact fields ---------------------------------------------------------------------
     def _check_values(self, body: dict[str, Any]) -> None:
@@ -411,17 +459,22 @@ class ContactsSandbox(SandboxApp):
                 contact[key] = _STORED_FORM.get(key, clone)(value)
         _derive_names(contact, body)
 
-    def _new_contact(
-        self,
-        location: str,
-        body: dict[str, Any],
-        *,
-        added_ms: int | None = None,
-        cid: str | None = None,
+    def _new_contact(self, location: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create and store a contact added now."""
+        now = self._now_ms()
+        contact = self._build_contact(
+            location, body, cid=self._new_id(self.contacts), times=(now, now)
+        )
+        self._store_contact(contact, now)
+        return contact
+
+    def _build_contact(
+        self, location: str, body: dict[str, Any], *, cid: str, times: tuple[int, int]
     ) -> dict[str, Any]:
-        added = now_ms() if added_ms is None else added_ms
+        """A contact from a create body; ``times`` = (dateAdded, dateUpdated) in epoch ms."""
+        added, updated = times
         contact: dict[str, Any] = {
-            "id": cid or self._new_id(self.contacts),
+            "id": cid,
             "locationId": location,
             "type": "lead",
             "dnd": False,
@@ -433,15 +486,16 @@ class ContactsSandbox(SandboxApp):
             "dateAdded": iso(added),
         }
         self._apply(contact, body)
-        contact["dateUpdated"] = contact["dateAdded"]
-        self._store_contact(contact, added)
+        contact["dateUpdated"] = iso(updated)
         return contact
 
-    def _update_contact(self, contact: dict[str, Any], body: dict[str, Any]) -> None:
-        self._unindex(contact)
-        self._apply(contact, body)
-        contact["dateUpdated"] = iso(now_ms())
-        self._index(contact)
+    def _update_contact(self, contact: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """A new version of ``contact`` with ``body`` applied, stored; ``dateUpdated`` is now."""
+        updated = clone(contact)
+        self._apply(updated, body)
+        updated["dateUpdated"] = iso(self._now_ms())
+        self._replace_contact(updated)
+        return updated
 
     def _duplicate_of(
         self, location: str, body: dict[str, Any], exclude: str | None = None
@@ -468,8 +522,9 @@ class ContactsSandbox(SandboxApp):
         )
 
     # --- auth and request plumbing ---------------------------------------------------------
-    def _authenticate(self, request: Request, scope: str) -> TokenInfo:
-        check_version(request)
+    def _authenticate(self, request: Request, scope: str, *, versioned: bool = True) -> TokenInfo:
+        if versioned:
+            check_version(request)
         info = self.registry.lookup(bearer(request))
         if info is None:
             raise HTTPError(401, error(401, "Invalid token: access token is invalid"))
@@ -485,6 +540,8 @@ class ContactsSandbox(SandboxApp):
                 ),
             )
         if scope not in info.scopes:
+            # 401 with this text is what clients report [3P]; 401 versus 403 is UNCONFIRMED, so
+            # a client should treat both as "scope missing"
             raise HTTPError(401, error(401, "The token is not authorized for this scope."))
         return info
 
@@ -541,9 +598,11 @@ class ContactsSandbox(SandboxApp):
         pattern: str,
         scope: str,
         handler: Callable[[Request, TokenInfo], Response],
+        *,
+        versioned: bool = True,
     ) -> None:
         def run(request: Request) -> Response:
-            return handler(request, self._authenticate(request, scope))
+            return handler(request, self._authenticate(request, scope, versioned=versioned))
 
         self.add_route(method, pattern, run)
 
@@ -592,6 +651,17 @@ class ContactsSandbox(SandboxApp):
             READ,
             partial(self.list_items, "appointments", "events"),
         )
+        # the Version header "is irrelevant here" (§3.1): not checked
+        self._api(
+            "POST",
+            "/locations/{locationId}/tasks/search",
+            TASKS_READ,
+            self.search_tasks,
+            versioned=False,
+        )
+        self.add_route("POST", "/_sandbox/appointments", self._sandbox_create_appointment)
+        self.add_route("PUT", "/_sandbox/appointments/{id}", self._sandbox_update_appointment)
+        self.add_route("DELETE", "/_sandbox/appointments/{id}", self._sandbox_delete_appointment)
 
     # --- contacts ---------------------------------------------------------------------------
     def get_contact(self, request: Request, auth: TokenInfo) -> Response:
@@ -627,8 +697,8 @@ class ContactsSandbox(SandboxApp):
         match = self._duplicate_of(contact["locationId"], body, exclude=contact["id"])
         if match:
             raise self._duplicate_error(match)
-        self._update_contact(contact, body)
-        return Response(200, {"succeded": True, "contact": clone(contact)})
+        updated = self._update_contact(contact, body)
+        return Response(200, {"succeded": True, "contact": clone(updated)})
 
     def delete_contact(self, request: Request, auth: TokenInfo) -> Response:
         """``DELETE /contacts/{contactId}``: ``{succeded}``; its tasks, notes and events go too."""
@@ -665,9 +735,9 @@ class ContactsSandbox(SandboxApp):
             if field != match[1] and others and contact["id"] not in others:
                 # the conflicting second identifier is silently not applied (issue #37)
                 updates.pop(field, None)
-        self._update_contact(contact, updates)
+        updated = self._update_contact(contact, updates)
         return Response(
-            200, {"new": False, "contact": clone(contact), "traceId": str(uuid.uuid4())}
+            200, {"new": False, "contact": clone(updated), "traceId": str(uuid.uuid4())}
         )
 
     def list_contacts(self, request: Request, auth: TokenInfo) -> Response:
@@ -757,83 +827,41 @@ class ContactsSandbox(SandboxApp):
         return Response(200, {"contact": None})
 
     def search_contacts(self, request: Request, auth: TokenInfo) -> Response:
-        """``POST /contacts/search``: ``{contacts: [... with searchAfter], total}``.
+        """``POST /contacts/search``: ``{contacts: [... with searchAfter], total, traceId}``.
 
-        A subset of the documented search: ``query`` free text, ``filters`` (operators
-        eq/not_eq/contains/not_contains/exists/not_exists/range, groups AND/OR), one ``sort``
-        field (default ``dateAdded`` ascending, an assumption), ``page``/``pageLimit`` or
-        ``searchAfter``. The real index is eventually consistent; this one is immediate.
+        See :mod:`sandbox.contacts_search`; the index shows writes ``search_lag`` seconds late.
         """
         body = self._body(request, auth, schema=SEARCH_BODY_SCHEMA)
-        location, limit = body["locationId"], int(body["pageLimit"])
-        if "page" in body and "searchAfter" in body:
-            raise unprocessable(["page and searchAfter cannot be used together"])
-        filters = body.get("filters") or []
-        _check_filters(filters)
-        sort = (body.get("sort") or [{"field": "dateAdded"}])[0]
-        descending = sort.get("direction") == "desc"
-        query = (body.get("query") or "").strip().lower()
-        in_location = (self.contacts[cid] for _, cid in self._order.get(location, []))
-        found = [
-            c
-            for c in in_location
-            if (not query or _matches_query(c, query))
-            and all(_filter_matches(c, f) for f in filters)
-        ]
-        keyed: list[tuple[tuple[int | str, str], dict[str, Any]]] = (
-            sorted(((self._sort_value(c, sort["field"]), c["id"]), c) for c in found)
-            if sort["field"] != "dateAdded"
-            else [((self._added[c["id"]], c["id"]), c) for c in found]
-        )
-        if descending:
-            keyed.reverse()
-        if "searchAfter" in body:
-            cursor = tuple(body["searchAfter"])
-            try:
-                keyed = [kc for kc in keyed if (kc[0] < cursor if descending else kc[0] > cursor)]
-            except TypeError as exc:
-                raise unprocessable(["searchAfter must be the searchAfter of a result"]) from exc
-            page = keyed[:limit]
-        else:
-            page_no = int(body.get("page", 1))
-            if page_no * limit > SEARCH_WINDOW_MAX:
-                # assumption: the text is UNCONFIRMED; the 10,000-record reach is documented
-                raise HTTPError(
-                    400,
-                    error(
-                        400,
-                        f"page * pageLimit must not exceed {SEARCH_WINDOW_MAX}; use searchAfter",
-                    ),
-                )
-            page = keyed[(page_no - 1) * limit : page_no * limit]
-        # search items also list the contact's opportunities (§5.4); the sandbox has none
-        contacts = [{**clone(c), "opportunities": [], "searchAfter": list(key)} for key, c in page]
-        return Response(200, {"contacts": contacts, "total": len(found)})
+        return Response(200, self.contact_search.run(body, _matches_query))
 
-    def _sort_value(self, contact: dict[str, Any], field: str) -> int | str:
-        if field == "dateUpdated":
-            return parse_iso_ms(contact.get("dateUpdated")) or 0
-        value = contact.get(field)
-        return str(value).lower() if value is not None else ""
+    def search_tasks(self, request: Request, auth: TokenInfo) -> Response:
+        """``POST /locations/{locationId}/tasks/search``: 201 ``{tasks}`` (§3.1), no ``total``."""
+        location = request.path_params["locationId"]
+        self._own_location(auth, location)
+        body = self._body(request, auth, schema=TASK_SEARCH_SCHEMA)
+        # 201 as observed live; the spec says 200 (§3.1: "accept both")
+        return Response(201, self.task_search.run(location, body, self.contacts))
 
     # --- tags ---------------------------------------------------------------------------------
+    def _set_tags(self, contact: dict[str, Any], tags: list[str]) -> list[str]:
+        self._replace_contact({**contact, "tags": tags, "dateUpdated": iso(self._now_ms())})
+        return list(tags)
+
     def add_tags(self, request: Request, auth: TokenInfo) -> Response:
         """``POST /contacts/{contactId}/tags``: 201 with the contact's tags."""
         body = self._body(request, auth, "/contacts/{contactId}/tags")
         contact = self._contact(auth, request.path_params["contactId"])
-        contact["tags"] = normalize_tags([*contact["tags"], *body["tags"]])
-        contact["dateUpdated"] = iso(now_ms())
+        tags = normalize_tags([*contact["tags"], *body["tags"]])
         # assumption: the answer lists the contact's full resulting tags, not only the added ones
-        return Response(201, {"tags": list(contact["tags"])})
+        return Response(201, {"tags": self._set_tags(contact, tags)})
 
     def remove_tags(self, request: Request, auth: TokenInfo) -> Response:
         """``DELETE /contacts/{contactId}/tags``: the contact's remaining tags."""
         body = self._body(request, auth, "/contacts/{contactId}/tags")
         contact = self._contact(auth, request.path_params["contactId"])
         gone = set(normalize_tags(body["tags"]))
-        contact["tags"] = [t for t in contact["tags"] if t not in gone]
-        contact["dateUpdated"] = iso(now_ms())
-        return Response(200, {"tags": list(contact["tags"])})
+        tags = [t for t in contact["tags"] if t not in gone]
+        return Response(200, {"tags": self._set_tags(contact, tags)})
 
     # --- tasks, notes, appointments: what they share ---------------------------------------
     def _item(self, kind: str, request: Request, auth: TokenInfo) -> dict[str, Any]:
@@ -847,19 +875,38 @@ class ContactsSandbox(SandboxApp):
             raise HTTPError(404, error(404, f"{label} with id {item_id} not found"))
         return item
 
+    @staticmethod
+    def _answer(kind: str, item: dict[str, Any]) -> dict[str, Any]:
+        """An item as the per-contact routes answer it: a task without its stored dates."""
+        if kind != "tasks":
+            return clone(item)
+        return {k: clone(v) for k, v in item.items() if k not in TASK_STORED_ONLY}
+
+    def _change_item(self, kind: str, item: dict[str, Any], changes: dict[str, Any]) -> Response:
+        """Store a new version of ``item`` with ``changes``; answers ``{task}`` or ``{note}``."""
+        updated = {**item, **clone(changes)}
+        if kind == "tasks":
+            updated["dateUpdated"] = iso(self._now_ms())
+        self._replace_child(kind, updated)
+        self._touch_contact(item["contactId"])
+        return Response(200, {CHILD_ROUTES[kind][1]: self._answer(kind, updated)})
+
     def list_items(self, kind: str, wrapper: str, request: Request, auth: TokenInfo) -> Response:
         """``{tasks}``, ``{notes}`` or ``{events}``: a contact's items, oldest first."""
         contact = self._contact(auth, request.path_params["contactId"])
         items = self._children[kind].get(contact["id"], {})
-        return Response(200, {wrapper: [clone(self._stores[kind][i]) for i in items]})
+        return Response(200, {wrapper: [self._answer(kind, self._stores[kind][i]) for i in items]})
 
     def get_item(self, kind: str, request: Request, auth: TokenInfo) -> Response:
         """One task or note: ``{task}`` or ``{note}``."""
-        return Response(200, {CHILD_ROUTES[kind][1]: clone(self._item(kind, request, auth))})
+        item = self._item(kind, request, auth)
+        return Response(200, {CHILD_ROUTES[kind][1]: self._answer(kind, item)})
 
     def delete_item(self, kind: str, request: Request, auth: TokenInfo) -> Response:
         """Delete one task or note: ``{succeded}``."""
-        self._drop_child(kind, self._item(kind, request, auth)["id"])
+        item = self._item(kind, request, auth)
+        self._drop_child(kind, item["id"])
+        self._touch_contact(item["contactId"])
         return Response(200, {"succeded": True})
 
     # --- tasks --------------------------------------------------------------------------------
@@ -876,23 +923,28 @@ class ContactsSandbox(SandboxApp):
         """``POST /contacts/{contactId}/tasks``: 201 ``{task}``."""
         body = self._task_values(self._body(request, auth, "/contacts/{contactId}/tasks"))
         contact = self._contact(auth, request.path_params["contactId"])
-        task = {"id": self._new_id(self.tasks), **clone(body), "contactId": contact["id"]}
+        now = iso(self._now_ms())
+        task = {
+            "id": self._new_id(self.tasks),
+            **clone(body),
+            "contactId": contact["id"],
+            "dateAdded": now,
+            "dateUpdated": now,
+        }
         self._add_child("tasks", task)
-        return Response(201, {"task": clone(task)})
+        self._touch_contact(contact["id"])
+        return Response(201, {"task": self._answer("tasks", task)})
 
     def update_task(self, request: Request, auth: TokenInfo) -> Response:
         """``PUT .../tasks/{taskId}``: the changed ``{task}``."""
         body = self._task_values(self._body(request, auth, "/contacts/{contactId}/tasks/{taskId}"))
-        task = self._item("tasks", request, auth)
-        task.update(clone(body))
-        return Response(200, {"task": clone(task)})
+        return self._change_item("tasks", self._item("tasks", request, auth), body)
 
     def complete_task(self, request: Request, auth: TokenInfo) -> Response:
         """``PUT .../tasks/{taskId}/completed``: the ``{task}`` with its new status."""
         body = self._body(request, auth, "/contacts/{contactId}/tasks/{taskId}/completed")
         task = self._item("tasks", request, auth)
-        task["completed"] = body["completed"]
-        return Response(200, {"task": clone(task)})
+        return self._change_item("tasks", task, {"completed": body["completed"]})
 
     # --- notes --------------------------------------------------------------------------------
     def create_note(self, request: Request, auth: TokenInfo) -> Response:
@@ -903,17 +955,103 @@ class ContactsSandbox(SandboxApp):
             "id": self._new_id(self.notes),
             **clone(body),
             "contactId": contact["id"],
-            "dateAdded": iso(now_ms()),
+            "dateAdded": iso(self._now_ms()),
         }
         self._add_child("notes", note)
+        self._touch_contact(contact["id"])
         return Response(201, {"note": clone(note)})
 
     def update_note(self, request: Request, auth: TokenInfo) -> Response:
-        """``PUT .../notes/{id}``: the changed ``{note}``."""
+        """``PUT .../notes/{id}``: the changed ``{note}`` (notes have no ``dateUpdated``)."""
         body = self._body(request, auth, "/contacts/{contactId}/notes/{id}")
-        note = self._item("notes", request, auth)
-        note.update(clone(body))
-        return Response(200, {"note": clone(note)})
+        return self._change_item("notes", self._item("notes", request, auth), body)
+
+    # --- appointments (sandbox-only writes: the v2 Contacts API has none) -----------------------
+    def _appointment_values(self, raw: object, *, partial_update: bool) -> dict[str, Any]:
+        """A seeded or written appointment's fields checked and in the stored forms; 422 else."""
+        if not isinstance(raw, dict):
+            raise unprocessable(["an appointment must be an object"])
+        allowed = set(APPOINTMENT_FIELDS) - ({"id", "contactId"} if partial_update else set())
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise unprocessable([f"property {k} should not exist" for k in unknown])
+        values = dict(raw)
+        status = values.get("appointmentStatus")
+        if status is not None and status not in contacts_data.APPOINTMENT_STATUSES:
+            allowed_statuses = ", ".join(contacts_data.APPOINTMENT_STATUSES)
+            raise unprocessable(
+                [f"appointmentStatus must be one of the following values: {allowed_statuses}"]
+            )
+        for name in ("startTime", "endTime"):
+            if name in values:
+                ms = parse_iso_ms(values[name])
+                if ms is None:
+                    raise unprocessable([f"{name} must be a date"])
+                # "YYYY-MM-DD HH:MM:SS" on the per-contact route; the zone is UNCONFIRMED (UTC here)
+                values[name] = contacts_data.wall_time(ms)
+        for name in ("dateAdded", "dateUpdated"):
+            if name in values:
+                ms = parse_iso_ms(values[name])
+                if ms is None:
+                    raise unprocessable([f"{name} must be a date"])
+                values[name] = iso(ms)
+        return clone(values)
+
+    def _new_appointment(self, raw: dict[str, Any], contact: dict[str, Any]) -> dict[str, Any]:
+        """A seeded or sandbox-written appointment of ``contact``, complete (not stored yet)."""
+        values = self._appointment_values(raw, partial_update=False)
+        now = iso(self._now_ms())
+        event: dict[str, Any] = {
+            "id": values.pop("id", None) or self._new_id(self.appointments),
+            "locationId": contact["locationId"],
+            "users": [],
+            "assignedResources": [],
+            "dateAdded": now,
+        }
+        event |= values
+        event.setdefault("dateUpdated", event["dateAdded"])  # GetEventSchema has both
+        return {name: event[name] for name in APPOINTMENT_FIELDS if name in event}
+
+    def _sandbox_create_appointment(self, request: Request) -> Response:
+        """``POST /_sandbox/appointments``: 201 ``{appointment}`` (body: an event + contactId)."""
+        raw = request.json()
+        if not isinstance(raw, dict):
+            raise unprocessable(["an appointment must be an object"])
+        with self.lock:
+            contact = self.contacts.get(raw.get("contactId") or "")
+            if contact is None:
+                raise unprocessable([f"contactId {raw.get('contactId')!r} is not a contact"])
+            event = self._new_appointment(raw, contact)
+            if event["id"] in self.appointments:
+                self._drop_child("appointments", event["id"])
+            self._add_child("appointments", event)
+            self._touch_contact(event["contactId"])
+            return Response(201, {"appointment": clone(event)})
+
+    def _sandbox_appointment(self, request: Request) -> dict[str, Any]:
+        event = self.appointments.get(request.path_params["id"])
+        if event is None:
+            raise HTTPError(404, error(404, f"Appointment {request.path_params['id']} not found"))
+        return event
+
+    def _sandbox_update_appointment(self, request: Request) -> Response:
+        """``PUT /_sandbox/appointments/{id}``: reschedule, cancel, ...; ``dateUpdated`` is now."""
+        with self.lock:
+            event = self._sandbox_appointment(request)
+            changes = self._appointment_values(request.json() or {}, partial_update=True)
+            changes.setdefault("dateUpdated", iso(self._now_ms()))
+            updated = {**event, **changes}
+            self._replace_child("appointments", updated)
+            self._touch_contact(updated["contactId"])
+            return Response(200, {"appointment": clone(updated)})
+
+    def _sandbox_delete_appointment(self, request: Request) -> Response:
+        """``DELETE /_sandbox/appointments/{id}``: ``{succeded}``."""
+        with self.lock:
+            event = self._sandbox_appointment(request)
+            self._drop_child("appointments", event["id"])
+            self._touch_contact(event["contactId"])
+            return Response(200, {"succeded": True})
 
     # --- rate limits (SandboxApp hooks) -----------------------------------------------------------
     @staticmethod
@@ -997,7 +1135,11 @@ class ContactsSandbox(SandboxApp):
 
         Keys: ``rate_limit``, ``rate_window`` (seconds), ``daily_limit``, ``daily_used`` (requests
         already spent today by every location), ``access_token_ttl`` (seconds, for tokens issued
-        from now on), ``allow_duplicates``, ``duplicate_match`` (e.g. ``["phone", "email"]``).
+        from now on), ``allow_duplicates``, ``duplicate_match`` (e.g. ``["phone", "email"]``),
+        ``search_lag`` (seconds until a write shows in the searches, for writes from now on),
+        ``child_writes_bump_contact`` (bool), ``token_scopes`` (the private integration tokens'
+        scopes: a list or a space/comma-separated string), ``search_page_limit_max`` (the largest
+        ``pageLimit`` the contact search takes, default 500).
         """
         known = {
             "rate_limit",
@@ -1007,10 +1149,15 @@ class ContactsSandbox(SandboxApp):
             "access_token_ttl",
             "allow_duplicates",
             "duplicate_match",
+            "search_lag",
+            "child_writes_bump_contact",
+            "token_scopes",
+            "search_page_limit_max",
         }
         unknown = set(settings) - known
         if unknown:
             raise HTTPError(422, error(422, [f"unknown settings: {sorted(unknown)}"]))
+        apply_search_settings = self._search_settings(settings)
         match = self.duplicate_match
         if "duplicate_match" in settings:
             try:
@@ -1033,6 +1180,26 @@ class ContactsSandbox(SandboxApp):
         if "allow_duplicates" in settings:
             self.allow_duplicates = bool(settings["allow_duplicates"])
         self.duplicate_match = match
+        apply_search_settings()
+
+    def _search_settings(self, settings: dict[str, Any]) -> Callable[[], None]:
+        """Check the search and scope keys of ``settings``; returns what applies them."""
+        scopes = _scopes(settings["token_scopes"]) if "token_scopes" in settings else None
+        lag = _number_setting(settings, "search_lag", low=0)
+        page_max = _number_setting(settings, "search_page_limit_max", low=1)
+
+        def apply() -> None:
+            if "child_writes_bump_contact" in settings:
+                self.child_writes_bump_contact = bool(settings["child_writes_bump_contact"])
+            if lag is not None:
+                self.search_index.lag = self.task_index.lag = lag
+            if page_max is not None:
+                self.contact_search.page_limit_max = int(page_max)
+            for info in self.registry.static.values():
+                if scopes is not None and info.kind == "pit":
+                    info.scopes = scopes
+
+        return apply
 
     @override
     def reset(self) -> None:
@@ -1044,68 +1211,169 @@ class ContactsSandbox(SandboxApp):
             self._daily_used = {}
 
     @override
-    def seed(self, data: dict[str, Any]) -> dict[str, list[str]]:
-        """Load ``{"contacts", "tasks", "notes", "appointments"}`` in the API's shapes.
+    def seed(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Load ``{"contacts", "tasks", "notes", "appointments", "generate"}``; visible at once.
 
         Contacts: the Contact shape (``id``, ``locationId`` default the main location,
-        ``dateAdded`` ISO or epoch ms, ``tags``, ``customFields`` as ``{id, value}`` or the input
-        form, any other field as given). Tasks, notes and appointments link by ``contactId``.
-        No duplicate rules apply. Returns the ids stored, per kind, in input order.
+        ``dateAdded``/``dateUpdated`` ISO or epoch ms, ``tags``, ``customFields`` as ``{id,
+        value}`` or the input form, any other field as given); a seeded id that exists replaces
+        that contact and keeps its tasks, notes and appointments. Tasks (the per-contact shape plus
+        ``dateAdded``/``dateUpdated``), notes and appointments (their API fields only) link by
+        ``contactId``. ``generate`` takes ``{"contacts": N, "seed": S}`` and optionally
+        ``"tasks"``, ``"notes"``, ``"appointments"`` (counts) and ``"locationId"``
+        (:func:`sandbox.contacts_data.generate`). No duplicate rules apply, and the search sees
+        seeded records without the indexing lag. Everything is checked before anything is stored
+        (a 422 leaves the data as it was). Answers the ids stored per kind, in input order, plus
+        ``generated``: the counts generated.
         """
         if not isinstance(data, dict):
             raise HTTPError(422, error(422, ["seed data must be an object"]))
-        unknown = set(data) - {"contacts", "tasks", "notes", "appointments"}
+        unknown = set(data) - {"contacts", "tasks", "notes", "appointments", "generate"}
         if unknown:
             raise HTTPError(422, error(422, [f"unknown seed keys: {sorted(unknown)}"]))
+        for kind in ("contacts", "tasks", "notes", "appointments"):
+            items = data.get(kind, [])
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise HTTPError(422, error(422, [f"{kind} must be a list of objects"]))
+        # generating is slow for big N: outside the lock
+        generated = self._generate(data["generate"]) if "generate" in data else None
         with self.lock:
-            out: dict[str, list[str]] = {
-                "contacts": [self._seed_contact(c) for c in data.get("contacts", [])]
+            contacts = [self._seed_contact(c) for c in data.get("contacts", [])]
+            pending = {c["id"]: c for c in contacts}
+            children = {
+                kind: [self._seed_child(kind, item, pending) for item in data.get(kind, [])]
+                for kind in self._stores
             }
-            for kind in self._stores:
-                out[kind] = [self._seed_child(kind, item) for item in data.get(kind, [])]
+            out: dict[str, Any] = {}
+            if generated is not None:
+                out["generated"] = self._load_generated(generated)
+            for contact in contacts:
+                self._put_seeded_contact(contact)
+            out["contacts"] = [c["id"] for c in contacts]
+            for kind, items in children.items():
+                for item in items:
+                    if item["id"] in self._stores[kind]:
+                        self._drop_child(kind, item["id"], immediate=True)
+                    self._add_child(kind, item, immediate=True)
+                out[kind] = [item["id"] for item in items]
         return out
 
-    def _seed_contact(self, raw: dict[str, Any]) -> str:
+    def _generate(self, options: object) -> dict[str, list[dict[str, Any]]]:
+        sizes = ("contacts", "seed", "tasks", "notes", "appointments")
+        usage = (
+            'generate takes {"contacts": N, "seed": S} and optionally "tasks", "notes", '
+            '"appointments" (counts) and "locationId"'
+        )
+        if (
+            not isinstance(options, dict)
+            or "contacts" not in options
+            or set(options) - {*sizes, "locationId"}
+            or not all(
+                isinstance(options[k], int) and not isinstance(options[k], bool)
+                for k in sizes
+                if k in options
+            )
+            or options.get("locationId", self.location_id) not in self.locations
+        ):
+            raise HTTPError(422, error(422, [usage]))
+        try:
+            return contacts_data.generate(
+                options["contacts"],
+                options.get("seed", 1),
+                location_id=options.get("locationId", self.location_id),
+                tasks=options.get("tasks"),
+                notes=options.get("notes"),
+                appointments=options.get("appointments"),
+            )
+        except ValueError as exc:
+            raise HTTPError(422, error(422, [f"{usage}: {exc}"])) from exc
+
+    def _load_generated(self, data: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+        """Generated records are complete and canonical already: stored without normalising."""
+        for contact in data["contacts"]:
+            cid = contact["id"]
+            if cid in self.contacts:
+                self._drop_contact(cid, immediate=True)
+            added = parse_iso_ms(contact["dateAdded"]) or 0
+            self.contacts[cid] = contact
+            self._added[cid] = added
+            self._order.setdefault(contact["locationId"], []).append((added, cid))
+            self._index(contact)
+            self.search_index.put(cid, contact["locationId"], contact, immediate=True)
+        for order in self._order.values():
+            order.sort()
+        for kind in self._stores:
+            for item in data[kind]:
+                if item["id"] in self._stores[kind]:
+                    self._drop_child(kind, item["id"], immediate=True)
+                self._add_child(kind, item, immediate=True)
+        return {kind: len(items) for kind, items in data.items()}
+
+    def _seed_contact(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """A seeded contact, complete as the store keeps one (not stored yet)."""
         location = raw.get("locationId", self.location_id)
         if location not in self.locations:
             raise HTTPError(422, error(422, [f"unknown locationId {location!r}"]))
-        cid = raw.get("id") or self._new_id(self.contacts)
-        if cid in self.contacts:
-            self._drop_contact(cid)
         added = parse_iso_ms(raw.get("dateAdded"))
+        added = self._now_ms() if added is None else added
+        updated = parse_iso_ms(raw.get("dateUpdated"))
         # an ISO dateOfBirth (the API's output form) is kept as it is by _apply
-        contact = self._new_contact(location, raw, added_ms=added, cid=cid)
-        if raw.get("dateUpdated"):
-            contact["dateUpdated"] = iso(parse_iso_ms(raw["dateUpdated"]) or self._added[cid])
-        return cid
+        return self._build_contact(
+            location,
+            raw,
+            cid=raw.get("id") or self._new_id(self.contacts),
+            times=(added, added if updated is None else updated),
+        )
 
-    def _seed_child(self, kind: str, raw: dict[str, Any]) -> str:
-        contact = self.contacts.get(raw.get("contactId", ""))
+    def _put_seeded_contact(self, contact: dict[str, Any]) -> None:
+        cid = contact["id"]
+        if cid in self.contacts:  # replaced: its tasks, notes and appointments stay
+            children = {kind: self._children[kind].pop(cid, {}) for kind in self._stores}
+            self._drop_contact(cid, immediate=True)
+            for kind, ids in children.items():
+                if ids:
+                    self._children[kind][cid] = ids
+        self._store_contact(contact, parse_iso_ms(contact["dateAdded"]) or 0, immediate=True)
+
+    def _seed_child(
+        self, kind: str, raw: dict[str, Any], pending: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A seeded task, note or appointment, checked and completed (not stored yet)."""
+        contact = pending.get(raw.get("contactId", "")) or self.contacts.get(
+            raw.get("contactId", "")
+        )
         if contact is None:
             raise HTTPError(
                 422,
                 error(422, [f"{kind}: contactId {raw.get('contactId')!r} is not a seeded contact"]),
             )
+        if kind == "appointments":
+            return self._new_appointment(raw, contact)
+        allowed = TASK_FIELDS if kind == "tasks" else NOTE_FIELDS
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise unprocessable([f"{kind}: property {k} should not exist" for k in unknown])
         item: dict[str, Any] = clone(raw)
         item["id"] = raw.get("id") or self._new_id(self._stores[kind])
+        for name in ("dueDate", "dateAdded", "dateUpdated"):
+            if item.get(name) is not None:
+                ms = parse_iso_ms(item[name])
+                if ms is None:
+                    raise unprocessable([f"{kind}: {name} must be a valid ISO 8601 date string"])
+                item[name] = iso(ms)
+        item.setdefault("dateAdded", iso(self._now_ms()))
         if kind == "tasks":
             item.setdefault("completed", False)
-            if item.get("dueDate"):
-                item["dueDate"] = iso(parse_iso_ms(item["dueDate"]) or now_ms())
-        elif kind == "notes":
-            item["dateAdded"] = iso(parse_iso_ms(item.get("dateAdded")) or now_ms())
-        else:
-            item.setdefault("locationId", contact["locationId"])
-            item.setdefault("dateAdded", iso(now_ms()))
-            item.setdefault("dateUpdated", item["dateAdded"])  # GetEventSchema has both
-        if item["id"] in self._stores[kind]:
-            self._drop_child(kind, item["id"])
-        self._add_child(kind, item)
-        return item["id"]
+            item.setdefault("dateUpdated", item["dateAdded"])
+        return item
 
     @override
     def state(self) -> dict[str, list[dict[str, Any]]]:
-        """Everything stored, in the API's shapes (tasks and notes carry ``contactId``)."""
+        """Everything stored, in the API's shapes.
+
+        Children carry ``contactId``; tasks also their ``dateAdded``/``dateUpdated``, as the
+        location task search shows them.
+        """
         with self.lock:
             return {
                 "contacts": [clone(c) for c in self.contacts.values()],
@@ -1153,62 +1421,23 @@ def _matches_query(contact: dict[str, Any], query: str) -> bool:
     return bool(digits) and digits in re.sub(r"\D", "", contact.get("phone") or "")
 
 
-def _check_filters(filters: list[dict[str, Any]]) -> None:
-    for item in filters:
-        if "group" in item:
-            if item["group"] not in ("AND", "OR") or not isinstance(item.get("filters"), list):
-                raise unprocessable(["filters: a group needs group AND|OR and a filters array"])
-            _check_filters(item["filters"])
-        elif not isinstance(item.get("field"), str) or item.get("operator") not in SEARCH_OPERATORS:
-            raise unprocessable(
-                [f"filters: each filter needs a field and an operator of {list(SEARCH_OPERATORS)}"]
-            )
+def _scopes(value: object) -> frozenset[str]:
+    """Scopes from a list or a space/comma-separated string; 422 for anything else."""
+    if isinstance(value, str):
+        return frozenset(value.replace(",", " ").split())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return frozenset(value)
+    raise HTTPError(422, error(422, ["token_scopes must be a list or a string of scopes"]))
 
 
-def _filter_matches(contact: dict[str, Any], item: dict[str, Any]) -> bool:
-    if "group" in item:
-        results = (_filter_matches(contact, f) for f in item["filters"])
-        return all(results) if item["group"] == "AND" else any(results)
-    field, op, value = item["field"], item["operator"], item.get("value")
-    actual = contact.get(field)
-    if op in ("exists", "not_exists"):
-        return bool(actual not in (None, "", [])) == (op == "exists")
-    if op == "range":
-        number = parse_iso_ms(actual) if field in ("dateAdded", "dateUpdated") else actual
-        bounds = value if isinstance(value, dict) else {}
-        checks = {
-            "gte": lambda a, b: a >= b,
-            "lte": lambda a, b: a <= b,
-            "gt": lambda a, b: a > b,
-            "lt": lambda a, b: a < b,
-        }
-        try:
-            return number is not None and all(
-                checks[k](number, parse_iso_ms(v) if field in ("dateAdded", "dateUpdated") else v)
-                for k, v in bounds.items()
-                if k in checks
-            )
-        except TypeError:
-            return False
-    wanted = [_comparable(field, v) for v in (value if isinstance(value, list) else [value])]
-    have = [
-        _comparable(field, a)
-        for a in (actual if isinstance(actual, list) else [actual])
-        if a is not None
-    ]
-    if op in ("eq", "not_eq"):
-        hit = any(w in have for w in wanted)
-    else:
-        hit = any(
-            isinstance(h, str) and isinstance(w, str) and w in h for w in wanted for h in have
-        )
-    return hit == (op in ("eq", "contains"))
-
-
-def _comparable(field: str, value: object) -> object:
-    if field == "phone" and isinstance(value, str):
-        return normalize_phone(value)
-    return value.strip().lower() if isinstance(value, str) else value
+def _number_setting(settings: dict[str, Any], name: str, *, low: float) -> float | None:
+    """``settings[name]`` as a number of at least ``low``; ``None`` when absent, else 422."""
+    if name not in settings:
+        return None
+    value = settings[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+        raise HTTPError(422, error(422, [f"{name} must be a number >= {low}"]))
+    return float(value)
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -1249,11 +1478,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="email,phone",
         help="duplicate-contact match order, e.g. 'phone,email' or 'email'",
     )
+    parser.add_argument(
+        "--search-lag",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds until a write shows in the contact and task searches (default 0)",
+    )
+    parser.add_argument(
+        "--token-scopes",
+        default=" ".join(sorted(PIT_SCOPES)),
+        help="scopes of the private integration tokens, space- or comma-separated "
+        "(leave out locations/tasks.readonly to refuse the location task search)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any key of POST /_sandbox/config, e.g. child_writes_bump_contact=true "
+        "(VALUE is read as JSON when it parses, else as a string; repeatable)",
+    )
+    parser.add_argument(
+        "--generate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start with N generated contacts (plus tasks, notes, appointments)",
+    )
+    parser.add_argument("--generate-seed", type=int, default=1, help="seed for --generate")
 
 
 def create_app(args: argparse.Namespace) -> ContactsSandbox:
     """A :class:`ContactsSandbox` from the parsed flags of :func:`add_arguments`."""
-    return ContactsSandbox(
+    app = ContactsSandbox(
         location_id=args.location_id,
         token=args.token,
         client_id=args.client_id,
@@ -1268,4 +1526,22 @@ def create_app(args: argparse.Namespace) -> ContactsSandbox:
         allow_duplicates=args.allow_duplicates,
         duplicate_match=[f.strip() for f in args.duplicate_match.split(",") if f.strip()],
         latency=getattr(args, "latency", 0.0),
+        search_lag=args.search_lag,
+        token_scopes=_scopes(args.token_scopes),
     )
+    options = {}
+    for item in args.option:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--option takes KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = json.loads(raw)
+        except ValueError:
+            options[key.strip()] = raw
+    try:
+        app.configure(options)
+    except HTTPError as exc:
+        raise SystemExit(f"--option: {exc.response.body['message']}") from exc
+    if args.generate:
+        app.seed({"generate": {"contacts": args.generate, "seed": args.generate_seed}})
+    return app

@@ -239,14 +239,19 @@ def test_contact_answers_match_the_spec(contacts_sandbox: RunningSandbox) -> Non
     api.call("GET", "/contacts/business/biz1", business, params={"locationId": LOCATION})
 
     # POST /contacts/search has no answer schema in the v2 file; §5.4 gives [SPEC-init]'s
-    # {contacts: Contact[], total: number}, each item also with `searchAfter` and `opportunities`
+    # {contacts: Contact[], total: number}, each item also with `searchAfter` and `opportunities`;
+    # reverse-and-realtime.md §1.1: "Response: {contacts: [...], total: <number>, traceId?}"
     item = contact(*GET_CONTACT)
     assert item.fields is not None
     item.fields["searchAfter"] = Field(("array",))
     item.fields["opportunities"] = Field(("array",), items=Field(("object",)))
     searched = Field(
         ("object",),
-        fields={"contacts": Field(("array",), items=item), "total": Field(("number",))},
+        fields={
+            "contacts": Field(("array",), items=item),
+            "total": Field(("number",)),
+            "traceId": Field(("string",), required=False),
+        },
     )
     for body in ({"pageLimit": 10}, {"pageLimit": 1, "query": "ada"}):
         api.call("POST", "/contacts/search", (200, searched), json={"locationId": LOCATION, **body})
@@ -369,7 +374,8 @@ def test_task_note_and_appointment_answers_match_the_spec(contacts_sandbox: Runn
         "endTime": "2021-07-16 11:30:00",
         "address": "Zoom",
         "groupId": "group1",
-        "appointmentStatus": "booked",
+        # reverse-and-realtime.md §3.2: the appointment status enum; "booked" is `status`'s value
+        "appointmentStatus": "confirmed",
         "users": ["user0000000000000001"],
         "assignedResources": ["room1"],
     }
