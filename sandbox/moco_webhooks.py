@@ -147,61 +147,98 @@ class WebhookOptions:
         )
 
 
-def _number(value: object, *, minimum: float, integer: bool) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return value >= minimum and (not integer or isinstance(value, int))
+@dataclass(frozen=True)
+class _Setting:
+    """One webhook option, ``--webhook-<name>`` and ``webhook_<name>`` in /_sandbox/config."""
+
+    name: str
+    kind: Callable[[str], Any]  # parses the command-line value
+    check: Callable[[object], bool]  # a JSON value from /_sandbox/config
+    wanted: str
+    help: str
 
 
-# config key -> (option, check, what it must be)
-_CONFIG: dict[str, tuple[str, Callable[[object], bool], str]] = {
-    "webhook_secret": (
+def _at_least(minimum: float, *, integer: bool = False) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return value >= minimum and (not integer or isinstance(value, int))
+
+    return check
+
+
+def _is_secret(value: object) -> bool:
+    return isinstance(value, str) and _SECRET_RE.fullmatch(value) is not None
+
+
+_SETTINGS = (
+    _Setting(
         "secret",
-        lambda v: isinstance(v, str) and _SECRET_RE.fullmatch(v) is not None,
+        str,
+        _is_secret,
         "32 lower-case hex characters",
+        "the account's webhook signing secret (default: %(default)s)",
     ),
-    "webhook_jitter": (
+    _Setting(
         "jitter",
-        lambda v: _number(v, minimum=0, integer=False),
+        float,
+        _at_least(0),
         "seconds >= 0",
+        "each delivery first waits a random 0..this many seconds, so order is not "
+        "guaranteed (default: %(default)s)",
     ),
-    "webhook_backoff": (
+    _Setting(
         "backoff",
-        lambda v: _number(v, minimum=0, integer=False),
+        float,
+        _at_least(0),
         "seconds >= 0",
+        "seconds before the first retry, doubled per attempt (default: %(default)s)",
     ),
-    "webhook_backoff_max": (
+    _Setting(
         "backoff_max",
-        lambda v: _number(v, minimum=0, integer=False),
+        float,
+        _at_least(0),
         "seconds >= 0",
+        "longest wait between attempts (default: %(default)s)",
     ),
-    "webhook_max_attempts": (
+    _Setting(
         "max_attempts",
-        lambda v: _number(v, minimum=1, integer=True),
+        int,
+        _at_least(1, integer=True),
         "an integer >= 1",
+        "attempts per delivery, the first included (default: %(default)s)",
     ),
-    "webhook_timeout": (
+    _Setting(
         "timeout",
-        lambda v: _number(v, minimum=0.001, integer=False),
+        float,
+        _at_least(0.001),
         "seconds > 0",
+        "seconds a receiver has to answer 2xx (MOCO: 10)",
     ),
-    "webhook_disable_after": (
+    _Setting(
         "disable_after",
-        lambda v: _number(v, minimum=1, integer=True),
+        int,
+        _at_least(1, integer=True),
         "an integer >= 1",
+        "consecutive failed attempts that disable a hook (MOCO: 500)",
     ),
-    "webhook_workers": (
+    _Setting(
         "workers",
-        lambda v: _number(v, minimum=1, integer=True),
+        int,
+        _at_least(1, integer=True),
         "an integer >= 1",
+        "deliveries in flight at once (default: %(default)s)",
     ),
-    "webhook_account_url": (
+    _Setting(
         "account_url",
+        str,
         lambda v: v is None or (isinstance(v, str) and bool(v.strip())),
         "a non-empty string or null",
+        "X-Moco-Account-Url (default: the URL the sandbox was called on)",
     ),
-}
-CONFIG_KEYS = frozenset(_CONFIG)
+)
+_SETTINGS_BY_KEY = {f"webhook_{s.name}": s for s in _SETTINGS}
+CONFIG_KEYS = frozenset(_SETTINGS_BY_KEY)
 
 
 def hook_errors(body: dict[str, Any], *, creating: bool) -> dict[str, list[str]]:
@@ -291,10 +328,10 @@ class MocoWebhooks:
         """Apply ``webhook_*`` settings (all checked first: a 422 changes nothing)."""
         changes = {}
         for key, value in settings.items():
-            option, check, wanted = _CONFIG[key]
-            if not check(value):
-                raise HTTPError(422, {"message": f"{key} must be {wanted}"})
-            changes[option] = value
+            setting = _SETTINGS_BY_KEY[key]
+            if not setting.check(value):
+                raise HTTPError(422, {"message": f"{key} must be {setting.wanted}"})
+            changes[setting.name] = value
         for option, value in changes.items():
             setattr(self.options, option, value)
         self.engine.configure(**vars(self.options.delivery_settings()))
@@ -303,70 +340,21 @@ class MocoWebhooks:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``--webhook-*`` options of ``python -m sandbox moco``."""
     defaults = WebhookOptions()
-    parser.add_argument(
-        "--webhook-secret",
-        default=defaults.secret,
-        help="the account's webhook signing secret, 32 hex characters (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--webhook-jitter",
-        type=float,
-        default=defaults.jitter,
-        help="each delivery waits a random 0..this many seconds first, so order is not "
-        "guaranteed (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--webhook-backoff",
-        type=float,
-        default=defaults.backoff,
-        help="seconds before the first retry, doubled per attempt (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--webhook-backoff-max",
-        type=float,
-        default=defaults.backoff_max,
-        help="longest wait between attempts (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--webhook-max-attempts",
-        type=int,
-        default=defaults.max_attempts,
-        help="attempts per delivery, the first included (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--webhook-timeout",
-        type=float,
-        default=defaults.timeout,
-        help="seconds a receiver has to answer 2xx (MOCO: 10)",
-    )
-    parser.add_argument(
-        "--webhook-disable-after",
-        type=int,
-        default=defaults.disable_after,
-        help="consecutive failed attempts that disable a hook (MOCO: 500)",
-    )
-    parser.add_argument(
-        "--webhook-workers",
-        type=int,
-        default=defaults.workers,
-        help="deliveries in flight at once (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--webhook-account-url",
-        default=None,
-        help="X-Moco-Account-Url (default: the URL the sandbox was called on)",
-    )
+    for setting in _SETTINGS:
+        parser.add_argument(
+            f"--webhook-{setting.name.replace('_', '-')}",
+            type=setting.kind,
+            default=getattr(defaults, setting.name),
+            help=setting.help,
+        )
 
 
 def options_from_args(args: argparse.Namespace) -> WebhookOptions:
     """:class:`WebhookOptions` from parsed ``--webhook-*`` options (absent ones: defaults)."""
-    defaults = WebhookOptions()
-    options = WebhookOptions(
-        **{
-            name: getattr(args, f"webhook_{name}", getattr(defaults, name))
-            for name in vars(defaults)
-        }
-    )
-    if not _SECRET_RE.fullmatch(options.secret):
-        raise SystemExit("--webhook-secret must be 32 lower-case hex characters")
+    options = WebhookOptions()
+    for setting in _SETTINGS:
+        value = getattr(args, f"webhook_{setting.name}", getattr(options, setting.name))
+        if not setting.check(value):
+            raise SystemExit(f"--webhook-{setting.name.replace('_', '-')} must be {setting.wanted}")
+        setattr(options, setting.name, value)
     return options
