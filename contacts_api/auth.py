@@ -348,6 +348,13 @@ class OAuthAuth(AuthProvider):
         with self._lock:
             return self._refresh(rejected=rejected_token).access_token
 
+    def granted_scopes(self) -> frozenset[str] | None:
+        """The scopes the stored tokens were granted; None when unknown (nothing stored)."""
+        info = self.store.info(self.location_id)
+        if info is None or not info.scope:
+            return None
+        return frozenset(info.scope.split())
+
     # --- internals ---------------------------------------------------------------------------
     def _expiring(self, token: StoredToken) -> bool:
         lifetime = (token.expires_at - token.updated_at).total_seconds()
@@ -479,11 +486,14 @@ PLAINTEXT_TOKENS_WARNING = (
 )
 
 
-def check_token_encryption(config: Mapping[str, Any]) -> bool:
+def check_token_encryption(
+    config: Mapping[str, Any], *, env_prefix: str = "TARGET_CONTACTS"
+) -> bool:
     """Whether OAuth tokens of ``config`` would be stored in plain text (warned about in the log).
 
     Raises :class:`ConfigError` instead when ``require_token_encryption`` is set (the ``prod``
-    environment sets it): a user opts out by setting it to false.
+    environment sets it): a user opts out by setting it to false. ``env_prefix`` names the
+    plugin's environment variables in the message (``TAP_CONTACTS`` for tap-contacts).
     """
     if config.get("token_encryption_key") or not config.get("client_id"):
         return False  # encrypted, or no OAuth app configured (a private integration token)
@@ -491,7 +501,7 @@ def check_token_encryption(config: Mapping[str, Any]) -> bool:
         raise ConfigError(
             "require_token_encryption is set but token_encryption_key is not: OAuth tokens "
             "would be stored in plain text. Set token_encryption_key "
-            "(TARGET_CONTACTS_TOKEN_ENCRYPTION_KEY; make one with `contacts-admin genkey`), or "
+            f"({env_prefix}_TOKEN_ENCRYPTION_KEY; make one with `contacts-admin genkey`), or "
             "set require_token_encryption to false to accept plain-text tokens"
         )
     logger.warning("%s.", PLAINTEXT_TOKENS_WARNING)
@@ -503,17 +513,19 @@ def auth_from_config(
     engine: Engine | None = None,
     *,
     session: requests.Session | None = None,
+    env_prefix: str = "TARGET_CONTACTS",
 ) -> AuthProvider:
     """The auth provider the settings ask for.
 
     A Private Integration Token when ``private_integration_token`` is set, else OAuth with the
-    token store in the ledger database. Raises :class:`ConfigError` naming the missing settings.
+    token store in the ledger database. Raises :class:`ConfigError` naming the missing settings
+    (and their environment variables, ``env_prefix`` + ``_`` + the setting in capitals).
     """
     location_id = config.get("location_id")
     if not location_id:
         raise ConfigError(
-            "location_id is not set (TARGET_CONTACTS_LOCATION_ID): the sub-account "
-            "whose contacts are written."
+            f"location_id is not set ({env_prefix}_LOCATION_ID): the sub-account "
+            "whose contacts are read or written."
         )
     pit = config.get("private_integration_token")
     if pit:
@@ -523,7 +535,7 @@ def auth_from_config(
             "Set private_integration_token, or client_id and client_secret for OAuth "
             "(then run `contacts-admin login`)."
         )
-    check_token_encryption(config)
+    check_token_encryption(config, env_prefix=env_prefix)
     if engine is None:
         engine = make_engine(config.get("ledger_url") or DEFAULT_LEDGER_URL)
     store = TokenStore(engine, encryption_key=config.get("token_encryption_key") or None)

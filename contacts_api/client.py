@@ -85,11 +85,16 @@ DEFAULT_USER_AGENT = f"target-contacts/{_version()} (moco-contacts-sync)"
 
 @dataclass(frozen=True)
 class Route:
-    """One endpoint: its method, path template and whether repeating it is harmless."""
+    """One endpoint: its method, path template and whether repeating it is harmless.
+
+    ``refresh_on_401`` is False for a route whose 401 may mean only a missing optional scope
+    (refreshing would spend a rotating refresh token for nothing).
+    """
 
     method: str
     template: str
     safe: bool = field(kw_only=True)
+    refresh_on_401: bool = field(default=True, kw_only=True)
 
     @property
     def key(self) -> str:
@@ -127,6 +132,13 @@ DELETE_NOTE = Route("DELETE", "/contacts/{id}/notes/{noteId}", safe=True)
 ADD_TAGS = Route("POST", "/contacts/{id}/tags", safe=True)  # adding a tag twice changes nothing
 REMOVE_TAGS = Route("DELETE", "/contacts/{id}/tags", safe=True)
 LIST_APPOINTMENTS = Route("GET", "/contacts/{id}/appointments", safe=True)
+# Location-wide task search (scope locations/tasks.readonly, answers 201): reference
+# reverse-and-realtime.md §3.1. Without that scope it answers 401, which a refresh cannot mend.
+SEARCH_LOCATION_TASKS = Route(
+    "POST", "/locations/{locationId}/tasks/search", safe=True, refresh_on_401=False
+)
+#: The scope the location-wide task search needs.
+TASKS_SCOPE = "locations/tasks.readonly"
 
 
 class _RetriableError(Exception):
@@ -352,6 +364,27 @@ class ContactsClient:
         payload = {"locationId": self.location_id, **body}
         return self._call(SEARCH_CONTACTS, body=payload)
 
+    def search_contacts_page(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One page of ``POST /contacts/search``: its ``contacts``, each an object with an id.
+
+        Raises :class:`UnexpectedAnswerError` when the answer has no ``contacts`` list of such
+        objects (a reader must not take a wrong answer for an empty page).
+        """
+        payload = {"locationId": self.location_id, **body}
+        data = self._call(SEARCH_CONTACTS, body=payload)
+        return self._items(data, "contacts", SEARCH_CONTACTS)
+
+    def search_location_tasks(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One page of ``POST /locations/{locationId}/tasks/search``: its ``tasks`` rows.
+
+        Rows carry ``_id`` (not ``id``), ``contactId``, ``dateUpdated`` and ``searchAfter``.
+        Needs the scope ``locations/tasks.readonly``; without it the API answers 401 (raised as
+        :class:`AuthError`, no token refresh is attempted). :class:`UnexpectedAnswerError` when
+        the answer has no ``tasks`` list of objects.
+        """
+        data = self._call(SEARCH_LOCATION_TASKS, ids={"locationId": self.location_id}, body=body)
+        return self._items(data, "tasks", SEARCH_LOCATION_TASKS, id_key="_id")
+
     def search_duplicate(
         self, *, email: str | None = None, phone: str | None = None
     ) -> dict[str, Any] | None:
@@ -411,8 +444,8 @@ class ContactsClient:
 
     # --- tasks ---------------------------------------------------------------------------------
     def list_tasks(self, contact_id: str) -> list[dict[str, Any]]:
-        """The contact's tasks."""
-        return list(self._call(LIST_TASKS, ids={"id": contact_id}).get("tasks") or [])
+        """The contact's tasks (:class:`UnexpectedAnswerError` without a ``tasks`` list)."""
+        return self._items(self._call(LIST_TASKS, ids={"id": contact_id}), "tasks", LIST_TASKS)
 
     def get_task(self, contact_id: str, task_id: str) -> dict[str, Any]:
         """One task; :class:`NotFoundError` when it does not exist."""
@@ -453,8 +486,8 @@ class ContactsClient:
 
     # --- notes ---------------------------------------------------------------------------------
     def list_notes(self, contact_id: str) -> list[dict[str, Any]]:
-        """The contact's notes."""
-        return list(self._call(LIST_NOTES, ids={"id": contact_id}).get("notes") or [])
+        """The contact's notes (:class:`UnexpectedAnswerError` without a ``notes`` list)."""
+        return self._items(self._call(LIST_NOTES, ids={"id": contact_id}), "notes", LIST_NOTES)
 
     def get_note(self, contact_id: str, note_id: str) -> dict[str, Any]:
         """One note; :class:`NotFoundError` when it does not exist."""
@@ -491,9 +524,9 @@ class ContactsClient:
         return list(data.get("tags") or [])
 
     def list_appointments(self, contact_id: str) -> list[dict[str, Any]]:
-        """The contact's appointments (calendar events)."""
+        """The contact's appointments: the answer's ``events`` list (else UnexpectedAnswerError)."""
         data = self._call(LIST_APPOINTMENTS, ids={"id": contact_id})
-        return list(data.get("events") or [])
+        return self._items(data, "events", LIST_APPOINTMENTS)
 
     # --- the request machinery -----------------------------------------------------------------
     def _call(
@@ -560,7 +593,11 @@ class ContactsClient:
                 response.status_code,
                 (time.monotonic() - started) * 1000,
             )
-            if response.status_code == HTTPStatus.UNAUTHORIZED and not refreshed:
+            if (
+                response.status_code == HTTPStatus.UNAUTHORIZED
+                and not refreshed
+                and route.refresh_on_401
+            ):
                 refreshed = True
                 if self.auth.refresh_after_401(token) is not None:
                     continue
@@ -663,7 +700,7 @@ class ContactsClient:
             ),
         }
         if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
-            return AuthError(f"{where}; {self._auth_hint(status)}", **common)
+            return AuthError(f"{where}; {self._auth_hint(status, route)}", **common)
         if status == HTTPStatus.BAD_REQUEST:
             return _bad_request(where, text, body, common)
         if status == HTTPStatus.TOO_MANY_REQUESTS:
@@ -694,7 +731,12 @@ class ContactsClient:
             return error
         return _RetriableError(error, retry_after)
 
-    def _auth_hint(self, status: int) -> str:
+    def _auth_hint(self, status: int, route: Route) -> str:
+        if route is SEARCH_LOCATION_TASKS:
+            return (
+                f"the token may not search the tasks of location {self.location_id}: grant the "
+                f"app or private integration the scope {TASKS_SCOPE}, or read tasks per contact"
+            )
         if status == HTTPStatus.FORBIDDEN:
             return (
                 f"the token has no access to location {self.location_id}: check location_id, "
@@ -738,6 +780,25 @@ class ContactsClient:
                 path=path,
             )
         return body
+
+    @staticmethod
+    def _items(
+        data: Mapping[str, Any], key: str, route: Route, *, id_key: str = "id"
+    ) -> list[dict[str, Any]]:
+        """The answer's ``key`` list; every item an object with a non-empty string ``id_key``."""
+        items = data.get(key)
+        if not isinstance(items, list) or not all(
+            isinstance(item, dict) and isinstance(item.get(id_key), str) and item[id_key]
+            for item in items
+        ):
+            raise UnexpectedAnswerError(
+                f"{route.key} answered without a {key!r} list of objects with an {id_key!r}; "
+                "check that base_url points at the Contacts API and that no proxy answers in its "
+                "place, or report the changed answer.",
+                method=route.method,
+                path=route.template,
+            )
+        return items
 
     @staticmethod
     def _unwrap(

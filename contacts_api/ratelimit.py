@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
 
 from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate
 
@@ -21,6 +21,7 @@ from contacts_api.errors import DailyQuotaExhausted
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from sqlalchemy import Engine
     from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,18 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return None
 
 
+class SharedBudget(Protocol):
+    """A request budget several processes share (:class:`sync_ledger.budget.RateBudget`)."""
+
+    def acquire(self) -> None:
+        """Block until a slot is free, then take it."""
+        ...
+
+    def in_use(self) -> int:
+        """How many slots are taken in the current window, by every process."""
+        ...
+
+
 class LimiterSettings(TypedDict, total=False):
     """The constructor options of :class:`ContactsRateLimiter`, as keywords of ``shared``."""
 
@@ -49,6 +62,7 @@ class LimiterSettings(TypedDict, total=False):
     window_seconds: float
     daily_reserve: int
     safety_margin_seconds: float | None
+    budget: SharedBudget | None
 
 
 class ContactsRateLimiter:
@@ -67,6 +81,11 @@ class ContactsRateLimiter:
     - :meth:`acquire` raises :class:`DailyQuotaExhausted` without waiting once the daily remaining
       count (``X-RateLimit-Daily-Remaining``, decremented locally between answers) is at or below
       ``daily_reserve``; the reserve keeps requests for an operator's own checks.
+    - With a ``budget`` (a :class:`SharedBudget`, e.g. the ledger's
+      :class:`~sync_ledger.budget.RateBudget`), every acquisition also takes a slot of that
+      budget, so that processes sharing it (tap-contacts and target-contacts on one location)
+      stay within the limit together; their requests then count as our own when the headers
+      report the window used up.
     """
 
     _shared: ClassVar[dict[tuple[str, str], ContactsRateLimiter]] = {}
@@ -79,6 +98,7 @@ class ContactsRateLimiter:
         daily_reserve: int = 100,
         *,
         safety_margin_seconds: float | None = None,
+        budget: SharedBudget | None = None,
     ) -> None:
         if max_requests < 1 or window_seconds <= 0:
             raise ValueError("max_requests must be >= 1 and window_seconds > 0")
@@ -99,6 +119,7 @@ class ContactsRateLimiter:
         self._daily_remaining: int | None = None
         self._daily_limit: int | None = None
         self._warned_stricter = False
+        self.budget = budget
 
     @classmethod
     def shared(
@@ -108,6 +129,7 @@ class ContactsRateLimiter:
 
         ``settings`` (the constructor's) apply only when this call creates it: clients of the
         same location in one process must share one budget, so the first configuration wins.
+        The one exception is ``budget``: given to a limiter that has none yet, it is attached.
         """
         key = (base_url.rstrip("/"), location_id)
         with cls._shared_lock:
@@ -115,6 +137,8 @@ class ContactsRateLimiter:
             if limiter is None:
                 limiter = cls(**settings)
                 cls._shared[key] = limiter
+            elif limiter.budget is None and settings.get("budget") is not None:
+                limiter.budget = settings.get("budget")
             return limiter
 
     @property
@@ -138,6 +162,8 @@ class ContactsRateLimiter:
             time.sleep(wait)
         if not self._limiter.try_acquire(_BUCKET, blocking=True):
             raise RuntimeError("rate limiter refused a single request; max_requests must be >= 1")
+        if self.budget is not None:
+            self.budget.acquire()  # the window shared with the other processes on this location
         with self._lock:
             self._sent.append(time.monotonic())
             if self._daily_remaining is not None:
@@ -186,8 +212,12 @@ class ContactsRateLimiter:
             # Generous look-back: a request counts server-side a little after we acquired it.
             cutoff = now - interval - max(2.0, 0.2 * interval)
             own = sum(1 for t in self._sent if t > cutoff)
-            if own >= limit and not stricter:
-                return  # our own traffic used the window up; our own window already holds back
+        if own < limit and not stricter and self.budget is not None:
+            # The processes sharing our budget are "us" too; their count is in the database.
+            own = max(own, self.budget.in_use())
+        if own >= limit and not stricter:
+            return  # our own traffic used the window up; our own window already holds back
+        with self._lock:
             until = now + interval
             if until > self._paused_until:
                 self._paused_until = until
@@ -206,3 +236,46 @@ class ContactsRateLimiter:
             f"ContactsRateLimiter(max_requests={self.max_requests}, "
             f"window_seconds={self.window_seconds}, daily_reserve={self.daily_reserve})"
         )
+
+
+def _shared_database(engine: Engine | None) -> bool:
+    """Whether other processes can open ``engine``'s database (not in-memory SQLite)."""
+    if engine is None:
+        return False
+    url = engine.url
+    return not (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"))
+
+
+def limiter_from_config(config: Mapping[str, Any], *, engine: Engine | None) -> ContactsRateLimiter:
+    """The process's limiter for a plugin configuration, shared with other processes if it can be.
+
+    Reads ``base_url``, ``location_id``, ``rate_limit_requests``, ``rate_limit_window_seconds``
+    and ``daily_quota_reserve`` (the settings tap-contacts and target-contacts have in common).
+    With a ledger ``engine`` other processes can open (a SQLite file, PostgreSQL), the limiter
+    takes every request's slot from the ledger's :class:`~sync_ledger.budget.RateBudget` named
+    after (API base URL, location), so that every plugin writing or reading that location stays
+    within its limit together; an in-memory SQLite ledger (or None) keeps the in-process limit
+    alone.
+    """
+    from contacts_api.auth import DEFAULT_BASE_URL  # noqa: PLC0415  auth imports the ledger
+    from sync_ledger.budget import RateBudget, budget_name  # noqa: PLC0415  SQLAlchemy only here
+
+    base_url = str(config.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+    location_id = str(config.get("location_id") or "")
+    reserve = config.get("daily_quota_reserve")
+    limiter = ContactsRateLimiter.shared(
+        base_url,
+        location_id,
+        max_requests=int(config.get("rate_limit_requests") or 100),
+        window_seconds=float(config.get("rate_limit_window_seconds") or 10),
+        daily_reserve=int(100 if reserve is None else reserve),
+    )
+    if limiter.budget is None and engine is not None and _shared_database(engine):
+        limiter.budget = RateBudget(
+            engine,
+            budget_name("contacts-api", base_url, location_id),
+            limiter.max_requests,
+            # The same margin as the in-process window: a request counts server-side later.
+            limiter.window_seconds + limiter.safety_margin_seconds,
+        )
+    return limiter
