@@ -27,6 +27,8 @@ Faithful to reference/moco-api.md and the recorded responses in reference/moco-r
   enabled hook of that target and event, signed, with MOCO's ``X-Moco-*`` headers. API writes
   act as the API key's user (933662266, origin ``api``); ``/_sandbox/`` writes as the web UI user
   933662267 (origin empty). Hooks must point at this machine: other URLs are refused in the log.
+  Seeding, ``/_sandbox/todos`` and the company name a contact embeds send none (MOCO has no
+  to-do target; the embedded name changes no contact's ``updated_at``).
 - Lists are bare JSON arrays, paged with ``page`` (1-based) and ``per_page`` (default 100, at most
   100), with ``X-Page``, ``X-Per-Page``, ``X-Total`` (digit strings) and, only when a next page
   exists, ``Link: <...page=N+1...>; rel="next"`` that keeps the other query parameters.
