@@ -8,14 +8,14 @@ ledger instead of sending it.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import phonenumbers
+
+from sync_ledger.writer import RecordRejected, stable_hash
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -99,16 +99,6 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _VALIDATORS = {name: jsonschema.Draft7Validator(schema) for name, schema in INPUT_SCHEMAS.items()}
 
 
-class RecordRejected(Exception):  # noqa: N818  public name, imported by callers
-    """A record that cannot be sent: names the field and the reason."""
-
-    def __init__(self, field: str | None, reason: str, *, kind: str = "invalid") -> None:
-        self.field = field
-        self.reason = reason
-        self.kind = kind  # "invalid", "missing_contact", "api"
-        super().__init__(f"field {field}: {reason}" if field else reason)
-
-
 @dataclass
 class ContactPayload:
     """What the Contacts API gets for one source contact."""
@@ -159,12 +149,6 @@ class NotePayload:
     def payload_hash(self) -> str:
         """The hash of the note's body; equal hashes need no call."""
         return stable_hash({"body": self.body})
-
-
-def stable_hash(value: object) -> str:
-    """A hash that is the same for equal JSON values, whatever the key order."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def source_id_of(stream: str, record: Mapping[str, Any]) -> str | None:

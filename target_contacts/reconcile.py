@@ -16,8 +16,8 @@ from sync_ledger.merge import ConflictPolicy, Merge, merge_fields, parse_time
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from sync_ledger.summary import RunSummary
     from target_contacts.payloads import ContactPayload, NotePayload, TaskPayload
-    from target_contacts.summary import RunSummary
 
 logger = logging.getLogger("target_contacts")
 

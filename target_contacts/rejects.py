@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from contacts_api.errors import ConfigError
 from sync_ledger.db import DEFAULT_LEDGER_URL, make_engine
 from sync_ledger.ledger import IdLedger, Reject
-from target_contacts.summary import RunSummary
+from sync_ledger.summary import RunSummary
 from target_contacts.wiring import build_sync
 
 if TYPE_CHECKING:

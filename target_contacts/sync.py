@@ -13,11 +13,10 @@ the plan lists exactly the calls a live run would make.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from typing_extensions import override
 
 from contacts_api.errors import (
     AuthError,
@@ -29,26 +28,33 @@ from contacts_api.errors import (
     TransientError,
 )
 from sync_ledger.merge import ConflictPolicy
+from sync_ledger.writer import (
+    BatchWriter,
+    FatalSyncError,
+    LedgerLike,
+    RecordRejected,
+    WorkItem,
+    stable_hash,
+)
 from target_contacts.payloads import (
     SOURCE_ID_FIELD,
     ContactPayload,
     NotePayload,
-    RecordRejected,
     TaskPayload,
     contact_payload,
     identity_keys,
     note_payload,
-    source_id_of,
-    stable_hash,
     task_payload,
 )
 from target_contacts.reconcile import merge_contact, merge_note, merge_task
-from target_contacts.summary import RunSummary
+
+__all__ = ["ContactsSync", "FatalSyncError", "LedgerLike", "RecordRejected", "WriteRules"]
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from sync_ledger.ledger import LedgerEntry
+    from sync_ledger.summary import RunSummary
 
 logger = logging.getLogger("target_contacts")
 
@@ -66,86 +72,6 @@ UNCONFIRMED_CREATE = (
     "run that reads this record) looks for it first and adopts it, or creates it if it is not "
     "there"
 )
-
-
-class FatalSyncError(Exception):
-    """The run cannot go on (auth, quota, API unreachable); nothing after it is written."""
-
-
-@dataclass
-class WorkItem:
-    """One input record as it reached the sink."""
-
-    stream: str
-    record: dict[str, Any]
-    source_id: str | None
-
-
-class LedgerLike(Protocol):
-    """What the write rules need from a ledger: :class:`IdLedger`, or a dry run's overlay."""
-
-    location_id: str
-
-    def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]:
-        """Entries for the given source ids (absent ids are missing from the result)."""
-        ...
-
-    def get(self, stream: str, source_id: str) -> LedgerEntry | None:
-        """The entry of one source record, or None when the ledger does not know it."""
-        ...
-
-    def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]:
-        """Contacts API ids already claimed by source records of ``stream`` on one contact."""
-        ...
-
-    def mark_creating(
-        self, stream: str, source_id: str, *, contact_source_id: str | None = None
-    ) -> None:
-        """Record the intent to create, before the create call is sent."""
-        ...
-
-    def record_written(
-        self,
-        stream: str,
-        source_id: str,
-        target_id: str,
-        payload_hash: str,
-        *,
-        extra: dict[str, Any] | None = None,
-        contact_source_id: str | None = None,
-        contact_target_id: str | None = None,
-    ) -> None:
-        """Record what was written; a reject for the same record is cleared."""
-        ...
-
-    def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
-        """A source record other than ``other_than`` that owns ``target_id``, or None."""
-        ...
-
-    def forget(self, stream: str, source_id: str) -> None:
-        """Drop the mapping (the object is gone from the CRM and must be created anew)."""
-        ...
-
-    def reject(
-        self,
-        stream: str,
-        source_id: str,
-        record: dict[str, Any],
-        *,
-        field: str | None,
-        reason: str,
-        kind: str,
-    ) -> None:
-        """Keep a rejected record with its reason."""
-        ...
-
-    def clear_reject(self, stream: str, source_id: str) -> None:
-        """Forget that a record was rejected."""
-        ...
-
-    def reject_reason(self, stream: str, source_id: str) -> str | None:
-        """The kind and reason a record is rejected for (``"kind: reason"``), None if it is not."""
-        ...
 
 
 class ClientLike(Protocol):
@@ -235,8 +161,11 @@ class WriteRules:
     conflict_policy: ConflictPolicy | None = None
 
 
-class ContactsSync:
+class ContactsSync(BatchWriter):
     """The write rules for contacts, tasks and notes of one location."""
+
+    source_id_fields = SOURCE_ID_FIELD
+    child_streams = ("tasks", "notes")
 
     def __init__(
         self,
@@ -248,181 +177,44 @@ class ContactsSync:
         concurrency: int = 8,
         rules: WriteRules | None = None,
     ) -> None:
+        super().__init__(
+            ledger, summary=summary, concurrency=concurrency, thread_name="contacts-write"
+        )
         rules = rules or WriteRules()
         self.client = client
         self.merge_shared_contacts = rules.merge_shared_contacts
         self.conflict_policy = rules.conflict_policy
-        self.ledger = ledger
         self.location_id = location_id
-        self.summary = summary or RunSummary()
-        self.concurrency = max(1, concurrency)
         self.default_phone_region = rules.default_phone_region
         self.custom_field_map = dict(rules.custom_field_map)
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix="contacts-write"
-        )
-        self._held: list[WorkItem] = []
-        self._held_lock = threading.Lock()
 
-    def close(self) -> None:
-        """Wait for the writer pool to finish and stop it."""
-        self._pool.shutdown(wait=True)
+    @override
+    def identity_keys(self, item: WorkItem) -> list[tuple[str, str]]:
+        """Contacts sharing an email or phone are written one after another, in input order."""
+        return identity_keys(item.record) if item.stream == "contacts" else []
 
-    # --- batches ---------------------------------------------------------------------------
-    def write_batch(
-        self, stream: str, records: list[dict[str, Any]], *, count_read: bool = True
-    ) -> None:
-        """Write a batch; returns when every record is written, unchanged, rejected or held.
-
-        Raises :class:`FatalSyncError` when the run must stop (the rest of the batch is not
-        started; what was written is in the ledger).
-        """
-        items = [WorkItem(stream, r, source_id_of(stream, r)) for r in records]
-        if count_read:
-            self.summary.read(stream, len(items))
-        groups = self._groups(items)
-        prefetched = self.ledger.lookup(stream, [i.source_id for i in items if i.source_id])
-        if stream != "contacts":
-            contact_ids = {
-                str(i.record.get("contactId"))
-                for i in items
-                if i.record.get("contactId") not in (None, "")
-            }
-            contacts = self.ledger.lookup("contacts", contact_ids)
-        else:
-            contacts = {}
-        stop = threading.Event()
-        errors: list[BaseException] = []
-        seen: set[str] = set()
-        seen_lock = threading.Lock()
-
-        def run_group(group: list[WorkItem]) -> None:
-            for item in group:
-                if stop.is_set():
-                    return
-                key = item.source_id or ""
-                with seen_lock:
-                    first = key not in seen
-                    seen.add(key)
-                try:
-                    entry = prefetched.get(key) if first else None
-                    self._write_one(item, entry, contacts, first=first)
-                except FatalSyncError as exc:
-                    errors.append(exc)
-                    stop.set()
-                    return
-                except Exception as exc:
-                    logger.exception(
-                        "writing %s record %s failed unexpectedly", item.stream, item.source_id
-                    )
-                    errors.append(
-                        FatalSyncError(
-                            f"writing {item.stream} record {item.source_id} failed unexpectedly "
-                            f"({type(exc).__name__}: {exc}); the run stopped, what was written "
-                            "is in the ledger, and the next run continues from there"
-                        )
-                    )
-                    stop.set()
-                    return
-
-        futures = [self._pool.submit(run_group, g) for g in groups]
-        wait(futures)  # every worker has stopped before the run ends: none writes unobserved
-        if errors:
-            raise errors[0]
-
-    def _groups(self, items: list[WorkItem]) -> list[list[WorkItem]]:
-        """Records that must be written one after another, in input order.
-
-        Those with the same source id and, for contacts, those that share an email or phone (the
-        Contacts API's duplicate rules match them, so which one owns the CRM contact must not be
-        a race).
-        """
-        parent = list(range(len(items)))
-
-        def root(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        first_with: dict[tuple[str, str], int] = {}
-        for index, item in enumerate(items):
-            keys = [("id", item.source_id)] if item.source_id else []
-            if item.stream == "contacts":
-                keys += identity_keys(item.record)
-            for key in keys:
-                other = first_with.setdefault(key, index)
-                parent[root(index)] = root(other)
-        groups: dict[int, list[WorkItem]] = defaultdict(list)
-        for index, item in enumerate(items):
-            groups[root(index)].append(item)
-        return list(groups.values())
-
-    def _write_one(
-        self,
-        item: WorkItem,
-        entry: LedgerEntry | None,
-        contacts: dict[str, LedgerEntry],
-        *,
-        first: bool,
-    ) -> None:
-        stream = item.stream
-        if item.source_id is None:
-            self._reject(item, RecordRejected(SOURCE_ID_FIELD[stream], "is required but missing"))
-            return
-        try:
-            if not first:
-                entry = self.ledger.get(stream, item.source_id)
-            outcome = self._dispatch(item, entry, contacts)
-        except RecordRejected as exc:
-            self._reject(item, exc)
-            return
-        except (AuthError, DailyQuotaExhausted, RateLimitError) as exc:
-            raise FatalSyncError(str(exc)) from exc
-        except TransientError as exc:
-            raise FatalSyncError(f"the Contacts API kept failing: {exc}") from exc
-        except ContactsAPIError as exc:
+    @override
+    def classify(self, exc: Exception) -> RecordRejected | FatalSyncError | None:
+        if isinstance(exc, (AuthError, DailyQuotaExhausted, RateLimitError)):
+            return FatalSyncError(str(exc))
+        if isinstance(exc, TransientError):
+            return FatalSyncError(f"the Contacts API kept failing: {exc}")
+        if isinstance(exc, ContactsAPIError):
             if not exc.record_fault:
                 # No answer that blames this record (a proxy's page, a 2xx of another shape, a
                 # 405 or 3xx, TLS): nothing the record can fix, so it must not become a reject.
-                raise FatalSyncError(str(exc)) from exc
-            self._reject(
-                item,
-                RecordRejected(
-                    _field_from_messages(exc.messages),
-                    f"the Contacts API refused it: {exc}",
-                    kind="api",
-                ),
+                return FatalSyncError(str(exc))
+            return RecordRejected(
+                _field_from_messages(exc.messages),
+                f"the Contacts API refused it: {exc}",
+                kind="api",
             )
-            return
-        if outcome == "held":
-            with self._held_lock:
-                self._held.append(item)
-            return
-        self.summary.outcome(stream, outcome)
+        return None
 
-    def _reject(self, item: WorkItem, exc: RecordRejected) -> None:
-        source_id = item.source_id or f"<missing:{stable_hash(item.record)[:12]}>"
-        self.ledger.reject(
-            item.stream, source_id, item.record, field=exc.field, reason=exc.reason, kind=exc.kind
-        )
-        message = (
-            f"rejected {item.stream} record {source_id}"
-            + (f", field {exc.field}" if exc.field else "")
-            + f": {exc.reason}"
-        )
-        logger.warning(message)
-        self.summary.outcome(item.stream, "rejected")
-        self.summary.note_reject(item.stream, message, exc.kind)
-
+    @override
     def _dispatch(
-        self, item: WorkItem, entry: LedgerEntry | None, contacts: dict[str, LedgerEntry]
+        self, item: WorkItem, entry: LedgerEntry | None, parents: dict[str, LedgerEntry]
     ) -> str:
-        if entry is not None and entry.mirror:
-            # The source record is the copy of a CRM record of another kind (a MOCO comment
-            # that target-moco made from a CRM task): the CRM side owns it.
-            self.ledger.clear_reject(item.stream, item.source_id or "")
-            return "unchanged"
         if item.stream == "contacts":
             payload = contact_payload(
                 item.record,
@@ -432,105 +224,17 @@ class ContactsSync:
             return self.write_contact(payload, entry)
         if item.stream == "tasks":
             task = task_payload(item.record)
-            contact_id = self._contact_target_id(task.contact_source_id, contacts)
+            contact_id = self.parent_target_id(task.contact_source_id, parents)
             if contact_id is None:
                 return "held"
             return self.write_task(task, entry, contact_id)
         if item.stream == "notes":
             note = note_payload(item.record)
-            contact_id = self._contact_target_id(note.contact_source_id, contacts)
+            contact_id = self.parent_target_id(note.contact_source_id, parents)
             if contact_id is None:
                 return "held"
             return self.write_note(note, entry, contact_id)
         raise RecordRejected(None, f"unknown stream {item.stream!r}")
-
-    def _contact_target_id(
-        self, contact_source_id: str, contacts: dict[str, LedgerEntry]
-    ) -> str | None:
-        entry = contacts.get(contact_source_id)
-        if entry is None or not entry.written:
-            entry = self.ledger.get("contacts", contact_source_id)
-        return entry.target_id if entry is not None and entry.written else None
-
-    # --- held records ----------------------------------------------------------------------
-    @property
-    def held_count(self) -> int:
-        """How many tasks and notes wait for their contact (see :meth:`resolve_held`)."""
-        with self._held_lock:
-            return len(self._held)
-
-    def hold_pending(self) -> None:
-        """Keep the held records in the ledger too, so a crash cannot lose them."""
-        with self._held_lock:
-            held = list(self._held)
-        for item in held:
-            self.ledger.reject(
-                item.stream,
-                item.source_id or "?",
-                item.record,
-                field="contactId",
-                kind="missing_contact",
-                reason=f"waiting for contact {item.record.get('contactId')} "
-                "to be written in this run",
-            )
-
-    def resolve_held(self) -> None:
-        """Retry held records now that the run's contacts are written; reject what is left.
-
-        Then write the tasks and notes rejected in earlier runs for want of their contact, whose
-        contact is written now (a tap does not send them again unless they change); the summary
-        counts them as read in this run.
-        """
-        with self._held_lock:
-            held, self._held = self._held, []
-        if held:
-            logger.info(
-                "retrying %d task/note records that arrived before their contact", len(held)
-            )
-            for stream in ("tasks", "notes"):
-                records = [i.record for i in held if i.stream == stream]
-                if records:
-                    self.write_batch(stream, records, count_read=False)
-            with self._held_lock:
-                still, self._held = self._held, []
-            for item in still:
-                self._reject(item, self._missing_contact(str(item.record.get("contactId"))))
-        self._write_waiting()
-
-    def _missing_contact(self, contact: str) -> RecordRejected:
-        """Why a task or note waits: its contact was rejected (with that reason) or is unknown."""
-        rejected = self.ledger.reject_reason("contacts", contact)
-        if rejected is not None:
-            reason = (
-                f"waits for contact {contact}, which was rejected ({rejected}); it is written "
-                "once its contact is"
-            )
-        else:
-            reason = (
-                f"contact {contact} is unknown: it was neither in this run nor synced before "
-                "(filtered out by the stream maps, rejected, or deleted in MOCO)"
-            )
-        return RecordRejected("contactId", reason, kind="missing_contact")
-
-    def _write_waiting(self) -> None:
-        ledger = getattr(self.ledger, "_ledger", self.ledger)  # a dry run reads the real ledger
-        if not hasattr(ledger, "rejects"):
-            return
-        for stream in ("tasks", "notes"):
-            waiting = [r.record for r in ledger.rejects(stream=stream, kind="missing_contact")]
-            written = self.ledger.lookup("contacts", {str(r.get("contactId")) for r in waiting})
-            ready = [
-                r
-                for r in waiting
-                if (e := written.get(str(r.get("contactId")))) is not None and e.written
-            ]
-            if ready:
-                logger.info(
-                    "writing %d %s record(s) that were waiting for their contact",
-                    len(ready),
-                    stream,
-                )
-                self.write_batch(stream, ready)
 
     # --- contacts --------------------------------------------------------------------------
     def write_contact(self, p: ContactPayload, entry: LedgerEntry | None) -> str:

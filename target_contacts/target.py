@@ -17,9 +17,9 @@ from typing_extensions import override
 from contacts_api.errors import ConfigError
 from sync_ledger.db import DEFAULT_LEDGER_URL
 from sync_ledger.merge import POLICIES
+from sync_ledger.summary import RunSummary
 from target_contacts.dryrun import DryRunClient
 from target_contacts.sinks import STREAMS, ContactsApiSink
-from target_contacts.summary import RunSummary
 from target_contacts.sync import ContactsSync, FatalSyncError
 from target_contacts.wiring import DEFAULT_BASE_URL, build_sync
 

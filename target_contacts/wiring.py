@@ -31,7 +31,7 @@ from target_contacts.sync import ClientLike, ContactsSync, LedgerLike, WriteRule
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from target_contacts.summary import RunSummary
+    from sync_ledger.summary import RunSummary
 
 logger = logging.getLogger(__name__)
 

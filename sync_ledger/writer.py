@@ -1,0 +1,430 @@
+"""Writing batches of records through a ledger: the part both targets share.
+
+:class:`BatchWriter` takes a batch of one input stream and writes it on a bounded pool of
+threads: records with the same source id (or the same identity, e.g. email) one after another,
+in input order; every other group concurrently. Each record ends written, unchanged, rejected
+(kept in the ledger with its reason, :class:`RecordRejected`) or held until its contact is
+written. Any failure that is not the record's own stops every worker and ends the run as
+:class:`FatalSyncError`, after the workers have stopped, so nothing writes unobserved and the
+ledger holds exactly what was written.
+
+A target subclasses it with its API's write rules (:meth:`BatchWriter._dispatch`) and its API's
+error vocabulary (:meth:`BatchWriter.classify`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from sync_ledger.summary import RunSummary
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from sync_ledger.ledger import LedgerEntry
+
+logger = logging.getLogger("sync_ledger.writer")
+
+#: The stream every other stream's records belong to, and the field that names it.
+PARENT_STREAM = "contacts"
+PARENT_FIELD = "contactId"
+#: The reject kind of a record whose contact is not written (yet).
+MISSING_CONTACT = "missing_contact"
+
+
+class RecordRejected(Exception):  # noqa: N818  public name, a verdict rather than a failure
+    """A record that cannot be written as it is.
+
+    Names the field (None: the whole record) and the reason; ``kind`` groups rejects (invalid,
+    api, missing_contact, shared_identity).
+    """
+
+    def __init__(self, field: str | None, reason: str, *, kind: str = "invalid") -> None:
+        self.field = field
+        self.reason = reason
+        self.kind = kind
+        super().__init__(f"field {field}: {reason}" if field else reason)
+
+
+def stable_hash(value: object) -> str:
+    """A hash that is the same for equal JSON values, whatever the key order."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class FatalSyncError(Exception):
+    """The run cannot go on (auth, quota, API unreachable); nothing after it is written."""
+
+
+@dataclass
+class WorkItem:
+    """One input record as it reached the sink."""
+
+    stream: str
+    record: dict[str, Any]
+    source_id: str | None
+
+
+class LedgerLike(Protocol):
+    """What the writers need from a ledger: an ``IdLedger``, or a dry run's overlay."""
+
+    location_id: str
+
+    def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        """Entries for the given source ids (absent ids are missing from the result)."""
+        ...
+
+    def get(self, stream: str, source_id: str) -> LedgerEntry | None:
+        """The entry of one source record, or None when the ledger does not know it."""
+        ...
+
+    def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]:
+        """Contacts API ids already claimed by source records of ``stream`` on one contact."""
+        ...
+
+    def mark_creating(
+        self, stream: str, source_id: str, *, contact_source_id: str | None = None
+    ) -> None:
+        """Record the intent to create, before the create call is sent."""
+        ...
+
+    def record_written(
+        self,
+        stream: str,
+        source_id: str,
+        target_id: str,
+        payload_hash: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        contact_source_id: str | None = None,
+        contact_target_id: str | None = None,
+    ) -> None:
+        """Record what was written; a reject for the same record is cleared."""
+        ...
+
+    def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
+        """A source record other than ``other_than`` that owns ``target_id``, or None."""
+        ...
+
+    def forget(self, stream: str, source_id: str) -> None:
+        """Drop the mapping (the object is gone from the CRM and must be created anew)."""
+        ...
+
+    def reject(
+        self,
+        stream: str,
+        source_id: str,
+        record: dict[str, Any],
+        *,
+        field: str | None,
+        reason: str,
+        kind: str,
+    ) -> None:
+        """Keep a rejected record with its reason."""
+        ...
+
+    def clear_reject(self, stream: str, source_id: str) -> None:
+        """Forget that a record was rejected."""
+        ...
+
+    def reject_reason(self, stream: str, source_id: str) -> str | None:
+        """The kind and reason a record is rejected for (``"kind: reason"``), None if it is not."""
+        ...
+
+
+class BatchWriter:
+    """The write pool of one target; see the module docstring.
+
+    Subclasses set :attr:`source_id_fields` and :attr:`child_streams` and implement
+    :meth:`_dispatch` (one record's write rules: returns ``created``, ``updated``, ``unchanged``
+    or ``held``) and :meth:`classify` (an API error: a reject, a fatal error, or None).
+    """
+
+    #: Per input stream, the field holding the record's source id.
+    source_id_fields: ClassVar[Mapping[str, str]] = {}
+    #: The streams whose records belong to a contact (written after the contacts).
+    child_streams: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        ledger: LedgerLike,
+        *,
+        summary: RunSummary | None = None,
+        concurrency: int = 8,
+        thread_name: str = "writer",
+    ) -> None:
+        self.ledger = ledger
+        self.summary = summary or RunSummary()
+        self.concurrency = max(1, concurrency)
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix=thread_name
+        )
+        self._held: list[WorkItem] = []
+        self._held_lock = threading.Lock()
+
+    def source_id_of(self, stream: str, record: Mapping[str, Any]) -> str | None:
+        """The source id of ``record`` as a string, None when it is missing."""
+        value = record.get(self.source_id_fields.get(stream, "id"))
+        if value is None or value == "":
+            return None
+        return str(value)
+
+    def identity_keys(self, item: WorkItem) -> list[tuple[str, str]]:
+        """Identities a record may share with another one of the same batch (none by default)."""
+        del item
+        return []
+
+    def classify(self, exc: Exception) -> RecordRejected | FatalSyncError | None:
+        """What an exception from :meth:`_dispatch` means for the run.
+
+        The record's fault (a reject), the run's (fatal), or None to let it through as an
+        unexpected failure (also fatal).
+        """
+        del exc
+        return None
+
+    def _dispatch(
+        self, item: WorkItem, entry: LedgerEntry | None, parents: dict[str, LedgerEntry]
+    ) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Wait for the writer pool to finish and stop it."""
+        self._pool.shutdown(wait=True)
+
+    # --- batches ---------------------------------------------------------------------------
+    def write_batch(
+        self, stream: str, records: list[dict[str, Any]], *, count_read: bool = True
+    ) -> None:
+        """Write a batch; returns when every record is written, unchanged, rejected or held.
+
+        Raises :class:`FatalSyncError` when the run must stop (the rest of the batch is not
+        started; what was written is in the ledger).
+        """
+        items = [WorkItem(stream, r, self.source_id_of(stream, r)) for r in records]
+        if count_read:
+            self.summary.read(stream, len(items))
+        groups = self._groups(items)
+        prefetched = self.ledger.lookup(stream, [i.source_id for i in items if i.source_id])
+        if stream != PARENT_STREAM:
+            parent_ids = {
+                str(i.record.get(PARENT_FIELD))
+                for i in items
+                if i.record.get(PARENT_FIELD) not in (None, "")
+            }
+            parents = self.ledger.lookup(PARENT_STREAM, parent_ids)
+        else:
+            parents = {}
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        seen: set[str] = set()
+        seen_lock = threading.Lock()
+
+        def run_group(group: list[WorkItem]) -> None:
+            for item in group:
+                if stop.is_set():
+                    return
+                key = item.source_id or ""
+                with seen_lock:
+                    first = key not in seen
+                    seen.add(key)
+                try:
+                    entry = prefetched.get(key) if first else None
+                    self._write_one(item, entry, parents, first=first)
+                except FatalSyncError as exc:
+                    errors.append(exc)
+                    stop.set()
+                    return
+                except Exception as exc:
+                    logger.exception(
+                        "writing %s record %s failed unexpectedly", item.stream, item.source_id
+                    )
+                    errors.append(
+                        FatalSyncError(
+                            f"writing {item.stream} record {item.source_id} failed unexpectedly "
+                            f"({type(exc).__name__}: {exc}); the run stopped, what was written "
+                            "is in the ledger, and the next run continues from there"
+                        )
+                    )
+                    stop.set()
+                    return
+
+        futures = [self._pool.submit(run_group, g) for g in groups]
+        wait(futures)  # every worker has stopped before the run ends: none writes unobserved
+        if errors:
+            raise errors[0]
+
+    def _groups(self, items: list[WorkItem]) -> list[list[WorkItem]]:
+        """Records that must be written one after another, in input order.
+
+        Those with the same source id, and those that share an identity (:meth:`identity_keys`:
+        e.g. contacts with the same email, which the API's duplicate rules match, so which one
+        owns the counterpart must not be a race).
+        """
+        parent = list(range(len(items)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        first_with: dict[tuple[str, str], int] = {}
+        for index, item in enumerate(items):
+            keys = [("id", item.source_id)] if item.source_id else []
+            keys += self.identity_keys(item)
+            for key in keys:
+                other = first_with.setdefault(key, index)
+                parent[root(index)] = root(other)
+        groups: dict[int, list[WorkItem]] = defaultdict(list)
+        for index, item in enumerate(items):
+            groups[root(index)].append(item)
+        return list(groups.values())
+
+    def _write_one(
+        self,
+        item: WorkItem,
+        entry: LedgerEntry | None,
+        parents: dict[str, LedgerEntry],
+        *,
+        first: bool,
+    ) -> None:
+        stream = item.stream
+        if item.source_id is None:
+            field_name = self.source_id_fields.get(stream, "id")
+            self._reject(item, RecordRejected(field_name, "is required but missing"))
+            return
+        try:
+            if not first:
+                entry = self.ledger.get(stream, item.source_id)
+            if entry is not None and entry.mirror:
+                # The source record is the copy of a target record of another kind (a MOCO
+                # comment that target-moco made from a CRM task): the other side owns it.
+                self.ledger.clear_reject(stream, item.source_id)
+                outcome = "unchanged"
+            else:
+                outcome = self._dispatch(item, entry, parents)
+        except RecordRejected as exc:
+            self._reject(item, exc)
+            return
+        except Exception as exc:
+            verdict = self.classify(exc)
+            if verdict is None:
+                raise
+            if isinstance(verdict, RecordRejected):
+                self._reject(item, verdict)
+                return
+            raise verdict from exc
+        if outcome == "held":
+            with self._held_lock:
+                self._held.append(item)
+            return
+        self.summary.outcome(stream, outcome)
+
+    def _reject(self, item: WorkItem, exc: RecordRejected) -> None:
+        source_id = item.source_id or f"<missing:{stable_hash(item.record)[:12]}>"
+        self.ledger.reject(
+            item.stream, source_id, item.record, field=exc.field, reason=exc.reason, kind=exc.kind
+        )
+        message = (
+            f"rejected {item.stream} record {source_id}"
+            + (f", field {exc.field}" if exc.field else "")
+            + f": {exc.reason}"
+        )
+        logger.warning(message)
+        self.summary.outcome(item.stream, "rejected")
+        self.summary.note_reject(item.stream, message, exc.kind)
+
+    def parent_target_id(
+        self, contact_source_id: str, parents: dict[str, LedgerEntry]
+    ) -> str | None:
+        """The counterpart of contact ``contact_source_id`` once it is written, else None."""
+        entry = parents.get(contact_source_id)
+        if entry is None or not entry.written:
+            entry = self.ledger.get(PARENT_STREAM, contact_source_id)
+        return entry.target_id if entry is not None and entry.written else None
+
+    # --- held records ----------------------------------------------------------------------
+    @property
+    def held_count(self) -> int:
+        """How many child records wait for their contact (see :meth:`resolve_held`)."""
+        with self._held_lock:
+            return len(self._held)
+
+    def hold_pending(self) -> None:
+        """Keep the held records in the ledger too, so a crash cannot lose them."""
+        with self._held_lock:
+            held = list(self._held)
+        for item in held:
+            self.ledger.reject(
+                item.stream,
+                item.source_id or "?",
+                item.record,
+                field=PARENT_FIELD,
+                kind=MISSING_CONTACT,
+                reason=f"waiting for contact {item.record.get(PARENT_FIELD)} "
+                "to be written in this run",
+            )
+
+    def resolve_held(self) -> None:
+        """Retry held records now that the run's contacts are written; reject what is left.
+
+        Then write the tasks and notes rejected in earlier runs for want of their contact, whose
+        contact is written now (a tap does not send them again unless they change); the summary
+        counts them as read in this run.
+        """
+        with self._held_lock:
+            held, self._held = self._held, []
+        if held:
+            logger.info("retrying %d records that arrived before their contact", len(held))
+            for stream in self.child_streams:
+                records = [i.record for i in held if i.stream == stream]
+                if records:
+                    self.write_batch(stream, records, count_read=False)
+            with self._held_lock:
+                still, self._held = self._held, []
+            for item in still:
+                self._reject(item, self._missing_contact(str(item.record.get(PARENT_FIELD))))
+        self._write_waiting()
+
+    def _missing_contact(self, contact: str) -> RecordRejected:
+        """Why a task or note waits: its contact was rejected (with that reason) or is unknown."""
+        rejected = self.ledger.reject_reason(PARENT_STREAM, contact)
+        if rejected is not None:
+            reason = (
+                f"waits for contact {contact}, which was rejected ({rejected}); it is written "
+                "once its contact is"
+            )
+        else:
+            reason = (
+                f"contact {contact} is unknown: it was neither in this run nor synced before "
+                "(filtered out by the stream maps, rejected, or deleted at the source)"
+            )
+        return RecordRejected(PARENT_FIELD, reason, kind=MISSING_CONTACT)
+
+    def _write_waiting(self) -> None:
+        ledger = getattr(self.ledger, "_ledger", self.ledger)  # a dry run reads the real ledger
+        if not hasattr(ledger, "rejects"):
+            return
+        for stream in self.child_streams:
+            waiting = [r.record for r in ledger.rejects(stream=stream, kind=MISSING_CONTACT)]
+            written = self.ledger.lookup(PARENT_STREAM, {str(r.get(PARENT_FIELD)) for r in waiting})
+            ready = [
+                r
+                for r in waiting
+                if (e := written.get(str(r.get(PARENT_FIELD)))) is not None and e.written
+            ]
+            if ready:
+                logger.info(
+                    "writing %d %s record(s) that were waiting for their contact",
+                    len(ready),
+                    stream,
+                )
+                self.write_batch(stream, ready)
