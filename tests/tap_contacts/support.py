@@ -105,9 +105,9 @@ def routes(log: list[dict[str, Any]]) -> Counter[str]:
     out: Counter[str] = Counter()
     for entry in log:
         parts = entry["path"].split("/")
-        if len(parts) > 2 and parts[1] == "contacts" and parts[2] not in ("search", ""):  # noqa: PLR2004
+        if len(parts) > 2 and parts[1] == "contacts" and parts[2] not in ("search", ""):
             parts[2] = "{id}"
-        if len(parts) > 2 and parts[1] == "locations":  # noqa: PLR2004
+        if len(parts) > 2 and parts[1] == "locations":
             parts[2] = "{locationId}"
         out[f"{entry['method']} {'/'.join(parts)}"] += 1
     return out
@@ -174,7 +174,7 @@ class TapProcess:
 
 
 def tap_command(config_path: Path, state_path: Path | None = None) -> list[str]:
-    """``tap-contacts --config ...`` (as ``python -m tap_contacts`` until the script is installed)."""
+    """The tap-contacts command line (``python -m tap_contacts`` until the script exists)."""
     command = [sys.executable, "-m", "tap_contacts", "--config", str(config_path)]
     if state_path is not None:
         command += ["--state", str(state_path)]

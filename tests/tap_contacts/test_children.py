@@ -201,9 +201,7 @@ def test_an_unchanged_run_reads_no_children_and_emits_none(seeded: RunningSandbo
 def test_the_full_pass_picks_up_a_note_added_to_an_unchanged_contact(seeded: RunningSandbox):
     config = tap_config(seeded)
     first = run_tap(config)
-    assert first.state["bookmarks"]["contacts"][FULL_PASS_STATE_KEY]["streams"] == sorted(
-        CHILDREN
-    )
+    assert first.state["bookmarks"]["contacts"][FULL_PASS_STATE_KEY]["streams"] == sorted(CHILDREN)
     note = api(seeded, "POST", f"/contacts/{contact_id(7)}/notes", {"body": "Added later"})["note"]
     contact_after = api(seeded, "GET", f"/contacts/{contact_id(7)}")["contact"]
     assert contact_after["dateUpdated"] == stamp(70)  # the note did not touch the contact
@@ -227,9 +225,10 @@ def test_the_full_pass_picks_up_a_note_added_to_an_unchanged_contact(seeded: Run
     assert calls["GET /contacts/{id}/appointments"] == N
     assert calls[TASK_SEARCH] == 1
     full_pass = third.state["bookmarks"]["contacts"][FULL_PASS_STATE_KEY]
-    assert full_pass["completed_at"] > first.state["bookmarks"]["contacts"][
-        FULL_PASS_STATE_KEY
-    ]["completed_at"]
+    assert (
+        full_pass["completed_at"]
+        > first.state["bookmarks"]["contacts"][FULL_PASS_STATE_KEY]["completed_at"]
+    )
 
 
 def test_a_changed_child_is_emitted_again_and_a_deleted_one_leaves_the_digests(
