@@ -44,7 +44,9 @@ from sqlalchemy.exc import IntegrityError
 from sync_ledger.db import metadata
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from collections.abc import Sequence
+
+    from sqlalchemy import Connection, Engine
 
 #: Stored, waiting for (or covered by an unfinished) run.
 PENDING = "pending"
@@ -88,6 +90,24 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def _row(event: NewEvent, received_at: dt.datetime) -> dict[str, object]:
+    return {
+        "source": event.source,
+        "dedupe_key": event.dedupe_key,
+        "received_at": received_at,
+        "direction": event.direction,
+        "location_id": event.location_id,
+        "event_type": event.event_type,
+        "record_id": event.record_id,
+        "origin": event.origin,
+        "user_id": event.user_id,
+        "event_at": event.event_at,
+        "payload": event.payload,
+        "status": event.status,
+        "attempts": 0,
+    }
+
+
 @dataclass(frozen=True)
 class NewEvent:
     """A verified delivery, as the listener stores it."""
@@ -126,38 +146,48 @@ class EventStore:
 
     def add(self, event: NewEvent) -> int | None:
         """Store ``event`` and commit; its row id, or None when its dedupe key is already stored."""
-        row = {
-            "source": event.source,
-            "dedupe_key": event.dedupe_key,
-            "received_at": _now(),
-            "direction": event.direction,
-            "location_id": event.location_id,
-            "event_type": event.event_type,
-            "record_id": event.record_id,
-            "origin": event.origin,
-            "user_id": event.user_id,
-            "event_at": event.event_at,
-            "payload": event.payload,
-            "status": event.status,
-            "attempts": 0,
-        }
+        return self.add_many([event])[0]
+
+    def add_many(self, events: Sequence[NewEvent]) -> list[int | None]:
+        """Store ``events`` with one commit (one disk sync for a burst).
+
+        For each event its row id, or None when its dedupe key is already stored or came earlier
+        in ``events``.
+        """
         with self._write:
             try:
                 with self._engine.begin() as conn:
-                    result = conn.execute(insert(webhook_events).values(row))
+                    return self._insert(conn, events)
             except IntegrityError:
-                if self._exists(event.dedupe_key):
-                    return None
-                raise
-        key = result.inserted_primary_key
-        return int(key[0]) if key else None
+                # Another process stored one of these keys meanwhile: one transaction each, then.
+                results: list[int | None] = []
+                for event in events:
+                    try:
+                        with self._engine.begin() as conn:
+                            results.extend(self._insert(conn, [event]))
+                    except IntegrityError:  # noqa: PERF203  (rare: a race with another listener)
+                        results.append(None)
+                return results
 
-    def _exists(self, dedupe_key: str) -> bool:
-        with self._engine.connect() as conn:
-            found = conn.execute(
-                select(webhook_events.c.id).where(webhook_events.c.dedupe_key == dedupe_key)
-            ).first()
-        return found is not None
+    @staticmethod
+    def _insert(conn: Connection, events: Sequence[NewEvent]) -> list[int | None]:
+        keys = [event.dedupe_key for event in events]
+        seen = set(
+            conn.execute(
+                select(webhook_events.c.dedupe_key).where(webhook_events.c.dedupe_key.in_(keys))
+            ).scalars()
+        )
+        now = _now()
+        results: list[int | None] = []
+        for event in events:
+            if event.dedupe_key in seen:
+                results.append(None)
+                continue
+            seen.add(event.dedupe_key)
+            inserted = conn.execute(insert(webhook_events).values(_row(event, now)))
+            key = inserted.inserted_primary_key
+            results.append(int(key[0]) if key else None)
+        return results
 
     def claim(self, lane: Lane, run_id: str) -> int:
         """Write ``run_id`` on the lane's pending events no run covers yet; how many it took."""

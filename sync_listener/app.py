@@ -47,6 +47,7 @@ from sync_listener.verify import (
     MocoVerifier,
     Refused,
 )
+from sync_listener.writer import EventWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -112,6 +113,7 @@ class Listener:
             location_id=settings.location_id,
         )
         self._store: EventStore | None = None
+        self._writer: EventWriter | None = None
         self._coordinator: Coordinator | None = None
 
     def app(self) -> Starlette:
@@ -148,6 +150,9 @@ class Listener:
         elif settings.moco_sync_user_id is None:
             log.warning("moco_sync_user_id not set: the sync's own MOCO writes start runs too")
         self._store = store
+        writer = EventWriter(store)
+        writer.start()
+        self._writer = writer
         coordinator = Coordinator(store, settings, CommandRunner(settings.run_directory))
         self._coordinator = coordinator
         coordinator.start(lanes)
@@ -158,6 +163,7 @@ class Listener:
             pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
+            await writer.stop()
             await coordinator.stop()
             engine.dispose()
 
@@ -240,13 +246,11 @@ class Listener:
         return b"".join(chunks)
 
     async def _store_event(self, new: NewEvent, request: Request, busy_status: int) -> JSONResponse:
-        store, coordinator = self._store, self._coordinator
-        if store is None or coordinator is None:
+        writer, coordinator = self._writer, self._coordinator
+        if writer is None or coordinator is None:
             return JSONResponse({"error": "starting up"}, busy_status)
         try:
-            row_id = await asyncio.wait_for(
-                asyncio.to_thread(store.add, new), self.settings.store_timeout_seconds
-            )
+            row_id = await asyncio.wait_for(writer.add(new), self.settings.store_timeout_seconds)
         except (SQLAlchemyError, asyncio.TimeoutError) as error:
             log.error(  # noqa: TRY400  (the class says it; a traceback could show data)
                 "could not store %s event %s: %s; asked the sender to retry",
