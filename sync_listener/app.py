@@ -101,8 +101,14 @@ class Listener:
 
     def __init__(self, settings: ListenerSettings) -> None:
         self.settings = settings
+        moco_tolerance = settings.moco_timestamp_tolerance_seconds
         self._moco = (
-            MocoVerifier(settings.moco_webhook_secret, settings.timestamp_tolerance_seconds)
+            MocoVerifier(
+                settings.moco_webhook_secret,
+                moco_tolerance
+                if moco_tolerance is not None
+                else settings.timestamp_tolerance_seconds,
+            )
             if settings.moco_webhook_secret
             else None
         )

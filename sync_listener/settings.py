@@ -57,6 +57,7 @@ class ListenerSettings:
     )
     max_body_bytes: int = 256 * 1024
     timestamp_tolerance_seconds: float = 300.0
+    moco_timestamp_tolerance_seconds: float | None = None  # None: timestamp_tolerance_seconds
     debounce_seconds: float = 2.0
     max_wait_seconds: float = 30.0
     retry_backoff_seconds: float = 5.0
@@ -101,6 +102,11 @@ _OPTIONS = (
     _Option("contacts_legacy_public_key", "RSA public key (PEM text or file) for x-wh-signature"),
     _Option("max_body_bytes", "largest body accepted (default 262144)"),
     _Option("timestamp_tolerance_seconds", "how far an event's time may be from now (300)"),
+    _Option(
+        "moco_timestamp_tolerance_seconds",
+        "the same for MOCO, whose timestamp is unsigned and kept by its retries (default: the "
+        "value above; raise it to accept MOCO's late retries)",
+    ),
     _Option("debounce_seconds", "quiet time after the last event before a run starts (2)"),
     _Option("max_wait_seconds", "longest wait for quiet after the first event (30)"),
     _Option("retry_backoff_seconds", "first pause after a failed run; doubles each time (5)"),
@@ -172,6 +178,11 @@ def _build(given: dict[str, str]) -> ListenerSettings:
         max_body_bytes=get("max_body_bytes", _positive_int, base.max_body_bytes),
         timestamp_tolerance_seconds=get(
             "timestamp_tolerance_seconds", _positive_float, base.timestamp_tolerance_seconds
+        ),
+        moco_timestamp_tolerance_seconds=get(
+            "moco_timestamp_tolerance_seconds",
+            _positive_float,
+            base.moco_timestamp_tolerance_seconds,
         ),
         debounce_seconds=get("debounce_seconds", _non_negative_float, base.debounce_seconds),
         max_wait_seconds=get("max_wait_seconds", _non_negative_float, base.max_wait_seconds),

@@ -8,10 +8,13 @@ public reason. No reason contains a signature, a key or a payload value.
   raw body, keyed with the 32-character webhook key *as ASCII* (not hex-decoded); compared in
   constant time. ``X-Moco-Target``, ``X-Moco-Event`` and ``X-Moco-Timestamp`` (epoch ms) are
   required. The signature covers the body only: the timestamp and the other headers are NOT
-  signed, so the freshness window only stops careless replays. Someone who captured a signed body
-  can resend it with fresh headers; the dedupe key (target, event, record id, body hash) then
-  refuses the same body again, and because a run re-reads every record through the API, a forged
-  hint costs at most one extra incremental run, never a wrong write.
+  signed. So the freshness window (``moco_timestamp_tolerance_seconds``) only stops careless
+  replays, and someone who captured a signed body can resend it with fresh headers: the dedupe
+  key (target, event, record id, body hash) refuses the same body again, and since a run re-reads
+  every record through the API, a forged hint costs at most one extra incremental run (or, with
+  the sync user's headers, one run less, which the scheduled reconcile makes up), never a wrong
+  write. ``X-Moco-Timestamp`` is the event's time, so a retry MOCO sends later than the window
+  is refused too; raise the window to accept MOCO's late retries.
 - HighLevel (reference/reverse-and-realtime.md §5.2): if ``x-ghl-signature`` is present it must be
   a valid Ed25519 signature (base64) of the raw body, with no fallback; otherwise
   ``x-wh-signature`` must be a valid RSA-SHA256 PKCS#1 v1.5 signature (base64); otherwise the
@@ -204,9 +207,9 @@ def _base64(value: str) -> bytes:
 
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
+        payload = json.loads(body.decode("utf-8"))  # strictly UTF-8 (RFC 8259), as it is stored
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise Refused(BAD_REQUEST, "body is not JSON") from None
+        raise Refused(BAD_REQUEST, "body is not UTF-8 JSON") from None
     if not isinstance(payload, dict):
         raise Refused(BAD_REQUEST, "body is not a JSON object")
     return payload

@@ -340,10 +340,10 @@ class World:
         for record in self.runs():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(record["pid"]), 0)
-                wait_for(lambda pid=int(record["pid"]): not _alive(pid), timeout=30)
+                wait_for(lambda pid=int(record["pid"]): not alive(pid), timeout=30)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -20,6 +20,7 @@ import requests
 from tests.listener.conftest import (
     OUTCOME_TIMEOUT,
     Keys,
+    alive,
     contacts_payload,
     moco_body,
     moco_signature,
@@ -141,3 +142,30 @@ def test_sigkill_while_events_arrive_loses_none_and_handles_each_once(world: Wor
     health = third.healthz()
     assert health["pending"] == 0
     assert health["lanes"] == {}
+
+
+def test_sigterm_stops_the_run_in_flight_and_the_next_start_handles_its_events(
+    world: World,
+) -> None:
+    first = world.start()
+    world.hold()
+    answer = first.post_contacts(contacts_payload())
+    assert answer.status_code == 202
+    assert wait_for(lambda: len(world.starts_of()) == 1, timeout=OUTCOME_TIMEOUT)
+    (started,) = world.starts_of()
+    first.stop()  # SIGTERM: graceful
+    assert first.process.returncode is not None
+    # The run was stopped with the listener, not left behind.
+    assert wait_for(lambda: not alive(int(started["pid"])), timeout=OUTCOME_TIMEOUT)
+    assert world.ends_of() == []
+    (event,) = world.events()
+    assert event["status"] == "pending"
+
+    world.release()
+    second = world.start()
+    second.wait_settled()
+    (event,) = world.events()
+    assert event["status"] == "handled"
+    (ended,) = world.ends_of()
+    assert ended["status"] == 0
+    assert event["run_id"] == ended["run_id"] != started["run_id"]

@@ -164,6 +164,10 @@ def _refusals() -> dict[str, tuple[int, Callable[[Listener], requests.Response]]
         "moco wrong content type": (400, lambda li: li.post_moco(body, content_type="text/plain")),
         "moco garbage json": (400, lambda li: li.post_moco(b"{not json")),
         "moco json that is no object": (400, lambda li: li.post_moco(b"[1, 2]")),
+        "moco json not in utf-8": (
+            400,
+            lambda li: li.post_moco(json.dumps({"id": 3}).encode("utf-16")),
+        ),
         "moco oversized": (413, lambda li: li.post_moco(moco_body(9, notes="x" * MAX_BODY))),
         "contacts unsigned": (401, lambda li: li.post_contacts(contacts_payload(), scheme="none")),
         "contacts ed25519 by another key": (
@@ -329,3 +333,12 @@ def test_bad_settings_fail_before_listening_and_echo_no_secret(tmp_path: Path) -
     assert bad.returncode == 2
     assert bad.stdout == ""
     assert secret.strip() not in bad.stderr
+
+
+def test_moco_window_can_be_widened_for_late_retries(world: World) -> None:
+    listener = world.start(moco_timestamp_tolerance_seconds=3600)
+    late = listener.post_moco(moco_body(77), timestamp_ms=now_ms() - 600_000)
+    assert late.status_code == 202, late.text
+    # HighLevel's window is its own and stays at the default.
+    stale = listener.post_contacts(contacts_payload(timestamp=iso_now(-600)))
+    assert stale.status_code == 401
