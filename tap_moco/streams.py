@@ -15,7 +15,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from typing_extensions import override
 
 from tap_moco.client import MocoStream
-from tap_moco.html import html_to_text
+from moco_api.html import html_to_text
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record

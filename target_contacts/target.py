@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from functools import cached_property
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
-from singer_sdk.mapper import RemoveRecordTransform
-from singer_sdk.singerlib.exceptions import InvalidInputLine
-from singer_sdk.target_base import Target
 from typing_extensions import override
 
-from contacts_api.errors import ConfigError
 from sync_ledger.db import DEFAULT_LEDGER_URL
 from sync_ledger.merge import POLICIES
-from sync_ledger.summary import RunSummary
-from target_contacts.dryrun import DryRunClient
+from sync_ledger.singer_target import LedgerTarget
 from target_contacts.sinks import STREAMS, ContactsApiSink
-from target_contacts.sync import ContactsSync, FatalSyncError
 from target_contacts.wiring import DEFAULT_BASE_URL, build_sync
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
-class TargetContacts(Target):
+    from sync_ledger.summary import RunSummary
+    from target_contacts.sync import ContactsSync
+
+
+class TargetContacts(LedgerTarget):
     """Upserts contacts, tasks and notes (and adds tags) through the HighLevel Contacts API.
 
     Input streams: ``contacts`` (id, firstName, lastName, email, phone, companyName, address1,
@@ -37,6 +33,8 @@ class TargetContacts(Target):
 
     name = "target-contacts"
     default_sink_class = ContactsApiSink
+    streams = STREAMS
+    rejects_command = "contacts-admin rejects list"
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -208,109 +206,5 @@ class TargetContacts(Target):
     ).to_dict()
 
     @override
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Sinks drain one at a time; writes are concurrent inside ContactsSync's own pool.
-        self.max_parallelism = 1
-        self.summary = RunSummary()
-
-    @override
-    def get_sink_class(self, stream_name: str) -> type[ContactsApiSink]:
-        if stream_name not in STREAMS:
-            if self._dropped_by_stream_maps(stream_name):
-                # `stream: __NULL__` drops every record, but the SDK still asks for a sink when
-                # the SCHEMA arrives; an empty sink that never gets a record is harmless.
-                return ContactsApiSink
-            raise ConfigError(
-                f"target-contacts received stream {stream_name!r}; it accepts "
-                f"{', '.join(STREAMS)}. Rename the stream with __alias__ or drop it "
-                f"({stream_name}: __NULL__) in the stream maps."
-            )
-        _ = self.sync  # check the configuration before the first record is written
-        return ContactsApiSink
-
-    def _dropped_by_stream_maps(self, stream_name: str) -> bool:
-        """Whether the stream maps drop ``stream_name`` entirely (``stream_name: __NULL__``)."""
-        maps = [
-            m
-            for ms in self.mapper.stream_maps.values()
-            for m in ms
-            if m.stream_alias == stream_name
-        ]
-        return bool(maps) and all(isinstance(m, RemoveRecordTransform) for m in maps)
-
-    @override
-    def _process_record_message(self, message_dict: dict[str, Any]) -> None:
-        record = message_dict.get("record")
-        if "record" in message_dict and not isinstance(record, dict):
-            raise InvalidInputLine(
-                f"RECORD message of stream {message_dict.get('stream')!r} holds "
-                f"{type(record).__name__} {str(record)[:80]!r}, not a JSON object: fix the tap "
-                "or the stream maps that produced it"
-            )
-        super()._process_record_message(message_dict)
-
-    # --- wiring ----------------------------------------------------------------------------
-    @cached_property
-    def sync(self) -> ContactsSync:
-        """The writer shared by all sinks (built once; validates the configuration)."""
-        return build_sync(self.config, self.summary)
-
-    def drain_stream(self, stream_name: str) -> None:
-        """Write what one stream has buffered (used to put contacts before tasks and notes)."""
-        sink = self._sinks_active.get(stream_name)
-        if sink is not None:
-            self.drain_one(sink)
-
-    # --- end of input ------------------------------------------------------------------------
-    @override
-    def process_endofpipe(self) -> None:
-        if "sync" not in self.__dict__:  # no record arrived: nothing to write or report
-            super().process_endofpipe()
-            return
-        for stream in STREAMS:
-            self.drain_stream(stream)
-        self.sync.resolve_held()
-        self._report()
-        rejected = sum(c["rejected"] for c in self.summary.as_dict().values())
-        self.sync.close()
-        if rejected and self.config.get("fail_on_rejects"):
-            raise FatalSyncError(
-                f"{rejected} record(s) were rejected and fail_on_rejects is set; "
-                "see `contacts-admin rejects list`"
-            )
-        super().process_endofpipe()  # writes the tap's state: everything it covers is done
-
-    @override
-    def _write_state_message(self, state: dict[str, Any]) -> None:
-        """Pass the tap's state on, except in a dry run.
-
-        A dry run must leave no trace, state included, so that the live run after it reads the
-        same records.
-        """
-        if self.config.get("dry_run"):
-            self.logger.info("dry run: the tap's state is not passed on")
-            return
-        super()._write_state_message(state)
-
-    def _report(self) -> None:
-        client = self.sync.client
-        extra: dict[str, Any] = {"dry_run": bool(self.config.get("dry_run"))}
-        if isinstance(client, DryRunClient):
-            path = Path(self.config.get("dry_run_plan_path") or "dry-run-plan.jsonl")
-            client.write_plan(path)
-            extra["planned_calls"] = dict(client.calls_by_route())
-            extra["plan_path"] = str(path)
-            title = "target-contacts DRY RUN plan (nothing was written)"
-        else:
-            extra["api_calls"] = dict(getattr(client, "calls", {}))
-            title = "target-contacts summary"
-        self.logger.info("\n%s", self.summary.table(title))
-        report = self.summary.to_json(extra)
-        # The machine-readable summary line on stderr (stdout carries the target's state).
-        sys.stderr.write("SUMMARY " + json.dumps(report, sort_keys=True) + "\n")
-        sys.stderr.flush()
-        if self.config.get("summary_path"):
-            Path(self.config["summary_path"]).write_text(
-                json.dumps(report, indent=2) + "\n", encoding="utf-8"
-            )
+    def build_writer(self, config: Mapping[str, Any], summary: RunSummary) -> ContactsSync:
+        return build_sync(config, summary)

@@ -818,7 +818,7 @@ def expected_crm(moco: dict[str, Any]) -> dict[str, Any]:
     Contacts sandbox's state so :func:`compare` takes it."""
     import phonenumbers
 
-    from tap_moco.html import html_to_text
+    from moco_api.html import html_to_text
     from target_contacts.payloads import normalize_datetime
 
     region = meltano_mapping()["default_phone_region"]

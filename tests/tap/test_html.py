@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tap_moco.html import html_to_text
+from moco_api.html import html_to_text
 
 
 @pytest.mark.parametrize(

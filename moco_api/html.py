@@ -26,7 +26,7 @@ from html.parser import HTMLParser
 
 from typing_extensions import override
 
-__all__ = ["html_to_text"]
+__all__ = ["html_to_text", "same_text", "text_to_html"]
 
 _BLOCK_TAGS = frozenset(
     {
@@ -180,3 +180,20 @@ def html_to_text(markup: str | None) -> str | None:
     collector.feed(markup)
     collector.close()
     return _tidy("".join(collector.parts))
+
+
+def text_to_html(text: str) -> str:
+    """Plain text as MOCO comment HTML that shows it as written: markup in it (``<script>``,
+    ``<b>``) is escaped so it arrives as visible text, and line breaks become ``<br>``."""
+    escaped = html.escape(text.strip(), quote=False)
+    return "<br>".join(escaped.splitlines())
+
+
+def same_text(a: str | None, b: str | None) -> bool:
+    """Whether two plain texts read the same once whitespace is collapsed per line (the way
+    :func:`html_to_text` renders MOCO's HTML)."""
+
+    def lines(value: str | None) -> list[str]:
+        return [" ".join(line.split()) for line in (value or "").strip().splitlines()]
+
+    return [line for line in lines(a) if line] == [line for line in lines(b) if line]
