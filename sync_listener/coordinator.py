@@ -1,4 +1,4 @@
-"""Coalesced runs: stored events become at most one run at a time per direction and location.
+"""Coalesced runs: stored events become at most one run at a time per location.
 
 What a caller may rely on:
 
@@ -8,6 +8,11 @@ What a caller may rely on:
 - A run claims every pending event of its lane that no run covers yet, before it starts (so each
   claimed event was stored before the run began and the run's re-read sees its change). Events
   that arrive while it runs are left for exactly one follow-up run.
+- The two directions of one location never run at once, and a run starts at the earliest
+  ``debounce_seconds`` after the location's previous run ended. So a run reads what the other
+  direction finished writing (its ledger baselines included), and the webhooks its own writes
+  cause on the other side (HighLevel marks none of them) arrive before that side's next run
+  claims its events: one forward run's echoes cost at most one reverse run, which writes nothing.
 - A run that exits 0 marks its events ``handled``. A run that fails gives them back and is retried
   after ``retry_backoff_seconds``, doubling up to ``retry_backoff_max_seconds``; the events stay
   pending until a run succeeds.
@@ -41,7 +46,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 IDLE = "idle"
-WAITING = "waiting"
+WAITING = "waiting"  # for quiet after its events
+QUEUED = "queued"  # due, waiting for the other direction's run of its location to end
 RUNNING = "running"
 BACKOFF = "backoff"
 
@@ -79,12 +85,25 @@ class _LaneWorker:
         self._wake.set()
 
     async def loop(self) -> None:
+        coordinator = self._coordinator
+        location = self.lane.location_id
         while True:
             await self._wake.wait()
             await self._quiet()
-            self._wake.clear()
-            self._first = self._last = None
-            await self._run_once()
+            self.state = QUEUED
+            async with coordinator.location_lock(location):
+                # The other direction may have just written: let the webhooks it caused arrive.
+                settle = coordinator.released_at(location) + coordinator.settings.debounce_seconds
+                if settle > time.monotonic():
+                    await asyncio.sleep(settle - time.monotonic())
+                self._wake.clear()
+                self._first = self._last = None
+                ran = False
+                try:
+                    ran = await self._run_once()
+                finally:
+                    if ran:
+                        coordinator.release(location)
             self.state = WAITING if self._wake.is_set() else IDLE
 
     async def _quiet(self) -> None:
@@ -105,12 +124,13 @@ class _LaneWorker:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), due - now)
 
-    async def _run_once(self) -> None:
+    async def _run_once(self) -> bool:
+        """Claim the lane's events and run once for them; whether there were any."""
         store = self._coordinator.store
         run_id = str(uuid.uuid4())
         claimed = await self._coordinator.stored(lambda: store.claim(self.lane, run_id))
         if claimed == 0:
-            return  # an earlier run already covered them
+            return False  # an earlier run already covered them
         self.state = RUNNING
         log.info(
             "run %s: %s for location %s covers %d event(s): %s",
@@ -128,7 +148,7 @@ class _LaneWorker:
             self._failures = 0
             self._not_before = 0.0
             log.info("run %s: exited 0 after %.1f s; %d event(s) handled", run_id, seconds, handled)
-            return
+            return True
         await self._coordinator.stored(lambda: store.release(run_id))
         self._failures += 1
         settings = self._coordinator.settings
@@ -147,6 +167,7 @@ class _LaneWorker:
             pause,
         )
         self.notify()
+        return True
 
 
 class Coordinator:
@@ -163,6 +184,8 @@ class Coordinator:
             CONTACTS_TO_MOCO: settings.contacts_to_moco_command,
         }
         self._workers: dict[Lane, _LaneWorker] = {}
+        self._locations: dict[str, asyncio.Lock] = {}
+        self._released: dict[str, float] = {}
 
     def start(self, lanes: Iterable[Lane]) -> None:
         """Resume ``lanes`` (those with pending events after a restart)."""
@@ -191,13 +214,28 @@ class Coordinator:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    def location_lock(self, location_id: str) -> asyncio.Lock:
+        """Held by the lane of ``location_id`` that is running (one run per location at a time)."""
+        return self._locations.setdefault(location_id, asyncio.Lock())
+
+    def released_at(self, location_id: str) -> float:
+        """When the location's last run ended (monotonic seconds; 0 if none did)."""
+        return self._released.get(location_id, 0.0)
+
+    def release(self, location_id: str) -> None:
+        """Note that a run of ``location_id`` ended now."""
+        self._released[location_id] = time.monotonic()
+
     @property
     def runs_in_flight(self) -> int:
         """How many runs are going on now."""
         return sum(1 for worker in self._workers.values() if worker.state == RUNNING)
 
     def lanes(self) -> dict[str, str]:
-        """Each lane (``direction/location``) and its state: idle, waiting, running, backoff."""
+        """Each lane (``direction/location``) and its state.
+
+        States: idle, waiting (for quiet), queued (for the location), running, backoff.
+        """
         return {
             f"{lane.direction}/{lane.location_id}": worker.state
             for lane, worker in self._workers.items()

@@ -1,4 +1,4 @@
-"""Which events start which runs: coalescing, single flight, follow-ups, echoes, retries.
+"""Which events start which runs: coalescing, one run per location, follow-ups, echoes, retries.
 
 The run command is ``fake_run.py``, which logs each invocation; a ``hold`` file keeps a run going
 until the test lets it end, so "during a run" is decided by events, never by time.
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from tests.listener.conftest import (
     CONTACTS_DIRECTION,
+    LOCATION,
     MOCO_DIRECTION,
     OUTCOME_TIMEOUT,
     SYNC_USER,
@@ -41,36 +42,47 @@ def test_burst_of_50_events_is_one_run(world: World) -> None:
     assert starts[0]["leaked"] == []
 
 
-def test_events_during_a_run_cause_exactly_one_follow_up_per_direction(world: World) -> None:
+def test_events_during_a_run_cause_one_follow_up_and_its_echoes_one_reverse_run(
+    world: World,
+) -> None:
     listener = world.start()
-    world.hold()
-    first_moco = listener.post_moco(moco_body(1))
-    first_contacts = listener.post_contacts(contacts_payload())
-    assert (first_moco.status_code, first_contacts.status_code) == (202, 202)
-    # Both directions run at once: one flight per direction, not one for the listener.
-    assert wait_for(lambda: len(world.starts_of()) == 2, timeout=OUTCOME_TIMEOUT)
-    assert listener.healthz()["runs_in_flight"] == 2
-    during = [listener.post_moco(moco_body(100 + n)) for n in range(10)]
-    during += [listener.post_contacts(contacts_payload()) for _ in range(10)]
-    assert [a.status_code for a in during] == [202] * 20
-    # Still one run per direction while the first ones last.
-    assert len(world.starts_of()) == 2
+    world.hold()  # the forward run lasts until the test lets it end
+    first = listener.post_moco(moco_body(1))
+    assert first.status_code == 202
+    assert wait_for(lambda: len(world.starts_of()) == 1, timeout=OUTCOME_TIMEOUT)
+    # While it runs: more MOCO changes, and the webhooks its writes cause on the CRM side
+    # (HighLevel marks none of them as ours).
+    moco_during = [listener.post_moco(moco_body(100 + n)) for n in range(10)]
+    echoes = [listener.post_contacts(contacts_payload()) for _ in range(10)]
+    assert [a.status_code for a in moco_during + echoes] == [202] * 20
+    # The reverse run waits for the forward one: one run per location at a time.
+    reverse_lane = f"{CONTACTS_DIRECTION}/{LOCATION}"
+    assert wait_for(
+        lambda: listener.healthz()["lanes"].get(reverse_lane) == "queued",
+        timeout=OUTCOME_TIMEOUT,
+    )
+    assert listener.healthz()["runs_in_flight"] == 1
+    assert len(world.starts_of()) == 1
     world.release()
     listener.wait_settled()
 
-    for direction, first in ((MOCO_DIRECTION, first_moco), (CONTACTS_DIRECTION, first_contacts)):
-        starts = world.starts_of(direction)
-        assert len(starts) == 2, world.runs()
-        assert single_flight(world.runs(), direction), world.runs()
-        assert [e["status"] for e in world.ends_of(direction)] == [0, 0]
-        by_id = {e["id"]: e for e in world.events()}
-        assert by_id[first.json()["event"]]["run_id"] == starts[0]["run_id"]
-        later = [
-            a.json()["event"] for a in during if by_id[a.json()["event"]]["direction"] == direction
-        ]
-        assert len(later) == 10
-        assert {by_id[i]["run_id"] for i in later} == {starts[1]["run_id"]}
-    assert {e["status"] for e in world.events()} == {"handled"}
+    runs = world.runs()
+    # Never two runs at once, in this order: forward, the echoes' one reverse, the follow-up.
+    assert [(r["phase"], r["direction"]) for r in runs] == [
+        ("start", MOCO_DIRECTION),
+        ("end", MOCO_DIRECTION),
+        ("start", CONTACTS_DIRECTION),
+        ("end", CONTACTS_DIRECTION),
+        ("start", MOCO_DIRECTION),
+        ("end", MOCO_DIRECTION),
+    ]
+    assert all(r["status"] == 0 for r in runs if r["phase"] == "end")
+    forward, reverse, follow_up = (r["run_id"] for r in runs if r["phase"] == "start")
+    by_id = {e["id"]: e for e in world.events()}
+    assert by_id[first.json()["event"]]["run_id"] == forward
+    assert {by_id[a.json()["event"]]["run_id"] for a in echoes} == {reverse}
+    assert {by_id[a.json()["event"]]["run_id"] for a in moco_during} == {follow_up}
+    assert {e["status"] for e in by_id.values()} == {"handled"}
 
 
 def test_echo_of_the_syncs_own_write_starts_no_run(world: World) -> None:
