@@ -598,16 +598,16 @@ def generate(
     """A deterministic seed document with ``n_contacts`` contacts; see the module docstring."""
     if n_contacts < 0 or any(c is not None and c < 0 for c in (tasks, notes, appointments)):
         raise ValueError("counts must be >= 0")
-    with _gc_paused():
+    with gc_paused():
         return _generate(n_contacts, seed, location_id, (tasks, notes, appointments))
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while building.
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (restored after).
 
-    The records hold no cycles, and the collector's passes over a growing heap would make the
-    build quadratic.
+    For building or loading many records: they hold no cycles, and the collector's passes over a
+    growing heap would make the work quadratic.
     """
     enabled = gc.isenabled()
     gc.disable()

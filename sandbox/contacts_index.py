@@ -24,7 +24,7 @@ import heapq
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Iterator
+    from collections.abc import Callable, Hashable, Iterable, Iterator
 
 Doc = dict[str, Any]
 Key = tuple[Any, ...]
@@ -53,6 +53,9 @@ class SortedView:
             return
         pos = bisect.bisect_left(self.keys, key)
         del self.keys[pos]
+
+
+_NO_VIEWS: dict[Hashable, SortedView] = {}
 
 
 class SearchIndex:
@@ -96,6 +99,12 @@ class SearchIndex:
             entry = (self.clock() + self.lag, self._seq, doc_id, partition, doc)
             heapq.heappush(self._pending, entry)
 
+    def load(self, docs: Iterable[tuple[str, str, Doc]]) -> None:
+        """Make ``(id, partition, doc)`` visible at once: a bulk :meth:`put` for seeding."""
+        for doc_id, partition, doc in docs:
+            self._seq += 1
+            self._apply(self._seq, doc_id, partition, doc)
+
     def catch_up(self) -> None:
         """Apply every pending write whose time has come (call before reading)."""
         now = self.clock()
@@ -113,16 +122,21 @@ class SearchIndex:
         if old_partition is not None and old_partition != partition:
             del self._docs[old_partition][doc_id]
             del self._partition_of[doc_id]
-            for view in self._views.get(old_partition, {}).values():
+            for view in self._views.get(old_partition, _NO_VIEWS).values():
                 view.remove(doc_id)
             self._bump(old_partition)
         if partition is None or doc is None:
             return
-        self._docs.setdefault(partition, {})[doc_id] = doc
+        docs = self._docs.get(partition)
+        if docs is None:
+            docs = self._docs[partition] = {}
+        docs[doc_id] = doc
         self._partition_of[doc_id] = partition
-        for view in self._views.get(partition, {}).values():
-            view.put(doc_id, doc)
-        self._bump(partition)
+        views = self._views.get(partition)
+        if views:
+            for view in views.values():
+                view.put(doc_id, doc)
+        self._versions[partition] = self._versions.get(partition, 0) + 1
 
     def _bump(self, partition: str) -> None:
         self._versions[partition] = self._versions.get(partition, 0) + 1

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from sandbox.contacts_data import USERS_BY_ID
 from sandbox.contacts_oauth import error
 from sandbox.server import HTTPError
-from sandbox.server import copy_json as clone
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -160,12 +159,19 @@ def bad_request(message: str) -> HTTPError:
     return HTTPError(400, error(400, message))
 
 
+_DAY_MS: dict[str, int] = {}  # "YYYY-MM-DD" -> epoch ms of its midnight (UTC)
+_CANONICAL_LENGTH = len("2021-07-08T02:30:00.000Z")
+
+
 def parse_iso_ms(value: object) -> int | None:
     """Epoch ms of an ISO-8601 string or a number; ``None`` when it is neither."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value)
     if not isinstance(value, str) or not value:
         return None
+    if len(value) == _CANONICAL_LENGTH and value[-1] == "Z" and value[10] == "T":
+        # the API's own form, which every stored date has: parsed without datetime (hot path)
+        return _parse_canonical(value)
     try:
         # Python 3.10's fromisoformat does not read a "Z" suffix (3.11's does)
         dt = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
@@ -176,10 +182,48 @@ def parse_iso_ms(value: object) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
+def _parse_canonical(value: str) -> int | None:
+    """Epoch ms of ``YYYY-MM-DDTHH:MM:SS.mmmZ``; ``None`` when it is no such time."""
+    day = _DAY_MS.get(value[:10])
+    if day is None and (day := _midnight(value[:10])) is None:
+        return None
+    try:
+        hours, minutes, seconds = int(value[11:13]), int(value[14:16]), int(value[17:19])
+        milli = int(value[20:23])
+    except ValueError:
+        return None
+    if hours > 23 or minutes > 59 or seconds > 59:  # noqa: PLR2004 - a clock's bounds
+        return None
+    return day + hours * 3_600_000 + minutes * 60_000 + seconds * 1000 + milli
+
+
+def _midnight(date: str) -> int | None:
+    try:
+        day = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    _DAY_MS[date] = int(day.timestamp()) * 1000
+    return _DAY_MS[date]
+
+
 # --- sort keys ---------------------------------------------------------------------------------
-def _reversed_text(text: str) -> tuple[int, ...]:
-    """A key that sorts strings in reverse order (a prefix after the longer strings it starts)."""
-    return (*(-ord(c) for c in text), 1)
+_TOP = 0x10FFFF  # the largest code point: a reversed text's end mark, above every reversed char
+
+
+def _reversed_text(text: str) -> str:
+    """A string that sorts in the reverse order of ``text`` (a prefix after its extensions)."""
+    return text.translate(_REVERSE) + chr(_TOP)
+
+
+class _Reverse(dict[int, str]):
+    """``str.translate`` table: each code point to its mirror below :data:`_TOP`."""
+
+    def __missing__(self, code: int) -> str:
+        self[code] = chr(_TOP - 1 - code)
+        return self[code]
+
+
+_REVERSE = _Reverse()
 
 
 def sort_value(doc: Doc, field: str) -> int | str | bool | None:
@@ -208,11 +252,28 @@ def _component(value: object, descending: bool) -> tuple[Any, ...]:  # noqa: FBT
 
 def contact_key(order: Order) -> Callable[[Doc], Key]:
     """The key function of a sorted view in ``order``, ties broken by the contact id."""
+    parts = [_part(field, desc) for field, desc in order]
+    if len(parts) == 1:
+        (first,) = parts
+        return lambda doc: (first(doc), doc["id"])
+    first, second = parts
+    return lambda doc: (first(doc), second(doc), doc["id"])
 
-    def key(doc: Doc) -> Key:
-        return (*(_component(sort_value(doc, f), desc) for f, desc in order), doc["id"])
 
-    return key
+def _part(field: str, descending: bool) -> Callable[[Doc], tuple[Any, ...]]:  # noqa: FBT001
+    """:func:`_component` of :func:`sort_value` for one sort entry.
+
+    Made for speed: views of 100,000 contacts are built with it.
+    """
+    if SORTABLE[field] != "date":
+        return lambda doc: _component(sort_value(doc, field), descending)
+    sign = -1 if descending else 1
+
+    def date(doc: Doc) -> tuple[Any, ...]:
+        ms = parse_iso_ms(doc.get(field) or None)
+        return (1,) if ms is None else (0, sign * ms)
+
+    return date
 
 
 def parse_order(items: list[dict[str, Any]] | None) -> Order:
@@ -517,8 +578,10 @@ class ContactSearch:
             if doc is None:  # pragma: no cover - a key is only in a view while its doc is
                 continue
             after = [sort_value(doc, f) for f, _ in order]
-            # search items also list the contact's opportunities (§5.4); the sandbox has none
-            contacts.append({**clone(doc), "opportunities": [], "searchAfter": [*after, key[-1]]})
+            # a shallow copy: indexed versions are never changed (the store replaces records),
+            # so the answer may share their lists until it is sent. Search items also list the
+            # contact's opportunities (§5.4); the sandbox has none
+            contacts.append({**doc, "opportunities": [], "searchAfter": [*after, key[-1]]})
         return {"contacts": contacts, "total": high - low, "traceId": str(uuid.uuid4())}
 
     def _matching(
