@@ -101,6 +101,10 @@ class _LaneWorker:
                 ran = False
                 try:
                     ran = await self._run_once()
+                except Exception:  # a bug here must not end the lane silently; its events wait
+                    log.exception("lane %s/%s failed; retrying", self.lane.direction, location)
+                    ran = True
+                    self._failed()
                 finally:
                     if ran:
                         coordinator.release(location)
@@ -150,13 +154,7 @@ class _LaneWorker:
             log.info("run %s: exited 0 after %.1f s; %d event(s) handled", run_id, seconds, handled)
             return True
         await self._coordinator.stored(lambda: store.release(run_id))
-        self._failures += 1
-        settings = self._coordinator.settings
-        pause = min(
-            settings.retry_backoff_seconds * 2 ** (self._failures - 1),
-            settings.retry_backoff_max_seconds,
-        )
-        self._not_before = time.monotonic() + pause
+        pause = self._failed()
         log.error(
             "run %s: exited %d after %.1f s; its %d event(s) stay pending, retry %d in %.0f s",
             run_id,
@@ -166,8 +164,19 @@ class _LaneWorker:
             self._failures,
             pause,
         )
-        self.notify()
         return True
+
+    def _failed(self) -> float:
+        """Schedule the retry of a failed run after a doubling pause; the pause."""
+        self._failures += 1
+        settings = self._coordinator.settings
+        pause = min(
+            settings.retry_backoff_seconds * 2.0 ** (self._failures - 1),
+            settings.retry_backoff_max_seconds,
+        )
+        self._not_before = time.monotonic() + pause
+        self.notify()
+        return pause
 
 
 class Coordinator:

@@ -3,12 +3,12 @@
 What a caller may rely on: :meth:`CommandRunner.run` returns the command's exit status (127 when
 it cannot be started). The child runs in its own session, in ``run_directory``, with stdin closed
 and its output on the listener's stderr. Its environment is the listener's without any
-``SYNC_LISTENER_*`` variable (they hold the webhook key), plus ``MELTANO_RUN_ID`` (so
-``meltano run`` records the same id as the ledger's events), ``SYNC_LISTENER_RUN_ID``,
-``SYNC_LISTENER_DIRECTION`` and ``SYNC_LISTENER_LOCATION_ID``. Cancelling ``run`` (listener
-shutdown) sends SIGTERM to the child's process group, then SIGKILL after a grace period. If the
-listener itself is killed, the child finishes on its own; Meltano refuses a second run of the same
-job while it lasts, and the listener retries.
+``SYNC_LISTENER_*`` or ``MELTANO_UTILIZE_*`` variable (they hold the webhook key), plus
+``MELTANO_RUN_ID`` (so ``meltano run`` records the same id as the ledger's events),
+``SYNC_LISTENER_RUN_ID``, ``SYNC_LISTENER_DIRECTION`` and ``SYNC_LISTENER_LOCATION_ID``.
+Cancelling ``run`` (listener shutdown) sends SIGTERM to the child's process group, then SIGKILL
+after a grace period. If the listener itself is killed, the child finishes on its own; Meltano
+refuses a second run of the same job while it lasts, and the listener retries.
 """
 
 from __future__ import annotations
@@ -36,9 +36,16 @@ log = logging.getLogger(__name__)
 CANNOT_RUN = 127
 
 
+#: Where ``meltano invoke sync-listener`` puts the listener's settings (the webhook key among
+#: them): ``SYNC_LISTENER_*`` and ``MELTANO_UTILIZE_*``. A run needs none of them.
+_SETTINGS_PREFIXES = (ENV_PREFIX, "MELTANO_UTILIZE_")
+
+
 def child_environment(environ: Mapping[str, str], run_id: str, lane: Lane) -> dict[str, str]:
     """The environment of a run: the listener's, minus its own settings, plus the run's ids."""
-    env = {name: value for name, value in environ.items() if not name.startswith(ENV_PREFIX)}
+    env = {
+        name: value for name, value in environ.items() if not name.startswith(_SETTINGS_PREFIXES)
+    }
     env["MELTANO_RUN_ID"] = run_id
     env[ENV_PREFIX + "RUN_ID"] = run_id
     env[ENV_PREFIX + "DIRECTION"] = lane.direction

@@ -267,6 +267,8 @@ class World:
         values.update(settings)
         for name, value in values.items():
             env["SYNC_LISTENER_" + name.upper()] = str(value)
+        # As `meltano invoke` also exports them: they must not reach the runs either.
+        env["MELTANO_UTILIZE_MOCO_WEBHOOK_SECRET"] = MOCO_SECRET
         env["PYTHONPATH"] = str(ROOT)
         return env
 
