@@ -97,7 +97,7 @@ _FIRST = (
     "Björn", "Dorothée", "Grzegorz", "Ágnes", "Şebnem", "Chloé", "Renée", "Jörg", "Käthe",
     "Maëlle", "Håkon", "Íñigo", "Çağla", "Agnieszka", "Thomas", "Anna", "Lukas", "Marie",
     "Paul", "Sophie", "Emma", "Jonas", "Lea", "Max", "Hannah", "Ben", "Mia", "Felix", "Clara",
-    "Noah", "Ida", "Elias", "Zofia", "Mateusz", "Lucía", "Andrés", "Maja", "Sven", "Ingrid",
+    "Noah", "Ida", "Elias", "Zofia", "Mateusz", "Lucía", "Andrés", "Maja", "Sven", "Żaneta",
 )  # fmt: skip
 _LAST = (
     "Müßig", "Lefèvre", "Wójcik", "O'Brien", "Groß", "Kowalczyk", "Dvořák", "Šimić",
@@ -105,7 +105,7 @@ _LAST = (
     "Müller", "Schmidt", "Schneider", "Fischer", "Meyer", "Wagner", "Becker", "Hoffmann",
     "Schulz", "Koch", "Richter", "Klein", "Wolf", "Schröder", "Neumann", "Zieliński",
     "Nowak", "Dubois", "Moreau", "Lindqvist", "Jørgensen", "Núñez", "Yılmaz", "Özdemir",  # noqa: RUF001 - a Turkish name
-    "Van der Berg", "de la Cruz", "Lévêque", "Straße-Ebersbach", "Åberg", "Mäkinen",
+    "Van der Berg", "de la Cruz", "Lévêque", "Straße-Ebersbach", "Åberg", "Wiśniewska",
 )  # fmt: skip
 _SPECIAL_PEOPLE = (("Jürgen", "Müßig"), ("Zoë", "Lefèvre"), ("Łukasz", "Wójcik"), ("", "O'Brien"))
 _NO_EMAIL, _NO_PHONE = 1, 2  # their indexes
