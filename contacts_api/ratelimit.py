@@ -46,8 +46,8 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 class SharedBudget(Protocol):
     """A request budget several processes share (:class:`sync_ledger.budget.RateBudget`)."""
 
-    def acquire(self) -> None:
-        """Block until a slot is free, then take it."""
+    def acquire(self) -> float:
+        """Block until a slot is free, then take it; returns when it was taken."""
         ...
 
     def in_use(self) -> int:

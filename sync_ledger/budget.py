@@ -109,19 +109,19 @@ class RateBudget:
         if not self._sqlite:
             self._ensure_row()
 
-    def acquire(self) -> None:
-        """Block until a slot is free, then take it."""
+    def acquire(self) -> float:
+        """Block until a slot is free, then take it; returns the moment it was taken.
+
+        The moment is in seconds since the epoch on the budget's clock (the database's on
+        PostgreSQL), the one the window is kept on.
+        """
         with self._waiting:
             while True:
-                wait = self._try_take()
-                if wait is None:
-                    return
+                taken, wait = self._try_take()
+                if taken is not None:
+                    return taken
                 wait = min(max(wait, MIN_WAIT_SECONDS), MAX_WAIT_SECONDS)
                 time.sleep(wait * (1 + random.random() * WAIT_JITTER))  # noqa: S311  not a secret
-
-    def try_acquire(self) -> float | None:
-        """Take a slot if one is free now: None when taken, else the seconds until one frees."""
-        return self._try_take()
 
     def in_use(self) -> int:
         """How many slots taken within the last ``window_seconds`` (by every process)."""
@@ -138,7 +138,8 @@ class RateBudget:
         return int(count)
 
     # --- internals ---------------------------------------------------------------------------
-    def _try_take(self) -> float | None:
+    def _try_take(self) -> tuple[float | None, float]:
+        """(the moment a slot was taken, 0) or (None, seconds until one may be free)."""
         with self.engine.connect() as conn:
             self._lock(conn)
             try:
@@ -158,12 +159,12 @@ class RateBudget:
                 if int(count) < self.max_requests:
                     conn.execute(insert(rate_budget_slots).values(budget=self.name, taken_at=now))
                     conn.commit()
-                    return None
+                    return now, 0.0
                 conn.commit()  # the expired slots stay deleted
             except BaseException:
                 conn.rollback()
                 raise
-        return float(oldest) + self.window_seconds - now
+        return None, float(oldest) + self.window_seconds - now
 
     def _lock(self, conn: Connection) -> None:
         """Start the transaction that serialises acquisitions of this budget across processes."""

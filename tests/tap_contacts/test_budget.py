@@ -1,0 +1,170 @@
+"""RateBudget: one sliding window shared by processes through a SQLite ledger file, and the
+Contacts limiter taking its slots from it."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import types
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import func, select
+
+from contacts_api.ratelimit import ContactsRateLimiter, limiter_from_config
+from sync_ledger import budget as budget_module
+from sync_ledger.budget import RateBudget, budget_name, rate_budget_slots
+from sync_ledger.db import make_engine
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.timing import FakeClock
+
+MAX = 10
+WINDOW = 0.5
+PROCESSES = 3
+PER_PROCESS = 12
+
+
+def take_slots(url: str, start: Any, out: Any) -> None:
+    """A worker process: wait for the others, then take PER_PROCESS slots of the shared budget."""
+    budget = RateBudget(make_engine(url), "contacts-api test", MAX, WINDOW)
+    start.wait()
+    out.put([budget.acquire() for _ in range(PER_PROCESS)])
+
+
+def test_processes_sharing_a_budget_never_exceed_it_together(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    make_engine(url)  # tables and migrations once, before the workers race
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(PROCESSES)
+    out = spawn.Queue()
+    workers = [
+        spawn.Process(target=take_slots, args=(url, start, out)) for _ in range(PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    moments = sorted(m for _ in workers for m in out.get(timeout=120))
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+
+    assert len(moments) == PROCESSES * PER_PROCESS
+    # The budget's own record of when each slot was taken: never MAX + 1 within one window.
+    assert all(moments[k] - moments[k - MAX] >= WINDOW for k in range(MAX, len(moments)))
+
+
+@pytest.fixture
+def budget_clock(monkeypatch: pytest.MonkeyPatch, fake_clock: FakeClock) -> FakeClock:
+    """The budget's wall clock and sleeps on the test's fake clock."""
+    monkeypatch.setattr(
+        budget_module,
+        "time",
+        types.SimpleNamespace(time=fake_clock.monotonic, sleep=fake_clock.sleep),
+    )
+    monkeypatch.setattr(budget_module, "WAIT_JITTER", 0.0)
+    return fake_clock
+
+
+def rows(budget: RateBudget) -> int:
+    with budget.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(rate_budget_slots)).scalar_one())
+
+
+def test_acquire_waits_for_the_oldest_slot_and_keeps_the_table_small(
+    tmp_path: Path, budget_clock: FakeClock
+):
+    budget = RateBudget(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "b", 10, 10.0)
+    start = budget_clock.now
+
+    moments = [budget.acquire() for _ in range(25)]
+
+    assert moments[:10] == [start] * 10
+    assert moments[10:20] == [start + 10.0] * 10  # waited until the first ten expired
+    assert moments[20:] == [start + 20.0] * 5
+    assert rows(budget) <= 10  # expired slots are deleted as new ones are taken
+    assert budget.in_use() == 5
+    budget_clock.advance(10.0)
+    assert budget.in_use() == 0
+
+
+def test_budgets_of_different_names_do_not_share(tmp_path: Path, budget_clock: FakeClock):
+    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    one, other = RateBudget(engine, "one", 2, 10.0), RateBudget(engine, "other", 2, 10.0)
+    start = budget_clock.now
+
+    taken = [one.acquire(), one.acquire(), other.acquire(), other.acquire()]
+
+    assert taken == [start] * 4
+
+
+def test_long_names_are_shortened_but_stay_distinct():
+    first = budget_name("contacts-api", "https://" + "a" * 300, "loc-1")
+    second = budget_name("contacts-api", "https://" + "a" * 300, "loc-2")
+    assert len(first) <= 255
+    assert first != second
+    assert budget_name("contacts-api", "https://x", "loc") == "contacts-api https://x loc"
+
+
+def test_the_limiter_is_shared_through_a_file_ledger_but_not_an_in_memory_one(tmp_path: Path):
+    base = {"location_id": "loc-a", "rate_limit_requests": 7, "rate_limit_window_seconds": 3}
+    file_config = {**base, "base_url": "http://127.0.0.1:1/file"}
+    memory_config = {**base, "base_url": "http://127.0.0.1:1/memory"}
+
+    shared = limiter_from_config(file_config, engine=make_engine(f"sqlite:///{tmp_path / 'l.db'}"))
+    alone = limiter_from_config(memory_config, engine=make_engine("sqlite:///:memory:"))
+
+    assert isinstance(shared.budget, RateBudget)
+    assert shared.budget.name == "contacts-api http://127.0.0.1:1/file loc-a"
+    assert shared.budget.max_requests == 7
+    assert shared.budget.window_seconds == pytest.approx(3 + shared.safety_margin_seconds)
+    assert alone.budget is None
+    assert limiter_from_config(file_config, engine=None) is shared  # one per process and location
+
+
+class CountingBudget:
+    """A SharedBudget that counts acquisitions and reports a fixed number in use."""
+
+    def __init__(self, in_use: int = 0) -> None:
+        self.taken = 0
+        self.used = in_use
+
+    def acquire(self) -> float:
+        self.taken += 1
+        return 0.0
+
+    def in_use(self) -> int:
+        return self.used
+
+
+def test_the_limiter_takes_a_budget_slot_for_every_request(fake_clock: FakeClock):
+    budget = CountingBudget()
+    limiter = ContactsRateLimiter(5, 10.0, budget=budget)
+
+    for _ in range(12):
+        limiter.acquire()
+
+    assert budget.taken == 12
+    assert fake_clock.now >= 1000.0 + 20.0  # the in-process window still holds
+
+
+def headers(remaining: int) -> dict[str, str]:
+    return {
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Max": "100",
+        "X-RateLimit-Interval-Milliseconds": "10000",
+    }
+
+
+@pytest.mark.parametrize(("in_use", "paused"), [(100, False), (3, True)])
+def test_a_used_up_window_explained_by_the_shared_budget_causes_no_pause(
+    fake_clock: FakeClock, caplog: pytest.LogCaptureFixture, in_use: int, paused: bool
+):
+    limiter = ContactsRateLimiter(100, 10.0, budget=CountingBudget(in_use))
+    limiter.acquire()
+
+    with caplog.at_level(logging.INFO, logger="contacts_api.ratelimit"):
+        limiter.observe(headers(0))
+
+    assert any("pausing requests" in r.getMessage() for r in caplog.records) is paused

@@ -1,0 +1,110 @@
+"""tap-contacts and target-contacts as two real processes at once on one location: together
+they keep the Contacts API's real limit of 100 requests / 10 s, with no 429 answer.
+
+Both plugins take every request's slot from the one budget in their shared ledger file. Each is
+given a window of 10 s / SANDBOX_WINDOW_SHARE (as the limiter tests give the sandbox a share of
+the client's window, so that a busy machine's scheduling delays between a grant and the
+sandbox's count cannot turn into a 429); without the shared budget the two would still send
+about twice the sandbox's limit together.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+from tests.tap_contacts.support import ROOT, request_log, seed, tap_command, tap_config
+from tests.target.singer import BIN, messages, note, person
+from tests.timing import SANDBOX_WINDOW_SHARE
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+LIMIT = 100
+WINDOW = 10.0
+CLIENT_WINDOW = round(WINDOW / SANDBOX_WINDOW_SHARE, 2)
+TAP_CONTACTS = 40
+TARGET_RECORDS = 35
+
+
+def busiest_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
+
+
+def test_tap_and_target_at_once_share_the_location_budget(contacts_sandbox_factory, tmp_path: Path):
+    sandbox = contacts_sandbox_factory(rate_limit=LIMIT, rate_window=WINDOW)
+    seed(sandbox, generate={"contacts": TAP_CONTACTS, "seed": 5})
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    shared: dict[str, Any] = {
+        "ledger_url": ledger,
+        "rate_limit_requests": LIMIT,
+        "rate_limit_window_seconds": CLIENT_WINDOW,
+        "max_concurrency": 8,
+    }
+    tap_path = tmp_path / "tap.json"
+    tap_path.write_text(json.dumps({**tap_config(sandbox), **shared, "task_read": "per_contact"}))
+    target_path = tmp_path / "target.json"
+    target_path.write_text(
+        json.dumps(
+            {
+                "base_url": sandbox.url,
+                "location_id": "sandbox-location",
+                "private_integration_token": "sandbox-token",
+                "default_phone_region": "DE",
+                **shared,
+            }
+        )
+    )
+    records = [person(i) for i in range(1, TARGET_RECORDS + 1)]
+    records += [note(1000 + i, i) for i in range(1, TARGET_RECORDS + 1)]
+    target_input = "".join(json.dumps(m) + "\n" for m in messages(records))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+
+    with (tmp_path / "tap.out").open("w") as tap_out, (tmp_path / "tap.err").open("w") as tap_err:
+        tap = subprocess.Popen(
+            tap_command(tap_path), stdout=tap_out, stderr=tap_err, cwd=tmp_path, env=env
+        )
+        target = subprocess.run(
+            [str(BIN / "target-contacts"), "--config", str(target_path)],
+            input=target_input,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=600,
+            check=False,
+        )
+        tap_code = tap.wait(timeout=600)
+
+    assert target.returncode == 0, target.stderr[-3000:]
+    assert tap_code == 0, (tmp_path / "tap.err").read_text()[-3000:]
+    tap_records = [
+        json.loads(line)
+        for line in (tmp_path / "tap.out").read_text().splitlines()
+        if '"RECORD"' in line
+    ]
+    # The seeded contacts, and whichever the target created before the tap's read passed them.
+    assert sum(m["stream"] == "contacts" for m in tap_records) >= TAP_CONTACTS
+    log = request_log(sandbox)
+    assert [e for e in log if e["status"] == 429] == []
+    agents = {"tap": "tap-contacts/", "target": "target-contacts/"}
+    started = {
+        role: sorted(
+            e["time"] - e["duration"] for e in log if e["headers"]["user-agent"].startswith(agent)
+        )
+        for role, agent in agents.items()
+    }
+    # Both ran at once for most of the tap's read, and together they used the limit up.
+    overlap = min(started["tap"][-1], started["target"][-1]) - max(
+        started["tap"][0], started["target"][0]
+    )
+    assert overlap > 0.5 * (started["tap"][-1] - started["tap"][0])
+    everyone = started["tap"] + started["target"]
+    assert len(started["tap"]) > LIMIT / 2
+    assert len(started["target"]) > LIMIT / 2
+    assert len(everyone) > LIMIT  # more than one window's worth: the limit was in play
+    assert busiest_window(everyone, WINDOW) <= LIMIT
