@@ -40,9 +40,7 @@ def test_processes_sharing_a_budget_never_exceed_it_together(tmp_path: Path):
     spawn = multiprocessing.get_context("spawn")
     start = spawn.Barrier(PROCESSES)
     out = spawn.Queue()
-    workers = [
-        spawn.Process(target=take_slots, args=(url, start, out)) for _ in range(PROCESSES)
-    ]
+    workers = [spawn.Process(target=take_slots, args=(url, start, out)) for _ in range(PROCESSES)]
     for worker in workers:
         worker.start()
     moments = sorted(m for _ in workers for m in out.get(timeout=120))
@@ -159,7 +157,10 @@ def headers(remaining: int) -> dict[str, str]:
 
 @pytest.mark.parametrize(("in_use", "paused"), [(100, False), (3, True)])
 def test_a_used_up_window_explained_by_the_shared_budget_causes_no_pause(
-    fake_clock: FakeClock, caplog: pytest.LogCaptureFixture, in_use: int, paused: bool
+    fake_clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    in_use: int,
+    paused: bool,  # noqa: FBT001
 ):
     limiter = ContactsRateLimiter(100, 10.0, budget=CountingBudget(in_use))
     limiter.acquire()
