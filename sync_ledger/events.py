@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     and_,
     delete,
     func,
@@ -65,15 +66,14 @@ webhook_events = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("source", String(16), nullable=False),  # "moco" or "contacts"
     # MOCO: moco:<target>:<event>:<record id>:<sha256 of the body>; HighLevel: contacts:<webhookId>
-    Column("dedupe_key", String(DEDUPE_KEY_LENGTH), nullable=False, unique=True),
+    Column("dedupe_key", String(DEDUPE_KEY_LENGTH), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("direction", String(32), nullable=False),  # the job it starts: moco-to-contacts, ...
     Column("location_id", String(64), nullable=False),  # the Contacts API location of the sync
-    Column(
-        "event_type", String(64), nullable=False
-    ),  # MOCO "Contact.update", HighLevel "NoteCreate"
+    # MOCO "<X-Moco-Target>.<X-Moco-Event>" (each at most 64 characters), HighLevel "NoteCreate"
+    Column("event_type", String(160), nullable=False),
     Column("record_id", String(255), nullable=True),
-    Column("origin", String(32), nullable=True),  # MOCO X-Moco-Origin ("api" or empty)
+    Column("origin", String(64), nullable=True),  # MOCO X-Moco-Origin ("api" or empty)
     Column("user_id", String(64), nullable=True),  # MOCO X-Moco-User-Id
     Column("event_at", DateTime(timezone=True), nullable=True),  # the sender's timestamp
     Column("payload", Text, nullable=False),  # the raw body, as received and verified
@@ -81,6 +81,7 @@ webhook_events = Table(
     Column("run_id", String(64), nullable=True),  # the run that covers (or covered) it
     Column("attempts", Integer, nullable=False, default=0),  # failed runs that covered it
     Column("handled_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("dedupe_key", name="uq_webhook_events_dedupe_key"),
     Index("ix_webhook_events_lane", "status", "direction", "location_id"),
     Index("ix_webhook_events_run", "run_id"),
 )

@@ -29,6 +29,8 @@ T = TypeVar("T")
 
 ENV_PREFIX = "SYNC_LISTENER_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: The ledger's column width for location ids.
+MAX_LOCATION_ID = 64
 
 
 class SettingsError(ValueError):
@@ -159,6 +161,8 @@ def _build(given: dict[str, str]) -> ListenerSettings:
             "location_id is required: set --location-id or SYNC_LISTENER_LOCATION_ID to the "
             "Contacts API location the sync writes to (events of other locations are refused)"
         )
+    if len(location_id) > MAX_LOCATION_ID:
+        raise SettingsError(f"location_id is longer than {MAX_LOCATION_ID} characters")
     base = ListenerSettings(location_id=location_id)
 
     def get(name: str, convert: Callable[[str, str], T], default: T) -> T:
