@@ -183,15 +183,20 @@ def html_to_text(markup: str | None) -> str | None:
 
 
 def text_to_html(text: str) -> str:
-    """Plain text as MOCO comment HTML that shows it as written: markup in it (``<script>``,
-    ``<b>``) is escaped so it arrives as visible text, and line breaks become ``<br>``."""
+    """Plain text as MOCO comment HTML that shows it as written.
+
+    Markup in it (``<script>``, ``<b>``) is escaped so that it arrives as visible text; line
+    breaks become ``<br>``.
+    """
     escaped = html.escape(text.strip(), quote=False)
     return "<br>".join(escaped.splitlines())
 
 
 def same_text(a: str | None, b: str | None) -> bool:
-    """Whether two plain texts read the same once whitespace is collapsed per line (the way
-    :func:`html_to_text` renders MOCO's HTML)."""
+    """Whether two plain texts read the same once whitespace is collapsed per line.
+
+    That is how :func:`html_to_text` renders MOCO's HTML.
+    """
 
     def lines(value: str | None) -> list[str]:
         return [" ".join(line.split()) for line in (value or "").strip().splitlines()]

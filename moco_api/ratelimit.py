@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate, SingleBucketFactory
 
 
@@ -35,3 +37,28 @@ class RequestRateLimiter:
         if not self._limiter.try_acquire("moco-api", blocking=True):
             msg = "The client-side rate limiter refused a request it should have delayed."
             raise RuntimeError(msg)
+
+
+class SlotGiver(Protocol):
+    """Anything that blocks until a request may be sent (a local limiter, a shared budget)."""
+
+    def acquire(self) -> object:
+        """Block until one request may be sent, and count it (what it returns is not used)."""
+        ...
+
+
+class AccountLimiter:
+    """The slots of one MOCO account: the process's own limiter, then the shared budget.
+
+    The shared budget lives in the ledger (tap-moco and target-moco of one account share it).
+    """
+
+    def __init__(self, local: RequestRateLimiter, shared: SlotGiver | None = None) -> None:
+        self.local = local
+        self.shared = shared
+
+    def acquire(self) -> None:
+        """Wait for a slot of this process, then for one of the account's shared budget."""
+        self.local.acquire()
+        if self.shared is not None:
+            self.shared.acquire()

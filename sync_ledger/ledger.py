@@ -359,14 +359,13 @@ class IdLedger:
         if row_id is not None:
             conn.execute(update(links).where(links.c.id == row_id).values(**values))
             return
-        conn.execute(
-            links.insert().values(
-                location_id=self.location_id,
-                **{side.source_type: source_type, side.source_id: source_id},
-                **{side.target_type: target_type},
-                **values,
-            )
-        )
+        row = {
+            "location_id": self.location_id,
+            side.source_type: source_type,
+            side.source_id: source_id,
+            side.target_type: target_type,
+        }
+        conn.execute(links.insert().values(**{**row, **values}))
 
     def mark_creating(
         self, stream: str, source_id: str, *, contact_source_id: str | None = None

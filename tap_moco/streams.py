@@ -14,8 +14,8 @@ from pathlib import Path
 from singer_sdk import SchemaDirectory, StreamSchema
 from typing_extensions import override
 
-from tap_moco.client import MocoStream
 from moco_api.html import html_to_text
+from tap_moco.client import MocoStream
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
