@@ -43,16 +43,14 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from functools import cache, lru_cache, partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import phonenumbers
 from typing_extensions import override
 
 from sandbox import contacts_data, openapi
 from sandbox.contacts_data import iso
-from sandbox.contacts_index import SearchIndex
 from sandbox.contacts_oauth import (
     DEFAULT_SCOPE,
     Agency,
@@ -63,7 +61,6 @@ from sandbox.contacts_oauth import (
     bearer,
     check_version,
     error,
-    firebase_id,
 )
 from sandbox.contacts_search import (
     SEARCH_BODY_SCHEMA,
@@ -72,6 +69,12 @@ from sandbox.contacts_search import (
     TaskSearch,
     parse_iso_ms,
     unprocessable,
+)
+from sandbox.contacts_store import (
+    ContactStore,
+    normalize_phone,
+    normalize_tags,
+    parse_date_of_birth,
 )
 from sandbox.server import (
     UNLIMITED,
@@ -98,8 +101,6 @@ DATE_OF_BIRTH_FORMATS = (
     "YYYY/MM/DD, MM/DD/YYYY, YYYY-MM-DD, MM-DD-YYYY, YYYY.MM.DD, MM.DD.YYYY, YYYY_MM_DD, MM_DD_YYYY"
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_DOB_YMD = re.compile(r"^(\d{4})([/\-._])(\d{1,2})\2(\d{1,2})$")
-_DOB_MDY = re.compile(r"^(\d{1,2})([/\-._])(\d{1,2})\2(\d{4})$")
 
 # What POST /contacts/ answers besides the Contact fields (CreateContactSchema, §5.6)
 CREATED_CONTACT_EXTRAS: dict[str, Any] = {
@@ -142,75 +143,6 @@ NOTE_FIELDS = frozenset(
 
 
 # --- small helpers --------------------------------------------------------------------------
-@lru_cache(maxsize=65536)  # a create parses the same number for the duplicate check and the store
-def normalize_phone(phone: str) -> str:
-    """E.164 when the number parses (``+1 888-888-8888`` -> ``+18888888888``), else trimmed."""
-    # assumption: numbers without a country code are read as US numbers, the API's default
-    try:
-        parsed = phonenumbers.parse(phone, None if phone.strip().startswith("+") else "US")
-    except phonenumbers.NumberParseException:
-        return phone.strip()
-    if not phonenumbers.is_possible_number(parsed):
-        return phone.strip()
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
-def normalize_tags(tags: Iterable[str]) -> list[str]:
-    """Trimmed, lower-cased, de-duplicated tags in first-seen order."""
-    # assumption: normalisation is UNCONFIRMED; real data shows lower-case tags [3P]
-    return list(dict.fromkeys(t.strip().lower() for t in tags if t and t.strip()))
-
-
-def parse_date_of_birth(value: str) -> str | None:
-    """``YYYY-MM-DDT00:00:00.000Z`` for one of the documented formats; ``None`` otherwise."""
-    m = _DOB_YMD.match(value.strip())
-    if m:
-        year, month, day = m.group(1), m.group(3), m.group(4)
-    else:
-        m = _DOB_MDY.match(value.strip())
-        if not m:
-            return None
-        month, day, year = m.group(1), m.group(3), m.group(4)
-    try:
-        day_of_birth = datetime(int(year), int(month), int(day), tzinfo=timezone.utc)
-        return day_of_birth.strftime("%Y-%m-%dT00:00:00.000Z")
-    except ValueError:
-        return None
-
-
-# Body keys a write never stores: the id and location are the API's, the rest are instructions.
-_NOT_STORED = frozenset(
-    {"id", "locationId", "createNewIfDuplicateAllowed", "dateAdded", "dateUpdated"}
-)
-# The form the API stores a written value in, per field (others: as sent).
-_STORED_FORM: dict[str, Callable[[Any], Any]] = {
-    "dateOfBirth": lambda value: parse_date_of_birth(value) or value,
-    "phone": normalize_phone,
-    "email": str.strip,
-}
-_DERIVED = (
-    ("firstNameLowerCase", "firstName"),
-    ("lastNameLowerCase", "lastName"),
-    ("fullNameLowerCase", "name"),
-    ("emailLowerCase", "email"),
-)
-
-
-def _derive_names(contact: dict[str, Any], body: dict[str, Any]) -> None:
-    """``name`` from first and last name unless the body sets it; the lower-cased copies."""
-    if "name" not in body and ("firstName" in body or "lastName" in body):
-        full = " ".join(p for p in (contact.get("firstName"), contact.get("lastName")) if p)
-        if full:
-            contact["name"] = full
-        else:
-            contact.pop("name", None)
-    for target, source in _DERIVED:
-        if contact.get(source):
-            contact[target] = contact[source].lower()
-        else:
-            contact.pop(target, None)
-
-
 class _Window(SlidingWindow):
     """A :class:`SlidingWindow` that can also say what is left without counting a hit."""
 
@@ -268,9 +200,6 @@ class ContactsSandbox(SandboxApp):
         self.oauth.register(self)
         self.allow_duplicates = allow_duplicates
         self.duplicate_match = self._check_duplicate_match(duplicate_match)
-        # whether a task/note/appointment write sets its contact's dateUpdated: UNCONFIRMED in
-        # reality (reverse-and-realtime.md §1.2), so off by default: a tap must not rely on it
-        self.child_writes_bump_contact = child_writes_bump_contact
         self.daily_limit = daily_limit
         self._window = _Window(rate_limit, rate_window, clock or time.monotonic)
         self._daily_used: dict[str, int] = {}
@@ -279,137 +208,13 @@ class ContactsSandbox(SandboxApp):
         self._ctx = threading.local()  # per request: location, rate headers, whether limited
         # set by the command line, where the sandbox owns its process (gc.freeze is process-wide)
         self.freeze_heap_after_generate = False
-        self.search_index = SearchIndex(self._clock, search_lag)
-        self.task_index = SearchIndex(self._clock, search_lag)
-        self.contact_search = ContactSearch(self.search_index, normalize_phone)
-        self.task_search = TaskSearch(self.task_index)
-        self._init_data()
+        self.store = ContactStore(self.locations, self._clock, search_lag)
+        # whether a task/note/appointment write sets its contact's dateUpdated: UNCONFIRMED in
+        # reality (reverse-and-realtime.md §1.2), so off by default: a tap must not rely on it
+        self.store.child_writes_bump_contact = child_writes_bump_contact
+        self.contact_search = ContactSearch(self.store.search_index, normalize_phone)
+        self.task_search = TaskSearch(self.store.task_index)
         self._register_routes()
-
-    # --- data -----------------------------------------------------------------------------
-    def _init_data(self) -> None:
-        self.contacts: dict[str, dict[str, Any]] = {}
-        self.tasks: dict[str, dict[str, Any]] = {}
-        self.notes: dict[str, dict[str, Any]] = {}
-        self.appointments: dict[str, dict[str, Any]] = {}
-        self._stores = {"tasks": self.tasks, "notes": self.notes, "appointments": self.appointments}
-        self._added: dict[str, int] = {}  # contact id -> dateAdded epoch ms
-        # per location, (dateAdded ms, id) sorted: the GET /contacts/ cursor order
-        self._order: dict[str, list[tuple[int, str]]] = {loc: [] for loc in self.locations}
-        self._by_email: dict[tuple[str, str], list[str]] = {}
-        self._by_phone: dict[tuple[str, str], list[str]] = {}
-        # contact id -> ids of its tasks / notes / appointments (dicts keep order, delete in O(1))
-        self._children: dict[str, dict[str, dict[str, None]]] = {
-            "tasks": {},
-            "notes": {},
-            "appointments": {},
-        }
-        self._field_ids: dict[tuple[str, str], str] = {}  # (location, custom field key) -> id
-        self.search_index.clear()
-        self.task_index.clear()
-        self.contact_search.clear()
-
-    def _now_ms(self) -> int:
-        """The sandbox clock's time in epoch milliseconds."""
-        return int(self._clock() * 1000)
-
-    def _new_id(self, *stores: dict[str, Any]) -> str:
-        while True:
-            new = firebase_id()
-            if not any(new in store for store in stores):
-                return new
-
-    def _index_key(self, contact: dict[str, Any], field: str) -> str | None:
-        value = contact.get(field)
-        if not value:
-            return None
-        return value.lower() if field == "email" else value
-
-    def _index(self, contact: dict[str, Any]) -> None:
-        loc, cid = contact["locationId"], contact["id"]
-        for field, index in (("email", self._by_email), ("phone", self._by_phone)):
-            key = self._index_key(contact, field)
-            if key:
-                index.setdefault((loc, key), []).append(cid)
-
-    def _unindex(self, contact: dict[str, Any]) -> None:
-        loc, cid = contact["locationId"], contact["id"]
-        for field, index in (("email", self._by_email), ("phone", self._by_phone)):
-            key = self._index_key(contact, field)
-            ids = index.get((loc, key)) if key else None
-            if ids and cid in ids:
-                ids.remove(cid)
-                if not ids:
-                    del index[(loc, key)]
-
-    def _matches(self, location: str, field: str, value: str | None) -> list[str]:
-        """Ids of contacts in ``location`` whose ``field`` equals ``value`` (oldest first)."""
-        if not value:
-            return []
-        if field == "email":
-            return self._by_email.get((location, value.strip().lower()), [])
-        return self._by_phone.get((location, normalize_phone(value)), [])
-
-    # Records are replaced, never edited in place: the search index keeps showing the version
-    # it was handed until the lag has passed (see sandbox.contacts_index).
-    def _store_contact(
-        self, contact: dict[str, Any], added_ms: int, *, immediate: bool = False
-    ) -> None:
-        cid = contact["id"]
-        self.contacts[cid] = contact
-        self._added[cid] = added_ms
-        bisect.insort(self._order.setdefault(contact["locationId"], []), (added_ms, cid))
-        self._index(contact)
-        self.search_index.put(cid, contact["locationId"], contact, immediate=immediate)
-
-    def _replace_contact(self, contact: dict[str, Any]) -> None:
-        """Store ``contact`` (a new dict) as the current version of the contact of its id."""
-        self._unindex(self.contacts[contact["id"]])
-        self.contacts[contact["id"]] = contact
-        self._index(contact)
-        self.search_index.put(contact["id"], contact["locationId"], contact)
-
-    def _touch_contact(self, cid: str) -> None:
-        """A task, note or appointment of ``cid`` changed: bump its ``dateUpdated`` if set so."""
-        contact = self.contacts.get(cid)
-        if self.child_writes_bump_contact and contact is not None:
-            self._replace_contact({**contact, "dateUpdated": iso(self._now_ms())})
-
-    def _drop_contact(self, cid: str, *, immediate: bool = False) -> None:
-        contact = self.contacts.pop(cid)
-        self._unindex(contact)
-        order = self._order[contact["locationId"]]
-        key = (self._added.pop(cid), cid)
-        pos = bisect.bisect_left(order, key)
-        if pos < len(order) and order[pos] == key:
-            del order[pos]
-        self.search_index.delete(cid, immediate=immediate)
-        # assumption: a deleted contact's tasks, notes and appointments go with it
-        for kind, store in self._stores.items():
-            for child in self._children[kind].pop(cid, {}):
-                store.pop(child, None)
-                if kind == "tasks":
-                    self.task_index.delete(child, immediate=immediate)
-
-    def _add_child(self, kind: str, item: dict[str, Any], *, immediate: bool = False) -> None:
-        self._stores[kind][item["id"]] = item
-        self._children[kind].setdefault(item["contactId"], {})[item["id"]] = None
-        if kind == "tasks":
-            location = self.contacts[item["contactId"]]["locationId"]
-            self.task_index.put(item["id"], location, item, immediate=immediate)
-
-    def _replace_child(self, kind: str, item: dict[str, Any]) -> None:
-        """Store ``item`` (a new dict) as the current version of the task/note/appointment."""
-        self._stores[kind][item["id"]] = item
-        if kind == "tasks":
-            location = self.contacts[item["contactId"]]["locationId"]
-            self.task_index.put(item["id"], location, item)
-
-    def _drop_child(self, kind: str, item_id: str, *, immediate: bool = False) -> None:
-        item = self._stores[kind].pop(item_id)
-        self._children[kind].get(item["contactId"], {}).pop(item_id, None)
-        if kind == "tasks":
-            self.task_index.delete(item_id, immediate=immediate)
 
     # --- contact fields ---------------------------------------------------------------------
     def _check_values(self, body: dict[str, Any]) -> None:
@@ -428,78 +233,6 @@ class ContactsSandbox(SandboxApp):
         if messages:
             raise unprocessable(messages)
 
-    def _custom_field_id(self, location: str, item: dict[str, Any]) -> str:
-        if item.get("id"):
-            return item["id"]
-        # a key without a definition store: give each (location, key) a stable id
-        return self._field_ids.setdefault((location, item["key"]), firebase_id())
-
-    def _merge_custom_fields(self, contact: dict[str, Any], items: list[dict[str, Any]]) -> None:
-        """Input ``{id|key, field_value|fieldValue}`` merged into output ``[{id, value}]``."""
-        # assumption: fields not named keep their values; a null value clears a field
-        current = {f["id"]: f["value"] for f in contact.get("customFields", [])}
-        for item in items:
-            fid = self._custom_field_id(contact["locationId"], item)
-            value = item.get("field_value", item.get("fieldValue", item.get("value")))
-            if value is None:
-                current.pop(fid, None)
-            else:
-                current[fid] = clone(value)
-        contact["customFields"] = [{"id": k, "value": v} for k, v in current.items()]
-
-    def _apply(self, contact: dict[str, Any], body: dict[str, Any]) -> None:
-        """Write the fields of a create/update/upsert body (already validated) into ``contact``."""
-        for key, value in body.items():
-            if key in _NOT_STORED:
-                continue
-            if key == "tags":
-                contact["tags"] = normalize_tags(value or [])
-            elif key == "customFields":
-                self._merge_custom_fields(contact, value or [])
-            elif value is None:
-                contact.pop(key, None)
-            else:
-                contact[key] = _STORED_FORM.get(key, clone)(value)
-        _derive_names(contact, body)
-
-    def _new_contact(self, location: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create and store a contact added now."""
-        now = self._now_ms()
-        contact = self._build_contact(
-            location, body, cid=self._new_id(self.contacts), times=(now, now)
-        )
-        self._store_contact(contact, now)
-        return contact
-
-    def _build_contact(
-        self, location: str, body: dict[str, Any], *, cid: str, times: tuple[int, int]
-    ) -> dict[str, Any]:
-        """A contact from a create body; ``times`` = (dateAdded, dateUpdated) in epoch ms."""
-        added, updated = times
-        contact: dict[str, Any] = {
-            "id": cid,
-            "locationId": location,
-            "type": "lead",
-            "dnd": False,
-            "tags": [],
-            "customFields": [],
-            "additionalEmails": [],
-            "additionalPhones": [],
-            "followers": [],
-            "dateAdded": iso(added),
-        }
-        self._apply(contact, body)
-        contact["dateUpdated"] = iso(updated)
-        return contact
-
-    def _update_contact(self, contact: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-        """A new version of ``contact`` with ``body`` applied, stored; ``dateUpdated`` is now."""
-        updated = clone(contact)
-        self._apply(updated, body)
-        updated["dateUpdated"] = iso(self._now_ms())
-        self._replace_contact(updated)
-        return updated
-
     def _duplicate_of(
         self, location: str, body: dict[str, Any], exclude: str | None = None
     ) -> tuple[str, str] | None:
@@ -507,7 +240,7 @@ class ContactsSandbox(SandboxApp):
         if self.allow_duplicates:
             return None
         for field in self.duplicate_match:
-            for cid in self._matches(location, field, body.get(field)):
+            for cid in self.store.matches(location, field, body.get(field)):
                 if cid != exclude:
                     return cid, field
         return None
@@ -554,7 +287,7 @@ class ContactsSandbox(SandboxApp):
             raise HTTPError(403, error(403, "The token does not have access to this location"))
 
     def _contact(self, auth: TokenInfo, cid: str) -> dict[str, Any]:
-        contact = self.contacts.get(cid)
+        contact = self.store.contacts.get(cid)
         if contact is None:
             # the API answers 400, not 404, for an unknown contact id [3P]
             raise HTTPError(400, error(400, f"Contact with id {cid} not found"))
@@ -682,7 +415,7 @@ class ContactsSandbox(SandboxApp):
         # CreatedContact (the spec's CreateContactSchema) carries a few extra fields besides the
         # Contact ones; lastSessionActivityAt is left out: a new contact has had no session
         contact = {
-            **clone(self._new_contact(body["locationId"], body)),
+            **clone(self.store.new_contact(body["locationId"], body)),
             **clone(CREATED_CONTACT_EXTRAS),
         }
         if contact.get("dateOfBirth"):
@@ -700,13 +433,13 @@ class ContactsSandbox(SandboxApp):
         match = self._duplicate_of(contact["locationId"], body, exclude=contact["id"])
         if match:
             raise self._duplicate_error(match)
-        updated = self._update_contact(contact, body)
+        updated = self.store.update_contact(contact, body)
         return Response(200, {"succeded": True, "contact": clone(updated)})
 
     def delete_contact(self, request: Request, auth: TokenInfo) -> Response:
         """``DELETE /contacts/{contactId}``: ``{succeded}``; its tasks, notes and events go too."""
         contact = self._contact(auth, request.path_params["contactId"])
-        self._drop_contact(contact["id"])
+        self.store.drop_contact(contact["id"])
         return Response(200, {"succeded": True})
 
     def upsert_contact(self, request: Request, auth: TokenInfo) -> Response:
@@ -721,24 +454,24 @@ class ContactsSandbox(SandboxApp):
                 (
                     (ids[0], field)
                     for field in self.duplicate_match
-                    if (ids := self._matches(location, field, body.get(field)))
+                    if (ids := self.store.matches(location, field, body.get(field)))
                 ),
                 None,
             )
         if match is None:
-            contact = self._new_contact(location, body)
+            contact = self.store.new_contact(location, body)
             return Response(
                 200, {"new": True, "contact": clone(contact), "traceId": str(uuid.uuid4())}
             )
-        contact = self.contacts[match[0]]
+        contact = self.store.contacts[match[0]]
         # gender is ignored when upsert updates (issue #313)
         updates = {k: v for k, v in body.items() if k != "gender"}
         for field in self.duplicate_match:
-            others = self._matches(location, field, body.get(field))
+            others = self.store.matches(location, field, body.get(field))
             if field != match[1] and others and contact["id"] not in others:
                 # the conflicting second identifier is silently not applied (issue #37)
                 updates.pop(field, None)
-        updated = self._update_contact(contact, updates)
+        updated = self.store.update_contact(contact, updates)
         return Response(
             200, {"new": False, "contact": clone(updated), "traceId": str(uuid.uuid4())}
         )
@@ -748,9 +481,9 @@ class ContactsSandbox(SandboxApp):
         location = self._query_location(request, auth)
         limit = _int_param(request, "limit", 20, 1, LIST_LIMIT_MAX)
         query = (request.arg("query") or "").strip().lower()
-        keys = self._order.get(location, [])
+        keys = self.store.order.get(location, [])
         if query:
-            keys = [k for k in keys if _matches_query(self.contacts[k[1]], query)]
+            keys = [k for k in keys if _matches_query(self.store.contacts[k[1]], query)]
         start = self._cursor_position(keys, request)
         page = keys[start : start + limit]
         more = start + limit < len(keys)
@@ -776,7 +509,7 @@ class ContactsSandbox(SandboxApp):
         return Response(
             200,
             {
-                "contacts": [clone(self.contacts[k[1]]) for k in page],
+                "contacts": [clone(self.store.contacts[k[1]]) for k in page],
                 "count": len(keys),
                 "meta": meta,
             },
@@ -793,8 +526,8 @@ class ContactsSandbox(SandboxApp):
                 raise unprocessable(
                     ["startAfter must be a number conforming to the specified constraints"]
                 ) from exc
-        if after_id and after is None and after_id in self._added:
-            after = self._added[after_id]
+        if after_id and after is None and after_id in self.store.added:
+            after = self.store.added[after_id]
         if after is None:
             return 0
         # without an id, every record of that millisecond counts as already seen
@@ -808,10 +541,10 @@ class ContactsSandbox(SandboxApp):
         query = (request.arg("query") or "").strip().lower()
         business = request.path_params["businessId"]
         found = [
-            self.contacts[cid]
-            for _, cid in self._order.get(location, [])
-            if self.contacts[cid].get("businessId") == business
-            and (not query or _matches_query(self.contacts[cid], query))
+            self.store.contacts[cid]
+            for _, cid in self.store.order.get(location, [])
+            if self.store.contacts[cid].get("businessId") == business
+            and (not query or _matches_query(self.store.contacts[cid], query))
         ]
         return Response(
             200, {"contacts": [clone(c) for c in found[skip : skip + limit]], "count": len(found)}
@@ -824,9 +557,9 @@ class ContactsSandbox(SandboxApp):
         # duplicates allowed: email first, then phone; otherwise the location's configured order
         order = DUPLICATE_FIELDS if self.allow_duplicates else self.duplicate_match
         for field in order:
-            ids = self._matches(location, field, probe[field])
+            ids = self.store.matches(location, field, probe[field])
             if ids:
-                return Response(200, {"contact": clone(self.contacts[ids[0]])})
+                return Response(200, {"contact": clone(self.store.contacts[ids[0]])})
         return Response(200, {"contact": None})
 
     def search_contacts(self, request: Request, auth: TokenInfo) -> Response:
@@ -843,11 +576,13 @@ class ContactsSandbox(SandboxApp):
         self._own_location(auth, location)
         body = self._body(request, auth, schema=TASK_SEARCH_SCHEMA)
         # 201 as observed live; the spec says 200 (§3.1: "accept both")
-        return Response(201, self.task_search.run(location, body, self.contacts))
+        return Response(201, self.task_search.run(location, body, self.store.contacts))
 
     # --- tags ---------------------------------------------------------------------------------
     def _set_tags(self, contact: dict[str, Any], tags: list[str]) -> list[str]:
-        self._replace_contact({**contact, "tags": tags, "dateUpdated": iso(self._now_ms())})
+        self.store.replace_contact(
+            {**contact, "tags": tags, "dateUpdated": iso(self.store.now_ms())}
+        )
         return list(tags)
 
     def add_tags(self, request: Request, auth: TokenInfo) -> Response:
@@ -872,7 +607,7 @@ class ContactsSandbox(SandboxApp):
         contact = self._contact(auth, request.path_params["contactId"])
         id_param, _, label = CHILD_ROUTES[kind]
         item_id = request.path_params[id_param]
-        item = self._stores[kind].get(item_id)
+        item = self.store.stores[kind].get(item_id)
         if item is None or item["contactId"] != contact["id"]:
             # assumption: an unknown task/note under a known contact is a 404
             raise HTTPError(404, error(404, f"{label} with id {item_id} not found"))
@@ -882,23 +617,25 @@ class ContactsSandbox(SandboxApp):
     def _answer(kind: str, item: dict[str, Any]) -> dict[str, Any]:
         """An item as the per-contact routes answer it: a task without its stored dates."""
         if kind != "tasks":
-            return clone(item)
+            return {k: clone(v) for k, v in item.items()}
         return {k: clone(v) for k, v in item.items() if k not in TASK_STORED_ONLY}
 
     def _change_item(self, kind: str, item: dict[str, Any], changes: dict[str, Any]) -> Response:
         """Store a new version of ``item`` with ``changes``; answers ``{task}`` or ``{note}``."""
         updated = {**item, **clone(changes)}
         if kind == "tasks":
-            updated["dateUpdated"] = iso(self._now_ms())
-        self._replace_child(kind, updated)
-        self._touch_contact(item["contactId"])
+            updated["dateUpdated"] = iso(self.store.now_ms())
+        self.store.replace_child(kind, updated)
+        self.store.touch_contact(item["contactId"])
         return Response(200, {CHILD_ROUTES[kind][1]: self._answer(kind, updated)})
 
     def list_items(self, kind: str, wrapper: str, request: Request, auth: TokenInfo) -> Response:
         """``{tasks}``, ``{notes}`` or ``{events}``: a contact's items, oldest first."""
         contact = self._contact(auth, request.path_params["contactId"])
-        items = self._children[kind].get(contact["id"], {})
-        return Response(200, {wrapper: [self._answer(kind, self._stores[kind][i]) for i in items]})
+        items = self.store.children[kind].get(contact["id"], {})
+        return Response(
+            200, {wrapper: [self._answer(kind, self.store.stores[kind][i]) for i in items]}
+        )
 
     def get_item(self, kind: str, request: Request, auth: TokenInfo) -> Response:
         """One task or note: ``{task}`` or ``{note}``."""
@@ -908,8 +645,8 @@ class ContactsSandbox(SandboxApp):
     def delete_item(self, kind: str, request: Request, auth: TokenInfo) -> Response:
         """Delete one task or note: ``{succeded}``."""
         item = self._item(kind, request, auth)
-        self._drop_child(kind, item["id"])
-        self._touch_contact(item["contactId"])
+        self.store.drop_child(kind, item["id"])
+        self.store.touch_contact(item["contactId"])
         return Response(200, {"succeded": True})
 
     # --- tasks --------------------------------------------------------------------------------
@@ -926,16 +663,16 @@ class ContactsSandbox(SandboxApp):
         """``POST /contacts/{contactId}/tasks``: 201 ``{task}``."""
         body = self._task_values(self._body(request, auth, "/contacts/{contactId}/tasks"))
         contact = self._contact(auth, request.path_params["contactId"])
-        now = iso(self._now_ms())
+        now = iso(self.store.now_ms())
         task = {
-            "id": self._new_id(self.tasks),
+            "id": self.store.new_id(self.store.tasks),
             **clone(body),
             "contactId": contact["id"],
             "dateAdded": now,
             "dateUpdated": now,
         }
-        self._add_child("tasks", task)
-        self._touch_contact(contact["id"])
+        self.store.add_child("tasks", task)
+        self.store.touch_contact(contact["id"])
         return Response(201, {"task": self._answer("tasks", task)})
 
     def update_task(self, request: Request, auth: TokenInfo) -> Response:
@@ -955,13 +692,13 @@ class ContactsSandbox(SandboxApp):
         body = self._body(request, auth, "/contacts/{contactId}/notes")
         contact = self._contact(auth, request.path_params["contactId"])
         note = {
-            "id": self._new_id(self.notes),
+            "id": self.store.new_id(self.store.notes),
             **clone(body),
             "contactId": contact["id"],
-            "dateAdded": iso(self._now_ms()),
+            "dateAdded": iso(self.store.now_ms()),
         }
-        self._add_child("notes", note)
-        self._touch_contact(contact["id"])
+        self.store.add_child("notes", note)
+        self.store.touch_contact(contact["id"])
         return Response(201, {"note": clone(note)})
 
     def update_note(self, request: Request, auth: TokenInfo) -> Response:
@@ -998,14 +735,14 @@ class ContactsSandbox(SandboxApp):
                 if ms is None:
                     raise unprocessable([f"{name} must be a date"])
                 values[name] = iso(ms)
-        return clone(values)
+        return {k: clone(v) for k, v in values.items()}
 
     def _new_appointment(self, raw: dict[str, Any], contact: dict[str, Any]) -> dict[str, Any]:
         """A seeded or sandbox-written appointment of ``contact``, complete (not stored yet)."""
         values = self._appointment_values(raw, partial_update=False)
-        now = iso(self._now_ms())
+        now = iso(self.store.now_ms())
         event: dict[str, Any] = {
-            "id": values.pop("id", None) or self._new_id(self.appointments),
+            "id": values.pop("id", None) or self.store.new_id(self.store.appointments),
             "locationId": contact["locationId"],
             "users": [],
             "assignedResources": [],
@@ -1021,18 +758,18 @@ class ContactsSandbox(SandboxApp):
         if not isinstance(raw, dict):
             raise unprocessable(["an appointment must be an object"])
         with self.lock:
-            contact = self.contacts.get(raw.get("contactId") or "")
+            contact = self.store.contacts.get(raw.get("contactId") or "")
             if contact is None:
                 raise unprocessable([f"contactId {raw.get('contactId')!r} is not a contact"])
             event = self._new_appointment(raw, contact)
-            if event["id"] in self.appointments:
-                self._drop_child("appointments", event["id"])
-            self._add_child("appointments", event)
-            self._touch_contact(event["contactId"])
+            if event["id"] in self.store.appointments:
+                self.store.drop_child("appointments", event["id"])
+            self.store.add_child("appointments", event)
+            self.store.touch_contact(event["contactId"])
             return Response(201, {"appointment": clone(event)})
 
     def _sandbox_appointment(self, request: Request) -> dict[str, Any]:
-        event = self.appointments.get(request.path_params["id"])
+        event = self.store.appointments.get(request.path_params["id"])
         if event is None:
             raise HTTPError(404, error(404, f"Appointment {request.path_params['id']} not found"))
         return event
@@ -1042,18 +779,18 @@ class ContactsSandbox(SandboxApp):
         with self.lock:
             event = self._sandbox_appointment(request)
             changes = self._appointment_values(request.json() or {}, partial_update=True)
-            changes.setdefault("dateUpdated", iso(self._now_ms()))
+            changes.setdefault("dateUpdated", iso(self.store.now_ms()))
             updated = {**event, **changes}
-            self._replace_child("appointments", updated)
-            self._touch_contact(updated["contactId"])
+            self.store.replace_child("appointments", updated)
+            self.store.touch_contact(updated["contactId"])
             return Response(200, {"appointment": clone(updated)})
 
     def _sandbox_delete_appointment(self, request: Request) -> Response:
         """``DELETE /_sandbox/appointments/{id}``: ``{succeded}``."""
         with self.lock:
             event = self._sandbox_appointment(request)
-            self._drop_child("appointments", event["id"])
-            self._touch_contact(event["contactId"])
+            self.store.drop_child("appointments", event["id"])
+            self.store.touch_contact(event["contactId"])
             return Response(200, {"succeded": True})
 
     # --- rate limits (SandboxApp hooks) -----------------------------------------------------------
@@ -1193,9 +930,9 @@ class ContactsSandbox(SandboxApp):
 
         def apply() -> None:
             if "child_writes_bump_contact" in settings:
-                self.child_writes_bump_contact = bool(settings["child_writes_bump_contact"])
+                self.store.child_writes_bump_contact = bool(settings["child_writes_bump_contact"])
             if lag is not None:
-                self.search_index.lag = self.task_index.lag = lag
+                self.store.search_index.lag = self.store.task_index.lag = lag
             if page_max is not None:
                 self.contact_search.page_limit_max = int(page_max)
             for info in self.registry.static.values():
@@ -1208,7 +945,8 @@ class ContactsSandbox(SandboxApp):
     def reset(self) -> None:
         """Forget contacts, tasks, notes, appointments and rate counters; keep OAuth grants."""
         with self.lock:
-            self._init_data()
+            self.store.clear()
+            self.contact_search.clear()
         with self._rate_lock:
             self._window.reset()
             self._daily_used = {}
@@ -1237,24 +975,24 @@ class ContactsSandbox(SandboxApp):
             pending = {c["id"]: c for c in contacts}
             children = {
                 kind: [self._seed_child(kind, item, pending) for item in data.get(kind, [])]
-                for kind in self._stores
+                for kind in self.store.stores
             }
             out: dict[str, Any] = {}
             if generated is not None:
-                out["generated"] = self._load_generated(generated)
+                out["generated"] = self.store.load_generated(generated)
                 if self.freeze_heap_after_generate:
                     # the generated records live as long as the process: keeping the cyclic
                     # collector off them spares every later request its pauses (up to ~1 s at
                     # 100,000 contacts)
                     gc.freeze()
             for contact in contacts:
-                self._put_seeded_contact(contact)
+                self.store.put_seeded_contact(contact)
             out["contacts"] = [c["id"] for c in contacts]
             for kind, items in children.items():
                 for item in items:
-                    if item["id"] in self._stores[kind]:
-                        self._drop_child(kind, item["id"], immediate=True)
-                    self._add_child(kind, item, immediate=True)
+                    if item["id"] in self.store.stores[kind]:
+                        self.store.drop_child(kind, item["id"], immediate=True)
+                    self.store.add_child(kind, item, immediate=True)
                 out[kind] = [item["id"] for item in items]
         return out
 
@@ -1288,64 +1026,27 @@ class ContactsSandbox(SandboxApp):
         except ValueError as exc:
             raise HTTPError(422, error(422, [f"{usage}: {exc}"])) from exc
 
-    def _load_generated(self, data: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
-        """Generated records are complete and canonical already: stored without normalising."""
-        with contacts_data.gc_paused():
-            for contact in data["contacts"]:
-                cid = contact["id"]
-                if cid in self.contacts:
-                    self._drop_contact(cid, immediate=True)
-                added = parse_iso_ms(contact["dateAdded"]) or 0
-                self.contacts[cid] = contact
-                self._added[cid] = added
-                self._order.setdefault(contact["locationId"], []).append((added, cid))
-                self._index(contact)
-            for order in self._order.values():
-                order.sort()
-            self.search_index.load((c["id"], c["locationId"], c) for c in data["contacts"])
-            for kind, store in self._stores.items():
-                children = self._children[kind]
-                for item in data[kind]:
-                    if item["id"] in store:
-                        self._drop_child(kind, item["id"], immediate=True)
-                    store[item["id"]] = item
-                    children.setdefault(item["contactId"], {})[item["id"]] = None
-            self.task_index.load(
-                (t["id"], self.contacts[t["contactId"]]["locationId"], t) for t in data["tasks"]
-            )
-        return {kind: len(items) for kind, items in data.items()}
-
     def _seed_contact(self, raw: dict[str, Any]) -> dict[str, Any]:
         """A seeded contact, complete as the store keeps one (not stored yet)."""
         location = raw.get("locationId", self.location_id)
         if location not in self.locations:
             raise HTTPError(422, error(422, [f"unknown locationId {location!r}"]))
         added = parse_iso_ms(raw.get("dateAdded"))
-        added = self._now_ms() if added is None else added
+        added = self.store.now_ms() if added is None else added
         updated = parse_iso_ms(raw.get("dateUpdated"))
         # an ISO dateOfBirth (the API's output form) is kept as it is by _apply
-        return self._build_contact(
+        return self.store.build_contact(
             location,
             raw,
-            cid=raw.get("id") or self._new_id(self.contacts),
+            cid=raw.get("id") or self.store.new_id(self.store.contacts),
             times=(added, added if updated is None else updated),
         )
-
-    def _put_seeded_contact(self, contact: dict[str, Any]) -> None:
-        cid = contact["id"]
-        if cid in self.contacts:  # replaced: its tasks, notes and appointments stay
-            children = {kind: self._children[kind].pop(cid, {}) for kind in self._stores}
-            self._drop_contact(cid, immediate=True)
-            for kind, ids in children.items():
-                if ids:
-                    self._children[kind][cid] = ids
-        self._store_contact(contact, parse_iso_ms(contact["dateAdded"]) or 0, immediate=True)
 
     def _seed_child(
         self, kind: str, raw: dict[str, Any], pending: dict[str, dict[str, Any]]
     ) -> dict[str, Any]:
         """A seeded task, note or appointment, checked and completed (not stored yet)."""
-        contact = pending.get(raw.get("contactId", "")) or self.contacts.get(
+        contact = pending.get(raw.get("contactId", "")) or self.store.contacts.get(
             raw.get("contactId", "")
         )
         if contact is None:
@@ -1360,14 +1061,14 @@ class ContactsSandbox(SandboxApp):
         if unknown:
             raise unprocessable([f"{kind}: property {k} should not exist" for k in unknown])
         item: dict[str, Any] = clone(raw)
-        item["id"] = raw.get("id") or self._new_id(self._stores[kind])
+        item["id"] = raw.get("id") or self.store.new_id(self.store.stores[kind])
         for name in ("dueDate", "dateAdded", "dateUpdated"):
             if item.get(name) is not None:
                 ms = parse_iso_ms(item[name])
                 if ms is None:
                     raise unprocessable([f"{kind}: {name} must be a valid ISO 8601 date string"])
                 item[name] = iso(ms)
-        item.setdefault("dateAdded", iso(self._now_ms()))
+        item.setdefault("dateAdded", iso(self.store.now_ms()))
         if kind == "tasks":
             item.setdefault("completed", False)
             item.setdefault("dateUpdated", item["dateAdded"])
@@ -1382,10 +1083,10 @@ class ContactsSandbox(SandboxApp):
         """
         with self.lock:
             return {
-                "contacts": [clone(c) for c in self.contacts.values()],
-                "tasks": [clone(t) for t in self.tasks.values()],
-                "notes": [clone(n) for n in self.notes.values()],
-                "appointments": [clone(a) for a in self.appointments.values()],
+                "contacts": [clone(c) for c in self.store.contacts.values()],
+                "tasks": [clone(t) for t in self.store.tasks.values()],
+                "notes": [clone(n) for n in self.store.notes.values()],
+                "appointments": [clone(a) for a in self.store.appointments.values()],
             }
 
 

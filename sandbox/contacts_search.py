@@ -477,6 +477,7 @@ def range_bounds(field: str, value: object) -> tuple[float, float]:
         )
     low, high = float("-inf"), float("inf")
     for name, raw in value.items():
+        number: float | None
         if _is_date(field):
             # ISO-8601 strings are what works in practice; whether epoch-ms numbers are accepted
             # is UNCONFIRMED, so they are refused here (a client must not depend on them)
