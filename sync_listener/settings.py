@@ -13,7 +13,7 @@ import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -25,12 +25,15 @@ from sync_listener.keys import CONTACTS_ED25519_PUBLIC_KEY, CONTACTS_LEGACY_RSA_
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
 T = TypeVar("T")
 
 ENV_PREFIX = "SYNC_LISTENER_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: The ledger's column width for location ids.
 MAX_LOCATION_ID = 64
+MAX_PORT = 65535
 
 
 class SettingsError(ValueError):
@@ -165,53 +168,34 @@ def _build(given: dict[str, str]) -> ListenerSettings:
         raise SettingsError(f"location_id is longer than {MAX_LOCATION_ID} characters")
     base = ListenerSettings(location_id=location_id)
 
-    def get(name: str, convert: Callable[[str, str], T], default: T) -> T:
-        return convert(given[name], name) if name in given else default
+    def get(name: str, convert: Callable[[str, str], T]) -> T:
+        """The setting ``name`` as given, converted; else its default."""
+        return convert(given[name], name) if name in given else cast("T", getattr(base, name))
 
     return ListenerSettings(
         location_id=location_id,
-        host=get("host", _text, base.host),
-        port=get("port", _port, base.port),
-        ledger_url=get("ledger_url", _text, base.ledger_url),
-        moco_webhook_secret=get("moco_webhook_secret", _secret, base.moco_webhook_secret),
-        moco_sync_user_id=get("moco_sync_user_id", _text, base.moco_sync_user_id),
-        contacts_public_key=get("contacts_public_key", _ed25519_key, base.contacts_public_key),
-        contacts_legacy_public_key=get(
-            "contacts_legacy_public_key", _rsa_key, base.contacts_legacy_public_key
-        ),
-        max_body_bytes=get("max_body_bytes", _positive_int, base.max_body_bytes),
-        timestamp_tolerance_seconds=get(
-            "timestamp_tolerance_seconds", _positive_float, base.timestamp_tolerance_seconds
-        ),
-        moco_timestamp_tolerance_seconds=get(
-            "moco_timestamp_tolerance_seconds",
-            _positive_float,
-            base.moco_timestamp_tolerance_seconds,
-        ),
-        debounce_seconds=get("debounce_seconds", _non_negative_float, base.debounce_seconds),
-        max_wait_seconds=get("max_wait_seconds", _non_negative_float, base.max_wait_seconds),
-        retry_backoff_seconds=get(
-            "retry_backoff_seconds", _positive_float, base.retry_backoff_seconds
-        ),
-        retry_backoff_max_seconds=get(
-            "retry_backoff_max_seconds", _positive_float, base.retry_backoff_max_seconds
-        ),
-        moco_to_contacts_command=get(
-            "moco_to_contacts_command", _command, base.moco_to_contacts_command
-        ),
-        contacts_to_moco_command=get(
-            "contacts_to_moco_command", _command, base.contacts_to_moco_command
-        ),
-        run_directory=get("run_directory", _directory, base.run_directory),
-        moco_targets=get("moco_targets", _word_set, base.moco_targets),
-        contacts_event_prefixes=get(
-            "contacts_event_prefixes", _words, base.contacts_event_prefixes
-        ),
-        store_timeout_seconds=get(
-            "store_timeout_seconds", _positive_float, base.store_timeout_seconds
-        ),
-        retention_days=get("retention_days", _positive_int, base.retention_days),
-        log_level=get("log_level", _log_level, base.log_level),
+        host=get("host", _text),
+        port=get("port", _port),
+        ledger_url=get("ledger_url", _text),
+        moco_webhook_secret=get("moco_webhook_secret", _secret),
+        moco_sync_user_id=get("moco_sync_user_id", _text),
+        contacts_public_key=get("contacts_public_key", _ed25519_key),
+        contacts_legacy_public_key=get("contacts_legacy_public_key", _rsa_key),
+        max_body_bytes=get("max_body_bytes", _positive_int),
+        timestamp_tolerance_seconds=get("timestamp_tolerance_seconds", _positive_float),
+        moco_timestamp_tolerance_seconds=get("moco_timestamp_tolerance_seconds", _positive_float),
+        debounce_seconds=get("debounce_seconds", _non_negative_float),
+        max_wait_seconds=get("max_wait_seconds", _non_negative_float),
+        retry_backoff_seconds=get("retry_backoff_seconds", _positive_float),
+        retry_backoff_max_seconds=get("retry_backoff_max_seconds", _positive_float),
+        moco_to_contacts_command=get("moco_to_contacts_command", _command),
+        contacts_to_moco_command=get("contacts_to_moco_command", _command),
+        run_directory=get("run_directory", _directory),
+        moco_targets=get("moco_targets", _word_set),
+        contacts_event_prefixes=get("contacts_event_prefixes", _words),
+        store_timeout_seconds=get("store_timeout_seconds", _positive_float),
+        retention_days=get("retention_days", _positive_int),
+        log_level=get("log_level", _log_level),
     )
 
 
@@ -225,24 +209,23 @@ def _secret(value: str, name: str) -> str:
     return value
 
 
-def _positive_int(value: str, name: str) -> int:
+def _whole(value: str, name: str, *, low: int, high: int | None = None) -> int:
     try:
         number = int(value)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
-    if number <= 0:
-        raise SettingsError(f"{name} must be above 0, got {number}")
+    if number < low or (high is not None and number > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise SettingsError(f"{name} must be {bounds}, got {number}")
     return number
+
+
+def _positive_int(value: str, name: str) -> int:
+    return _whole(value, name, low=1)
 
 
 def _port(value: str, name: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingsError(f"{name} must be a port number, got {value!r}") from None
-    if not 0 <= number <= 65535:  # noqa: PLR2004  (the TCP port range)
-        raise SettingsError(f"{name} must be between 0 and 65535, got {number}")
-    return number
+    return _whole(value, name, low=0, high=MAX_PORT)
 
 
 def _non_negative_float(value: str, name: str) -> float:
@@ -316,21 +299,22 @@ def _pem(value: str, name: str) -> bytes:
     return path.read_bytes()
 
 
-def _ed25519_key(value: str, name: str) -> Ed25519PublicKey:
+def _public_key(value: str, name: str) -> PublicKeyTypes:
     try:
-        key = load_pem_public_key(_pem(value, name))
+        return load_pem_public_key(_pem(value, name))
     except ValueError:
         raise SettingsError(f"{name} is not a PEM public key") from None
+
+
+def _ed25519_key(value: str, name: str) -> Ed25519PublicKey:
+    key = _public_key(value, name)
     if not isinstance(key, Ed25519PublicKey):
         raise SettingsError(f"{name} must be an Ed25519 public key")
     return key
 
 
 def _rsa_key(value: str, name: str) -> RSAPublicKey:
-    try:
-        key = load_pem_public_key(_pem(value, name))
-    except ValueError:
-        raise SettingsError(f"{name} is not a PEM public key") from None
+    key = _public_key(value, name)
     if not isinstance(key, RSAPublicKey):
         raise SettingsError(f"{name} must be an RSA public key")
     return key
