@@ -2,10 +2,11 @@
 
 Starts a real ``sync-listener`` (``python -m sync_listener --port 0``, 127.0.0.1 only) on a fresh
 SQLite ledger in a temporary folder, with throwaway signing keys, and posts signed deliveries
-(MOCO and HighLevel in turn) over keep-alive HTTP connections: first one after another
-(sequential), then from several senders at once (concurrent, one process per sender). Each
-latency is the sender's round trip, from sending the request to having the 202: verification,
-the committed ledger insert (SQLite ``synchronous=FULL``) and the answer. The listener's runs
+(MOCO and HighLevel in turn): one after another over a kept-alive connection (sequential), one
+after another on a new connection each, then from several senders at once (concurrent, one
+process per sender, each keeping its connection). Each latency is the sender's round trip, from
+sending the request to having the 202: verification, the committed ledger insert (SQLite
+``synchronous=FULL``) and the answer. The listener's runs
 happen meanwhile as in production (debounce 2 s), with a trivial command (``python -c pass``) so
 that their process starts compete for the CPU as real runs would.
 
@@ -87,11 +88,14 @@ class Deliveries:
         )
 
 
-def post_many(url: str, deliveries: Deliveries, count: int, out: list[float]) -> None:
+def post_many(
+    url: str, deliveries: Deliveries, count: int, out: list[float], *, fresh: bool = False
+) -> None:
     """Post ``count`` deliveries on one connection; append each round trip (ms) to ``out``.
 
     The client is the standard library's (a light one, so that on two cores the numbers are the
-    listener's more than the client's).
+    listener's more than the client's). ``fresh``: a new connection for each delivery, as a
+    sender that does not keep connections alive (the connect is then part of the round trip).
     """
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
@@ -99,6 +103,11 @@ def post_many(url: str, deliveries: Deliveries, count: int, out: list[float]) ->
         for _ in range(count):
             path, body, headers = deliveries.next()
             started = time.perf_counter()
+            if fresh:
+                connection.close()
+                connection = http.client.HTTPConnection(
+                    parts.hostname or "127.0.0.1", parts.port, timeout=30
+                )
             connection.request("POST", path, body=body, headers=headers)
             answer = connection.getresponse()
             text = answer.read()
@@ -179,6 +188,9 @@ def main() -> int:
     """Run the bench and print its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sequential", type=int, default=2000, help="deliveries, one at a time")
+    parser.add_argument(
+        "--fresh", type=int, default=500, help="deliveries, each on a new connection"
+    )
     parser.add_argument("--senders", type=int, default=8, help="concurrent senders")
     parser.add_argument("--per-sender", type=int, default=250, help="deliveries per sender")
     parser.add_argument("--warmup", type=int, default=50, help="deliveries not measured")
@@ -204,6 +216,12 @@ def main() -> int:
                     cpu_seconds(process.pid) - cpu,
                 )
             }
+            fresh: list[float] = []
+            cpu, started = cpu_seconds(process.pid), time.perf_counter()
+            post_many(url, deliveries, args.fresh, fresh, fresh=True)
+            phases["sequential_new_connection_each"] = summary(
+                fresh, time.perf_counter() - started, cpu_seconds(process.pid) - cpu
+            )
             raw = key.private_bytes(
                 serialization.Encoding.Raw,
                 serialization.PrivateFormat.Raw,
@@ -232,7 +250,7 @@ def main() -> int:
             "platform": platform.platform(),
             "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         },
-        "how": "sender round trip over keep-alive HTTP on 127.0.0.1, 202 after the SQLite commit",
+        "how": "sender round trip over HTTP on 127.0.0.1; the 202 comes after the SQLite commit",
     }
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     return 0
