@@ -1,7 +1,9 @@
 """``python -m bench`` (or ``bench/run``): run the benchmark, write results.json and the report.
 
 Items (the issue's numbering): 1 write throughput (scaled, plus one unscaled run), 2 calls per
-record, 3 read throughput, 4 overhead and memory, 5 the naive baseline (measured with 1 and 2).
+record, 3 read throughput, 4 overhead and memory, 5 the naive baseline (measured with 1 and 2),
+6 tap-contacts alone (first read with and without the location-wide task read, an unchanged
+location, memory from 10,000 to 100,000 contacts; not in the default set, run it with --items 6).
 ``--quick`` is a small smoke run (a minute or two) that writes to bench/.quick/ unless told
 otherwise; its numbers are too small to mean anything.
 """
@@ -19,6 +21,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from bench import harness, report, scenarios
+from bench import tap_contacts as tap_contacts_bench
 from bench.harness import ROOT, base_env, ensure_meltano_plugins, log, machine_info, say
 
 
@@ -30,6 +33,7 @@ class Item(IntEnum):
     READ_THROUGHPUT = 3
     OVERHEAD = 4
     NAIVE_BASELINE = 5
+    TAP_CONTACTS = 6
 
 
 ALL_ITEMS = tuple(item.value for item in Item)
@@ -100,6 +104,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Meltano's elt.buffer_size in bytes for every run (default: meltano.yml's, "
         "8 MiB); see item 4",
     )
+    p.add_argument(
+        "--tap-contacts",
+        type=int,
+        help="contacts of item 6's first reads at 100 requests / 10 s (default 10000)",
+    )
+    p.add_argument(
+        "--tap-memory-sizes",
+        type=_ints,
+        help="contacts per item 6 memory run, limits off (default 10000,100000; 0: skip)",
+    )
     p.add_argument("--results", type=Path, help="default bench/results.json")
     p.add_argument("--report", type=Path, help="default docs/benchmarks.md")
     p.add_argument(
@@ -148,6 +162,35 @@ def build_config(args: argparse.Namespace) -> scenarios.Config:
     return cfg
 
 
+def tap_contacts_config(args: argparse.Namespace) -> tap_contacts_bench.TapContactsConfig:
+    """Item 6's sizes: the defaults, ``--quick``'s, then the options given."""
+    cfg = tap_contacts_bench.TapContactsConfig()
+    if args.quick:
+        cfg = tap_contacts_bench.TapContactsConfig(
+            contacts=300, memory_sizes=(500, 2000), full_pass=True
+        )
+    low, _, high = args.latency.partition(",")
+    cfg.latency = (float(low), float(high or low))
+    if args.tap_contacts is not None:
+        cfg.contacts = args.tap_contacts
+    if args.tap_memory_sizes is not None:
+        cfg.memory_sizes = tuple(n for n in args.tap_memory_sizes if n)
+    return cfg
+
+
+def _ensure_plugins(items: set[int], workdir: Path) -> None:
+    """Meltano's plugins, unless only item 6 runs (tap-contacts alone, without Meltano)."""
+    if items - {Item.TAP_CONTACTS}:
+        ensure_meltano_plugins(base_env(workdir))
+
+
+def _tap_contacts_results(items: set[int], args: argparse.Namespace, workdir: Path) -> dict:
+    """Item 6's results under ``tap_contacts``, when it is asked for."""
+    if Item.TAP_CONTACTS not in items:
+        return {}
+    return {"tap_contacts": tap_contacts_bench.run(tap_contacts_config(args), workdir)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the items asked for, write results.json and the report, print the summary table."""
     args = parse_args(argv)
@@ -187,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     log(f"workdir {workdir}; results -> {results_path}; report -> {report_path}")
     try:
-        ensure_meltano_plugins(base_env(workdir))
+        _ensure_plugins(items, workdir)
         naive = Item.NAIVE_BASELINE in items
         if items & {Item.WRITE_THROUGHPUT, Item.CALLS_PER_RECORD, Item.NAIVE_BASELINE}:
             results["writes"] = scenarios.writes(cfg, workdir, naive=naive)
@@ -197,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             results["reads"] = scenarios.reads(cfg, workdir)
         if Item.OVERHEAD in items:
             results["overhead"] = scenarios.overhead(cfg, workdir)
+        results.update(_tap_contacts_results(items, args, workdir))
     finally:
         results["machine"]["load_average_end"] = list(os.getloadavg())
         results["duration_s"] = round(time.monotonic() - started, 1)

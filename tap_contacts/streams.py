@@ -466,6 +466,12 @@ class ChildStream(Stream):
         self._digests = None
 
     @override
+    @property
+    def emit_activate_version_messages(self) -> bool:
+        """Never: the stream is synced once per contact, not as one whole table."""
+        return False
+
+    @override
     def _write_schema_message(self) -> None:
         """Write the SCHEMA message once per run, not once per contact (as the SDK would)."""
         if not self._schema_written:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
 from contacts_api.auth import DEFAULT_BASE_URL
@@ -19,6 +20,8 @@ from tap_contacts.session import DEFAULT_CONCURRENCY, ReadSession
 from tap_contacts.streams import SETTING_DEFAULTS, STREAM_TYPES
 
 if t.TYPE_CHECKING:
+    from singer_sdk.helpers.capabilities import CapabilitiesEnum
+
     from tap_contacts.streams import ChildStream, ContactsStream
 
 __all__ = ["TapContacts"]
@@ -53,6 +56,17 @@ class TapContacts(Tap):  # noqa: D101  its docstring is _ABOUT, kept on one line
     name = "tap-contacts"
     # The distribution that ships tap-contacts (for --version and --about).
     package_name = "moco-contacts-sync"
+    # Not ACTIVATE_VERSION: a child stream is synced once per contact, so its version message
+    # would tell a target to drop every other contact's records. Not BATCH: untested here.
+    capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
+        TapCapabilities.CATALOG,
+        TapCapabilities.STATE,
+        TapCapabilities.DISCOVER,
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
+    ]
 
     config_jsonschema = th.PropertiesList(
         th.Property(
