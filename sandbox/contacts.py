@@ -29,8 +29,16 @@ OpenAPI files, which validate every request body (unknown property: 422). What a
   Contacts API has no route that writes appointments).
 
 Time (``dateAdded``, ``dateUpdated``, token lifetimes, the indexing lag) is the ``clock`` option's,
-:func:`time.time` by default, so tests move time instead of sleeping. Choices where the reference is
-UNCONFIRMED are marked "assumption" or UNCONFIRMED in a comment where they are made.
+:func:`time.time` by default, so tests move time instead of sleeping. The records live in
+:class:`sandbox.contacts_store.ContactStore`; this module holds the routes, auth, rate limits and
+control. Choices where the reference is UNCONFIRMED are marked "assumption" or UNCONFIRMED in a
+comment where they are made.
+
+Options (constructor keywords; ``python -m sandbox contacts`` flags in brackets):
+``search_lag`` [``--search-lag SECONDS``], ``token_scopes`` [``--token-scopes``],
+``child_writes_bump_contact`` [``--option child_writes_bump_contact=true``], ``clock``; every
+``POST /_sandbox/config`` key also as ``--option KEY=VALUE``; ``--generate N`` and
+``--generate-seed S`` load generated data at start.
 """
 
 from __future__ import annotations

@@ -267,6 +267,26 @@ def test_two_sort_entries_and_ties_by_id(people: Api) -> None:
     assert ids(tied_desc) == ["d" * 20, "a" * 20, "b" * 20, "c" * 20]  # the tie stays by id asc
 
 
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_range_bounds_on_the_sort_field_are_exact_to_the_millisecond(
+    people: Api, direction: str
+) -> None:
+    def between(**bounds: str) -> list[str]:
+        item = {"field": "dateUpdated", "operator": "range", "value": bounds}
+        got = found(people, filters=[item], sort=[{"field": "dateUpdated", "direction": direction}])
+        return sorted(ids(got))
+
+    feb, mar = "2024-02-01T00:00:00.000Z", "2024-03-01T10:00:00.000Z"
+    assert between(gt=feb, lte=mar) == ["a" * 20, "b" * 20]
+    assert between(gte=feb, lt=mar) == ["c" * 20]
+    assert between(gt="2024-02-01T00:00:00.001Z", lt="2024-03-01T10:00:00.001Z") == [
+        "a" * 20,
+        "b" * 20,
+    ]
+    assert between(gte="2024-03-01T10:00:00.001Z") == ["d" * 20]
+    assert between(lte="2024-01-31T23:59:59.999Z") == []
+
+
 def test_missing_values_sort_last_both_ways(people: Api) -> None:
     for direction in ("asc", "desc"):
         got = found(people, sort=[{"field": "email", "direction": direction}])
@@ -326,6 +346,21 @@ def test_range_on_date_updated_walks_the_changed_contacts(
     )
     assert ids(changed) == ids(expected)
     assert search(api, pageLimit=9, **body).json()["total"] == len(expected)
+    # newest first over a closed range: the slice of a descending view
+    until = sorted(c["dateUpdated"] for c in everyone)[260]
+    window = {"gt": since, "lte": until}
+    newest_first = walk(
+        api,
+        6,
+        filters=[{"field": "dateUpdated", "operator": "range", "value": window}],
+        sort=[{"field": "dateUpdated", "direction": "desc"}],
+    )
+    assert ids(newest_first) == ids(
+        sorted(
+            (c for c in everyone if since < c["dateUpdated"] <= until),
+            key=lambda c: (-parse_iso_ms(c["dateUpdated"]), c["id"]),  # type: ignore[operator]
+        )
+    )
     # the same walk with one more filter (a predicate over the slice) stays consistent
     tagged = walk(
         api, 4, **{**body, "filters": [*body["filters"], {"field": "tags", "operator": "exists"}]}
