@@ -277,6 +277,7 @@ class ContactsClient:
         self.session = session
         self._calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
+        self._cancelled = threading.Event()
         self._send = backoff.on_exception(
             self._waits,  # type: ignore[arg-type]  # backoff sends the exception into it
             _RetriableError,
@@ -296,6 +297,13 @@ class ContactsClient:
     def close(self) -> None:
         """Close the HTTP session."""
         self.session.close()
+
+    def cancel(self) -> None:
+        """Send nothing more: every request not yet sent (retries too) fails at once.
+
+        For a reader that stops early (its run failed or ended) while reads are in flight.
+        """
+        self._cancelled.set()
 
     def __enter__(self) -> Self:
         return self
@@ -569,7 +577,9 @@ class ContactsClient:
         refreshed = False
         tries[0] += 1
         while True:
+            self._refuse_if_cancelled(route, path)
             self.limiter.acquire()
+            self._refuse_if_cancelled(route, path)
             token = self.auth.token()
             with self._calls_lock:
                 self._calls[route.key] += 1
@@ -604,6 +614,14 @@ class ContactsClient:
             if HTTPStatus.OK <= response.status_code < HTTPStatus.MULTIPLE_CHOICES:
                 return self._json(route, path, response)
             raise self._failure(route, path, response, safe=safe, token=token)
+
+    def _refuse_if_cancelled(self, route: Route, path: str) -> None:
+        if self._cancelled.is_set():
+            raise ContactsAPIError(
+                f"{route.method} {path}: not sent, the client was cancelled (the run is stopping).",
+                method=route.method,
+                path=path,
+            )
 
     def _waits(self) -> Generator[float, _RetriableError, None]:
         """Backoff's wait generator: ``Retry-After`` when given, else exponential with jitter."""

@@ -24,16 +24,17 @@ location-wide read: they are always per contact.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
 from enum import Enum
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from contacts_api.client import TASKS_SCOPE
 from contacts_api.errors import AuthError, UnexpectedAnswerError
+from tap_contacts.pool import ReadAheadPool
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
+    from concurrent.futures import Future
 
     from contacts_api.client import ContactsClient
 
@@ -107,11 +108,9 @@ class ChildReader:
         self.client = client
         self.task_read = task_read
         self.kinds: tuple[str, ...] = ()
-        self._pool = ThreadPoolExecutor(
-            max_workers=max(1, concurrency), thread_name_prefix="tap-contacts-read"
-        )
+        self._pool = ReadAheadPool(concurrency, "tap-contacts-read")
         self._pending: dict[tuple[str, str], Future[Any]] = {}
-        self._batches: dict[int, list[str]] = {}  # id(batch future) -> its contact ids
+        self._batches: dict[Future[Any], list[str]] = {}  # a location-wide read -> its contacts
         self.task_path = TaskPath.LOCATION
         self.task_path_reason = f"task_read is {task_read.value}"
         if task_read is TaskRead.PER_CONTACT:
@@ -137,7 +136,7 @@ class ChildReader:
         ids = list(contact_ids)
         if "tasks" in self.kinds and self.task_path is TaskPath.LOCATION:
             batch = self._pool.submit(self._search_tasks, tuple(ids))
-            self._batches[id(batch)] = ids
+            self._batches[batch] = ids
             for contact_id in ids:
                 self._pending["tasks", contact_id] = batch
         for contact_id in ids:  # contact by contact, in the order the SDK will ask
@@ -155,7 +154,7 @@ class ChildReader:
             self._announce()
             if kind == "tasks" and self.task_path is TaskPath.LOCATION:
                 future = self._pool.submit(self._search_tasks, (contact_id,))
-                self._batches[id(future)] = [contact_id]
+                self._batches[future] = [contact_id]
             else:
                 future = self._submit_one(kind, contact_id)
         try:
@@ -190,7 +189,7 @@ class ChildReader:
     def close(self) -> None:
         """Cancel what is pending and stop the threads (without waiting for running reads)."""
         self.cancel()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
 
     # --- reads ----------------------------------------------------------------------------
     def _submit_one(self, kind: str, contact_id: str) -> Future[Any]:
@@ -239,10 +238,12 @@ class ChildReader:
 
     # --- the location-wide task read and its fallback ------------------------------------------
     def _is_task_search(self, future: Future[Any], exc: Exception) -> bool:
+        if future not in self._batches or self.task_path is not TaskPath.LOCATION:
+            return False
         if isinstance(exc, _FilterIgnoredError):
             return True
         status = getattr(exc, "status", None)
-        return id(future) in self._batches and status in (
+        return status in (
             HTTPStatus.UNAUTHORIZED,
             HTTPStatus.FORBIDDEN,
         )
@@ -258,7 +259,7 @@ class ChildReader:
             exc,
             TASKS_SCOPE,
         )
-        for contact_id in self._batches.pop(id(failed), []):
+        for contact_id in self._batches.pop(failed, []):
             if self._pending.get(("tasks", contact_id)) is failed:
                 self._pending["tasks", contact_id] = self._submit_one("tasks", contact_id)
 

@@ -76,8 +76,12 @@ class ReadSession:
         )
 
     def close(self) -> None:
-        """Stop the child reads and close the HTTP session (if they were ever started)."""
-        if "reader" in self.__dict__:
-            self.reader.close()
-        if "client" in self.__dict__:
-            self.client.close()
+        """Stop the child reads and close the HTTP session; a later use builds them anew."""
+        reader = self.__dict__.pop("reader", None)
+        client = self.__dict__.pop("client", None)
+        if client is not None:
+            client.cancel()  # reads still in flight (a failed run) stop at their next try
+        if reader is not None:
+            reader.close()
+        if client is not None:
+            client.close()

@@ -27,7 +27,6 @@ import contextlib
 import heapq
 import logging
 import typing as t
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from typing_extensions import override
 from contacts_api.errors import ContactsAPIError, UnexpectedAnswerError
 from tap_contacts.children import ChildReadError, task_from_contact_row
 from tap_contacts.digests import DigestMap
+from tap_contacts.pool import ReadAheadPool
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -239,7 +239,7 @@ class ContactsStream(Stream):
                 }
             ]
         cursors: set[str] = set()
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tap-contacts-search")
+        pool = ReadAheadPool(1, "tap-contacts-search")
         try:
             future = pool.submit(client.search_contacts_page, body)
             while True:
@@ -265,7 +265,7 @@ class ContactsStream(Stream):
                 future = pool.submit(client.search_contacts_page, {**body, "searchAfter": cursor})
                 yield page
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown()
 
     def _record(self, row: Mapping[str, t.Any]) -> dict[str, t.Any]:
         """The record of a search row: no paging cursor, ``dateUpdated`` in the API's UTC form."""

@@ -227,7 +227,12 @@ class TapContacts(Tap):  # noqa: D101  its docstring is _ABOUT, kept on one line
         errors = super()._validate_config(raise_errors=False)
         secrets = [
             str(self.config.get(name) or "")
-            for name in ("private_integration_token", "client_secret", "agency_token")
+            for name in (
+                "private_integration_token",
+                "client_secret",
+                "agency_token",
+                "token_encryption_key",
+            )
         ]
         errors = [_redact(error, secrets) for error in errors]
         base_url = str(self.config.get("base_url") or DEFAULT_BASE_URL)

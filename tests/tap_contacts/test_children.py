@@ -3,6 +3,7 @@ pass, and the location-wide task read with its fallback, against the Contacts sa
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from tap_contacts.digests import DigestMap
 from tap_contacts.streams import DIGESTS_STATE_KEY, FULL_PASS_STATE_KEY, TASK_PATH_STATE_KEY
+from tests.hooks import Hook
 from tests.tap_contacts.support import (
     CHILDREN,
     api,
@@ -29,7 +31,7 @@ from tests.tap_contacts.support import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sandbox.server import RunningSandbox
+    from sandbox.server import Request, RunningSandbox
 
 N = 40
 READ_SCOPES = ["contacts.readonly", "contacts.write"]  # no locations/tasks.readonly
@@ -279,3 +281,28 @@ def test_deselected_children_are_not_read(seeded: RunningSandbox):
     assert len(run.records("notes")) == len(data()["notes"])
     calls = routes(request_log(seeded))
     assert set(calls) == {"POST /contacts/search", "GET /contacts/{id}/notes"}
+
+
+def test_a_task_search_that_ignores_the_contact_filter_falls_back_per_contact(
+    seeded: RunningSandbox, caplog
+):
+    def drop_the_filter(request: Request) -> None:
+        body = json.loads(request.body)
+        del body["contactId"]
+        request.body = json.dumps(body).encode()
+
+    hook = Hook(seeded, lambda r: r.path.endswith("/tasks/search"), drop_the_filter, when="before")
+    try:
+        with caplog.at_level(logging.WARNING):
+            run = run_tap(tap_config(seeded, page_size=10))
+    finally:
+        hook.uninstall()
+
+    assert run.error is None
+    expected = {t["id"]: t["contactId"] for t in data()["tasks"]}
+    assert {r["id"]: r["contactId"] for r in run.records("tasks")} == expected
+    calls = routes(request_log(seeded))
+    assert calls[TASK_SEARCH] == 1
+    assert calls[PER_CONTACT_TASKS] == N
+    assert any("ignores the contactId filter" in r.getMessage() for r in caplog.records)
+    assert run.state["bookmarks"]["tasks"][TASK_PATH_STATE_KEY] == "per_contact"
