@@ -87,7 +87,7 @@ class LedgerSink(BatchSink):
             # A contact is always written before what belongs to it.
             self.target.drain_stream(PARENT_STREAM)
         writer = self.target.writer
-        writer.write_batch(self.stream_name, records)
+        writer.write_batch(self.target.writer_stream(self.stream_name), records)
         if writer.held_count:
             writer.hold_pending()
 
@@ -112,9 +112,13 @@ class LedgerTarget(Target):
         """The writer for ``config``; raises a configuration error before the first write."""
         raise NotImplementedError
 
+    def writer_stream(self, stream_name: str) -> str:
+        """The input stream whose rules write ``stream_name``'s records (itself by default)."""
+        return stream_name
+
     @override
     def get_sink_class(self, stream_name: str) -> type[LedgerSink]:
-        if stream_name not in self.streams:
+        if self.writer_stream(stream_name) not in self.streams:
             if self._dropped_by_stream_maps(stream_name):
                 # `stream: __NULL__` drops every record, but the SDK still asks for a sink when
                 # the SCHEMA arrives; an empty sink that never gets a record is harmless.
@@ -166,8 +170,8 @@ class LedgerTarget(Target):
         if "writer" not in self.__dict__:  # no record arrived: nothing to write or report
             super().process_endofpipe()
             return
-        for stream in self.streams:
-            self.drain_stream(stream)
+        for stream in (*self.streams, *sorted(self._sinks_active)):
+            self.drain_stream(stream)  # contacts first; streams written like others after them
         self.writer.resolve_held()
         self._report()
         rejected = sum(c["rejected"] for c in self.summary.as_dict().values())

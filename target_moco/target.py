@@ -118,6 +118,14 @@ class TargetMoco(LedgerTarget):  # noqa: D101  its docstring is _ABOUT, kept on 
             "offset are read in), e.g. Europe/Berlin: the location's time zone.",
         ),
         th.Property(
+            "extra_task_streams",
+            th.ArrayType(th.StringType),
+            default=["followups"],
+            description="More streams written like tasks (one comment marked as a to-do per "
+            "record, keyed by its id): stream maps may derive them from other streams, e.g. "
+            "the follow-up recipe in docs/mapping.md, which makes 'followups' from contacts.",
+        ),
+        th.Property(
             "dry_run",
             th.BooleanType,
             default=False,
@@ -174,6 +182,11 @@ class TargetMoco(LedgerTarget):  # noqa: D101  its docstring is _ABOUT, kept on 
             description="User-Agent header for MOCO requests.",
         ),
     ).to_dict()
+
+    @override
+    def writer_stream(self, stream_name: str) -> str:
+        extra = self.config.get("extra_task_streams") or []
+        return "tasks" if stream_name in extra else stream_name
 
     @override
     def build_writer(self, config: Mapping[str, Any], summary: RunSummary) -> MocoSync:

@@ -46,7 +46,9 @@ def _base_env() -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("TAP_MOCO_", "TARGET_CONTACTS_", "MELTANO_"))
+        if not k.startswith(
+            ("TAP_MOCO_", "TARGET_CONTACTS_", "TAP_CONTACTS_", "TARGET_MOCO_", "MELTANO_")
+        )
     }
     env["MELTANO_ENVIRONMENT"] = "sandbox"
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -64,11 +66,21 @@ class Pipeline:
 
     @property
     def env(self) -> dict[str, str]:
+        ledger = f"sqlite:///{self.workdir / 'ledger.db'}"
         return {
             **_base_env(),
             "TAP_MOCO_BASE_URL": self.moco.url,
             "TARGET_CONTACTS_BASE_URL": self.contacts.url,
-            "TARGET_CONTACTS_LEDGER_URL": f"sqlite:///{self.workdir / 'ledger.db'}",
+            "TARGET_CONTACTS_LEDGER_URL": ledger,
+            "TAP_CONTACTS_BASE_URL": self.contacts.url,
+            "TAP_CONTACTS_LEDGER_URL": ledger,
+            "TARGET_MOCO_BASE_URL": self.moco.url,
+            "TARGET_MOCO_LEDGER_URL": ledger,
+            # The sandboxes answer at once and allow plenty: no waiting in tests.
+            "TARGET_MOCO_RATE_LIMIT_REQUESTS": "100000",
+            "TARGET_MOCO_RATE_LIMIT_WINDOW_SECONDS": "1",
+            "TAP_MOCO_RATE_LIMIT_REQUESTS": "100000",
+            "TAP_MOCO_RATE_LIMIT_WINDOW_SECONDS": "1",
         }
 
     def meltano(
@@ -119,7 +131,41 @@ class Pipeline:
             for r in log
             if r["method"] in ("POST", "PUT", "DELETE")
             and not r["path"].startswith(("/oauth", "/contacts/search"))
+            and not r["path"].endswith("/tasks/search")  # reads, sent as POST
         ]
+
+    def moco_writes(self) -> list[dict[str, Any]]:
+        log = requests.get(f"{self.moco.url}/_sandbox/requests", timeout=10).json()
+        return [r for r in log if r["method"] in ("POST", "PUT", "PATCH", "DELETE")]
+
+    def contacts_api(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = requests.request(
+            method,
+            f"{self.contacts.url}{path}",
+            timeout=10,
+            headers={"Authorization": "Bearer sandbox-token", "Version": "2021-07-28"},
+            **kwargs,
+        )
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def run_job(self, job: str) -> dict[str, dict[str, Any]]:
+        """``meltano run JOB``; returns each target's summary by name."""
+        paths = {
+            "target-contacts": self.workdir / "contacts-summary.json",
+            "target-moco": self.workdir / "moco-summary.json",
+        }
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+        self.meltano(
+            "run",
+            job,
+            env={
+                "TARGET_CONTACTS_SUMMARY_PATH": str(paths["target-contacts"]),
+                "TARGET_MOCO_SUMMARY_PATH": str(paths["target-moco"]),
+            },
+        )
+        return {name: json.loads(p.read_text()) for name, p in paths.items() if p.exists()}
 
     def clear_logs(self) -> None:
         requests.delete(f"{self.contacts.url}/_sandbox/requests", timeout=10)
@@ -148,5 +194,6 @@ def pipeline(meltano_project: Path, tmp_path: Path) -> Iterator[Pipeline]:
             f"{moco.url}/_sandbox/seed", timeout=30, json={"generate": {"contacts": 40, "seed": 11}}
         ).raise_for_status()
         p = Pipeline(meltano_project, moco, contacts, tmp_path)
-        p.meltano("state", "clear", "--force", "sandbox:tap-moco-to-target-contacts", check=False)
+        for state_id in ("tap-moco-to-target-contacts", "tap-contacts-to-target-moco"):
+            p.meltano("state", "clear", "--force", f"sandbox:{state_id}", check=False)
         yield p
