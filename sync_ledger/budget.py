@@ -84,7 +84,7 @@ class RateBudget:
     """At most ``max_requests`` slots per sliding ``window_seconds`` for ``name``, across processes.
 
     ``engine`` is the ledger database; in-memory SQLite works but shares nothing (use the
-    in-process limiter alone then). The tables are created when missing.
+    in-process limiter alone then). The ledger's migrations create the tables.
     """
 
     def __init__(
@@ -105,7 +105,6 @@ class RateBudget:
         self._sqlite = engine.dialect.name == "sqlite"
         self._postgres = engine.dialect.name == "postgresql"
         self._waiting = threading.Lock()
-        metadata.create_all(engine, tables=[rate_budgets, rate_budget_slots], checkfirst=True)
         if not self._sqlite:
             self._ensure_row()
 

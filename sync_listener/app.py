@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sync_ledger.db import make_engine, redact_url, sqlite_path
-from sync_ledger.events import PENDING, EventStore, Lane, NewEvent, webhook_events
+from sync_ledger.events import PENDING, EventStore, Lane, NewEvent
 from sync_listener.coordinator import Coordinator
 from sync_listener.intake import contacts_event, moco_event
 from sync_listener.runner import CommandRunner
@@ -75,9 +75,7 @@ def open_ledger(url: str, store_timeout_seconds: float) -> Engine:
     and no sender resends after one), and a locked database makes a store fail after
     ``store_timeout_seconds`` instead of 60 s.
     """
-    engine = make_engine(url)
-    # Until the ledger's migrations create this table (then this finds it and does nothing).
-    webhook_events.create(engine, checkfirst=True)
+    engine = make_engine(url)  # its migrations create the webhook_events table
     if sqlite_path(url) is not None:
         busy_ms = int(store_timeout_seconds * 1000)
 

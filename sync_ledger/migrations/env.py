@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from sync_ledger import ledger, tokens  # noqa: F401  their tables belong to the metadata
+from sync_ledger import budget, events, ledger, tokens  # noqa: F401  their tables
 from sync_ledger.db import metadata
 
 connection = context.config.attributes["connection"]

@@ -144,4 +144,11 @@ def test_runs_that_start_together_migrate_once(tmp_path: Path) -> None:
 
 def test_a_fresh_ledger_gets_every_table(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
-    assert {"links", "rejects", "oauth_tokens"} <= set(inspect(engine).get_table_names())
+    assert {
+        "links",
+        "rejects",
+        "oauth_tokens",
+        "rate_budgets",
+        "rate_budget_slots",
+        "webhook_events",
+    } <= set(inspect(engine).get_table_names())
