@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from typing_extensions import override
 
+from sync_listener import register
 from sync_listener.app import Listener
 from sync_listener.settings import ListenerSettings, SettingsError, load_settings
 
@@ -94,9 +95,16 @@ async def serve(settings: ListenerSettings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the listener with ``argv`` (default: the command line) and the environment."""
+    """Run the listener with ``argv`` (default: the command line) and the environment.
+
+    ``sync-listener register-moco-webhooks ...`` subscribes the listener to MOCO's events instead
+    (:mod:`sync_listener.register`).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["register-moco-webhooks"]:
+        return register.main(args[1:])
     try:
-        settings = load_settings(argv, os.environ)
+        settings = load_settings(args, os.environ)
     except SettingsError as error:
         sys.stderr.write(f"sync-listener: {error}\n")
         return BAD_SETTINGS
