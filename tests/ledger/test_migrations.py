@@ -1,13 +1,12 @@
 """The ledger's schema is migrated in place: a ledger made by release 0.1.0 (before migrations)
 upgrades with nothing lost, a fresh one gets every table, and runs that start together migrate
-once."""
+once. Each test runs on SQLite and on PostgreSQL (``ledger_url``, tests/ledger/conftest.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import multiprocessing
-from typing import TYPE_CHECKING
 
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
@@ -17,15 +16,12 @@ from sync_ledger.db import make_engine
 from sync_ledger.ledger import Direction, IdLedger
 from sync_ledger.tokens import TokenStore
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone.utc)
 
 
-def release_010_ledger(path: Path) -> None:
+def release_010_ledger(url: str) -> None:
     """A ledger exactly as release 0.1.0 left it: its tables, its rows, no alembic_version."""
-    engine = create_engine(f"sqlite:///{path}")
+    engine = create_engine(url)
     with engine.begin() as conn:
         command.upgrade(schema._config(conn), schema.BASELINE)
         conn.execute(text("DROP TABLE alembic_version"))
@@ -66,17 +62,16 @@ def release_010_ledger(path: Path) -> None:
         conn.execute(
             text(
                 "INSERT INTO oauth_tokens (location_id, access_token, refresh_token, expires_at, "
-                "encrypted, updated_at) VALUES ('loc', 'at-1', 'rt-1', :u, 0, :u)"
+                "encrypted, updated_at) VALUES ('loc', 'at-1', 'rt-1', :u, FALSE, :u)"
             ),
             {"u": NOW},
         )
     engine.dispose()
 
 
-def test_a_release_010_ledger_upgrades_in_place_with_nothing_lost(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.db"
-    release_010_ledger(path)
-    engine = make_engine(f"sqlite:///{path}")
+def test_a_release_010_ledger_upgrades_in_place_with_nothing_lost(ledger_url: str) -> None:
+    release_010_ledger(ledger_url)
+    engine = make_engine(ledger_url)
     tables = set(inspect(engine).get_table_names())
     assert {"links", "rejects", "oauth_tokens", "alembic_version"} <= tables
     assert "id_map" not in tables
@@ -114,36 +109,32 @@ def test_a_release_010_ledger_upgrades_in_place_with_nothing_lost(tmp_path: Path
     assert (token.access_token, token.refresh_token) == ("at-1", "rt-1")
 
     # Opening it again is a no-op.
-    again = make_engine(f"sqlite:///{path}")
+    again = make_engine(ledger_url)
     assert IdLedger(again, "loc").get("contacts", "5") == contact
 
 
-def _open(url: str, ready: multiprocessing.synchronize.Event) -> None:
-    ready.wait(10)
+def _open(url: str, together: multiprocessing.synchronize.Barrier) -> None:
+    together.wait(30)  # every process has imported everything: they migrate at the same moment
     make_engine(url)
 
 
-def test_runs_that_start_together_migrate_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    ready = multiprocessing.get_context("spawn").Event()
-    procs = [
-        multiprocessing.get_context("spawn").Process(target=_open, args=(url, ready))
-        for _ in range(4)
-    ]
+def test_runs_that_start_together_migrate_once(ledger_url: str) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    together = spawn.Barrier(4)
+    procs = [spawn.Process(target=_open, args=(ledger_url, together)) for _ in range(4)]
     for proc in procs:
         proc.start()
-    ready.set()
     for proc in procs:
         proc.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    engine = make_engine(url)
+    engine = make_engine(ledger_url)
     with engine.connect() as conn:
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
     assert [v[0] for v in versions] == [schema.head()]
 
 
-def test_a_fresh_ledger_gets_every_table(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+def test_a_fresh_ledger_gets_every_table(ledger_url: str) -> None:
+    engine = make_engine(ledger_url)
     assert {
         "links",
         "rejects",
