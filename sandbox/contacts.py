@@ -26,7 +26,14 @@ OpenAPI files, which validate every request body (unknown property: 422). What a
   for :func:`sandbox.contacts_data.generate`), ``GET /_sandbox/state``, ``POST /_sandbox/config``
   with the keys of :meth:`ContactsSandbox.configure`, and sandbox-only appointment writes
   ``POST /_sandbox/appointments``, ``PUT`` and ``DELETE /_sandbox/appointments/{id}`` (the v2
-  Contacts API has no route that writes appointments).
+  Contacts API has no route that writes appointments; they stand for a person's edit in the CRM).
+- Webhooks (:mod:`sandbox.contacts_webhooks`), off until a URL is set (``--webhook-url``,
+  ``webhook_url``): every API write and every ``/_sandbox/appointments`` write sends HighLevel's
+  event (``ContactCreate`` ... ``AppointmentDelete``), signed with the sandbox's Ed25519 and RSA
+  keys, whose public halves ``GET /_sandbox/webhook_keys`` serves; ``GET`` and ``DELETE
+  /_sandbox/webhook_deliveries`` show and clear the delivery log (header
+  ``X-Pending-Deliveries``). Seeding sends nothing. ``POST /_sandbox/reset`` drops queued
+  deliveries and the log; the webhook settings stay.
 
 Time (``dateAdded``, ``dateUpdated``, token lifetimes, the indexing lag) is the ``clock`` option's,
 :func:`time.time` by default, so tests move time instead of sleeping. The records live in
@@ -36,7 +43,8 @@ comment where they are made.
 
 Options (constructor keywords; ``python -m sandbox contacts`` flags in brackets):
 ``search_lag`` [``--search-lag SECONDS``], ``token_scopes`` [``--token-scopes``],
-``child_writes_bump_contact`` [``--option child_writes_bump_contact=true``], ``clock``; every
+``child_writes_bump_contact`` [``--option child_writes_bump_contact=true``], ``clock``,
+``webhooks`` [the ``--webhook-*`` flags, :class:`sandbox.contacts_webhooks.WebhookOptions`]; every
 ``POST /_sandbox/config`` key also as ``--option KEY=VALUE``; ``--generate N`` and
 ``--generate-seed S`` load generated data at start.
 """
@@ -57,7 +65,7 @@ from urllib.parse import urlencode
 
 from typing_extensions import override
 
-from sandbox import contacts_data, openapi
+from sandbox import contacts_data, contacts_webhooks, openapi
 from sandbox.contacts_data import iso
 from sandbox.contacts_oauth import (
     DEFAULT_SCOPE,
@@ -84,6 +92,7 @@ from sandbox.contacts_store import (
     normalize_tags,
     parse_date_of_birth,
 )
+from sandbox.contacts_webhooks import ContactsWebhooks, WebhookOptions
 from sandbox.server import (
     UNLIMITED,
     HTTPError,
@@ -186,6 +195,7 @@ class ContactsSandbox(SandboxApp):
         search_lag: float = 0.0,
         child_writes_bump_contact: bool = False,
         token_scopes: Iterable[str] = PIT_SCOPES,
+        webhooks: WebhookOptions | None = None,
     ) -> None:
         super().__init__(latency=latency)
         self.location_id = location_id
@@ -222,6 +232,11 @@ class ContactsSandbox(SandboxApp):
         self.store.child_writes_bump_contact = child_writes_bump_contact
         self.contact_search = ContactSearch(self.store.search_index, normalize_phone)
         self.task_search = TaskSearch(self.store.task_index)
+        # HighLevel's webhooks (sandbox.contacts_webhooks): a test's clock also runs the retries
+        self.webhooks = ContactsWebhooks(
+            webhooks or WebhookOptions(), now_ms=self.store.now_ms, clock=clock or time.monotonic
+        )
+        self.webhooks.register(self)
         self._register_routes()
 
     # --- contact fields ---------------------------------------------------------------------
@@ -422,10 +437,9 @@ class ContactsSandbox(SandboxApp):
             raise self._duplicate_error(match)
         # CreatedContact (the spec's CreateContactSchema) carries a few extra fields besides the
         # Contact ones; lastSessionActivityAt is left out: a new contact has had no session
-        contact = {
-            **clone(self.store.new_contact(body["locationId"], body)),
-            **clone(CREATED_CONTACT_EXTRAS),
-        }
+        stored = self.store.new_contact(body["locationId"], body)
+        self.webhooks.contact_written(None, stored)
+        contact = {**clone(stored), **clone(CREATED_CONTACT_EXTRAS)}
         if contact.get("dateOfBirth"):
             contact["birthMonth"] = int(contact["dateOfBirth"][5:7])
             contact["birthDay"] = int(contact["dateOfBirth"][8:10])
@@ -442,12 +456,14 @@ class ContactsSandbox(SandboxApp):
         if match:
             raise self._duplicate_error(match)
         updated = self.store.update_contact(contact, body)
+        self.webhooks.contact_written(contact, updated)
         return Response(200, {"succeded": True, "contact": clone(updated)})
 
     def delete_contact(self, request: Request, auth: TokenInfo) -> Response:
         """``DELETE /contacts/{contactId}``: ``{succeded}``; its tasks, notes and events go too."""
         contact = self._contact(auth, request.path_params["contactId"])
         self.store.drop_contact(contact["id"])
+        self.webhooks.contact_deleted(contact)
         return Response(200, {"succeded": True})
 
     def upsert_contact(self, request: Request, auth: TokenInfo) -> Response:
@@ -468,6 +484,7 @@ class ContactsSandbox(SandboxApp):
             )
         if match is None:
             contact = self.store.new_contact(location, body)
+            self.webhooks.contact_written(None, contact)
             return Response(
                 200, {"new": True, "contact": clone(contact), "traceId": str(uuid.uuid4())}
             )
@@ -480,6 +497,7 @@ class ContactsSandbox(SandboxApp):
                 # the conflicting second identifier is silently not applied (issue #37)
                 updates.pop(field, None)
         updated = self.store.update_contact(contact, updates)
+        self.webhooks.contact_written(contact, updated)
         return Response(
             200, {"new": False, "contact": clone(updated), "traceId": str(uuid.uuid4())}
         )
@@ -588,9 +606,9 @@ class ContactsSandbox(SandboxApp):
 
     # --- tags ---------------------------------------------------------------------------------
     def _set_tags(self, contact: dict[str, Any], tags: list[str]) -> list[str]:
-        self.store.replace_contact(
-            {**contact, "tags": tags, "dateUpdated": iso(self.store.now_ms())}
-        )
+        updated = {**contact, "tags": tags, "dateUpdated": iso(self.store.now_ms())}
+        self.store.replace_contact(updated)
+        self.webhooks.tags_written(updated)
         return list(tags)
 
     def add_tags(self, request: Request, auth: TokenInfo) -> Response:
@@ -634,8 +652,24 @@ class ContactsSandbox(SandboxApp):
         if kind == "tasks":
             updated["dateUpdated"] = iso(self.store.now_ms())
         self.store.replace_child(kind, updated)
-        self.store.touch_contact(item["contactId"])
+        self._item_written(kind, item, updated)
         return Response(200, {CHILD_ROUTES[kind][1]: self._answer(kind, updated)})
+
+    # After a task, note or appointment write is stored: its contact's dateUpdated is bumped if
+    # set so, and the write's webhook is sent.
+    def _item_written(
+        self, kind: str, before: dict[str, Any] | None, after: dict[str, Any]
+    ) -> None:
+        """``after`` was stored (``before`` None: created)."""
+        self.webhooks.item_written(kind, self._touch(after), before, after)
+
+    def _item_deleted(self, kind: str, item: dict[str, Any]) -> None:
+        self.webhooks.item_deleted(kind, self._touch(item), item)
+
+    def _touch(self, item: dict[str, Any]) -> str:
+        """Bump ``item``'s contact if set so; answers the contact's location."""
+        self.store.touch_contact(item["contactId"])
+        return str(self.store.contacts[item["contactId"]]["locationId"])
 
     def list_items(self, kind: str, wrapper: str, request: Request, auth: TokenInfo) -> Response:
         """``{tasks}``, ``{notes}`` or ``{events}``: a contact's items, oldest first."""
@@ -654,7 +688,7 @@ class ContactsSandbox(SandboxApp):
         """Delete one task or note: ``{succeded}``."""
         item = self._item(kind, request, auth)
         self.store.drop_child(kind, item["id"])
-        self.store.touch_contact(item["contactId"])
+        self._item_deleted(kind, item)
         return Response(200, {"succeded": True})
 
     # --- tasks --------------------------------------------------------------------------------
@@ -680,7 +714,7 @@ class ContactsSandbox(SandboxApp):
             "dateUpdated": now,
         }
         self.store.add_child("tasks", task)
-        self.store.touch_contact(contact["id"])
+        self._item_written("tasks", None, task)
         return Response(201, {"task": self._answer("tasks", task)})
 
     def update_task(self, request: Request, auth: TokenInfo) -> Response:
@@ -706,7 +740,7 @@ class ContactsSandbox(SandboxApp):
             "dateAdded": iso(self.store.now_ms()),
         }
         self.store.add_child("notes", note)
-        self.store.touch_contact(contact["id"])
+        self._item_written("notes", None, note)
         return Response(201, {"note": clone(note)})
 
     def update_note(self, request: Request, auth: TokenInfo) -> Response:
@@ -770,10 +804,11 @@ class ContactsSandbox(SandboxApp):
             if contact is None:
                 raise unprocessable([f"contactId {raw.get('contactId')!r} is not a contact"])
             event = self._new_appointment(raw, contact)
-            if event["id"] in self.store.appointments:
+            before = self.store.appointments.get(event["id"])
+            if before is not None:  # an id written again: an update
                 self.store.drop_child("appointments", event["id"])
             self.store.add_child("appointments", event)
-            self.store.touch_contact(event["contactId"])
+            self._item_written("appointments", before, event)
             return Response(201, {"appointment": clone(event)})
 
     def _sandbox_appointment(self, request: Request) -> dict[str, Any]:
@@ -790,7 +825,7 @@ class ContactsSandbox(SandboxApp):
             changes.setdefault("dateUpdated", iso(self.store.now_ms()))
             updated = {**event, **changes}
             self.store.replace_child("appointments", updated)
-            self.store.touch_contact(updated["contactId"])
+            self._item_written("appointments", event, updated)
             return Response(200, {"appointment": clone(updated)})
 
     def _sandbox_delete_appointment(self, request: Request) -> Response:
@@ -798,7 +833,7 @@ class ContactsSandbox(SandboxApp):
         with self.lock:
             event = self._sandbox_appointment(request)
             self.store.drop_child("appointments", event["id"])
-            self.store.touch_contact(event["contactId"])
+            self._item_deleted("appointments", event)
             return Response(200, {"succeded": True})
 
     # --- rate limits (SandboxApp hooks) -----------------------------------------------------------
@@ -887,7 +922,11 @@ class ContactsSandbox(SandboxApp):
         ``search_lag`` (seconds until a write shows in the searches, for writes from now on),
         ``child_writes_bump_contact`` (bool), ``token_scopes`` (the private integration tokens'
         scopes: a list or a space/comma-separated string), ``search_page_limit_max`` (the largest
-        ``pageLimit`` the contact search takes, default 500).
+        ``pageLimit`` the contact search takes, default 500), and the webhook settings
+        ``webhook_url`` (a URL, a list of URLs, or null: off), ``webhook_events``,
+        ``webhook_signatures``, ``webhook_retry_interval``, ``webhook_retry_jitter``,
+        ``webhook_max_retries``, ``webhook_timeout``, ``webhook_jitter``, ``webhook_workers``
+        (:mod:`sandbox.contacts_webhooks`).
         """
         known = {
             "rate_limit",
@@ -901,11 +940,13 @@ class ContactsSandbox(SandboxApp):
             "child_writes_bump_contact",
             "token_scopes",
             "search_page_limit_max",
+            *contacts_webhooks.CONFIG_KEYS,
         }
         unknown = set(settings) - known
         if unknown:
             raise HTTPError(422, error(422, [f"unknown settings: {sorted(unknown)}"]))
         apply_search_settings = self._search_settings(settings)
+        apply_webhook_settings = self.webhooks.prepare(settings)
         match = self.duplicate_match
         if "duplicate_match" in settings:
             try:
@@ -929,6 +970,7 @@ class ContactsSandbox(SandboxApp):
             self.allow_duplicates = bool(settings["allow_duplicates"])
         self.duplicate_match = match
         apply_search_settings()
+        apply_webhook_settings()
 
     def _search_settings(self, settings: dict[str, Any]) -> Callable[[], None]:
         """Check the search and scope keys of ``settings``; returns what applies them."""
@@ -951,13 +993,22 @@ class ContactsSandbox(SandboxApp):
 
     @override
     def reset(self) -> None:
-        """Forget contacts, tasks, notes, appointments and rate counters; keep OAuth grants."""
+        """Forget records, rate counters, queued webhooks and their log; keep OAuth grants.
+
+        The webhook URLs and settings stay: they are the app's settings, like the others.
+        """
         with self.lock:
             self.store.clear()
             self.contact_search.clear()
         with self._rate_lock:
             self._window.reset()
             self._daily_used = {}
+        self.webhooks.reset()
+
+    @override
+    def close(self) -> None:
+        """Stop the webhook workers; deliveries still queued are dropped."""
+        self.webhooks.close()
 
     @override
     def seed(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -1235,6 +1286,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start with N generated contacts (plus tasks, notes, appointments)",
     )
     parser.add_argument("--generate-seed", type=int, default=1, help="seed for --generate")
+    contacts_webhooks.add_arguments(parser)
 
 
 def create_app(args: argparse.Namespace) -> ContactsSandbox:
@@ -1256,7 +1308,9 @@ def create_app(args: argparse.Namespace) -> ContactsSandbox:
         latency=getattr(args, "latency", 0.0),
         search_lag=args.search_lag,
         token_scopes=_scopes(args.token_scopes),
+        webhooks=contacts_webhooks.options_from_args(args),
     )
+    app.webhooks.keys.pairs()  # the signing keys are made at start, not at the first event
     app.freeze_heap_after_generate = True
     options = {}
     for item in args.option:
