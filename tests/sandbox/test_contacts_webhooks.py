@@ -37,29 +37,17 @@ if TYPE_CHECKING:
     from sandbox.server import RunningSandbox
 
 QUICK = {"jitter": 0.0, "retry_interval": 0.0, "retry_jitter": 0.0}
+# The documented payloads (reverse-and-realtime.md §5.2), written out here as the reference has them
 CONTACT_KEYS = {
-    "id",
-    "address1",
-    "city",
-    "state",
-    "companyName",
-    "country",
-    "source",
-    "dateAdded",
-    "dateOfBirth",
-    "dnd",
-    "email",
-    "name",
-    "firstName",
-    "lastName",
-    "phone",
-    "postalCode",
-    "tags",
-    "website",
-    "attachments",
-    "assignedTo",
-    "customFields",
-}
+    "id", "address1", "city", "state", "companyName", "country", "source", "dateAdded",
+    "dateOfBirth", "dnd", "email", "name", "firstName", "lastName", "phone", "postalCode", "tags",
+    "website", "attachments", "assignedTo", "customFields",
+}  # fmt: skip
+APPOINTMENT_KEYS = {
+    "id", "address", "title", "calendarId", "contactId", "groupId", "appointmentStatus",
+    "assignedUserId", "users", "notes", "source", "startTime", "endTime", "dateAdded",
+    "dateUpdated",
+}  # fmt: skip
 ENVELOPE = {"type", "locationId", "timestamp", "webhookId"}
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -93,6 +81,18 @@ def verified(received: Received, sandbox: RunningSandbox) -> set[str]:
         rsa_key.verify(signature, received.body, padding.PKCS1v15(), hashes.SHA256())
         found.add("rsa")
     return found
+
+
+def refused_at_start(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m sandbox contacts`` with bad ``args``: it must stop before listening."""
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", "contacts", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def by_type(received: list[Received]) -> dict[str, list[dict[str, Any]]]:
@@ -242,23 +242,7 @@ def test_every_write_sends_its_event_in_the_documented_shape(
         (payload,) = events[kind]
         assert set(payload) == ENVELOPE | {"appointment"} and "id" not in payload, kind
         nested = payload["appointment"]
-        assert set(nested) <= {
-            "id",
-            "address",
-            "title",
-            "calendarId",
-            "contactId",
-            "groupId",
-            "appointmentStatus",
-            "assignedUserId",
-            "users",
-            "notes",
-            "source",
-            "startTime",
-            "endTime",
-            "dateAdded",
-            "dateUpdated",
-        }
+        assert set(nested) <= APPOINTMENT_KEYS
         assert (nested["id"], nested["contactId"], nested["title"]) == (event_id, cid, "Beratung")
         assert (nested["startTime"], nested["endTime"]) == (
             "2030-05-06T07:00:00.000Z",
@@ -453,14 +437,7 @@ def test_nothing_goes_off_the_machine(
     outcomes = {e["url"]: e["outcome"] for e in log}
     assert outcomes == {receiver.url: "delivered", "http://203.0.113.7:8080/hook": "refused"}
     assert hosts == ["127.0.0.1"]
-    bad = subprocess.run(
-        [sys.executable, "-m", "sandbox", "contacts", "--webhook-url", "https://example.org/"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = refused_at_start("--webhook-url", "https://example.org/")
     assert bad.returncode != 0 and "--webhook-url" in bad.stderr
     assert "off the machine" in bad.stderr
 
@@ -550,7 +527,8 @@ def test_reset_drops_the_queue_and_the_log_and_keeps_the_url(
         assert receiver.wait_for(3)[-1].json()["firstName"] == "After reset"
 
 
-def test_seeded_keys_are_the_same_at_every_start() -> None:
+def test_seeded_keys_sign_and_verify() -> None:
+    # (that another process derives the same keys: test_command_line_webhook_options)
     one, two = SigningKeys("demo"), SigningKeys("demo")
     assert one.public_pems() == two.public_pems()
     body = b'{"type":"ContactCreate"}'
@@ -564,14 +542,7 @@ def test_seeded_keys_are_the_same_at_every_start() -> None:
 
 
 def test_command_line_webhook_options() -> None:
-    bad = subprocess.run(
-        [sys.executable, "-m", "sandbox", "contacts", "--webhook-signatures", "md5"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = refused_at_start("--webhook-signatures", "md5")
     assert bad.returncode != 0 and "--webhook-signatures" in bad.stderr
     with Receiver() as receiver:
         command = [
