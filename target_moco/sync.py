@@ -62,6 +62,7 @@ UNCONFIRMED_CREATE = (
     "first and adopts it, or creates it if it is not there"
 )
 _PHONE_TAIL = 7  # the trailing digits that identify a phone whatever its prefix
+_TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 _MOCO_TIME = "%Y-%m-%dT%H:%M:%S"  # what POST /comments takes as created_at
 
 
@@ -123,8 +124,9 @@ def _digits(value: object) -> str:
 def same_phone(a: object, b: object) -> bool:
     """Whether two phone numbers are the same line (their trailing digits agree)."""
     # National (040 ...) and international (+49 40 ...) forms of one line: without the
-    # leading zeros, one ends with the other.
-    left, right = _digits(a).lstrip("0"), _digits(b).lstrip("0")
+    # leading zeros, one ends with the other. "+49 (0)40 ..." writes the trunk 0 that an
+    # international call leaves out: it is not part of the number.
+    left, right = (_digits(_TRUNK_ZERO.sub("", str(v or ""))).lstrip("0") for v in (a, b))
     if min(len(left), len(right)) < _PHONE_TAIL:
         return left == right
     return left.endswith(right) or right.endswith(left)
