@@ -12,6 +12,7 @@ source == current                      nothing to write (an echo of our own writ
 current == baseline != source          the source changed: write it
 source == baseline != current          the target changed: keep it (the other direction
                                        carries it back)
+no baseline, the target's value empty  the source fills it (nothing is overwritten)
 all three differ, or no baseline       a conflict: the policy decides
 =====================================  =================================================
 
@@ -73,6 +74,13 @@ def parse_time(value: object) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def _empty(value: object) -> bool:
+    """No value at all: None, blank text, an empty list or object."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, (list, dict)) and not value)
+
+
 def _source_wins(
     policy: ConflictPolicy,
     *,
@@ -118,6 +126,10 @@ def merge_fields(
             result.writes[name] = wanted
         elif known and same(name, wanted, before):
             pass  # only the target changed: keep it
+        elif not known and _empty(now):
+            # Nothing to lose: a "kept" empty value could not travel back (the other direction
+            # never clears a field), and the next run would write the source's value anyway.
+            result.writes[name] = wanted
         elif _source_wins(
             policy,
             source_is_moco=source_is_moco,
