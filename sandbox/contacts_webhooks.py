@@ -465,8 +465,8 @@ _SETTINGS = (
     _Setting(
         "signatures",
         _names(SIGNATURE_SCHEMES, "webhook_signatures"),
-        "signature headers sent: ed25519 (x-ghl-signature), rsa (x-wh-signature), both "
-        "(default: ed25519,rsa) or none",
+        "signature headers sent, comma-separated: ed25519 (x-ghl-signature), rsa "
+        "(x-wh-signature), all or none (default: ed25519,rsa)",
     ),
     _Setting(
         "retry_interval",
