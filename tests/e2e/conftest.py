@@ -30,6 +30,7 @@ def meltano_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = tmp_path_factory.mktemp("meltano-project")
     text = (ROOT / "meltano.yml").read_text()
     text = text.replace("pip_url: -e .", f"pip_url: -e {ROOT}")
+    text = text.replace("catalog: catalogs/", f"catalog: {ROOT}/catalogs/")
     (project / "meltano.yml").write_text(text)
     result = subprocess.run(
         [str(BIN / "meltano"), "install"],

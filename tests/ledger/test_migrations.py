@@ -143,3 +143,7 @@ def test_a_fresh_ledger_gets_every_table(ledger_url: str) -> None:
         "rate_budget_slots",
         "webhook_events",
     } <= set(inspect(engine).get_table_names())
+
+
+def test_the_head_known_without_alembic_is_the_migrations_head() -> None:
+    assert schema.HEAD == schema.head()
