@@ -23,6 +23,10 @@ metadata = MetaData()
 DEFAULT_LEDGER_URL = "sqlite:///.target-contacts/ledger.db"
 
 
+class LedgerDriverMissingError(ImportError):
+    """``ledger_url`` names a database whose Python driver is not installed in this environment."""
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file behind a ``sqlite:///`` URL, or None for other databases and in-memory SQLite."""
     if not url.startswith("sqlite:///"):
@@ -55,7 +59,8 @@ def make_engine(url: str = DEFAULT_LEDGER_URL) -> Engine:
 
     Errors never show bound parameters (token values, customer data): the engine is created with
     ``hide_parameters``. An in-memory SQLite URL gets one connection that every thread shares (the
-    database lives in it), so callers must not use it from several threads at once.
+    database lives in it), so callers must not use it from several threads at once. A URL whose
+    driver is not installed raises :class:`LedgerDriverMissingError`, which says how to install it.
     """
     path = sqlite_path(url)
     if path is not None:
@@ -86,7 +91,10 @@ def make_engine(url: str = DEFAULT_LEDGER_URL) -> Engine:
             hide_parameters=True,
         )
     else:
-        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        try:
+            engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        except ModuleNotFoundError as missing:
+            raise _driver_missing(url, missing) from missing
     upgrade(engine)
     if path is not None:
         for suffix in ("-wal", "-shm"):
@@ -94,3 +102,22 @@ def make_engine(url: str = DEFAULT_LEDGER_URL) -> Engine:
             if side.exists():
                 side.chmod(0o600)
     return engine
+
+
+def _driver_missing(url: str, missing: ModuleNotFoundError) -> LedgerDriverMissingError:
+    # The plugins' venvs hold what `pip_url` installs: `-e .` has no PostgreSQL driver.
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        how = (
+            "install the project with its postgres extra: pip_url `-e .[postgres]` in "
+            "meltano.yml (then `meltano install`), or pip install 'moco-contacts-sync[postgres]'"
+        )
+        if parsed.get_driver_name() != "psycopg":
+            how += "; that extra is psycopg 3, so write the URL as postgresql+psycopg://..."
+    else:
+        how = f"install the Python package that provides {missing.name!r} where the sync runs"
+    return LedgerDriverMissingError(
+        f"ledger_url {redact_url(url)} needs the database driver {missing.name!r}, which is not "
+        f"installed in this environment: {how}.",
+        name=missing.name,
+    )
