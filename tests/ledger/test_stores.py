@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
+import sys
 import threading
 import time
 import types
@@ -20,7 +21,7 @@ from sqlalchemy import create_engine, make_url, select, text
 
 from sync_ledger import budget as budget_module
 from sync_ledger.budget import RateBudget
-from sync_ledger.db import make_engine
+from sync_ledger.db import LedgerDriverMissingError, make_engine
 from sync_ledger.events import (
     HANDLED,
     IGNORED_ECHO,
@@ -189,6 +190,26 @@ def test_tokens_are_saved_replaced_deleted_and_encrypted_at_rest(ledger_url: str
     assert plain.load("loc") is None
     password = make_url(ledger_url).password
     assert password is None or password not in repr(plain)  # a URL's password stays hidden
+
+
+@pytest.mark.parametrize(
+    ("url", "advice"),
+    [
+        ("postgresql+psycopg://ledger:s3cret@db.example/ledger", "-e .[postgres]"),
+        ("postgresql://ledger:s3cret@db.example/ledger", "postgresql+psycopg://"),
+    ],
+)
+def test_a_postgresql_ledger_without_its_driver_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, url: str, advice: str
+) -> None:
+    # A plugin venv installed with `pip_url: -e .`: no PostgreSQL driver at all.
+    for driver in ("psycopg", "psycopg2"):
+        monkeypatch.setitem(sys.modules, driver, None)
+    with pytest.raises(LedgerDriverMissingError) as missing:
+        make_engine(url)
+    message = str(missing.value)
+    assert advice in message and "ledger_url" in message
+    assert "s3cret" not in message
 
 
 HOLD_SECONDS = 1.0
