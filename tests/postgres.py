@@ -16,7 +16,7 @@ How it runs:
 - At the end of the session the server gets a fast shutdown (SIGKILL for it and its backends
   if that takes over 30 s) and the directory is deleted. Should the test process die without
   cleaning up, the kernel sends the server SIGQUIT (``setpriv --pdeathsig``), so no server
-  outlives the tests.
+  outlives the tests; the next session deletes such a directory once it is an hour old.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ ROLE = "ledger"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
 COMMAND_TIMEOUT_SECONDS = 120.0
+#: A cluster directory this old without a live server was left by a killed test run.
+STALE_SECONDS = 3600.0
 # A unix socket path longer than this is refused by the kernel (108 bytes with the file name).
 _MAX_SOCKET_DIR = 80
 
@@ -227,6 +229,7 @@ def start_cluster() -> PostgresCluster:
     """initdb a cluster in a new temporary directory and start it; see the module docstring."""
     bindir = server_bindir()
     user = _server_user()
+    _remove_stale_clusters(Path(tempfile.gettempdir()))
     root = Path(tempfile.mkdtemp(prefix="moco-pg-"))
     if len(str(root)) > _MAX_SOCKET_DIR:
         shutil.rmtree(root)
@@ -234,6 +237,7 @@ def start_cluster() -> PostgresCluster:
     try:
         (root / "socket").mkdir()
         password = secrets.token_hex(16)
+        (root / "pwfile").touch(mode=0o600)
         (root / "pwfile").write_text(password + "\n")
         if user is not None:
             for path in (root, root / "socket", root / "pwfile"):
@@ -260,6 +264,7 @@ def start_cluster() -> PostgresCluster:
             timeout=COMMAND_TIMEOUT_SECONDS,
             check=False,
         )
+        (root / "pwfile").unlink()
         if init.returncode != 0:
             _initdb_failed(init)
         cluster = _serve(bindir, user, root, password)
@@ -268,6 +273,26 @@ def start_cluster() -> PostgresCluster:
         shutil.rmtree(root, ignore_errors=True)
         raise
     return cluster
+
+
+def _remove_stale_clusters(parent: Path) -> None:
+    """Delete what killed test runs left behind: directories over an hour old with no server."""
+    for root in parent.glob("moco-pg-*"):
+        with contextlib.suppress(OSError, ValueError):
+            if time.time() - root.stat().st_mtime < STALE_SECONDS:
+                continue
+            pid_file = root / "data" / "postmaster.pid"
+            if pid_file.exists():
+                pid = int(pid_file.read_text().split()[0])
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    pass  # its server is gone
+                except PermissionError:
+                    continue  # a live server of another user
+                else:
+                    continue  # a live server (a long session)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _initdb_failed(init: subprocess.CompletedProcess[str]) -> None:

@@ -11,10 +11,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.postgres import postgres, postgres_url  # noqa: F401  the fixtures, for this directory
+from tests import postgres as throwaway
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+# The session's PostgreSQL cluster and a database per test (tests/postgres.py).
+postgres = throwaway.postgres
+postgres_url = throwaway.postgres_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
