@@ -146,4 +146,4 @@ def test_a_fresh_ledger_gets_every_table(ledger_url: str) -> None:
 
 
 def test_the_head_known_without_alembic_is_the_migrations_head() -> None:
-    assert schema.HEAD == schema.head()
+    assert schema.head() == schema.HEAD
