@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from sync_ledger.progress import ProgressLog
 from sync_ledger.summary import RunSummary
 
 if TYPE_CHECKING:
@@ -168,6 +169,8 @@ class BatchWriter:
         )
         self._held: list[WorkItem] = []
         self._held_lock = threading.Lock()
+        #: Progress lines at a steady pace while a long run writes.
+        self.progress = ProgressLog(self.summary)
 
     def source_id_of(self, stream: str, record: Mapping[str, Any]) -> str | None:
         """The source id of ``record`` as a string, None when it is missing."""
@@ -238,6 +241,7 @@ class BatchWriter:
                 try:
                     entry = prefetched.get(key) if first else None
                     self._write_one(item, entry, parents, first=first)
+                    self.progress.tick()
                 except FatalSyncError as exc:
                     errors.append(exc)
                     stop.set()
