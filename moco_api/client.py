@@ -193,6 +193,10 @@ class MocoClient:
             "PUT", f"/contacts/people/{person_id}", "/contacts/people/{id}", body=body
         )
 
+    def delete_person(self, person_id: str) -> None:
+        """Delete a person (hard delete in MOCO); a person gone already counts as done."""
+        self._delete(f"/contacts/people/{person_id}", "/contacts/people/{id}")
+
     # --- taggings ------------------------------------------------------------------------
     def add_tags(self, entity: str, record_id: str, tags: list[str]) -> list[str]:
         """Add ``tags`` (existing ones are kept); returns the record's tags afterwards."""
@@ -224,6 +228,10 @@ class MocoClient:
         """Change a comment's text and return it."""
         return self._object("PUT", f"/comments/{comment_id}", "/comments/{id}", body=body)
 
+    def delete_comment(self, comment_id: str) -> None:
+        """Delete a comment (MOCO deletes only manual ones); gone already counts as done."""
+        self._delete(f"/comments/{comment_id}", "/comments/{id}")
+
     # --- web hooks -----------------------------------------------------------------------
     def web_hooks(self) -> list[dict[str, Any]]:
         """The account's web hook subscriptions."""
@@ -243,6 +251,12 @@ class MocoClient:
         )
 
     # --- transport -----------------------------------------------------------------------
+    def _delete(self, path: str, template: str) -> None:
+        try:
+            self._request("DELETE", path, template, body=None)
+        except NotFoundError:
+            return  # deleted already (by a person, or by a try whose answer was lost)
+
     def _object(
         self,
         method: str,

@@ -38,6 +38,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    func,
     or_,
     select,
     update,
@@ -146,6 +147,9 @@ class LedgerEntry:
     contact_source_id: str | None
     two_way: bool = False
     mirror: bool = False
+    #: The counterpart of the record's contact (the CRM contact of a note, the MOCO person of a
+    #: comment), when the ledger knows it.
+    contact_target_id: str | None = None
 
     @property
     def written(self) -> bool:
@@ -258,6 +262,7 @@ class IdLedger:
             contact_source_id=mapping[side.source_parent],
             two_way=mapping[side.other_state] is not None,
             mirror=mapping[side.target_type] != self._kind(stream)[1],
+            contact_target_id=mapping[side.target_parent],
         )
 
     def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]:
@@ -432,6 +437,27 @@ class IdLedger:
                         self._col(side.source_id) == source_id,
                     )
                 )
+            )
+
+    def count(self, stream: str) -> int:
+        """How many records of ``stream`` have a counterpart (links of its kind, any direction)."""
+        source_type, target_type = self._kind(stream)
+        side = self._side
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(links)
+                    .where(
+                        and_(
+                            links.c.location_id == self.location_id,
+                            self._col(side.source_type) == source_type,
+                            self._col(side.target_type) == target_type,
+                            self._col(side.source_id).is_not(None),
+                            self._col(side.target_id).is_not(None),
+                        )
+                    )
+                ).scalar_one()
             )
 
     def link_count(self) -> int:

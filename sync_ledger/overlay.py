@@ -45,6 +45,10 @@ class OverlayLedger(LedgerLike):
         return found
 
     @override
+    def count(self, stream: str) -> int:
+        return self._ledger.count(stream)
+
+    @override
     def get(self, stream: str, source_id: str) -> LedgerEntry | None:
         return self.lookup(stream, [source_id]).get(source_id)
 

@@ -22,8 +22,9 @@ from singer_sdk.sinks import BatchSink
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
+from sync_ledger.runlock import NO_RUN_LOCK, WAIT_SETTING, RunLockLike, run_lock_for
 from sync_ledger.summary import RunSummary
-from sync_ledger.writer import PARENT_STREAM, BatchWriter, FatalSyncError
+from sync_ledger.writer import DELETED_AT, PARENT_STREAM, BatchWriter, FatalSyncError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -47,7 +48,19 @@ class DryRunPlan(Protocol):
         ...
 
 
-class LedgerSink(BatchSink):
+class KeepsTombstones(BatchSink):
+    """A sink that keeps the soft-delete marker (``_sdc_deleted_at``) of incoming records."""
+
+    @override
+    def _remove_sdc_metadata_from_record(self, record: dict[str, Any]) -> None:
+        """Drop Singer's metadata columns, but keep the soft-delete marker: it is a tombstone."""
+        deleted = record.get(DELETED_AT)
+        super()._remove_sdc_metadata_from_record(record)
+        if deleted:
+            record[DELETED_AT] = deleted
+
+
+class LedgerSink(KeepsTombstones):
     """Batches one input stream and writes it through the target's writer.
 
     Records are validated against the target's own input schema (not the SDK's, which would stop
@@ -87,6 +100,7 @@ class LedgerSink(BatchSink):
             # A contact is always written before what belongs to it.
             self.target.drain_stream(PARENT_STREAM)
         writer = self.target.writer
+        self.target.run_lock.check()  # a run whose lease was taken over writes nothing more
         writer.write_batch(self.target.writer_stream(self.stream_name), records)
         if writer.held_count:
             writer.hold_pending()
@@ -100,6 +114,8 @@ class LedgerTarget(Target):
     streams: ClassVar[tuple[str, ...]] = ()
     #: The command that lists and retries rejects, named in messages.
     rejects_command: ClassVar[str] = "rejects list"
+    #: This run's lock on its location (sync_ledger.runlock), taken with the writer.
+    run_lock: RunLockLike = NO_RUN_LOCK
 
     @override
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -107,6 +123,12 @@ class LedgerTarget(Target):
         # Sinks drain one at a time; writes are concurrent inside the writer's own pool.
         self.max_parallelism = 1
         self.summary = RunSummary(self.streams)
+
+    @classmethod
+    @override
+    def append_builtin_config(cls, config_jsonschema: dict[str, Any]) -> None:
+        config_jsonschema["properties"].setdefault("run_lock_wait_seconds", WAIT_SETTING)
+        super().append_builtin_config(config_jsonschema)
 
     def build_writer(self, config: Mapping[str, Any], summary: RunSummary) -> BatchWriter:
         """The writer for ``config``; raises a configuration error before the first write."""
@@ -156,7 +178,10 @@ class LedgerTarget(Target):
     @cached_property
     def writer(self) -> BatchWriter:
         """The writer shared by all sinks (built once; validates the configuration)."""
-        return self.build_writer(self.config, self.summary)
+        writer = self.build_writer(self.config, self.summary)
+        # One writing run per location and target: wait for (or stop at) a run writing it now.
+        self.run_lock = run_lock_for(self.name, self.config)
+        return writer
 
     def drain_stream(self, stream_name: str) -> None:
         """Write what one stream has buffered (used to put contacts before their children)."""
@@ -173,6 +198,7 @@ class LedgerTarget(Target):
         for stream in (*self.streams, *sorted(self._sinks_active)):
             self.drain_stream(stream)  # contacts first; streams written like others after them
         self.writer.resolve_held()
+        self.writer.apply_deletes()
         self._report()
         rejected = sum(c["rejected"] for c in self.summary.as_dict().values())
         self.writer.close()
@@ -181,7 +207,9 @@ class LedgerTarget(Target):
                 f"{rejected} record(s) were rejected and fail_on_rejects is set; "
                 f"see `{self.rejects_command}`"
             )
+        self.run_lock.check()
         super().process_endofpipe()  # writes the tap's state: everything it covers is done
+        self.run_lock.release()
 
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:

@@ -7,6 +7,8 @@ from collections import Counter
 from typing import Any
 
 OUTCOMES = ("created", "updated", "unchanged", "rejected")
+#: A tombstone whose counterpart was deleted (deletes are opt-in; shown only when there are any).
+DELETED = "deleted"
 #: Reject messages kept per stream as examples for the person reading the summary.
 MAX_REJECT_EXAMPLES = 5
 
@@ -29,7 +31,7 @@ class RunSummary:
 
     def outcome(self, stream: str, outcome: str) -> None:
         """Count one record of ``stream`` with ``outcome`` (one of :data:`OUTCOMES`)."""
-        if outcome not in OUTCOMES:
+        if outcome not in (*OUTCOMES, DELETED):
             raise ValueError(f"unknown outcome {outcome!r}")
         with self._lock:
             self._counts.setdefault(stream, Counter())[outcome] += 1
@@ -56,16 +58,25 @@ class RunSummary:
             return out
 
     def as_dict(self) -> dict[str, dict[str, int]]:
-        """A snapshot: per stream, ``read`` and every outcome (0 when none)."""
+        """A snapshot: per stream, ``read`` and every outcome (0 when none).
+
+        ``deleted`` appears only in streams where something was deleted.
+        """
         with self._lock:
-            return {
-                stream: {key: counts.get(key, 0) for key in ("read", *OUTCOMES)}
-                for stream, counts in self._counts.items()
-            }
+            out = {}
+            for stream, counts in self._counts.items():
+                row = {key: counts.get(key, 0) for key in ("read", *OUTCOMES)}
+                if counts.get(DELETED):
+                    row[DELETED] = counts[DELETED]
+                out[stream] = row
+            return out
 
     def adds_up(self) -> bool:
         """Whether every stream's ``read`` equals the sum of its outcomes."""
-        return all(c["read"] == sum(c[o] for o in OUTCOMES) for c in self.as_dict().values())
+        return all(
+            c["read"] == sum(c[o] for o in OUTCOMES) + c.get(DELETED, 0)
+            for c in self.as_dict().values()
+        )
 
     def table(self, title: str = "target-contacts summary") -> str:
         """A fixed-width table for people reading the log."""
@@ -74,7 +85,9 @@ class RunSummary:
         lines = [title, header]
         for stream, counts in rows.items():
             lines.append(
-                f"{stream:<10}{counts['read']:>9}" + "".join(f"{counts[o]:>11}" for o in OUTCOMES)
+                f"{stream:<10}{counts['read']:>9}"
+                + "".join(f"{counts[o]:>11}" for o in OUTCOMES)
+                + (f"   {counts[DELETED]} deleted" if DELETED in counts else "")
             )
         for stream, won in self.conflicts_by_stream().items():
             lines.append(

@@ -38,6 +38,49 @@ PARENT_STREAM = "contacts"
 PARENT_FIELD = "contactId"
 #: The reject kind of a record whose contact is not written (yet).
 MISSING_CONTACT = "missing_contact"
+#: The Singer soft-delete marker: a record carrying it says "this source record is gone".
+DELETED_AT = "_sdc_deleted_at"
+# Below this many links a share cap says little: only the count cap applies.
+_SHARE_CAP_MIN_LINKS = 10
+
+
+@dataclass(frozen=True)
+class DeletePolicy:
+    """Which deletions a target propagates, and the caps that stop a run instead of deleting.
+
+    Off by default (``streams`` empty). A run that would delete more than ``max_deletes`` records
+    of one stream, or more than ``max_share`` of the stream's linked records (e.g. after an API
+    returned an empty list), stops before deleting anything.
+    """
+
+    streams: frozenset[str] = frozenset()
+    max_deletes: int = 100
+    max_share: float = 0.5
+
+
+def delete_policy(
+    config: Mapping[str, Any], error: type[Exception], env_prefix: str
+) -> DeletePolicy:
+    """The :class:`DeletePolicy` a target's settings ask for.
+
+    Reads ``delete_streams``, ``max_deletes`` and ``max_delete_share``; ``error`` is raised for a
+    bad value, naming its environment variable.
+    """
+    streams = config.get("delete_streams") or []
+    if isinstance(streams, str):
+        streams = [s.strip() for s in streams.split(",") if s.strip()]
+    try:
+        max_deletes = int(config.get("max_deletes", 100) or 0)
+        max_share = float(config.get("max_delete_share", 0.5) or 0)
+    except (TypeError, ValueError):
+        max_deletes, max_share = -1, -1.0
+    if max_deletes < 0 or not 0 <= max_share <= 1:
+        msg = (
+            f"max_deletes must be a whole number >= 0 and max_delete_share between 0 and 1 "
+            f"({env_prefix}MAX_DELETES, {env_prefix}MAX_DELETE_SHARE)"
+        )
+        raise error(msg)
+    return DeletePolicy(frozenset(str(s) for s in streams), max_deletes, max_share)
 
 
 class RecordRejected(Exception):  # noqa: N818  public name, a verdict rather than a failure
@@ -80,6 +123,10 @@ class LedgerLike(Protocol):
 
     def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """Entries for the given source ids (absent ids are missing from the result)."""
+        ...
+
+    def count(self, stream: str) -> int:
+        """How many records of ``stream`` have a counterpart."""
         ...
 
     def get(self, stream: str, source_id: str) -> LedgerEntry | None:
@@ -171,6 +218,8 @@ class BatchWriter:
         self._held_lock = threading.Lock()
         #: Progress lines at a steady pace while a long run writes.
         self.progress = ProgressLog(self.summary)
+        self._tombstones: list[WorkItem] = []
+        self.deletes = DeletePolicy()
 
     def source_id_of(self, stream: str, record: Mapping[str, Any]) -> str | None:
         """The source id of ``record`` as a string, None when it is missing."""
@@ -196,6 +245,10 @@ class BatchWriter:
     def _dispatch(
         self, item: WorkItem, entry: LedgerEntry | None, parents: dict[str, LedgerEntry]
     ) -> str:
+        raise NotImplementedError
+
+    def _delete(self, stream: str, entry: LedgerEntry) -> None:
+        """Delete ``entry``'s counterpart through the API (gone already counts as done)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -304,6 +357,10 @@ class BatchWriter:
         if item.source_id is None:
             field_name = self.source_id_fields.get(stream, "id")
             self._reject(item, RecordRejected(field_name, "is required but missing"))
+            return
+        if item.record.get(DELETED_AT):
+            with self._held_lock:  # applied at the end, once every record is in
+                self._tombstones.append(item)
             return
         try:
             if not first:
@@ -432,3 +489,68 @@ class BatchWriter:
                     stream,
                 )
                 self.write_batch(stream, ready)
+
+    # --- deletes -----------------------------------------------------------------------------
+    def apply_deletes(self) -> None:
+        """Propagate the run's tombstones (records marked ``_sdc_deleted_at``).
+
+        A tombstone deletes the counterpart linked to its source id, and only that one, in the
+        streams :attr:`deletes` names; elsewhere, or without a counterpart, it is counted as
+        unchanged. Raises :class:`FatalSyncError`, deleting nothing, when a stream's deletes
+        exceed the caps.
+        """
+        with self._held_lock:
+            tombstones, self._tombstones = self._tombstones, []
+        by_stream: dict[str, list[WorkItem]] = defaultdict(list)
+        for item in tombstones:
+            by_stream[item.stream].append(item)
+        planned: list[tuple[WorkItem, LedgerEntry]] = []
+        for stream, items in by_stream.items():
+            entries = self.ledger.lookup(stream, [i.source_id for i in items if i.source_id])
+            doomed = []
+            for item in items:
+                entry = entries.get(item.source_id or "")
+                if entry is None or not entry.written or entry.mirror:
+                    self.summary.outcome(stream, "unchanged")  # nothing of ours to delete
+                elif stream not in self.deletes.streams:
+                    logger.info(
+                        "%s %s was deleted at the source; its counterpart %s stays (deletes are "
+                        "off for %s)",
+                        stream,
+                        item.source_id,
+                        entry.target_id,
+                        stream,
+                    )
+                    self.summary.outcome(stream, "unchanged")
+                else:
+                    doomed.append((item, entry))
+            self._check_caps(stream, len(doomed))
+            planned += doomed
+        # Children before their contacts: a contact's delete may take its children along.
+        planned.sort(key=lambda pair: pair[0].stream == PARENT_STREAM)
+        for item, entry in planned:
+            self._delete(item.stream, entry)
+            self.ledger.forget(item.stream, item.source_id or "")
+            logger.warning(
+                "deleted %s %s: its source record %s was deleted",
+                item.stream,
+                entry.target_id,
+                item.source_id,
+            )
+            self.summary.outcome(item.stream, "deleted")
+
+    def _check_caps(self, stream: str, count: int) -> None:
+        if not count:
+            return
+        linked = self.ledger.count(stream)
+        share = count / linked if linked else 1.0
+        too_many = count > self.deletes.max_deletes
+        too_much = linked >= _SHARE_CAP_MIN_LINKS and share > self.deletes.max_share
+        if too_many or too_much:
+            raise FatalSyncError(
+                f"this run would delete {count} {stream} record(s) of {linked} linked "
+                f"({share:.0%}), above the caps (max_deletes {self.deletes.max_deletes}, "
+                f"max_delete_share {self.deletes.max_share:.0%}); nothing was deleted. If the "
+                "source really lost them, raise the caps for one run; if a source answered an "
+                "empty or partial list, fix that first"
+            )

@@ -91,6 +91,19 @@ class DryRunClient(ClientLike):
     def list_notes(self, contact_id: str) -> list[dict[str, Any]]:
         return [] if contact_id.startswith("dry-run-") else self._client.list_notes(contact_id)
 
+    # deletes are planned too
+    @override
+    def delete_contact(self, contact_id: str) -> None:
+        self._plan(routes.DELETE_CONTACT, {}, id=contact_id)
+
+    @override
+    def delete_task(self, contact_id: str, task_id: str) -> None:
+        self._plan(routes.DELETE_TASK, {}, id=contact_id, taskId=task_id)
+
+    @override
+    def delete_note(self, contact_id: str, note_id: str) -> None:
+        self._plan(routes.DELETE_NOTE, {}, id=contact_id, noteId=note_id)
+
     # writes are planned
     @override
     def create_contact(self, payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from contacts_api.errors import (
 from sync_ledger.merge import ConflictPolicy
 from sync_ledger.writer import (
     BatchWriter,
+    DeletePolicy,
     FatalSyncError,
     LedgerLike,
     RecordRejected,
@@ -99,6 +100,18 @@ class ClientLike(Protocol):
         """One note as the CRM holds it now."""
         ...
 
+    def delete_contact(self, contact_id: str) -> None:
+        """Delete a contact."""
+        ...
+
+    def delete_task(self, contact_id: str, task_id: str) -> None:
+        """Delete a task."""
+        ...
+
+    def delete_note(self, contact_id: str, note_id: str) -> None:
+        """Delete a note."""
+        ...
+
     def list_tasks(self, contact_id: str) -> list[dict[str, Any]]:
         """The contact's tasks."""
         ...
@@ -159,6 +172,7 @@ class WriteRules:
     merge_shared_contacts: bool = False
     #: None: one-way (the source overwrites what it maps); a policy: two-way, read first.
     conflict_policy: ConflictPolicy | None = None
+    deletes: DeletePolicy = field(default_factory=DeletePolicy)
 
 
 class ContactsSync(BatchWriter):
@@ -187,6 +201,7 @@ class ContactsSync(BatchWriter):
         self.location_id = location_id
         self.default_phone_region = rules.default_phone_region
         self.custom_field_map = dict(rules.custom_field_map)
+        self.deletes = rules.deletes
 
     @override
     def identity_keys(self, item: WorkItem) -> list[tuple[str, str]]:
@@ -210,6 +225,25 @@ class ContactsSync(BatchWriter):
                 kind="api",
             )
         return None
+
+    @override
+    def _delete(self, stream: str, entry: LedgerEntry) -> None:
+        target_id = entry.target_id or ""
+        try:
+            if stream == "contacts":
+                self.client.delete_contact(target_id)
+                return
+            contact_id = entry.contact_target_id or self.parent_target_id(
+                entry.contact_source_id or "", {}
+            )
+            if contact_id is None:
+                return  # its contact is gone, and the task or note with it
+            if stream == "tasks":
+                self.client.delete_task(contact_id, target_id)
+            else:
+                self.client.delete_note(contact_id, target_id)
+        except NotFoundError:
+            pass  # gone already
 
     @override
     def _dispatch(

@@ -189,6 +189,29 @@ class TargetContacts(LedgerTarget):
             "counted in the summary and logged.",
         ),
         th.Property(
+            "delete_streams",
+            th.ArrayType(th.StringType(allowed_values=["contacts", "tasks", "notes"])),
+            default=[],
+            description="Deletes are off by default. Name the streams whose deletions reach the "
+            "CRM: a record the tap marks deleted (_sdc_deleted_at) deletes exactly the CRM "
+            "contact, task or note linked to it, nothing else. The dry run lists them.",
+        ),
+        th.Property(
+            "max_deletes",
+            th.IntegerType,
+            default=100,
+            description="A run that would delete more records of one stream stops instead, "
+            "deleting nothing.",
+        ),
+        th.Property(
+            "max_delete_share",
+            th.NumberType,
+            default=0.5,
+            description="A run that would delete more than this share of one stream's linked "
+            "records (from 10 links on; e.g. after the source answered an empty list) stops "
+            "instead, deleting nothing.",
+        ),
+        th.Property(
             "merge_shared_contacts",
             th.BooleanType,
             default=False,

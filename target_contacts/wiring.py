@@ -25,6 +25,7 @@ from sync_ledger.db import DEFAULT_LEDGER_URL, is_in_memory, make_engine
 from sync_ledger.ledger import IdLedger
 from sync_ledger.merge import POLICIES, ConflictPolicy
 from sync_ledger.tokens import TokenStore
+from sync_ledger.writer import delete_policy
 from target_contacts.dryrun import DryRunClient, OverlayLedger
 from target_contacts.sync import ClientLike, ContactsSync, LedgerLike, WriteRules
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from sync_ledger.summary import RunSummary
 
 logger = logging.getLogger(__name__)
+ENV = "TARGET_CONTACTS_"
 
 DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 
@@ -154,5 +156,6 @@ def build_sync(config: Mapping[str, Any], summary: RunSummary | None = None) -> 
             custom_field_map=config.get("custom_fields") or {},
             merge_shared_contacts=bool(config.get("merge_shared_contacts")),
             conflict_policy=conflict_policy(config),
+            deletes=delete_policy(config, ConfigError, ENV),
         ),
     )

@@ -76,7 +76,16 @@ class DryRunMocoClient(MocoClientLike):
             return []
         return self._client.comments_on(commentable_type, commentable_id)
 
-    # writes are planned
+    # writes and deletes are planned
+    @override
+    def delete_person(self, person_id: str) -> None:
+        path = f"/contacts/people/{person_id}"
+        self._planned("DELETE", "/contacts/people/{id}", path, None, creates=False)
+
+    @override
+    def delete_comment(self, comment_id: str) -> None:
+        self._planned("DELETE", "/comments/{id}", f"/comments/{comment_id}", None, creates=False)
+
     @override
     def create_person(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return {

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from typing_extensions import override
@@ -37,6 +37,7 @@ from moco_api.html import html_to_text, same_text
 from sync_ledger.merge import ConflictPolicy, merge_fields, parse_time
 from sync_ledger.writer import (
     BatchWriter,
+    DeletePolicy,
     FatalSyncError,
     RecordRejected,
     WorkItem,
@@ -85,6 +86,14 @@ class MocoClientLike(Protocol):
         """Change a person's fields."""
         ...
 
+    def delete_person(self, person_id: str) -> None:
+        """Delete a person."""
+        ...
+
+    def delete_comment(self, comment_id: str) -> None:
+        """Delete a comment."""
+        ...
+
     def add_tags(self, entity: str, record_id: str, tags: list[str]) -> list[str]:
         """Add tags to a record."""
         ...
@@ -115,6 +124,7 @@ class MocoRules:
     #: None: one-way (the CRM's mapped values overwrite); a policy: two-way, read first.
     conflict_policy: ConflictPolicy | None = None
     timezone_name: str = "UTC"
+    deletes: DeletePolicy = field(default_factory=DeletePolicy)
 
 
 def _digits(value: object) -> str:
@@ -173,6 +183,7 @@ class MocoSync(BatchWriter):
         super().__init__(ledger, summary=summary, concurrency=concurrency, thread_name="moco-write")
         self.client = client
         self.rules = rules or MocoRules()
+        self.deletes = self.rules.deletes
 
     # --- the pool's questions ------------------------------------------------------------
     @override
@@ -221,6 +232,13 @@ class MocoSync(BatchWriter):
                 return "held"
             return self.write_comment(comment, entry, person_id)
         raise RecordRejected(None, f"unknown stream {item.stream!r}")
+
+    @override
+    def _delete(self, stream: str, entry: LedgerEntry) -> None:
+        if stream == "contacts":
+            self.client.delete_person(entry.target_id or "")
+        else:
+            self.client.delete_comment(entry.target_id or "")
 
     def _policy_for(self, entry: LedgerEntry) -> ConflictPolicy | None:
         if self.rules.conflict_policy is not None:
@@ -375,7 +393,8 @@ class MocoSync(BatchWriter):
     def _match_person(self, p: PersonPayload, *, after_lost_answer: bool) -> str | None:
         """The MOCO person this contact is, if no other CRM contact is linked to it.
 
-        Same e-mail, else phone; after a lost create answer also the same name. A person linked
+        Same e-mail, else phone; after a lost create answer also a person showing every field
+        the create sent (one without e-mail and phone is found by name). A person linked
         to another contact makes this one a shared identity: rejected, unless
         merge_shared_contacts is set.
         """
@@ -407,12 +426,13 @@ class MocoSync(BatchWriter):
                 if found is not None:
                     return found
         if after_lost_answer:
+            # Our own create shows every field it sent; a namesake that was there before (with
+            # another phone, say) is someone else.
             people = self.client.find_people(term=p.fields["lastname"])
             hits = [
                 person
                 for person in people
-                if str(person.get("lastname") or "") == p.fields["lastname"]
-                and str(person.get("firstname") or "") == p.fields.get("firstname", "")
+                if all(same_person_field(k, v, person.get(k)) for k, v in p.fields.items())
             ]
             claimed = [h for h in hits if self._owner(p, str(h["id"])) is None]
             return str(claimed[0]["id"]) if claimed else None

@@ -103,6 +103,31 @@ class TargetMoco(LedgerTarget):  # noqa: D101  its docstring is _ABOUT, kept on 
             "write into the one MOCO person.",
         ),
         th.Property(
+            "delete_streams",
+            th.ArrayType(
+                th.StringType(allowed_values=["contacts", "notes", "tasks", "appointments"])
+            ),
+            default=[],
+            description="Deletes are off by default. Name the streams whose deletions reach "
+            "MOCO: a CRM note, task or appointment the tap marks deleted (_sdc_deleted_at) "
+            "deletes exactly the MOCO comment linked to it; 'contacts' (separately, since it "
+            "deletes people) the linked MOCO person. The dry run lists them.",
+        ),
+        th.Property(
+            "max_deletes",
+            th.IntegerType,
+            default=100,
+            description="A run that would delete more records of one stream stops instead, "
+            "deleting nothing.",
+        ),
+        th.Property(
+            "max_delete_share",
+            th.NumberType,
+            default=0.5,
+            description="A run that would delete more than this share of one stream's linked "
+            "records (from 10 links on) stops instead, deleting nothing.",
+        ),
+        th.Property(
             "default_gender",
             th.StringType(allowed_values=["F", "M", "U"]),
             default="U",

@@ -18,6 +18,7 @@ from sync_ledger.db import DEFAULT_LEDGER_URL, is_in_memory, make_engine
 from sync_ledger.ledger import Direction, IdLedger
 from sync_ledger.merge import POLICIES, ConflictPolicy
 from sync_ledger.overlay import OverlayLedger
+from sync_ledger.writer import delete_policy
 from target_moco.dryrun import DryRunMocoClient
 from target_moco.payloads import GENDERS
 from target_moco.sync import MocoClientLike, MocoRules, MocoSync
@@ -133,5 +134,6 @@ def build_moco_sync(config: Mapping[str, Any], summary: RunSummary | None = None
             merge_shared_contacts=bool(config.get("merge_shared_contacts")),
             conflict_policy=policy,
             timezone_name=str(config.get("timezone") or "UTC"),
+            deletes=delete_policy(config, ConfigError, ENV),
         ),
     )

@@ -43,6 +43,7 @@ from singer_sdk.plugin_base import PluginBase
 from singer_sdk.sinks import BatchSink, Sink
 from singer_sdk.target_base import Target
 
+from sync_ledger.singer_target import KeepsTombstones, LedgerSink
 from tap_moco.client import EMITTED_STATE_KEY, format_moco_timestamp, parse_moco_timestamp
 from tap_moco.tap import TapMoco
 from target_contacts.sinks import ContactsApiSink
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 SDK_VERSION = importlib.metadata.version("singer-sdk")
 TARGET_PY = "target_contacts/target.py"
 SINKS_PY = "target_contacts/sinks.py"
+LEDGER_SINK_PY = "sync_ledger/singer_target.py"
 TAP_PY = "tap_moco/tap.py"
 CLIENT_PY = "tap_moco/client.py"
 
@@ -269,6 +271,36 @@ def test_parse_timestamps_in_record_is_called_for_every_record_and_keeps_strings
     assert [r["updated"] for r in batch] == ["2024-05-06T07:08:09Z"] * 3, changed(
         hook, SINKS_PY, what
     )
+
+
+class TombstoneProbeSink(KeepsTombstones, ProbeSink):
+    """Keeps the soft-delete marker through the SDK's metadata removal, as LedgerSink does."""
+
+
+def test_remove_sdc_metadata_from_record_is_where_the_soft_delete_marker_is_dropped() -> None:
+    hook = "Sink._remove_sdc_metadata_from_record"
+    what = "keeping _sdc_deleted_at (a tombstone) while the other metadata columns go"
+    assert_same_parameters(
+        Sink._remove_sdc_metadata_from_record,
+        LedgerSink._remove_sdc_metadata_from_record,
+        hook,
+        LEDGER_SINK_PY,
+        what,
+    )
+    gone = {**people(1)[0], "_sdc_deleted_at": "2026-12-01T10:00:00Z", "_sdc_sequence": 1}
+    plain = ProbeTarget()
+    plain.listen(singer_lines(gone))
+    assert "_sdc_deleted_at" not in probe_sink(plain).batches[0][0], changed(
+        hook, LEDGER_SINK_PY, what + " (the SDK no longer drops it there)"
+    )
+    kept = ProbeTarget()
+    kept.default_sink_class = TombstoneProbeSink
+    kept.listen(singer_lines(gone))
+    record = probe_sink(kept).batches[0][0]
+    assert record.get("_sdc_deleted_at") == "2026-12-01T10:00:00Z", changed(
+        hook, LEDGER_SINK_PY, what
+    )
+    assert "_sdc_sequence" not in record, changed(hook, LEDGER_SINK_PY, what)
 
 
 class KeylessProbeSink(ProbeSink):
