@@ -24,7 +24,7 @@ from typing_extensions import override
 
 from sync_ledger.runlock import NO_RUN_LOCK, WAIT_SETTING, RunLockLike, run_lock_for
 from sync_ledger.summary import RunSummary
-from sync_ledger.writer import PARENT_STREAM, BatchWriter, FatalSyncError
+from sync_ledger.writer import DELETED_AT, PARENT_STREAM, BatchWriter, FatalSyncError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -48,7 +48,19 @@ class DryRunPlan(Protocol):
         ...
 
 
-class LedgerSink(BatchSink):
+class KeepsTombstones(BatchSink):
+    """A sink that keeps the soft-delete marker (``_sdc_deleted_at``) of incoming records."""
+
+    @override
+    def _remove_sdc_metadata_from_record(self, record: dict[str, Any]) -> None:
+        """Drop Singer's metadata columns, but keep the soft-delete marker: it is a tombstone."""
+        deleted = record.get(DELETED_AT)
+        super()._remove_sdc_metadata_from_record(record)
+        if deleted:
+            record[DELETED_AT] = deleted
+
+
+class LedgerSink(KeepsTombstones):
     """Batches one input stream and writes it through the target's writer.
 
     Records are validated against the target's own input schema (not the SDK's, which would stop
@@ -186,6 +198,7 @@ class LedgerTarget(Target):
         for stream in (*self.streams, *sorted(self._sinks_active)):
             self.drain_stream(stream)  # contacts first; streams written like others after them
         self.writer.resolve_held()
+        self.writer.apply_deletes()
         self._report()
         rejected = sum(c["rejected"] for c in self.summary.as_dict().values())
         self.writer.close()
