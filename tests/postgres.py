@@ -65,8 +65,9 @@ STOP_TIMEOUT_SECONDS = 30.0
 COMMAND_TIMEOUT_SECONDS = 120.0
 #: A cluster directory this old without a live server was left by a killed test run.
 STALE_SECONDS = 3600.0
-# A unix socket path longer than this is refused by the kernel (108 bytes with the file name).
-_MAX_SOCKET_DIR = 80
+# The kernel refuses a unix socket path over 107 bytes: <parent>/moco-pg-XXXXXXXX/socket/.s.PGSQL.N
+# must fit, so a longer temporary directory is not used.
+_MAX_TEMP_PARENT = 60
 
 
 class PostgresUnavailableError(RuntimeError):
@@ -229,11 +230,12 @@ def start_cluster() -> PostgresCluster:
     """initdb a cluster in a new temporary directory and start it; see the module docstring."""
     bindir = server_bindir()
     user = _server_user()
-    _remove_stale_clusters(Path(tempfile.gettempdir()))
-    root = Path(tempfile.mkdtemp(prefix="moco-pg-"))
-    if len(str(root)) > _MAX_SOCKET_DIR:
-        shutil.rmtree(root)
-        root = Path(tempfile.mkdtemp(prefix="moco-pg-", dir="/tmp"))
+    parent = Path(tempfile.gettempdir())
+    # The socket path must be short, and the server's user must reach the directory.
+    if len(str(parent)) > _MAX_TEMP_PARENT or (user is not None and not _reachable(parent)):
+        parent = Path("/tmp")  # noqa: S108  mkdtemp makes a private directory in it
+    _remove_stale_clusters(parent)
+    root = Path(tempfile.mkdtemp(prefix="moco-pg-", dir=parent))
     try:
         (root / "socket").mkdir()
         password = secrets.token_hex(16)
@@ -273,6 +275,11 @@ def start_cluster() -> PostgresCluster:
         shutil.rmtree(root, ignore_errors=True)
         raise
     return cluster
+
+
+def _reachable(directory: Path) -> bool:
+    """Whether any user may pass through ``directory`` and every directory above it."""
+    return all(d.stat().st_mode & 0o001 for d in (directory, *directory.parents))
 
 
 def _remove_stale_clusters(parent: Path) -> None:
