@@ -5,9 +5,10 @@ How it runs:
 - The server binaries (``initdb``, ``postgres``) come from ``$PG_BINDIR``, ``pg_config --bindir``
   or ``/usr/lib/postgresql/*/bin`` (Debian's ``postgresql`` package); without them the fixture
   fails and says how to install them. ``.ci/run`` installs the package when they are missing.
-- PostgreSQL refuses to run as root. Under root the cluster belongs to the system user
-  ``postgres`` (Debian's package makes it) or, where there is none, to ``moco-pg-test``, created
-  once with ``useradd``; ``setpriv`` switches to it. Otherwise it runs as the current user.
+- PostgreSQL refuses to run as root. Under root the cluster belongs to ``$PG_TEST_USER``, else
+  the system user ``postgres`` (Debian's package makes it) or, where there is none, to
+  ``moco-pg-test``, created once with ``useradd``; ``setpriv`` switches to it. Otherwise it runs
+  as the current user.
 - Everything lives in a fresh temporary directory owned by that user: the data directory, the
   unix socket and the server log. The server listens on 127.0.0.1 only, on a free port, with
   ``fsync`` off (nothing here needs to survive a power cut). Clients log in over TCP as the
