@@ -12,19 +12,25 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy import inspect, text
+from sqlalchemy import column, inspect, select, table, text
 from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy import Engine
     from sqlalchemy.engine import Connection
+    from sqlalchemy.sql.expression import TableClause
 
 #: The revision a pre-migration ledger (release 0.1.0) is at.
 BASELINE = "0001"
 #: The newest revision, known without loading Alembic (every process opens the ledger, and a
 #: ledger at this revision needs no migration); a test checks it against the migrations.
 HEAD = "0004"
+#: Where the ledger keeps its revision: not Alembic's default ``alembic_version``, so that the
+#: ledger and Meltano's system database (which has its own) may share one PostgreSQL database.
+VERSION_TABLE = "sync_ledger_version"
+# Ledgers of this release's development kept it in Alembic's default table.
+_OLD_VERSION_TABLE = "alembic_version"
 # Any fixed number: the key of PostgreSQL's advisory lock around migrations.
 _PG_LOCK_KEY = 0x5C1ED6E7
 
@@ -34,6 +40,7 @@ def _config(connection: Connection | None = None) -> Config:
 
     config = Config()
     config.set_main_option("script_location", "sync_ledger:migrations")
+    config.attributes["version_table"] = VERSION_TABLE
     if connection is not None:
         config.attributes["connection"] = connection
     return config
@@ -55,18 +62,46 @@ def current(connection: Connection) -> str | None:
     """The revision the database is at (None: not under migrations yet)."""
     from alembic.runtime.migration import MigrationContext  # noqa: PLC0415  loaded when needed
 
-    return MigrationContext.configure(connection).get_current_revision()
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
 
 
 def _at_head(connection: Connection) -> bool:
     """Whether the database is at :data:`HEAD`, asked with plain SQL (no Alembic import)."""
     try:
-        rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+        rows = connection.execute(select(_version_table(VERSION_TABLE).c.version_num)).all()
     except DBAPIError:
-        return False  # no alembic_version table yet
+        return False  # no version table yet
     finally:
         connection.rollback()
     return [row[0] for row in rows] == [HEAD]
+
+
+def _revision_before_migrations(connection: Connection) -> str | None:
+    """The revision of a ledger not yet under :data:`VERSION_TABLE`, None for an empty one.
+
+    A release-0.1.0 ledger (its ``id_map``, no version) is at :data:`BASELINE`; a ledger that kept
+    one of this package's revisions in Alembic's default table is at that one. A default table
+    holding another revision (Meltano's, in a shared database) says nothing about the ledger.
+    """
+    tables = inspect(connection)
+    if tables.has_table(_OLD_VERSION_TABLE) and tables.has_table("links"):
+        rows = connection.execute(select(_version_table(_OLD_VERSION_TABLE).c.version_num)).all()
+        ours = {str(row[0]) for row in rows} & _revisions()
+        if ours:
+            return max(ours)
+    return BASELINE if tables.has_table("id_map") else None
+
+
+def _revisions() -> set[str]:
+    from alembic.script import ScriptDirectory  # noqa: PLC0415  loaded only when needed
+
+    script = ScriptDirectory.from_config(_config())
+    return {rev.revision for rev in script.walk_revisions()}
+
+
+def _version_table(name: str) -> TableClause:
+    return table(name, column("version_num"))
 
 
 def _lock(connection: Connection) -> None:
@@ -87,7 +122,9 @@ def upgrade(engine: Engine) -> None:
         revision = current(connection)  # again, under the lock: another run may have migrated
         if revision != head():
             config = _config(connection)
-            if revision is None and inspect(connection).has_table("id_map"):
-                command.stamp(config, BASELINE)
+            if revision is None:
+                found = _revision_before_migrations(connection)
+                if found is not None:
+                    command.stamp(config, found)
             command.upgrade(config, "head")
         connection.commit()

@@ -14,6 +14,7 @@ from sync_ledger.db import metadata
 connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
+    version_table=context.config.attributes["version_table"],
     target_metadata=metadata,
     # SQLite alters tables by copying them; batch mode does that for both engines alike.
     render_as_batch=True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import multiprocessing
+from typing import TYPE_CHECKING
 
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
@@ -16,15 +17,18 @@ from sync_ledger.db import make_engine
 from sync_ledger.ledger import Direction, IdLedger
 from sync_ledger.tokens import TokenStore
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone.utc)
 
 
 def release_010_ledger(url: str) -> None:
-    """A ledger exactly as release 0.1.0 left it: its tables, its rows, no alembic_version."""
+    """A ledger exactly as release 0.1.0 left it: its tables, its rows, no version table."""
     engine = create_engine(url)
     with engine.begin() as conn:
         command.upgrade(schema._config(conn), schema.BASELINE)
-        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text(f"DROP TABLE {schema.VERSION_TABLE}"))
         rows = [
             ("loc", "contacts", "5", "crm-5", None, "h5", "written", {"tags": ["moco"]}),
             ("loc", "contacts", "6", None, None, None, "creating", None),
@@ -73,7 +77,7 @@ def test_a_release_010_ledger_upgrades_in_place_with_nothing_lost(ledger_url: st
     release_010_ledger(ledger_url)
     engine = make_engine(ledger_url)
     tables = set(inspect(engine).get_table_names())
-    assert {"links", "rejects", "oauth_tokens", "alembic_version"} <= tables
+    assert {"links", "rejects", "oauth_tokens", schema.VERSION_TABLE} <= tables
     assert "id_map" not in tables
     with engine.connect() as conn:
         assert schema.current(conn) == schema.head()
@@ -129,7 +133,7 @@ def test_runs_that_start_together_migrate_once(ledger_url: str) -> None:
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     engine = make_engine(ledger_url)
     with engine.connect() as conn:
-        versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        versions = conn.execute(text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).all()  # noqa: S608
     assert [v[0] for v in versions] == [schema.head()]
 
 
@@ -147,3 +151,31 @@ def test_a_fresh_ledger_gets_every_table(ledger_url: str) -> None:
 
 def test_the_head_known_without_alembic_is_the_migrations_head() -> None:
     assert schema.head() == schema.HEAD
+
+
+def test_the_ledger_shares_a_database_with_meltanos_own_alembic_version(ledger_url: str) -> None:
+    # Meltano's system database keeps its revision in alembic_version; the ledger keeps its own.
+    engine = create_engine(ledger_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('c0efb3c314eb')"))
+    engine.dispose()
+    ledger = make_engine(ledger_url)
+    with ledger.connect() as conn:
+        assert schema.current(conn) == schema.head()
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == (
+            "c0efb3c314eb"
+        )
+
+
+def test_a_ledger_that_kept_its_revision_in_alembic_version_is_adopted(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'dev.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0002")
+        conn.execute(text(f"ALTER TABLE {schema.VERSION_TABLE} RENAME TO alembic_version"))
+    engine.dispose()
+    ledger = make_engine(url)  # 0002 -> head, without creating the links table again
+    with ledger.connect() as conn:
+        assert schema.current(conn) == schema.head()
+    assert "rate_budgets" in inspect(ledger).get_table_names()
