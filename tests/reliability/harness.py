@@ -23,6 +23,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -40,7 +41,7 @@ from tests.hooks import SandboxHook
 from tests.target.singer import messages, note, person, task  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -279,19 +280,35 @@ class KillSwitch(SandboxHook):
     """SIGKILL the pipeline's process group when the ``k``-th write request reaches the sandbox.
 
     ``phase="before"``: the write is not applied (the request dies with the process);
-    ``phase="after"``: the write is committed, then the process dies before the answer arrives.
+    ``phase="after"``: the write is committed, then the process dies before the answer arrives;
+    ``phase="next"``: the write is answered, and the process dies when its next request of any
+    kind arrives (unhandled): after the client took the answer in, e.g. recorded it in its
+    ledger, when one writer thread sends one request after the other.
+
+    ``counts`` picks the requests counted (default: the Contacts API's writes, :func:`is_write`);
+    ``hit`` is the counted request the kill came at, ``answer`` its answer (``after``/``next``).
     """
 
-    def __init__(self, contacts: RunningSandbox, k: int, phase: str) -> None:
-        if phase not in ("before", "after") or k < 1:
-            raise ValueError("phase must be 'before' or 'after' and k >= 1")
+    def __init__(
+        self,
+        sandbox: RunningSandbox,
+        k: int,
+        phase: str,
+        counts: Callable[[Request], bool] | None = None,
+    ) -> None:
+        if phase not in ("before", "after", "next") or k < 1:
+            raise ValueError("phase must be 'before', 'after' or 'next' and k >= 1")
         self.k = k
         self.phase = phase
+        self.counts = counts or (lambda r: is_write(r.method, r.path))
         self.pgid: int | None = None
         self.writes = 0
+        self.hit: Request | None = None
+        self.answer: Response | None = None
         self.fired = threading.Event()
+        self._armed_next = False
         self._lock = threading.Lock()
-        super().__init__(contacts)
+        super().__init__(sandbox)
 
     def arm(self, pgid: int) -> None:
         self.pgid = pgid
@@ -303,18 +320,29 @@ class KillSwitch(SandboxHook):
                 os.killpg(self.pgid, signal.SIGKILL)
 
     def _handle(self, request: Request) -> Response:
-        if not is_write(request.method, request.path):
+        with self._lock:
+            if self._armed_next and not self.fired.is_set():
+                self._kill()
+                return Response(503, {"message": "the client was killed before this request"})
+        if not self.counts(request):
             return self._original(request)
         with self._lock:
             self.writes += 1
-            hit = self.writes == self.k and not self.fired.is_set()
+            hit = self.writes == self.k and not self.fired.is_set() and self.hit is None
+            if hit:
+                self.hit = request
         if not hit:
             return self._original(request)
         if self.phase == "before":
             self._kill()
             return Response(503, {"message": "the client was killed before this write"})
         response = self._original(request)
-        self._kill()
+        self.answer = response
+        if self.phase == "after":
+            self._kill()
+        else:
+            with self._lock:
+                self._armed_next = True
         return response
 
 
@@ -428,11 +456,34 @@ class World:
         target_config = folder / "target-config.json"
         tap_config.write_text(json.dumps(self.tap_config(**(tap or {}))))
         target_config.write_text(json.dumps(self.target_config(**(target or {}))))
-        tap_cmd = [str(BIN / "tap-moco"), "--config", str(tap_config)]
-        if self.state is not None:
+        run = self.pipe(
+            number,
+            folder,
+            [str(BIN / "tap-moco"), "--config", str(tap_config)],
+            [str(BIN / "target-contacts"), "--config", str(target_config)],
+            state=self.state,
+            kill=kill,
+            timeout=timeout,
+        )
+        return self._finish(run, (tap_config, target_config), save_state=save_state)
+
+    @staticmethod
+    def pipe(
+        number: int,
+        folder: Path,
+        tap_cmd: list[str],
+        target_cmd: list[str],
+        *,
+        state: dict[str, Any] | None,
+        kill: KillSwitch | None,
+        timeout: float,
+    ) -> Run:
+        """``TAP [--state] | TARGET`` as two processes in one process group (``kill`` armed with
+        it); returns what they printed."""
+        if state is not None:
             state_file = folder / "state.json"
-            state_file.write_text(json.dumps(self.state))
-            tap_cmd += ["--state", str(state_file)]
+            state_file.write_text(json.dumps(state))
+            tap_cmd = [*tap_cmd, "--state", str(state_file)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         out_path, err_path, tap_err_path = (
             folder / "target.out",
@@ -456,7 +507,7 @@ class World:
             if kill is not None:
                 kill.arm(pgid)
             target_proc = subprocess.Popen(
-                [str(BIN / "target-contacts"), "--config", str(target_config)],
+                target_cmd,
                 stdin=tap_proc.stdout,
                 stdout=out,
                 stderr=err,
@@ -477,7 +528,7 @@ class World:
                     f"the pipeline did not finish within {timeout} s:\n"
                     f"{_tail(err_path.read_text(errors='replace'))}"
                 ) from None
-        run = Run(
+        return Run(
             number,
             target_proc.returncode,
             tap_proc.returncode,
@@ -487,7 +538,6 @@ class World:
             bool(kill and kill.fired.is_set()),
             folder,
         )
-        return self._finish(run, (tap_config, target_config), save_state=save_state)
 
     def run_target(
         self,
@@ -536,6 +586,8 @@ class World:
 
     def _finish(self, run: Run, configs: tuple[Path, ...], *, save_state: bool) -> Run:
         self.runs.append(run)
+        if run.killed:
+            self.end_dead_leases()
         for label, text in (
             ("stdout", run.stdout),
             ("stderr", run.stderr),
@@ -653,6 +705,28 @@ class World:
             if r["fwd_state"] is not None
         ]
 
+    def end_dead_leases(self) -> list[str]:
+        """End the run locks whose holder process is gone (a SIGKILLed target), as their lease
+        would 60 s later: a scheduler's next run comes later than that, a test need not wait.
+        Returns the holders."""
+        ended = []
+        try:
+            rows = self.ledger_rows("run_locks")
+        except sqlite3.OperationalError:  # killed before the ledger had its tables
+            return ended
+        for row in rows:
+            match = re.search(r"\(pid (\d+) ", row["holder"] or "")
+            if row["token"] is None or match is None or _alive(int(match.group(1))):
+                continue
+            with sqlite3.connect(self.ledger_path) as conn:
+                conn.execute(
+                    "UPDATE run_locks SET expires_at = 0 WHERE location_id = ? AND lane = ? "
+                    "AND token = ?",
+                    (row["location_id"], row["lane"], row["token"]),
+                )
+            ended.append(row["holder"])
+        return ended
+
     def rejects(self) -> set[tuple[str, str, str | None]]:
         return {(r["stream"], r["source_id"], r["field"]) for r in self.ledger_rows("rejects")}
 
@@ -688,6 +762,20 @@ def _process_group(pgid: int) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         return {"process_group": pgid}
     return {"preexec_fn": lambda: os.setpgid(0, pgid)}  # pragma: no cover
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed but not reaped yet, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
 
 
 def _merged(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -372,6 +372,7 @@ def meltano_kill_and_rerun(
     kill.uninstall()
     assert kill.fired.is_set(), killed.stderr[-3000:]
     assert killed.returncode == -signal.SIGKILL
+    world.end_dead_leases()  # the killed target's run lock, as its lease would end
     # Meltano keeps the killed run marked as running (stale after 5 minutes); a scheduler's next
     # run comes later than that, `--force` stands in for the wait.
     blocked = meltano_run(meltano_project, world, job)
