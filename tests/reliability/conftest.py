@@ -29,6 +29,14 @@ from tests.reliability.harness import (
     World,
     watch_oauth,
 )
+from tests.reliability.two_way import (
+    MOCO_CONTACTS,
+    MOCO_SEED,
+    TwoWayBaseline,
+    TwoWayWorld,
+    change_crm,
+    seed_two_way,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -84,6 +92,41 @@ def _seed_moco(moco: RunningSandbox, n_contacts: int, seed: int) -> None:
     ).raise_for_status()
 
 
+def start_sandboxes(
+    evidence: Evidence,
+    *,
+    latency: float = 0.01,
+    allow_duplicates: bool = True,
+    agency: bool = False,
+    contacts: dict[str, Any] | None = None,
+    moco: dict[str, Any] | None = None,
+) -> tuple[RunningSandbox, RunningSandbox, list[dict[str, Any]]]:
+    """A started MOCO sandbox and Contacts sandbox (both empty) and the list of OAuth token
+    answers the Contacts sandbox gives (see :func:`watch_oauth`); the caller stops them."""
+    moco_sandbox = RunningSandbox(
+        MocoSandbox(
+            **{"api_key": MOCO_KEY, "rate_limit": 100_000, "latency": latency, **(moco or {})}
+        )
+    ).start()
+    contacts_sandbox = RunningSandbox(
+        ContactsSandbox(
+            **{
+                "location_id": LOCATION,
+                "token": PIT,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "company_id": COMPANY_ID,
+                "agency_token": AGENCY_TOKEN if agency else None,
+                "rate_limit": 100_000,
+                "allow_duplicates": allow_duplicates,
+                "latency": latency,
+                **(contacts or {}),
+            }
+        )
+    ).start()
+    return moco_sandbox, contacts_sandbox, watch_oauth(contacts_sandbox, evidence)
+
+
 @pytest.fixture
 def world_factory(tmp_path: Path, evidence: Evidence) -> Iterator[Callable[..., World]]:
     """Make worlds: MOCO seeded with generated data, an empty Contacts location, a fresh ledger.
@@ -91,7 +134,7 @@ def world_factory(tmp_path: Path, evidence: Evidence) -> Iterator[Callable[..., 
     Options: ``n_contacts``, ``seed`` (MOCO data), ``latency`` (both sandboxes, seconds),
     ``allow_duplicates`` (Contacts location; True means only the target's own rules prevent a
     duplicate), ``agency`` (accept AGENCY_TOKEN at /oauth/locationToken), ``contacts`` and
-    ``moco`` (more sandbox constructor options).
+    ``moco`` (more sandbox constructor options), ``world_class`` (a :class:`World` subclass).
     """
     made: list[tuple[World, list[RunningSandbox]]] = []
 
@@ -99,39 +142,15 @@ def world_factory(tmp_path: Path, evidence: Evidence) -> Iterator[Callable[..., 
         *,
         n_contacts: int = 40,
         seed: int = 7,
-        latency: float = 0.01,
-        allow_duplicates: bool = True,
-        agency: bool = False,
-        contacts: dict[str, Any] | None = None,
-        moco: dict[str, Any] | None = None,
+        world_class: type[World] = World,
+        **options: Any,
     ) -> World:
-        moco_sandbox = RunningSandbox(
-            MocoSandbox(
-                **{"api_key": MOCO_KEY, "rate_limit": 100_000, "latency": latency, **(moco or {})}
-            )
-        ).start()
-        contacts_sandbox = RunningSandbox(
-            ContactsSandbox(
-                **{
-                    "location_id": LOCATION,
-                    "token": PIT,
-                    "client_id": CLIENT_ID,
-                    "client_secret": CLIENT_SECRET,
-                    "company_id": COMPANY_ID,
-                    "agency_token": AGENCY_TOKEN if agency else None,
-                    "rate_limit": 100_000,
-                    "allow_duplicates": allow_duplicates,
-                    "latency": latency,
-                    **(contacts or {}),
-                }
-            )
-        ).start()
-        issued = watch_oauth(contacts_sandbox, evidence)
+        moco_sandbox, contacts_sandbox, issued = start_sandboxes(evidence, **options)
         if n_contacts:
             _seed_moco(moco_sandbox, n_contacts, seed)
         folder = tmp_path / f"world{len(made) + 1}"
         folder.mkdir()
-        world = World(moco_sandbox, contacts_sandbox, folder, evidence)
+        world = world_class(moco_sandbox, contacts_sandbox, folder, evidence)
         world.issued = issued
         made.append((world, [moco_sandbox, contacts_sandbox]))
         return world
@@ -202,5 +221,70 @@ def baseline(
                 )
                 world.collect()
         return cache[key]
+
+    return get
+
+
+# --- two-way -------------------------------------------------------------------------------------
+@pytest.fixture
+def two_way_world(world_factory: Callable[..., World]) -> Callable[..., TwoWayWorld]:
+    """Make two-way worlds: MOCO's generated people, the CRM's generated contacts with their
+    tasks, notes and appointments, and a few people on both sides (:func:`seed_two_way`).
+    Options as :func:`world_factory`'s."""
+
+    def make(**options: Any) -> TwoWayWorld:
+        world = world_factory(
+            n_contacts=MOCO_CONTACTS, seed=MOCO_SEED, world_class=TwoWayWorld, **options
+        )
+        assert isinstance(world, TwoWayWorld)
+        seed_two_way(world)
+        return world
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def two_way_baseline(
+    tmp_path_factory: pytest.TempPathFactory, evidence: Evidence
+) -> Callable[[], TwoWayBaseline]:
+    """``two_way_baseline()``: clean, fault-free cycles of the two-way data set (cached): the
+    first cycle, a quiet one, :func:`change_crm` and its cycle, a quiet one."""
+    cache: list[TwoWayBaseline] = []
+
+    def get() -> TwoWayBaseline:
+        if cache:
+            return cache[0]
+        moco, contacts, _issued = start_sandboxes(evidence)
+        try:
+            _seed_moco(moco, MOCO_CONTACTS, MOCO_SEED)
+            folder = tmp_path_factory.mktemp("two-way-baseline")
+            world = TwoWayWorld(moco, contacts, folder, evidence)
+            seed_two_way(world)
+            first = world.cycle()
+            assert first.ok, first.describe()
+            first_sides, first_rejects = world.sides(), world.rejects()
+            world.assert_quiet()
+            change_crm(world)
+            changed = world.cycle()
+            assert changed.ok, changed.describe()
+            assert changed.moco_writes, "the CRM's changes reached MOCO"
+            changed_sides, changed_rejects = world.sides(), world.rejects()
+            world.assert_quiet()
+            cache.append(
+                TwoWayBaseline(
+                    first_sides,
+                    first_rejects,
+                    first.moco_writes,
+                    len(first.crm_writes),
+                    changed_sides,
+                    changed_rejects,
+                    changed.moco_writes,
+                )
+            )
+            world.collect()
+        finally:
+            moco.stop()
+            contacts.stop()
+        return cache[0]
 
     return get
