@@ -17,6 +17,14 @@ Every tap-moco stream derives from :class:`MocoStream`. What a caller may rely o
   emitted before; the bookmark itself advances only when a stream was read to its end, and
   not at all when the list changed while it was paged (its ``X-Total`` moved, or a record read
   was changed after the read began).
+- Deletes (streams with :attr:`MocoStream.tracks_deletes`): the ids read are kept in the stream's
+  state (:mod:`tap_moco.known_ids`). After a *complete* read of the whole list (no
+  ``updated_after``: every run for to-dos, a reconciliation pass every ``reconcile_every_hours``
+  or when ``reconcile_now`` is set for the others; never a read that failed or whose list moved
+  while it was paged) every id known before and missing now is emitted once as a tombstone: a
+  record with ``_sdc_deleted_at`` and every other property null except ``id`` and
+  ``updated_at`` (both times the moment it was found gone). A tombstone does not move the
+  bookmark. With no known ids yet (the first run) nothing is emitted.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import heapq
 import logging
 import random
 import typing as t
+from array import array
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from http import HTTPStatus
@@ -42,9 +51,10 @@ from typing_extensions import override
 
 from moco_api.account import api_root, authorization, redact_api_key
 from moco_api.timestamps import format_moco_timestamp, parse_moco_timestamp
+from tap_moco.known_ids import decode_ids, encode_ids
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable, Mapping
+    from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 
     import requests
     from backoff.types import Details
@@ -55,6 +65,9 @@ if t.TYPE_CHECKING:
     from moco_api.ratelimit import RequestRateLimiter
 
 __all__ = [
+    "DELETED_AT",
+    "KNOWN_IDS_STATE_KEY",
+    "RECONCILED_STATE_KEY",
     "SETTING_DEFAULTS",
     "MocoAuthError",
     "MocoStream",
@@ -64,6 +77,14 @@ __all__ = [
 #: State key (inside a stream's bookmark) holding the record versions emitted in the overlap
 #: window: ``{"<id>": "<updated_at>"}``.
 EMITTED_STATE_KEY = "emitted_in_overlap"
+#: State key (inside a stream's bookmark) of the ids read so far (:mod:`tap_moco.known_ids`).
+KNOWN_IDS_STATE_KEY = "known_ids"
+#: State key (inside a stream's bookmark) of when the last complete read of the list began.
+RECONCILED_STATE_KEY = "reconciled_at"
+#: Singer's soft-delete marker: a record carrying it says "this MOCO record is gone".
+DELETED_AT = "_sdc_deleted_at"
+#: Warn when a complete read finds at least this many known ids gone and more than half of them.
+_MASS_DELETE_WARNING = 10
 
 _ERROR_DETAIL_LIMIT = 300
 
@@ -79,6 +100,7 @@ SETTING_DEFAULTS: dict[str, float] = {
     "rate_limit_window_seconds": 120,
     "overlap_seconds": 300,
     "request_timeout": 60,
+    "reconcile_every_hours": 24,
 }
 
 
@@ -127,6 +149,8 @@ class MocoStream(RESTStream[ParseResult | None]):
     server_side_updated_after: t.ClassVar[bool] = True
     #: Field values a record must have to belong to this stream (empty: every record does).
     keep_only: t.ClassVar[dict[str, str]] = {}
+    #: Whether the stream keeps the ids it read and emits tombstones for those gone.
+    tracks_deletes: t.ClassVar[bool] = False
 
     #: Attempts per request (the first try included) before the error is raised.
     backoff_attempts: t.ClassVar[int] = 8
@@ -144,6 +168,7 @@ class MocoStream(RESTStream[ParseResult | None]):
         super().__init__(tap=tap)
         self._limiter = limiter
         self._read_window_cache: dict[str, datetime | None] | None = None
+        self._complete_read: bool | None = None
         self._page_totals: set[str] = set()
         self._pages_read = 0
 
@@ -193,7 +218,11 @@ class MocoStream(RESTStream[ParseResult | None]):
             **self.extra_params,
         }
         lower_bound = self.read_window(context)["lower_bound"]
-        if self.server_side_updated_after and lower_bound is not None:
+        if (
+            self.server_side_updated_after
+            and lower_bound is not None
+            and not self.reads_whole_list(context)
+        ):
             params["updated_after"] = format_moco_timestamp(lower_bound)
         return params
 
@@ -389,6 +418,35 @@ class MocoStream(RESTStream[ParseResult | None]):
             self._read_window_cache = {"bookmark": bookmark, "lower_bound": lower_bound}
         return self._read_window_cache
 
+    def reads_whole_list(self, context: Context | None) -> bool:
+        """Whether this run reads the stream's whole list (no ``updated_after``).
+
+        Always for an endpoint without ``updated_after`` and for a first run without
+        ``start_date``; for a stream that tracks deletes also when a reconciliation pass is due
+        (``reconcile_now``, ``reconcile_every_hours`` 0 or passed since the last pass began, or
+        no pass yet). Decided once per run.
+        """
+        if self._complete_read is None:
+            whole = not self.server_side_updated_after
+            whole = whole or self.read_window(context)["lower_bound"] is None
+            if not whole and self.tracks_deletes:
+                whole = self._reconciliation_due(self.get_context_state(context))
+            self._complete_read = whole
+        return self._complete_read
+
+    def _reconciliation_due(self, state: Mapping[str, t.Any]) -> bool:
+        if self.config.get("reconcile_now"):
+            return True
+        hours = setting(self.config, "reconcile_every_hours")
+        last = state.get(RECONCILED_STATE_KEY)
+        if hours <= 0 or not last:
+            return True
+        try:
+            began = parse_moco_timestamp(str(last))
+        except ValueError:
+            return True
+        return datetime.now(timezone.utc) - began >= timedelta(hours=hours)
+
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
         # X-Total of every page: when it changes, the list changed while it was being paged.
@@ -417,6 +475,7 @@ class MocoStream(RESTStream[ParseResult | None]):
         """
         window = self.read_window(context)
         lower_bound = window["lower_bound"]
+        whole_list = self.reads_whole_list(context)
         state = self.get_context_state(context)
         known: dict[str, str] = dict(state.get(EMITTED_STATE_KEY) or {})
         # Only the newest versions of this run can matter to the next one (the overlap window),
@@ -428,11 +487,14 @@ class MocoStream(RESTStream[ParseResult | None]):
         # A record changed while the list was paged can shift the pages without moving X-Total
         # (one record removed before the read position, one added or moved after it); seeing
         # such a record is how that shows (with a margin for the two clocks).
-        pass_started = datetime.now(timezone.utc) - timedelta(seconds=CLOCK_MARGIN_SECONDS)
+        read_began = datetime.now(timezone.utc)
+        pass_started = read_began - timedelta(seconds=CLOCK_MARGIN_SECONDS)
         changed_during_pass = False
+        seen: array[int] = array("q")  # the ids read, for deletes (8 bytes each)
         for record in super().get_records(context):
             if not self.keep_record(record):
                 continue
+            seen.append(int(record["id"]))
             updated_at = str(record[self.replication_key])
             updated = parse_moco_timestamp(updated_at)
             changed_during_pass = changed_during_pass or updated >= pass_started
@@ -452,22 +514,38 @@ class MocoStream(RESTStream[ParseResult | None]):
             yield record
         # The whole stream has been read.
         next_bookmark = self._next_bookmark(context, window["bookmark"], newest)
-        if len(self._page_totals) > 1 or (changed_during_pass and self._pages_read > 1):
-            self.log(
-                "The %s list changed while it was paged (X-Total %s, records changed since the "
-                "read began: %s); keeping the bookmark at %s so that the next run reads this "
-                "window again",
-                self.name,
-                " / ".join(sorted(self._page_totals)),
-                "yes" if changed_during_pass else "no",
-                window["bookmark"],
-                level=logging.WARNING,
-            )
-            # Without progress markers the SDK has nothing to promote: the bookmark stays.
-            state.pop("progress_markers", None)
+        list_moved = self._list_moved(
+            state, window["bookmark"], changed_during_pass=changed_during_pass
+        )
+        if list_moved:
             next_bookmark = window["bookmark"]
         known.update((record_id, updated_at) for _moment, record_id, updated_at in recent)
         state[EMITTED_STATE_KEY] = self._versions_to_remember(known, next_bookmark)
+        if self.tracks_deletes:
+            # A list that moved while it was paged may have hidden a record: not a proof of
+            # anything being gone.
+            complete = whole_list and not list_moved
+            yield from self._settle_deletes(state, seen, complete=complete, began=read_began)
+
+    def _list_moved(
+        self, state: dict[str, t.Any], bookmark: datetime | None, *, changed_during_pass: bool
+    ) -> bool:
+        """Whether the list changed while it was paged; if so the bookmark stays where it was."""
+        if len(self._page_totals) <= 1 and not (changed_during_pass and self._pages_read > 1):
+            return False
+        self.log(
+            "The %s list changed while it was paged (X-Total %s, records changed since the "
+            "read began: %s); keeping the bookmark at %s so that the next run reads this "
+            "window again",
+            self.name,
+            " / ".join(sorted(self._page_totals)),
+            "yes" if changed_during_pass else "no",
+            bookmark,
+            level=logging.WARNING,
+        )
+        # Without progress markers the SDK has nothing to promote: the bookmark stays.
+        state.pop("progress_markers", None)
+        return True
 
     def _next_bookmark(
         self,
@@ -504,3 +582,90 @@ class MocoStream(RESTStream[ParseResult | None]):
             for moment, record_id, updated_at in kept[: self.max_remembered_versions]
             if moment >= cutoff
         }
+
+    # --- deletes -------------------------------------------------------------------------
+    def _settle_deletes(
+        self,
+        state: dict[str, t.Any],
+        seen: array[int],
+        *,
+        complete: bool,
+        began: datetime,
+    ) -> Iterator[dict[str, t.Any]]:
+        """Tombstones for the known ids a complete read did not see, then the ids into state.
+
+        After an incomplete read the ids seen are added to the known ones; after a complete one
+        they replace them. State changes only after the last tombstone was taken, so that a run
+        stopped on the way keeps every id it did not report.
+        """
+        stored = state.get(KNOWN_IDS_STATE_KEY)
+        known = decode_ids(stored)
+        if stored is not None and known is None:
+            self.log(
+                "%s: the known ids in state are unreadable; this read starts them anew (no "
+                "deletes are reported from it)",
+                self.name,
+                level=logging.WARNING,
+            )
+        if not complete:
+            if seen and (known is None or not set(seen).issubset(known)):
+                state[KNOWN_IDS_STATE_KEY] = encode_ids([*(known or ()), *seen])
+            return
+        gone = sorted(set(known).difference(seen)) if known is not None else []
+        if gone and not self._tombstones_selected():
+            gone = []
+        if gone:
+            self._warn_if_most_are_gone(len(gone), len(known or ()), len(seen))
+            moment = format_moco_timestamp(datetime.now(timezone.utc))
+            for record_id in gone:
+                yield self.tombstone(record_id, moment)
+        state[KNOWN_IDS_STATE_KEY] = encode_ids(seen)
+        state[RECONCILED_STATE_KEY] = format_moco_timestamp(began)
+        self.log(
+            "%s: complete read of the list, %d records; %s",
+            self.name,
+            len(seen),
+            "no ids known before (first read): nothing reported as deleted"
+            if known is None
+            else f"{len(gone)} of {len(known)} known ids gone, emitted as tombstones",
+        )
+
+    def tombstone(self, record_id: int, moment: str) -> dict[str, t.Any]:
+        """The record that says MOCO record ``record_id`` is gone (found so at ``moment``)."""
+        record: dict[str, t.Any] = dict.fromkeys(self.schema["properties"])
+        record.update({"id": record_id, self.replication_key: moment, DELETED_AT: moment})
+        return record
+
+    def _tombstones_selected(self) -> bool:
+        # Without its marker a tombstone would reach the targets as a record of nulls.
+        if self.mask.get(("properties", DELETED_AT), False):
+            return True
+        self.log(
+            "%s: records gone from MOCO are not reported: the catalog does not select %s",
+            self.name,
+            DELETED_AT,
+            level=logging.WARNING,
+        )
+        return False
+
+    def _warn_if_most_are_gone(self, gone: int, known: int, seen: int) -> None:
+        if gone < _MASS_DELETE_WARNING or gone * 2 <= known:
+            return
+        self.log(
+            "%s: %d of %d known records are gone from MOCO's list (it now holds %d)%s; the "
+            "targets' max_deletes / max_delete_share stop a run that would delete that many",
+            self.name,
+            gone,
+            known,
+            seen,
+            ": the list came back EMPTY" if seen == 0 else "",
+            level=logging.WARNING,
+        )
+
+    @override
+    def _increment_stream_state(
+        self, latest_record: dict[str, t.Any], *, context: Context | None = None
+    ) -> None:
+        if latest_record.get(DELETED_AT):
+            return  # not a version read from MOCO: it must not move the bookmark
+        super()._increment_stream_state(latest_record, context=context)

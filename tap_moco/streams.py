@@ -2,7 +2,8 @@
 
 Every stream emits MOCO's own field names (schemas in ``schemas/<stream>.json``), has the primary
 key ``id`` and the replication key ``updated_at``; see :class:`tap_moco.client.MocoStream` for how
-the incremental reads, paging, rate limit and retries work. MOCO's API has no appointment
+the incremental reads, paging, rate limit and retries work. contacts, notes and tasks also report
+records deleted in MOCO, as tombstones (``_sdc_deleted_at``). MOCO's API has no appointment
 resource (reference/moco-api.md §6.5), so there is no appointments stream.
 """
 
@@ -15,7 +16,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from typing_extensions import override
 
 from moco_api.html import html_to_text
-from tap_moco.client import MocoStream
+from tap_moco.client import DELETED_AT, MocoStream
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
@@ -41,13 +42,15 @@ class ContactsStream(MocoStream):
     name = "contacts"
     path = "/contacts/people"
     schema: t.ClassVar[StreamSchema] = StreamSchema(_SCHEMAS)
+    tracks_deletes: t.ClassVar[bool] = True
 
 
 class TasksStream(MocoStream):
     """CRM to-dos attached to contacts.
 
     ``GET /todos`` has neither ``updated_after`` nor a ``todoable_type`` filter, so every run
-    reads the whole list and keeps to-dos on contacts whose ``updated_at`` passed the bookmark.
+    reads the whole list and keeps to-dos on contacts whose ``updated_at`` passed the bookmark;
+    a to-do missing from it is reported deleted on the same run.
     """
 
     name = "tasks"
@@ -55,6 +58,7 @@ class TasksStream(MocoStream):
     schema: t.ClassVar[StreamSchema] = StreamSchema(_SCHEMAS)
     server_side_updated_after: t.ClassVar[bool] = False
     keep_only: t.ClassVar[dict[str, str]] = {"todoable_type": "Contact"}
+    tracks_deletes: t.ClassVar[bool] = True
 
 
 class NotesStream(MocoStream):
@@ -66,10 +70,12 @@ class NotesStream(MocoStream):
     extra_params: t.ClassVar[dict[str, str]] = {"commentable_type": "Contact"}
     # The server filters already; this guards against an answer that ignored the filter.
     keep_only: t.ClassVar[dict[str, str]] = {"commentable_type": "Contact"}
+    tracks_deletes: t.ClassVar[bool] = True
 
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
-        row["text_plain"] = html_to_text(row.get("text")) or ""
+        if not row.get(DELETED_AT):  # a tombstone has no text
+            row["text_plain"] = html_to_text(row.get("text")) or ""
         return row
 
 

@@ -26,7 +26,13 @@ _ABOUT = (
     "(MOCO to-dos on contacts), all with MOCO's own field names and incremental on updated_at. "
     "MOCO's API has no appointment resource (no meetings, calls or calendar entries), so this "
     "tap has no appointments stream. Requests stay within the configured MOCO rate limit "
-    "(120 per 2 minutes on standard plans, 1,200 on the unlimited plan)."
+    "(120 per 2 minutes on standard plans, 1,200 on the unlimited plan). Deletes: MOCO deletes "
+    "hard and keeps no trace, so the ids read are kept in state (a few bytes each) and, after "
+    "a complete read of a list, every id read before and missing now is emitted once as a "
+    "tombstone (_sdc_deleted_at set, other fields null but id and updated_at): tasks on every "
+    "run (MOCO's to-do list is read whole anyway), contacts and notes on a reconciliation pass "
+    "(a read without updated_after) every reconcile_every_hours or when reconcile_now is set. "
+    "A first read, or a list that changed while it was paged, reports nothing deleted."
 )
 
 
@@ -103,6 +109,27 @@ class TapMoco(Tap):  # noqa: D101  its docstring is _ABOUT, kept on one line for
                 "Each incremental run re-reads this many seconds before the bookmark (whether "
                 "MOCO's updated_after is strict is unconfirmed, and clocks drift); record "
                 "versions already emitted are not emitted again."
+            ),
+        ),
+        th.Property(
+            "reconcile_every_hours",
+            th.NumberType(minimum=0),
+            default=SETTING_DEFAULTS["reconcile_every_hours"],
+            description=(
+                "Every this many hours contacts and notes are read whole (no updated_after) and "
+                "the records deleted in MOCO since are emitted as tombstones (_sdc_deleted_at); "
+                "other runs read only what changed. 0: every run. Costs one request per 100 "
+                "records of each list."
+            ),
+        ),
+        th.Property(
+            "reconcile_now",
+            th.BooleanType,
+            default=False,
+            description=(
+                "Make this run a reconciliation pass whatever reconcile_every_hours says "
+                "(TAP_MOCO_RECONCILE_NOW=true; the webhook listener sets it for a run that "
+                "covers a MOCO delete event)."
             ),
         ),
         th.Property(

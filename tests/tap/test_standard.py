@@ -68,6 +68,12 @@ _OPTIONAL_FIELD_RECORDS = {
     ],
 }
 
+# The soft-delete marker is set only on tombstones, which a single first run never emits
+# (tests/tap/test_tombstones.py covers them): its absence from these records is expected.
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:Fields in transformed catalog but not in records. \(\{'_sdc_deleted_at'\}\)"
+)
+
 _SANDBOX = RunningSandbox(MocoSandbox(rate_limit=100_000)).start()
 sandbox_call(
     _SANDBOX,
