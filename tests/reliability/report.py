@@ -26,12 +26,28 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
-AREAS = ("Contacts API", "Contacts API / OAuth", "OAuth", "MOCO", "Crash", "Bad input", "Secrets")
+AREAS = (
+    "Contacts API",
+    "Contacts API / OAuth",
+    "OAuth",
+    "MOCO",
+    "MOCO writes",
+    "Two-way",
+    "Crash",
+    "Bad input",
+    "Secrets",
+)
 CRASH_KINDS = {
     "pipe": "SIGKILL of `tap-moco | target-contacts` during a full sync",
     "incremental": "SIGKILL of `tap-moco | target-contacts` during an incremental sync "
     "(renames, new tags, completions, an edited note, new records)",
     "meltano": "SIGKILL of `meltano run tap-moco target-contacts` during a full sync",
+    "two-way": "SIGKILL of `tap-contacts | target-moco` during the first two-way cycle (people "
+    "on both sides, CRM contacts, notes, tasks and appointments to MOCO)",
+    "two-way-changed": "SIGKILL of `tap-contacts | target-moco` during a later two-way cycle "
+    "(a rename, a new tag, an edited note, a completed task, a rescheduled appointment, a new "
+    "contact with a note)",
+    "meltano-two-way": "SIGKILL of `meltano run two-way-sync` during its first run",
 }
 CRASH_OUTCOMES = {
     "pipe": "every point: the rerun(s) completed (at most {reruns}); CRM equal to a clean run; "
@@ -41,6 +57,20 @@ CRASH_OUTCOMES = {
     "meltano": "every point: Meltano refused the job while the killed run still counted as "
     "running (stale after 5 min, or `--force`); the rerun completed, CRM equal to a "
     "clean run; the next run wrote nothing",
+    "two-way": "every point: the reverse rerun(s) (at most {reruns}) and the forward run "
+    "completed; MOCO and the CRM equal to clean cycles; the next cycle wrote nothing on either "
+    "API",
+    "two-way-changed": "every point: the reverse rerun(s) (at most {reruns}) and the forward "
+    "run completed; every change landed once on both sides; the next cycle wrote nothing on "
+    "either API",
+    "meltano-two-way": "every point: `meltano run two-way-sync --force` completed, MOCO and the "
+    "CRM equal to clean cycles; the job's next run wrote nothing on either API",
+}
+#: How a kill point's moment reads in the tables.
+PHASES = {
+    "before": "just before a write is applied",
+    "after": "just after it was committed",
+    "next": "after the answer was recorded in the ledger",
 }
 
 
@@ -60,19 +90,31 @@ def crash_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         by_kind[row["detail"]["kind"]].append(row)
     out = []
-    for kind, points in by_kind.items():
-        phases = defaultdict(int)
+    for kind, points in sorted(by_kind.items(), key=lambda item: list(CRASH_KINDS).index(item[0])):
+        phases: dict[str, int] = defaultdict(int)
         for p in points:
             phases[p["detail"]["phase"]] += 1
-        writes = points[0]["detail"]["writes"]
+        when = ", ".join(f"{n} {PHASES[phase]}" for phase, n in phases.items())
         reruns = max(p["detail"]["reruns"] for p in points)
+        named = sorted({p["detail"]["point"] for p in points if "point" in p["detail"]})
+        if named and kind.startswith("two-way"):
+            injection = (
+                f"{len(points)} seeded kill points at named MOCO writes ({', '.join(named)}): "
+                f"{when}"
+            )
+        else:
+            writes = {p["detail"]["writes"] for p in points}
+            over = (
+                f"the {writes.pop()} writes of a clean run"
+                if len(writes) == 1
+                else "the writes a clean run makes to the API each hits (listed below)"
+            )
+            injection = f"{len(points)} seeded kill points over {over} ({when})"
         out.append(
             {
                 "area": "Crash",
                 "fault": CRASH_KINDS[kind],
-                "injection": f"{len(points)} seeded kill points over the {writes} writes of a "
-                f"clean run ({phases['before']} just before a write is applied, "
-                f"{phases['after']} just after it was committed)",
+                "injection": injection,
                 "outcome": CRASH_OUTCOMES[kind].format(reruns=reruns),
                 "lost": sum(p["lost"] for p in points),
                 "duplicates": sum(p["duplicates"] for p in points),
@@ -112,24 +154,27 @@ def render(rows: list[dict[str, Any]], results: Path) -> str:
             "### The kill points",
             "",
             (
-                "`k`: the write request (counted at the Contacts sandbox) at which the "
-                "process group got SIGKILL; *before*: the request was dropped unapplied, "
-                "*after*: it was committed and its answer lost."
+                "`k`: the request (of the kind in *At*, counted at the sandbox that received it) "
+                "at which the process group got SIGKILL, of the requests of that kind a clean "
+                "run makes; *before*: the request was dropped unapplied, *after*: it was "
+                "committed and its answer lost, *next*: its answer arrived and the process died "
+                "at its next request, after recording it in the ledger (one writer thread)."
             ),
             "",
             (
-                "| Run killed | Seed | k / writes of a clean run | When | Reruns | "
-                "Records lost | Duplicates created |"
+                "| Run killed | Seed | At | k / of a clean run | When | Found at the kill | "
+                "Reruns | Records lost | Duplicates created |"
             ),
-            "|---|---:|---:|---|---:|---:|---:|",
+            "|---|---:|---|---:|---|---|---:|---:|---:|",
         ]
         for r in sorted(
             crash, key=lambda r: (list(CRASH_KINDS).index(r["detail"]["kind"]), r["detail"]["seed"])
         ):
             d = r["detail"]
             lines.append(
-                f"| {d['kind']} | {d['seed']} | {d['k']} / {d['writes']} | "
-                f"{d['phase']} | {d['reruns']} | {r['lost']} | {r['duplicates']} |"
+                f"| {d['kind']} | {d['seed']} | {cell(d.get('point', 'any Contacts API write'))} "
+                f"| {d['k']} / {d['writes']} | {d['phase']} | {cell(d.get('found', ''))} | "
+                f"{d['reruns']} | {r['lost']} | {r['duplicates']} |"
             )
     return "\n".join(lines)
 

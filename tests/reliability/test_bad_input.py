@@ -2,7 +2,7 @@
 very long fields, non-ASCII and emoji, HTML and script tags in notes, missing or duplicated source
 ids, a task for an unknown contact, bad config values. Each gets a clear error naming stream,
 record id and field, or a reject kept in the ledger; the summary adds up in every case
-(DESIGN.md guarantees 2 and 5)."""
+(read = written + unchanged + rejected)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Contacts API faults injected by the sandbox while a real ``tap-moco | target-contacts`` runs:
 429 storms, 5xx bursts, resets, answers slower than the client's timeout, creates committed and
 then answered with an error or a stall, access tokens expiring mid-run, a daily quota nearly used
-up. After each, the CRM must hold exactly what a clean run leaves (DESIGN.md guarantees 1-3)."""
+up. After each, the CRM must hold exactly what a clean run leaves: no duplicate, nothing lost,
+the rate limit kept by design rather than by retrying."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def test_a_healthy_run_keeps_the_rate_limit_and_sees_no_429(world_factory, basel
     record(
         case="contacts-rate-limit",
         area="Contacts API",
-        fault="rate limit of the location (guarantee 3: kept by design)",
+        fault="rate limit of the location (kept by design, not by retrying)",
         injection=f"sandbox enforces 20 requests / {window:.1f} s; target configured with "
         "20 / 1 s (its exact spacing is tested on a fake clock)",
         outcome=f"{len(log)} requests spread over several windows; {times(0, 429)} served",

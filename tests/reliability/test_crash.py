@@ -1,5 +1,5 @@
 """Crashes: SIGKILL the pipeline at seeded points of a sync, rerun, and find the CRM exactly as a
-clean run leaves it (DESIGN.md guarantee 1: no duplicate, none missing, no note posted twice).
+clean run leaves it: no duplicate, none missing, no note posted twice.
 
 Each point is drawn from a seeded RNG: ``k`` over the write requests a clean run of the same data
 makes, and whether the process group dies just before the k-th write is applied (the request is
@@ -10,21 +10,17 @@ create and the ledger row that would have recorded it.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
 import requests
 
 from tests.reliability.harness import (
-    BIN,
     LOCATION,
     MOCO_KEY,
     PIT,
-    ROOT,
     KillSwitch,
     Row,
     World,
@@ -33,6 +29,7 @@ from tests.reliability.harness import (
     crm_counts,
     expected_crm,
 )
+from tests.reliability.meltano_runs import meltano_run
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -291,72 +288,6 @@ def test_sigkill_during_an_incremental_run_then_rerun_lands_every_change_once(
 
 
 # --- a real `meltano run` -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def meltano_project(tmp_path_factory) -> Path:
-    """The repository's meltano.yml in a scratch folder, plugins installed from this checkout."""
-    project = tmp_path_factory.mktemp("reliability-meltano")
-    text = (ROOT / "meltano.yml").read_text(encoding="utf-8")
-    (project / "meltano.yml").write_text(text.replace("pip_url: -e .", f"pip_url: -e {ROOT}"))
-    result = subprocess.run(
-        [str(BIN / "meltano"), "install"],
-        cwd=project,
-        text=True,
-        capture_output=True,
-        env=meltano_env(),
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return project
-
-
-def meltano_env(world: World | None = None) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TAP_MOCO_", "TARGET_CONTACTS_", "MELTANO_"))
-    }
-    env["MELTANO_ENVIRONMENT"] = "sandbox"
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    if world is not None:
-        env.update(
-            {
-                "TAP_MOCO_BASE_URL": world.moco.url,
-                "TAP_MOCO_API_KEY": MOCO_KEY,
-                "TARGET_CONTACTS_BASE_URL": world.contacts.url,
-                "TARGET_CONTACTS_LOCATION_ID": LOCATION,
-                "TARGET_CONTACTS_PRIVATE_INTEGRATION_TOKEN": PIT,
-                "TARGET_CONTACTS_LEDGER_URL": f"sqlite:///{world.ledger_path}",
-            }
-        )
-    return env
-
-
-def meltano_run(
-    project: Path, world: World, *args: str, kill: KillSwitch | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``meltano run [args] tap-moco target-contacts`` in its own process group."""
-    proc = subprocess.Popen(
-        [str(BIN / "meltano"), "run", *args, "tap-moco", "target-contacts"],
-        cwd=project,
-        env=meltano_env(world),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    if kill is not None:
-        kill.arm(proc.pid)
-    try:
-        out, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"meltano run did not finish:\n{err[-3000:]}") from None
-    world.evidence.text("meltano run stdout", out)
-    world.evidence.text("meltano run stderr", err)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def meltano_kill_and_rerun(
     meltano_project: Path,
     world_factory: Callable[..., World],

@@ -1,4 +1,4 @@
-"""Secrets (DESIGN.md guarantee 4): TLS verification never turned off, the token store private
+"""Secrets: TLS verification never turned off, the token store private
 (0600) and encrypted at rest when a key is set, and no secret in --about or operator output. The
 scan of everything the suite captured is the last test (test_zz_secrets_scan.py)."""
 

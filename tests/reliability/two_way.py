@@ -467,8 +467,9 @@ N_TWINS = 3  # people on both sides before the first cycle: same e-mail and name
 
 
 def seed_two_way(world: TwoWayWorld) -> None:
-    """CRM data of its own (generated), and a MOCO twin of the first :data:`N_TWINS` CRM
-    contacts with an e-mail and a last name: same e-mail and names, a MOCO tag, no phone."""
+    """CRM data of its own (generated), a MOCO twin of the first :data:`N_TWINS` CRM contacts
+    with an e-mail and a last name (same e-mail and names, a MOCO tag, no phone), and a MOCO
+    person whose phone is written "+49 (0)30 ..."."""
     counts = {"tasks": CRM_CONTACTS // 2, "notes": CRM_CONTACTS // 2, "appointments": 4}
     requests.post(
         f"{world.contacts.url}/_sandbox/seed",
@@ -490,6 +491,20 @@ def seed_two_way(world: TwoWayWorld) -> None:
         }
         for i, c in enumerate(twins)
     ]
+    # MOCO's own person whose phone carries the trunk "(0)": the CRM gets it in E.164.
+    people.append(
+        {
+            "id": 688_000_100,
+            "firstname": "Paula",
+            "lastname": "Nullmeier",
+            "gender": "F",
+            "work_email": "paula.nullmeier@example.com",
+            "work_phone": "+49 (0)30 2345678",
+            "tags": ["Kunde"],
+            "created_at": "2024-03-01T09:00:00Z",
+            "updated_at": "2024-03-01T09:00:00Z",
+        }
+    )
     requests.post(
         f"{world.moco.url}/_sandbox/seed", timeout=60, json={"contacts": people}
     ).raise_for_status()
