@@ -124,15 +124,17 @@ def test_state_and_ledger_are_on_postgresql_from_repository_secrets() -> None:
     assert env["MELTANO_DATABASE_URI"] == "${{ secrets.MELTANO_DATABASE_URI }}"
     assert env["MELTANO_ENVIRONMENT"] == "prod"
     ledger_plugins = [
-        plugin["name"]
+        plugin
         for plugins in meltano_yml()["plugins"].values()
         for plugin in plugins
         if any(s["name"] == "ledger_url" for s in plugin.get("settings", []))
         and plugin["name"] != "sync-listener"  # the listener runs elsewhere, not in CI
     ]
-    for name in ledger_plugins:
-        # Every plugin of every job reads the one ledger.
-        assert env[f"{name.upper().replace('-', '_')}_LEDGER_URL"] == "${{ secrets.LEDGER_URL }}"
+    for plugin in ledger_plugins:
+        # Every plugin of every job reads the one ledger, through psycopg in its own venv.
+        variable = f"{plugin['name'].upper().replace('-', '_')}_LEDGER_URL"
+        assert env[variable] == "${{ secrets.LEDGER_URL }}"
+        assert "[postgres]" in plugin["pip_url"], plugin["name"]
 
 
 def test_every_plugin_setting_the_sync_sets_is_one_meltano_yml_declares() -> None:
