@@ -4,8 +4,11 @@ of records is known, the expected end. Everything runs on a fake clock: no test 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
+
+import pytest
 
 from sync_ledger.db import make_engine
 from sync_ledger.ledger import IdLedger
@@ -17,16 +20,10 @@ from tests.timing import FakeClock
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pytest
-
     from sync_ledger.ledger import LedgerEntry
     from sync_ledger.writer import WorkItem
 
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
-
-
-def progress_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "sync_ledger.progress"]
 
 
 def make_log(clock: FakeClock, summary: RunSummary) -> ProgressLog:
@@ -40,75 +37,83 @@ def make_log(clock: FakeClock, summary: RunSummary) -> ProgressLog:
     )
 
 
-def test_a_line_per_interval_with_the_counts_and_the_rate_of_the_last_interval(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+@dataclass
+class Watched:
+    """A run's summary and its progress log on a fake clock, and the lines logged."""
+
+    clock: FakeClock
+    summary: RunSummary
+    progress: ProgressLog
+    caplog: pytest.LogCaptureFixture
+
+    def lines(self) -> list[str]:
+        """The progress lines since the last call."""
+        lines = [r.getMessage() for r in self.caplog.records if r.name == "sync_ledger.progress"]
+        self.caplog.clear()
+        return lines
+
+
+@pytest.fixture
+def run(caplog: pytest.LogCaptureFixture) -> Watched:
     caplog.set_level(logging.INFO, logger="sync_ledger.progress")
     clock = FakeClock()
     summary = RunSummary()
-    progress = make_log(clock, summary)
+    return Watched(clock, summary, make_log(clock, summary), caplog)
+
+
+def test_a_line_per_interval_with_the_counts_and_the_rate_of_the_last_interval(
+    run: Watched,
+) -> None:
 
     for outcome in ["created"] * 200 + ["updated"] * 50 + ["unchanged"] * 45 + ["rejected"] * 5:
-        summary.read("contacts")
-        summary.outcome("contacts", outcome)
-        clock.advance(0.1)  # 10 records/s: 300 records take 30 s
-        progress.tick()
-    assert progress_lines(caplog) == [
+        run.summary.read("contacts")
+        run.summary.outcome("contacts", outcome)
+        run.clock.advance(0.1)  # 10 records/s: 300 records take 30 s
+        run.progress.tick()
+    assert run.lines() == [
         "contacts: 300 done (200 created, 50 updated, 45 unchanged, 5 rejected), 10.0 records/s"
     ]
 
     # Slower now: the rate is the last interval's, not the run's average.
-    caplog.clear()
     for _ in range(60):
-        summary.outcome("contacts", "created")
-        clock.advance(0.5)
-        progress.tick()
-    assert progress_lines(caplog) == [
+        run.summary.outcome("contacts", "created")
+        run.clock.advance(0.5)
+        run.progress.tick()
+    assert run.lines() == [
         "contacts: 360 done (260 created, 50 updated, 45 unchanged, 5 rejected), 2.0 records/s"
     ]
 
 
 def test_nothing_is_logged_before_the_interval_and_a_stream_that_did_not_move_is_left_out(
-    caplog: pytest.LogCaptureFixture,
+    run: Watched,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sync_ledger.progress")
-    clock = FakeClock()
-    summary = RunSummary()
-    progress = make_log(clock, summary)
-    summary.outcome("contacts", "created")
-    clock.advance(29.9)
-    progress.tick()
-    assert progress_lines(caplog) == []
+    run.summary.outcome("contacts", "created")
+    run.clock.advance(29.9)
+    run.progress.tick()
+    assert run.lines() == []
 
-    clock.advance(0.1)
-    progress.tick()
-    assert progress_lines(caplog) == [
+    run.clock.advance(0.1)
+    run.progress.tick()
+    assert run.lines() == [
         "contacts: 1 done (1 created, 0 updated, 0 unchanged, 0 rejected), 0.033 records/s"
     ]
     # The contacts are done; only tasks move in the next interval.
-    caplog.clear()
     for _ in range(45):
-        summary.outcome("tasks", "updated")
-    clock.advance(30)
-    progress.tick()
-    assert progress_lines(caplog) == [
+        run.summary.outcome("tasks", "updated")
+    run.clock.advance(30)
+    run.progress.tick()
+    assert run.lines() == [
         "tasks: 45 done (0 created, 45 updated, 0 unchanged, 0 rejected), 1.5 records/s"
     ]
 
 
-def test_the_expected_end_only_when_the_total_is_known(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.INFO, logger="sync_ledger.progress")
-    clock = FakeClock()
-    summary = RunSummary()
-    progress = make_log(clock, summary)
-    progress.expect("contacts", 20_000)
+def test_the_expected_end_only_when_the_total_is_known(run: Watched) -> None:
+    run.progress.expect("contacts", 20_000)
     for _ in range(12_000):
-        summary.outcome("contacts", "created")
-    clock.advance(1200)  # 12,000 in 20 minutes: 10 records/s, 8,000 left take 800 s more
-    progress.tick()
-    assert progress_lines(caplog) == [
+        run.summary.outcome("contacts", "created")
+    run.clock.advance(1200)  # 12,000 in 20 minutes: 10 records/s, 8,000 left take 800 s more
+    run.progress.tick()
+    assert run.lines() == [
         (
             "contacts: 12,000 of ~20,000 done (12,000 created, 0 updated, 0 unchanged, "
             "0 rejected), 10.0 records/s, expected end 12:33 UTC"
@@ -116,13 +121,12 @@ def test_the_expected_end_only_when_the_total_is_known(
     ]
 
     # An end on another day carries its date.
-    caplog.clear()
-    progress.expect("contacts", 100_000)
+    run.progress.expect("contacts", 100_000)
     for _ in range(30):
-        summary.outcome("contacts", "created")
-    clock.advance(30)  # 1 record/s now: 87,970 left take a day and a bit
-    progress.tick()
-    assert progress_lines(caplog) == [
+        run.summary.outcome("contacts", "created")
+    run.clock.advance(30)  # 1 record/s now: 87,970 left take a day and a bit
+    run.progress.tick()
+    assert run.lines() == [
         (
             "contacts: 12,030 of ~100,000 done (12,030 created, 0 updated, 0 unchanged, "
             "0 rejected), 1.0 records/s, expected end 2026-03-03 12:46 UTC"
@@ -145,19 +149,16 @@ class CreatingWriter(BatchWriter):
         return "created"
 
 
-def test_the_batch_writer_logs_a_long_batch_at_a_steady_pace(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="sync_ledger.progress")
-    clock = FakeClock()
-    writer = CreatingWriter(IdLedger(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "loc"), clock)
-    writer.progress = make_log(clock, writer.summary)
+def test_the_batch_writer_logs_a_long_batch_at_a_steady_pace(tmp_path: Path, run: Watched) -> None:
+    ledger = IdLedger(make_engine(f"sqlite:///{tmp_path / 'ledger.db'}"), "loc")
+    writer = CreatingWriter(ledger, run.clock)
+    writer.progress = make_log(run.clock, writer.summary)
     try:
         writer.write_batch("contacts", [{"id": str(i)} for i in range(1000)])
     finally:
         writer.close()
     # 1,000 records at 8 per second: a line every 240 records, not one per record.
-    assert progress_lines(caplog) == [
+    assert run.lines() == [
         f"contacts: {n:,} done ({n:,} created, 0 updated, 0 unchanged, 0 rejected), 8.0 records/s"
         for n in (240, 480, 720, 960)
     ]
