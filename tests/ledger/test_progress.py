@@ -64,7 +64,6 @@ def run(caplog: pytest.LogCaptureFixture) -> Watched:
 def test_a_line_per_interval_with_the_counts_and_the_rate_of_the_last_interval(
     run: Watched,
 ) -> None:
-
     for outcome in ["created"] * 200 + ["updated"] * 50 + ["unchanged"] * 45 + ["rejected"] * 5:
         run.summary.read("contacts")
         run.summary.outcome("contacts", outcome)
