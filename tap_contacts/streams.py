@@ -19,6 +19,18 @@ the official OpenAPI file and reference/contacts-api.md §5). What a caller may 
   first read is one). Child records carry no update timestamp, so an unchanged one is recognised
   by a digest of its content kept in state (:mod:`tap_contacts.digests`). Outside a full pass, an
   unchanged location costs one search request and no sub-resource read.
+- Deletes (the API lists no deleted records): the ids read are kept in state
+  (:mod:`tap_contacts.known_ids`). A *reconciliation pass* (every ``reconcile_every_hours``, or
+  when ``reconcile_now`` is set; the first run is one) searches every contact (no range filter,
+  or only ``start_date``'s); a contact known before, missing from it and answered 404 by
+  ``GET /contacts/{id}`` is emitted once as a tombstone (``_sdc_deleted_at`` and
+  ``dateUpdated`` set to the moment it was found gone, every other property null but ``id``).
+  Whenever a contact's tasks, notes or appointments are read (a changed contact, or any in a
+  full pass), each one known before and missing from the list now (a task also answered 404) is
+  emitted as a tombstone carrying ``id``, ``contactId`` and ``_sdc_deleted_at``. The children
+  of a deleted contact get no tombstones of their own: the contact's says it all. Nothing is
+  reported from a failed read or with nothing known yet, and a tombstone does not move the
+  bookmark. ``reconcile_now`` also makes the run a full pass of the child streams.
 """
 
 from __future__ import annotations
@@ -38,13 +50,14 @@ from singer_sdk.exceptions import (
 )
 from typing_extensions import override
 
-from contacts_api.errors import ContactsAPIError, UnexpectedAnswerError
+from contacts_api.errors import ContactsAPIError, NotFoundError, UnexpectedAnswerError
 from tap_contacts.children import ChildReadError, task_from_contact_row
 from tap_contacts.digests import DigestMap
+from tap_contacts.known_ids import KnownIds
 from tap_contacts.pool import ReadAheadPool
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Generator, Iterable, Iterator, Mapping
 
     from singer_sdk.helpers.types import Context, Record
     from singer_sdk.tap_base import Tap
@@ -52,6 +65,9 @@ if t.TYPE_CHECKING:
     from tap_contacts.session import ReadSession
 
 __all__ = [
+    "DELETED_AT",
+    "KNOWN_IDS_STATE_KEY",
+    "RECONCILED_STATE_KEY",
     "STREAM_TYPES",
     "AppointmentsStream",
     "ChildStream",
@@ -74,12 +90,22 @@ DIGESTS_STATE_KEY = "digests"
 #: State keys (in the tasks bookmark) of the task read that ran last, and why.
 TASK_PATH_STATE_KEY = "task_read_path"
 TASK_PATH_REASON_STATE_KEY = "task_read_reason"
+#: State key (in the contacts bookmark and each child stream's) of the ids read before
+#: (:mod:`.known_ids`): contacts in one group, children grouped by their contact.
+KNOWN_IDS_STATE_KEY = "known_ids"
+#: State key (in the contacts bookmark) of when the last reconciliation pass began.
+RECONCILED_STATE_KEY = "reconciled_at"
+#: Singer's soft-delete marker: a record carrying it says "this record is gone".
+DELETED_AT = "_sdc_deleted_at"
+#: Warn when a pass finds at least this many known contacts gone and more than half of them.
+_MASS_DELETE_WARNING = 10
 
 #: Defaults of the settings the streams read (the tap's config schema declares the same).
 SETTING_DEFAULTS: dict[str, float] = {
     "page_size": 100,
     "lookback_seconds": 300,
     "child_full_pass_hours": 24,
+    "reconcile_every_hours": 24,
 }
 
 
@@ -142,6 +168,22 @@ class ContactsStream(Stream):
         return {"contactId": record["id"]}
 
     @override
+    def generate_child_contexts(
+        self, record: Record, context: Context | None
+    ) -> Iterable[Context | None]:
+        if record.get(DELETED_AT):
+            return  # a deleted contact has no children to read; its tombstone says it all
+        yield from super().generate_child_contexts(record, context)
+
+    @override
+    def _increment_stream_state(
+        self, latest_record: Record, *, context: Context | None = None
+    ) -> None:
+        if latest_record.get(DELETED_AT):
+            return  # not a version read from the API: it must not move the bookmark
+        super()._increment_stream_state(latest_record, context=context)
+
+    @override
     def get_replication_key_signpost(self, context: Context | None = None) -> str:
         """When the read began, in the records' own form (so that the SDK compares like with like).
 
@@ -165,6 +207,7 @@ class ContactsStream(Stream):
         # The remembered versions and digests leave the state while the read runs, so that the
         # STATE messages the SDK writes meanwhile stay small; _finish puts back what is current.
         stored = state.pop(EMITTED_STATE_KEY, None)
+        stored_known = state.pop(KNOWN_IDS_STATE_KEY, None)
         previous: dict[str, str] = dict(stored or {})
         recent = _RecentVersions(self.max_remembered_versions)
         children = self.selected_children()
@@ -173,10 +216,13 @@ class ContactsStream(Stream):
         if children:
             self._session.reader.kinds = tuple(child.name for child in children)
         self._log_plan(plan, children)
+        seen: list[str] = []
         finished = False
         try:
-            yield from self._read(plan, previous, recent, with_children=bool(children))
+            yield from self._read(plan, previous, recent, seen, with_children=bool(children))
+            known = yield from self._reconcile(plan, stored_known, seen)
             self._finish(state, plan, previous, recent, children)
+            state[KNOWN_IDS_STATE_KEY] = known
             finished = True
         finally:
             # The read is over (ended, failed or abandoned): stop the reads still in flight.
@@ -184,6 +230,8 @@ class ContactsStream(Stream):
             if not finished:  # what an unfinished read learnt is not kept; the old state is
                 if stored is not None:
                     state[EMITTED_STATE_KEY] = stored
+                if stored_known is not None:
+                    state[KNOWN_IDS_STATE_KEY] = stored_known
                 for child in children:
                     child.abandon_read()
 
@@ -192,15 +240,20 @@ class ContactsStream(Stream):
         plan: _Plan,
         previous: Mapping[str, str],
         recent: _RecentVersions,
+        seen: list[str],
         *,
         with_children: bool,
     ) -> Iterator[dict[str, t.Any]]:
-        """The contacts to emit, page by page; the children of each page are read ahead."""
+        """The contacts to emit, page by page; the children of each page are read ahead.
+
+        Every contact id the search answers is appended to ``seen``.
+        """
         passes = self.stream_maps[0].get_filter_result  # the SDK reads no children of the others
         for page in self._pages(plan.search_from):
             wanted: list[tuple[dict[str, t.Any], bool]] = []
             for row in page:
                 contact = self._record(row)
+                seen.append(str(contact["id"]))
                 new = plan.is_new(contact, previous)
                 if new or (plan.full_pass and with_children):
                     wanted.append((contact, new))
@@ -300,11 +353,100 @@ class ContactsStream(Stream):
         else:
             what = f"children ({names}) of changed contacts only"
         self.log(
-            "contacts: reading %s (bookmark %s, lookback %d s); %s",
+            "contacts: reading %s (bookmark %s, lookback %d s); %s%s",
             "everything" if plan.search_from is None else f"from {plan.search_from.isoformat()}",
             plan.bookmark.isoformat() if plan.bookmark else "none",
             int(setting(self.config, "lookback_seconds")),
             what,
+            "; a reconciliation pass (deleted contacts are reported)" if plan.reconcile else "",
+        )
+
+    # --- deletes ------------------------------------------------------------------------------
+    def _reconcile(
+        self, plan: _Plan, stored: object, seen: list[str]
+    ) -> Generator[dict[str, t.Any], None, str]:
+        """Tombstones for the contacts a reconciliation pass no longer found; the ids to keep.
+
+        Outside a pass the ids seen are added to the known ones. In a pass, a known contact the
+        search did not answer is reported only once ``GET /contacts/{id}`` answers 404 (the
+        search is an index: a contact it misses for a moment is not deleted).
+        """
+        known = KnownIds.load(stored)
+        if stored is not None and known is None:
+            self.log(
+                "contacts: the known ids in state are unreadable; they start anew (no deletes "
+                "are reported from this read)",
+                level=logging.WARNING,
+            )
+        before = known.of("") if known is not None else frozenset()
+        if not plan.reconcile:
+            if known is not None and before.issuperset(seen):
+                return t.cast("str", stored)
+            return KnownIds({"": [*before, *seen]}).dump()
+        missing = sorted(before.difference(seen)) if known is not None else []
+        if missing and not tombstones_selected(self):
+            missing = []
+        gone, still_there = self._confirm_gone(missing, plan.search_from)
+        self._warn_if_most_are_gone(len(gone), len(before), len(set(seen)))
+        moment = format_api_time(datetime.now(timezone.utc))
+        for contact_id in gone:
+            record = tombstone(self, contact_id, moment)
+            record[self.replication_key] = moment
+            yield record
+        self.log(
+            "contacts: reconciliation pass over %d contacts; %s",
+            len(set(seen)),
+            "no ids known before (first pass): nothing reported as deleted"
+            if known is None
+            else f"{len(gone)} of {len(before)} known contacts gone, emitted as tombstones",
+        )
+        return KnownIds({"": [*seen, *still_there]}).dump()
+
+    def _confirm_gone(
+        self, missing: list[str], since: datetime | None
+    ) -> tuple[list[str], list[str]]:
+        """Split contacts the search did not answer into (deleted, still there).
+
+        A contact still there but changed before ``since`` (start_date moved later) is neither:
+        it is out of scope, and forgotten.
+        """
+        gone: list[str] = []
+        still_there: list[str] = []
+        for contact_id in missing:
+            try:
+                found = self._session.client.get_contact(contact_id)
+            except NotFoundError:
+                gone.append(contact_id)
+                continue
+            except ContactsAPIError as exc:
+                raise _read_error(self.name, exc, contact_id) from exc
+            try:
+                out_of_scope = since is not None and parse_api_time(found["dateUpdated"]) < since
+            except (KeyError, ValueError):
+                out_of_scope = False
+            if not out_of_scope:
+                still_there.append(contact_id)
+        if still_there:
+            self.log(
+                "contacts: %d known contact(s) missing from the search still exist (%s): not "
+                "reported deleted (the search index lags)",
+                len(still_there),
+                ", ".join(still_there[:5]),
+                level=logging.WARNING,
+            )
+        return gone, still_there
+
+    def _warn_if_most_are_gone(self, gone: int, known: int, seen: int) -> None:
+        if gone < _MASS_DELETE_WARNING or gone * 2 <= known:
+            return
+        self.log(
+            "contacts: %d of %d known contacts are gone (the search now finds %d)%s; the "
+            "targets' max_deletes / max_delete_share stop a run that would delete that many",
+            gone,
+            known,
+            seen,
+            ": the search came back EMPTY" if seen == 0 else "",
+            level=logging.WARNING,
         )
 
     # --- the end of a complete read -------------------------------------------------------------
@@ -333,6 +475,8 @@ class ContactsStream(Stream):
                 "completed_at": format_api_time(datetime.now(timezone.utc)),
                 "streams": sorted(child.name for child in children),
             }
+        if plan.reconcile:
+            state[RECONCILED_STATE_KEY] = format_api_time(self.started)
 
     def _versions_to_remember(
         self, versions: dict[str, str], next_bookmark: datetime | None
@@ -361,6 +505,7 @@ class _Plan(t.NamedTuple):
     lower_bound: datetime | None  # a contact changed at or after it is a candidate to emit
     search_from: datetime | None  # the search's range filter (None: every contact)
     full_pass: bool
+    reconcile: bool  # every contact (since start_date) is searched; those gone are reported
 
     @classmethod
     def make(cls, stream: ContactsStream, context: Context | None) -> _Plan:
@@ -377,8 +522,17 @@ class _Plan(t.NamedTuple):
             if start is not None and start > lower:
                 lower = start
         children = stream.selected_children()
-        full_pass = bool(children) and (bookmark is None or _full_pass_due(stream, state, children))
-        return cls(bookmark, lower, start if full_pass else lower, full_pass)
+        now = bool(stream.config.get("reconcile_now"))
+        full_pass = bool(children) and (
+            bookmark is None or now or _full_pass_due(stream, state, children)
+        )
+        reconcile = now or _due(
+            stream, state.get(RECONCILED_STATE_KEY), setting(stream.config, "reconcile_every_hours")
+        )
+        # A contact's dateUpdated only grows: every contact since start_date is every contact
+        # ever read (and a known one missing is confirmed gone before it is reported).
+        search_from = start if (full_pass or reconcile) else lower
+        return cls(bookmark, lower, search_from, full_pass, reconcile)
 
     def is_new(self, contact: Mapping[str, t.Any], previous: Mapping[str, str]) -> bool:
         """Whether this version of ``contact`` is to be emitted (changed, not emitted before)."""
@@ -397,11 +551,38 @@ def _full_pass_due(
         return True
     if not {child.name for child in children} <= set(last.get("streams") or []):
         return True  # a child stream not covered by the last full pass
+    return _due(stream, last.get("completed_at"), hours)
+
+
+def _due(stream: ContactsStream, last: object, hours: float) -> bool:
+    """Whether ``hours`` have passed since ``last`` (a timestamp; none or 0 hours: always)."""
+    if hours <= 0:
+        return True
     try:
-        completed = parse_api_time(last.get("completed_at"))
+        moment = parse_api_time(last)
     except ValueError:
         return True
-    return stream.started - completed >= timedelta(hours=hours)
+    return stream.started - moment >= timedelta(hours=hours)
+
+
+def tombstones_selected(stream: Stream) -> bool:
+    """Whether ``stream``'s catalog selects the soft-delete marker (else none is emitted)."""
+    # Without its marker a tombstone would reach the targets as a record of nulls.
+    if stream.mask.get(("properties", DELETED_AT), False):
+        return True
+    stream.logger.warning(
+        "%s: deleted records are not reported: the catalog does not select %s",
+        stream.name,
+        DELETED_AT,
+    )
+    return False
+
+
+def tombstone(stream: Stream, record_id: str, moment: str) -> dict[str, t.Any]:
+    """The record of ``stream`` that says ``record_id`` is gone (found so at ``moment``)."""
+    record: dict[str, t.Any] = dict.fromkeys(stream.schema["properties"])
+    record.update({"id": record_id, DELETED_AT: moment})
+    return record
 
 
 class _RecentVersions:
@@ -431,7 +612,8 @@ class ChildStream(Stream):
     """A contact's sub-resources, read as the contact's context arrives (no bookmark).
 
     Records whose content is unchanged since they were last emitted are skipped (digests in
-    state, :mod:`tap_contacts.digests`).
+    state, :mod:`tap_contacts.digests`); records known before and missing from their contact's
+    list now are emitted as tombstones (ids in state, :mod:`tap_contacts.known_ids`).
     """
 
     parent_stream_type = ContactsStream
@@ -445,6 +627,9 @@ class ChildStream(Stream):
         self._session = session
         self._digests: DigestMap | None = None
         self._stored_digests: object = None
+        self._known: KnownIds | None = None
+        self._stored_known: object = None
+        self._lists_read: dict[str, list[str]] = {}  # contact id -> ids of its list now
         self._schema_written = False
 
     @property
@@ -455,15 +640,22 @@ class ChildStream(Stream):
         return t.cast("DigestMap", self._digests)
 
     def begin_read(self) -> None:
-        """Take the remembered digests out of state for the read (see ContactsStream)."""
+        """Take the remembered digests and ids out of state for the read (see ContactsStream)."""
         self._stored_digests = self.stream_state.pop(DIGESTS_STATE_KEY, None)
         self._digests = DigestMap.load(self._stored_digests)
+        self._stored_known = self.stream_state.pop(KNOWN_IDS_STATE_KEY, None)
+        self._known = KnownIds.load(self._stored_known)
+        self._lists_read = {}
 
     def abandon_read(self) -> None:
-        """Put the remembered digests back unchanged: the read did not end."""
+        """Put the remembered digests and ids back unchanged: the read did not end."""
         if self._stored_digests is not None:
             self.stream_state[DIGESTS_STATE_KEY] = self._stored_digests
+        if self._stored_known is not None:
+            self.stream_state[KNOWN_IDS_STATE_KEY] = self._stored_known
         self._digests = None
+        self._known = None
+        self._lists_read = {}
 
     @override
     @property
@@ -496,22 +688,56 @@ class ChildStream(Stream):
         except ChildReadError as exc:
             raise _read_error(self.name, exc.error, contact_id) from exc.error
         digests = self.digests
+        listed: list[str] = []
         for row in rows:
             record = self.to_record(row)
             record["contactId"] = contact_id  # the contact whose list it is
+            listed.append(str(record["id"]))
             if digests.changed(str(record["id"]), record):
                 yield record
+        yield from self._tombstones(contact_id, listed)
+
+    def _tombstones(self, contact_id: str, listed: list[str]) -> Iterator[dict[str, t.Any]]:
+        """Tombstones for the records of ``contact_id`` known before and not listed now."""
+        known = self._known.of(contact_id) if self._known is not None else frozenset()
+        missing = sorted(known.difference(listed))
+        if missing and not tombstones_selected(self):
+            missing = []
+        moment = format_api_time(datetime.now(timezone.utc))
+        for record_id in missing:
+            if not self.confirm_gone(contact_id, record_id):
+                listed.append(record_id)  # still there: known, and not reported
+                continue
+            record = tombstone(self, record_id, moment)
+            record["contactId"] = contact_id
+            yield record
+        self._lists_read[contact_id] = listed
+
+    def confirm_gone(self, contact_id: str, record_id: str) -> bool:
+        """Whether a record missing from its contact's list is really gone (a direct read is)."""
+        del contact_id, record_id
+        return True
 
     def to_record(self, row: Mapping[str, t.Any]) -> dict[str, t.Any]:
         """The record of one row of the API's answer."""
         return dict(row)
 
     def commit(self, *, complete: bool) -> None:
-        """Keep this run's digests in state (``complete``: a full pass read every record)."""
+        """Keep this run's digests and ids in state (``complete``: a full pass read every list).
+
+        After a full pass only the lists it read are kept (a contact it did not read is gone or
+        out of scope); otherwise the lists read replace their contacts' earlier ones.
+        """
         state = self.stream_state
         state[DIGESTS_STATE_KEY] = self.digests.dump(complete=complete)
+        groups: dict[str, t.Any] = {} if complete else dict((self._known or KnownIds()).groups)
+        groups.update(self._lists_read)
+        state[KNOWN_IDS_STATE_KEY] = KnownIds(groups).dump()
         self._digests = None
         self._stored_digests = None
+        self._known = None
+        self._stored_known = None
+        self._lists_read = {}
         self.log(
             "%s: %s records' digests kept in state (%s)",
             self.name,
@@ -530,6 +756,24 @@ class TasksStream(ChildStream):
     @override
     def to_record(self, row: Mapping[str, t.Any]) -> dict[str, t.Any]:
         return task_from_contact_row(row)
+
+    @override
+    def confirm_gone(self, contact_id: str, record_id: str) -> bool:
+        """Ask ``GET /contacts/{contactId}/tasks/{taskId}``: the location-wide read is an index."""
+        try:
+            self._session.client.get_task(contact_id, record_id)
+        except NotFoundError:
+            return True
+        except ContactsAPIError as exc:
+            raise _read_error(self.name, exc, contact_id) from exc
+        self.log(
+            "tasks: task %s of contact %s is missing from the read but still exists: not "
+            "reported deleted",
+            record_id,
+            contact_id,
+            level=logging.WARNING,
+        )
+        return False
 
     @override
     def commit(self, *, complete: bool) -> None:

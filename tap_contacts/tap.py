@@ -45,7 +45,13 @@ _ABOUT = (
     "unchanged ones are recognised by a content digest kept in state (about 22 bytes per "
     "record). Outside a full pass an unchanged location costs one search request and no "
     "sub-resource read. Requests share one rate budget per location with target-contacts "
-    "through the ledger (100 requests / 10 s by default)."
+    "through the ledger (100 requests / 10 s by default). Deletes: the API lists no deleted "
+    "records, so the ids read are kept in state (about 21 characters each) and reported gone as "
+    "tombstones (_sdc_deleted_at set, other fields null but id, and contactId for children): a "
+    "contact missing from a reconciliation pass (a search of every contact since start_date, "
+    "every reconcile_every_hours or when reconcile_now is set) and answered 404 by GET "
+    "/contacts/{id}; a task, note or appointment missing from its contact's list whenever that "
+    "list is read (a task also answered 404). Nothing is reported from a first or failed read."
 )
 
 
@@ -167,6 +173,24 @@ class TapContacts(Tap):  # noqa: D101  its docstring is _ABOUT, kept on one line
             description="Every this many hours, tasks, notes and appointments are read for every "
             "contact, not only for changed ones (adding one may not change the contact's "
             "dateUpdated; unconfirmed). 0: every run. Unchanged records are not emitted again.",
+        ),
+        th.Property(
+            "reconcile_every_hours",
+            th.NumberType(minimum=0),
+            default=SETTING_DEFAULTS["reconcile_every_hours"],
+            description="Every this many hours the search reads every contact (since start_date) "
+            "and the contacts deleted since are emitted as tombstones (_sdc_deleted_at); other "
+            "runs read only what changed. 0: every run. Costs one search request per page of "
+            "contacts, and one GET per contact found gone. Deleted tasks, notes and appointments "
+            "show whenever their contact's list is read (child_full_pass_hours).",
+        ),
+        th.Property(
+            "reconcile_now",
+            th.BooleanType,
+            default=False,
+            description="Make this run a reconciliation pass and a full pass of the child "
+            "streams, whatever the hours say (TAP_CONTACTS_RECONCILE_NOW=true; the webhook "
+            "listener sets it for a run that covers a Contacts API *Delete event).",
         ),
         th.Property(
             "task_read",

@@ -20,6 +20,12 @@ from tests.tap_contacts.support import LOCATION, PIT, contact, contact_id, seed,
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+# The soft-delete marker is set only on tombstones, which a single first run never emits
+# (tests/tap_contacts/test_tombstones.py covers them): its absence from these records is expected.
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:Fields in transformed catalog but not in records. \(\{'_sdc_deleted_at'\}\)"
+)
+
 # Filled in by the fixture below; port 9 (discard) on loopback is never contacted.
 CONFIG: dict[str, Any] = {
     "base_url": "http://127.0.0.1:9",
