@@ -3,7 +3,10 @@
 Items (the issue's numbering): 1 write throughput (scaled, plus one unscaled run), 2 calls per
 record, 3 read throughput, 4 overhead and memory, 5 the naive baseline (measured with 1 and 2),
 6 tap-contacts alone (first read with and without the location-wide task read, an unchanged
-location, memory from 10,000 to 100,000 contacts; not in the default set, run it with --items 6).
+location, memory from 10,000 to 100,000 contacts; not in the default set, run it with --items 6),
+7 many locations at once (N target-contacts, each its own location of one Contacts sandbox: the
+share of each location's ceiling, 429s, total CPU; not in the default set, --items 7, or alone:
+``python -m bench.many_locations``).
 ``--quick`` is a small smoke run (a minute or two) that writes to bench/.quick/ unless told
 otherwise; its numbers are too small to mean anything.
 """
@@ -21,6 +24,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from bench import harness, report, scenarios
+from bench import many_locations as many_locations_bench
 from bench import tap_contacts as tap_contacts_bench
 from bench.harness import ROOT, base_env, ensure_meltano_plugins, log, machine_info, say
 
@@ -34,6 +38,7 @@ class Item(IntEnum):
     OVERHEAD = 4
     NAIVE_BASELINE = 5
     TAP_CONTACTS = 6
+    MANY_LOCATIONS = 7
 
 
 ALL_ITEMS = tuple(item.value for item in Item)
@@ -114,6 +119,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=_ints,
         help="contacts per item 6 memory run, limits off (default 10000,100000; 0: skip)",
     )
+    p.add_argument(
+        "--locations", type=int, help="item 7: target processes, one location each (default 20)"
+    )
+    p.add_argument(
+        "--location-contacts",
+        type=int,
+        help="item 7: new contacts per location (default 450: about 40 s of writing)",
+    )
+    p.add_argument(
+        "--many-ledger",
+        choices=("sqlite", "postgresql"),
+        help="item 7: the shared ledger (default sqlite; postgresql starts a throwaway cluster)",
+    )
     p.add_argument("--results", type=Path, help="default bench/results.json")
     p.add_argument("--report", type=Path, help="default docs/benchmarks.md")
     p.add_argument(
@@ -178,9 +196,25 @@ def tap_contacts_config(args: argparse.Namespace) -> tap_contacts_bench.TapConta
     return cfg
 
 
+def many_locations_config(args: argparse.Namespace) -> many_locations_bench.ManyLocationsConfig:
+    """Item 7's sizes: the defaults, ``--quick``'s, then the options given."""
+    cfg = many_locations_bench.ManyLocationsConfig()
+    if args.quick:
+        cfg = many_locations_bench.ManyLocationsConfig(locations=3, contacts=150)
+    low, _, high = args.latency.partition(",")
+    cfg.latency = (float(low), float(high or low))
+    if args.locations is not None:
+        cfg.locations = args.locations
+    if args.location_contacts is not None:
+        cfg.contacts = args.location_contacts
+    if args.many_ledger is not None:
+        cfg.ledger = args.many_ledger
+    return cfg
+
+
 def _ensure_plugins(items: set[int], workdir: Path) -> None:
-    """Meltano's plugins, unless only item 6 runs (tap-contacts alone, without Meltano)."""
-    if items - {Item.TAP_CONTACTS}:
+    """Meltano's plugins, unless only items 6 and 7 run (plugins alone, without Meltano)."""
+    if items - {Item.TAP_CONTACTS, Item.MANY_LOCATIONS}:
         ensure_meltano_plugins(base_env(workdir))
 
 
@@ -189,6 +223,13 @@ def _tap_contacts_results(items: set[int], args: argparse.Namespace, workdir: Pa
     if Item.TAP_CONTACTS not in items:
         return {}
     return {"tap_contacts": tap_contacts_bench.run(tap_contacts_config(args), workdir)}
+
+
+def _many_locations_results(items: set[int], args: argparse.Namespace, workdir: Path) -> dict:
+    """Item 7's results under ``many_locations``, when it is asked for."""
+    if Item.MANY_LOCATIONS not in items:
+        return {}
+    return {"many_locations": many_locations_bench.run(many_locations_config(args), workdir)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         if Item.OVERHEAD in items:
             results["overhead"] = scenarios.overhead(cfg, workdir)
         results.update(_tap_contacts_results(items, args, workdir))
+        results.update(_many_locations_results(items, args, workdir))
     finally:
         results["machine"]["load_average_end"] = list(os.getloadavg())
         results["duration_s"] = round(time.monotonic() - started, 1)

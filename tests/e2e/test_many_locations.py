@@ -161,6 +161,87 @@ def test_every_pair_runs_under_its_own_state_id_and_a_failing_one_stops_no_other
     assert STATE_ID.format("pair-c") not in listed
 
 
+INHERITED = """
+  - name: tap-moco--pair-d
+    inherit_from: tap-moco
+    config:
+      base_url: {moco}
+      api_key: sandbox-key
+"""
+INHERITED_LOADER = """
+  - name: target-contacts--pair-d
+    inherit_from: target-contacts
+    config:
+      base_url: {contacts}
+      location_id: loc-d
+      private_integration_token: sandbox-token-loc-d
+"""
+
+
+def test_a_pair_as_inherited_plugins_has_its_settings_and_state_id_in_meltano_yml(
+    meltano_project: Path, tmp_path: Path
+) -> None:
+    """The other Meltano way: a pair's plugins inherit the project's, with the pair's settings."""
+    yml = meltano_project / "meltano.yml"
+    original = yml.read_text()
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with (
+        RunningSandbox(
+            ContactsSandbox(location_id="loc-main", extra_locations=["loc-d"], rate_limit=100_000)
+        ) as contacts,
+        RunningSandbox(MocoSandbox(rate_limit=100_000)) as moco,
+    ):
+        requests.post(
+            f"{moco.url}/_sandbox/seed", timeout=30, json={"generate": {"contacts": 8, "seed": 31}}
+        ).raise_for_status()
+        text = original.replace(
+            "\n  loaders:\n", INHERITED.format(moco=moco.url) + "\n  loaders:\n", 1
+        ).replace(
+            "\n  utilities:\n",
+            INHERITED_LOADER.format(contacts=contacts.url) + "\n  utilities:\n",
+            1,
+        )
+        assert text.count("inherit_from:") == 2
+        env = {
+            **_base_env(),
+            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+            "TARGET_CONTACTS__PAIR_D_LEDGER_URL": ledger,
+            "TAP_MOCO__PAIR_D_RATE_LIMIT_REQUESTS": "100000",
+            "TAP_MOCO__PAIR_D_RATE_LIMIT_WINDOW_SECONDS": "1",
+        }
+        try:
+            yml.write_text(text)
+            result = subprocess.run(
+                [str(BIN / "meltano"), "run", "tap-moco--pair-d", "target-contacts--pair-d"],
+                cwd=meltano_project,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            listed = subprocess.run(
+                [str(BIN / "meltano"), "state", "list"],
+                cwd=meltano_project,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
+        finally:
+            yml.write_text(original)
+        crm = requests.get(f"{contacts.url}/_sandbox/state", timeout=10).json()
+        moco_state = requests.get(f"{moco.url}/_sandbox/state", timeout=10).json()
+    assert result.returncode == 0, result.stderr[-4000:]
+    # Its own state id, from its plugins' names; its records in its own location.
+    assert "sandbox:tap-moco--pair-d-to-target-contacts--pair-d" in listed
+    want = on_sqlite.expected_contacts(moco_state)
+    assert len(crm["contacts"]) == len(want)
+    assert {c["locationId"] for c in crm["contacts"]} == {"loc-d"}
+    assert IdLedger(make_engine(ledger), "loc-d").link_count() == (
+        len(crm["contacts"]) + len(crm["tasks"]) + len(crm["notes"])
+    )
+
+
 def test_a_pairs_file_is_checked_before_anything_runs(tmp_path: Path) -> None:
     path = tmp_path / "pairs.yml"
     path.write_text(
