@@ -37,6 +37,7 @@ from starlette.routing import Route
 from sync_ledger.db import make_engine, redact_url, sqlite_path
 from sync_ledger.events import PENDING, EventStore, Lane, NewEvent
 from sync_listener.coordinator import Coordinator
+from sync_listener.deletes import ClaimedDeletes
 from sync_listener.intake import contacts_event, moco_event
 from sync_listener.runner import CommandRunner
 from sync_listener.verify import (
@@ -157,7 +158,12 @@ class Listener:
         writer = EventWriter(store)
         writer.start()
         self._writer = writer
-        coordinator = Coordinator(store, settings, CommandRunner(settings.run_directory))
+        coordinator = Coordinator(
+            store,
+            settings,
+            CommandRunner(settings.run_directory),
+            covers_delete=ClaimedDeletes(engine),
+        )
         self._coordinator = coordinator
         coordinator.start(lanes)
         pruner = asyncio.get_running_loop().create_task(self._prune_forever(store))

@@ -8,6 +8,8 @@ What a caller may rely on:
 - A run claims every pending event of its lane that no run covers yet, before it starts (so each
   claimed event was stored before the run began and the run's re-read sees its change). Events
   that arrive while it runs are left for exactly one follow-up run.
+- A run whose claimed events include a delete starts with its tap's ``reconcile_now`` set
+  through the environment (:mod:`sync_listener.deletes`), so that the delete propagates in it.
 - The two directions of one location never run at once, and a run starts at the earliest
   ``debounce_seconds`` after the location's previous run ended. So a run reads what the other
   direction finished writing (its ledger baselines included), and the webhooks its own writes
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync_listener.deletes import run_environment
 from sync_listener.intake import CONTACTS_TO_MOCO, MOCO_TO_CONTACTS
 
 if TYPE_CHECKING:
@@ -135,17 +138,21 @@ class _LaneWorker:
         claimed = await self._coordinator.stored(lambda: store.claim(self.lane, run_id))
         if claimed == 0:
             return False  # an earlier run already covered them
+        covers_delete = self._coordinator.covers_delete
+        deletes = await self._coordinator.stored(lambda: covers_delete(run_id))
+        extra_env = run_environment(self.lane, covers_delete=deletes)
         self.state = RUNNING
         log.info(
-            "run %s: %s for location %s covers %d event(s): %s",
+            "run %s: %s for location %s covers %d event(s): %s%s",
             run_id,
             self.lane.direction,
             self.lane.location_id,
             claimed,
             " ".join(self._command),
+            "".join(f" (a delete among them: {k}={v})" for k, v in extra_env.items()),
         )
         started = time.monotonic()
-        status = await self._coordinator.runner.run(self._command, run_id, self.lane)
+        status = await self._coordinator.runner.run(self._command, run_id, self.lane, extra_env)
         seconds = time.monotonic() - started
         if status == 0:
             handled = await self._coordinator.stored(lambda: store.finish(run_id))
@@ -179,15 +186,30 @@ class _LaneWorker:
         return pause
 
 
+def _no_deletes(run_id: str) -> bool:
+    del run_id
+    return False
+
+
 class Coordinator:
-    """All lanes of one listener."""
+    """All lanes of one listener.
+
+    ``covers_delete(run_id)`` says whether a run's claimed events include a delete
+    (:class:`sync_listener.deletes.ClaimedDeletes`; without it no run forces a pass).
+    """
 
     def __init__(
-        self, store: EventStore, settings: ListenerSettings, runner: CommandRunner
+        self,
+        store: EventStore,
+        settings: ListenerSettings,
+        runner: CommandRunner,
+        *,
+        covers_delete: Callable[[str], bool] = _no_deletes,
     ) -> None:
         self.store = store
         self.settings = settings
         self.runner = runner
+        self.covers_delete = covers_delete
         self._commands = {
             MOCO_TO_CONTACTS: settings.moco_to_contacts_command,
             CONTACTS_TO_MOCO: settings.contacts_to_moco_command,

@@ -5,7 +5,8 @@ it cannot be started). The child runs in its own session, in ``run_directory``, 
 and its output on the listener's stderr. Its environment is the listener's without any
 ``SYNC_LISTENER_*`` or ``MELTANO_UTILIZE_*`` variable (they hold the webhook key), plus
 ``MELTANO_RUN_ID`` (so ``meltano run`` records the same id as the ledger's events),
-``SYNC_LISTENER_RUN_ID``, ``SYNC_LISTENER_DIRECTION`` and ``SYNC_LISTENER_LOCATION_ID``.
+``SYNC_LISTENER_RUN_ID``, ``SYNC_LISTENER_DIRECTION`` and ``SYNC_LISTENER_LOCATION_ID``, and
+what the caller adds for this run (a forced reconciliation pass, :mod:`sync_listener.deletes`).
 Cancelling ``run`` (listener shutdown) sends SIGTERM to the child's process group, then SIGKILL
 after a grace period. If the listener itself is killed, the child finishes on its own; Meltano
 refuses a second run of the same job while it lasts, and the listener retries.
@@ -41,11 +42,17 @@ CANNOT_RUN = 127
 _SETTINGS_PREFIXES = (ENV_PREFIX, "MELTANO_UTILIZE_")
 
 
-def child_environment(environ: Mapping[str, str], run_id: str, lane: Lane) -> dict[str, str]:
-    """The environment of a run: the listener's, minus its own settings, plus the run's ids."""
+def child_environment(
+    environ: Mapping[str, str],
+    run_id: str,
+    lane: Lane,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a run: the listener's minus its own settings, plus ``extra`` and ids."""
     env = {
         name: value for name, value in environ.items() if not name.startswith(_SETTINGS_PREFIXES)
     }
+    env.update(extra or {})
     env["MELTANO_RUN_ID"] = run_id
     env[ENV_PREFIX + "RUN_ID"] = run_id
     env[ENV_PREFIX + "DIRECTION"] = lane.direction
@@ -68,13 +75,19 @@ class CommandRunner:
         self._directory = directory
         self._grace = grace_seconds
 
-    async def run(self, command: Sequence[str], run_id: str, lane: Lane) -> int:
-        """Run ``command`` for ``lane`` as run ``run_id``; its exit status."""
+    async def run(
+        self,
+        command: Sequence[str],
+        run_id: str,
+        lane: Lane,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> int:
+        """Run ``command`` for ``lane`` as run ``run_id`` (``extra_env`` added); its exit status."""
         try:
             process = await asyncio.create_subprocess_exec(
                 *command,
                 cwd=self._directory,
-                env=child_environment(os.environ, run_id, lane),
+                env=child_environment(os.environ, run_id, lane, extra_env),
                 stdin=subprocess.DEVNULL,
                 stdout=_output_fd(),
                 start_new_session=True,

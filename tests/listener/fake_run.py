@@ -1,10 +1,10 @@
 """A stand-in for ``meltano run``: records each invocation, then waits, sleeps and exits.
 
 It appends one JSON line when it starts and one when it ends (``phase``, ``direction``,
-``run_id`` from the listener's ``SYNC_LISTENER_RUN_ID``, ``pid``, ``time``, and ``status`` at the
-end) to ``--log``. In ``--control``: while a file ``hold`` exists it waits (so a test decides when
-a run ends); a file ``fail-<direction>`` holding a number N makes the next N runs of that
-direction exit 1.
+``run_id`` from the listener's ``SYNC_LISTENER_RUN_ID``, ``pid``, ``time``, ``reconcile`` (the
+taps' RECONCILE_NOW variables it got), and ``status`` at the end) to ``--log``. In
+``--control``: while a file ``hold`` exists it waits (so a test decides when a run ends); a file
+``fail-<direction>`` holding a number N makes the next N runs of that direction exit 1.
 """
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ def main() -> int:
         "run_id": run_id,
         "pid": os.getpid(),
         "meltano_run_id": os.environ.get("MELTANO_RUN_ID"),
+        # The taps' forced reconciliation pass, set for a run that covers a delete event.
+        "reconcile": {
+            name: os.environ[name]
+            for name in ("TAP_MOCO_RECONCILE_NOW", "TAP_CONTACTS_RECONCILE_NOW")
+            if name in os.environ
+        },
         # The listener's own settings (the webhook key among them) must not reach the run.
         "leaked": sorted(
             name
