@@ -177,9 +177,9 @@ def descendants(root: int) -> list[int]:
 
 def role_of(cmdline: str) -> str | None:
     """``tap`` or ``target`` for a process of the pipeline, by its command line; else None."""
-    if "tap-moco" in cmdline:
+    if "tap-moco" in cmdline or "tap-contacts" in cmdline:
         return "tap"
-    if "target-contacts" in cmdline:
+    if "target-contacts" in cmdline or "target-moco" in cmdline:
         return "target"
     return None
 
