@@ -129,8 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--many-ledger",
-        choices=("sqlite", "postgresql"),
-        help="item 7: the shared ledger (default sqlite; postgresql starts a throwaway cluster)",
+        choices=many_locations_bench.LEDGERS,
+        help="item 7: one SQLite ledger (default), a SQLite file per location, or one "
+        "PostgreSQL database (a throwaway cluster)",
     )
     p.add_argument("--results", type=Path, help="default bench/results.json")
     p.add_argument("--report", type=Path, help="default docs/benchmarks.md")

@@ -35,6 +35,7 @@ from bench.harness import BIN, ROOT, Sandbox, log, machine_info, rate_stats
 LIMIT = 100  # Contacts API: requests per window and location
 WINDOW = 10.0  # seconds
 GOAL_FRACTION = 0.9
+LEDGERS = ("sqlite", "sqlite-per-location", "postgresql")
 
 
 @dataclass
@@ -45,7 +46,8 @@ class ManyLocationsConfig:
     #: New contacts per location: 100 in the first window, then 10/s: about 40 s of writing.
     contacts: int = 450
     latency: tuple[float, float] = (0.1, 0.2)
-    ledger: str = "sqlite"  # or "postgresql"
+    #: "sqlite" (one file), "sqlite-per-location" (a file each) or "postgresql" (one database)
+    ledger: str = "sqlite"
     concurrency: int = 8
 
 
@@ -107,9 +109,11 @@ class TargetProcess:
 
 
 def _ledger_url(cfg: ManyLocationsConfig, workdir: Path) -> tuple[str, Any]:
-    """The shared ledger's URL, and the PostgreSQL cluster to stop afterwards (or None)."""
+    """The ledger's URL (``{location}`` in it: one per location), the cluster to stop (or None)."""
     if cfg.ledger == "sqlite":
         return f"sqlite:///{workdir / 'ledger.db'}", None
+    if cfg.ledger == "sqlite-per-location":
+        return f"sqlite:///{workdir / '{location}' / 'ledger.db'}", None
     sys.path.insert(0, str(ROOT))
     from tests.postgres import start_cluster  # noqa: PLC0415  a development helper, only here
 
@@ -175,7 +179,7 @@ def _run_targets(
             "base_url": sandbox.url,
             "location_id": location,
             "private_integration_token": f"sandbox-token-{location}",
-            "ledger_url": ledger_url,
+            "ledger_url": ledger_url.replace("{location}", location),
             "default_phone_region": "DE",
             "max_concurrency": cfg.concurrency,
             "rate_limit_requests": LIMIT,
@@ -273,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--location-contacts", type=int, default=450, help="new contacts per location (450)"
     )
-    parser.add_argument("--ledger", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--ledger", choices=LEDGERS, default="sqlite", help="the ledger(s)")
     parser.add_argument("--latency", default="0.1,0.2", help="sandbox latency range (s)")
     parser.add_argument("--output", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
