@@ -1,4 +1,4 @@
-"""Item 8: real time through the webhook listener (``bench/run --items 8``).
+"""Item 9: real time through the webhook listener (``bench/run --items 9``).
 
 Both sandboxes at their real limits (Contacts 100 requests / 10 s; MOCO 120 / 2 min, or the
 unlimited plan's 1,200 with ``--realtime-moco-plan unlimited``) with the usual answer latency; the
@@ -63,6 +63,7 @@ from bench.both_ways import (
 from bench.harness import MELTANO, ROOT, Sandbox, log
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable
     from pathlib import Path
 
@@ -96,7 +97,7 @@ PHASES = (
 
 @dataclass
 class RealtimeConfig:
-    """Sizes of item 8 (``bench/run``'s ``--realtime-*`` options)."""
+    """Sizes of item 9 (``bench/run``'s ``--realtime-*`` options)."""
 
     moco_people: int = 600
     changes: int = 20
@@ -106,6 +107,40 @@ class RealtimeConfig:
     seed: int = 1
     change_timeout_s: float = 600
     burst_timeout_s: float = 3600
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Item 9's options of ``bench/run``."""
+    parser.add_argument(
+        "--realtime-people", type=int, help="item 9: generated MOCO people (default 600)"
+    )
+    parser.add_argument(
+        "--realtime-changes",
+        type=int,
+        help="item 9: changes per direction, one at a time (default 20)",
+    )
+    parser.add_argument(
+        "--realtime-burst", type=int, help="item 9: MOCO web-UI edits in one burst (default 500)"
+    )
+    parser.add_argument(
+        "--realtime-moco-plan",
+        choices=("standard", "unlimited"),
+        help="item 9: MOCO's limit, 120 (standard, default) or 1,200 (unlimited) / 2 min",
+    )
+
+
+def config_from(args: argparse.Namespace) -> RealtimeConfig:
+    """Item 9's sizes: the defaults, ``--quick``'s, then the options given."""
+    cfg = RealtimeConfig()
+    if args.quick:
+        cfg = RealtimeConfig(moco_people=60, changes=3, burst=20)
+    low, _, high = args.latency.partition(",")
+    cfg.latency = (float(low), float(high or low))
+    for name in ("people", "changes", "burst", "moco_plan"):
+        value = getattr(args, f"realtime_{name}")
+        if value is not None:
+            setattr(cfg, "moco_people" if name == "people" else name, value)
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -599,12 +634,12 @@ def _runs_between(runs: list[Run], start: float, end: float) -> list[dict[str, A
 
 
 def run(cfg: RealtimeConfig, workdir: Path) -> dict[str, Any]:  # noqa: PLR0915  one scenario
-    """Item 8; the dict goes to results.json under ``realtime``."""
+    """Item 9; the dict goes to results.json under ``realtime``."""
     limits = _plan_limits(cfg.moco_plan)
     wd = workdir / "realtime"
     wd.mkdir(parents=True, exist_ok=True)
     log(
-        f"item 8 (real time, MOCO {limits.moco_requests}/{limits.moco_window} s, Contacts "
+        f"item 9 (real time, MOCO {limits.moco_requests}/{limits.moco_window} s, Contacts "
         f"{limits.contacts_requests}/{limits.contacts_window} s): {cfg.moco_people} MOCO people, "
         f"{cfg.changes} changes each way, a burst of {cfg.burst}"
     )

@@ -1,4 +1,4 @@
-"""Item 7: the reverse direction and two-way (``bench/run --items 7``).
+"""Item 8: the reverse direction and two-way (``bench/run --items 8``).
 
 - ``reverse``: N generated CRM contacts, each with one note and at least one tag, written by
   ``meltano run contacts-to-moco`` into an empty MOCO sandbox, both APIs scaled like items 1-3
@@ -25,6 +25,7 @@ from bench.both_ways import ApiLimits, BothWays, api_entries, api_stats, crm_see
 from bench.harness import Sandbox, log
 
 if TYPE_CHECKING:
+    import argparse
     from pathlib import Path
 
 SEARCH = "POST /contacts/search"
@@ -40,7 +41,7 @@ CONTACTS_PER_SEARCH = 500  # the bound: one search request per 500 contacts
 
 @dataclass
 class ReverseConfig:
-    """Sizes of item 7 (``bench/run``'s ``--reverse-*`` and ``--two-way-*`` options)."""
+    """Sizes of item 8 (``bench/run``'s ``--reverse-*`` and ``--two-way-*`` options)."""
 
     scale: int = 5
     latency: tuple[float, float] = (0.1, 0.2)
@@ -49,6 +50,42 @@ class ReverseConfig:
     two_way_moco: int = 300
     two_way_crm: int = 300
     seed: int = 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Item 8's options of ``bench/run`` (its scale is ``--scale``, as for items 1-3)."""
+    parser.add_argument(
+        "--reverse-contacts",
+        type=int,
+        help="item 8: new CRM contacts written into an empty MOCO, scaled (default 300)",
+    )
+    parser.add_argument(
+        "--reverse-unscaled-contacts",
+        type=int,
+        help="item 8: the same at MOCO's real 120 / 2 min (default 60; 0: skip)",
+    )
+    parser.add_argument(
+        "--two-way-contacts",
+        type=int,
+        help="item 8: people on each side of the two-way account (default 300; 0: skip)",
+    )
+
+
+def config_from(args: argparse.Namespace) -> ReverseConfig:
+    """Item 8's sizes: the defaults, ``--quick``'s, then the options given."""
+    cfg = ReverseConfig()
+    if args.quick:
+        cfg = ReverseConfig(contacts=30, unscaled_contacts=0, two_way_moco=30, two_way_crm=30)
+    low, _, high = args.latency.partition(",")
+    cfg.latency = (float(low), float(high or low))
+    cfg.scale = args.scale
+    if args.reverse_contacts is not None:
+        cfg.contacts = args.reverse_contacts
+    if args.reverse_unscaled_contacts is not None:
+        cfg.unscaled_contacts = args.reverse_unscaled_contacts
+    if args.two_way_contacts is not None:
+        cfg.two_way_moco = cfg.two_way_crm = args.two_way_contacts
+    return cfg
 
 
 def _sandboxes(
@@ -149,7 +186,7 @@ def reverse(
     wd = workdir / name
     wd.mkdir(parents=True, exist_ok=True)
     log(
-        f"item 7 ({name}, MOCO {limits.moco_requests}/{limits.moco_window} s): {contacts} new "
+        f"item 8 ({name}, MOCO {limits.moco_requests}/{limits.moco_window} s): {contacts} new "
         "CRM contacts with a note and a tag each -> an empty MOCO"
     )
     moco, crm = _sandboxes(cfg, limits)
@@ -163,6 +200,7 @@ def reverse(
                 "scale": cfg.scale if scaled else 1,
                 "latency_s": list(cfg.latency),
                 "limits": limits.describe(),
+                "moco_window_s": limits.moco_window,
                 "real_limits": ApiLimits.scaled(1).describe(),
                 "target_moco_max_concurrency": "meltano.yml (2)",
                 "seed": "sandbox.contacts_data.generate, one note per contact, a tag on each",
@@ -198,7 +236,7 @@ def two_way(cfg: ReverseConfig, workdir: Path, limits: ApiLimits) -> dict[str, A
     wd = workdir / "two-way"
     wd.mkdir(parents=True, exist_ok=True)
     log(
-        f"item 7 (two-way, MOCO {limits.moco_requests}/{limits.moco_window} s): "
+        f"item 8 (two-way, MOCO {limits.moco_requests}/{limits.moco_window} s): "
         f"{cfg.two_way_moco} MOCO people, {cfg.two_way_crm} CRM contacts"
     )
     moco, crm = _sandboxes(cfg, limits, moco_people=cfg.two_way_moco, crm_contacts=cfg.two_way_crm)
@@ -233,7 +271,7 @@ def two_way(cfg: ReverseConfig, workdir: Path, limits: ApiLimits) -> dict[str, A
 
 
 def run(cfg: ReverseConfig, workdir: Path) -> dict[str, Any]:
-    """Item 7; the dict goes to results.json under ``reverse``."""
+    """Item 8; the dict goes to results.json under ``reverse``."""
     limits = ApiLimits.scaled(cfg.scale)
     out: dict[str, Any] = {"scaled": reverse(cfg, workdir, limits, cfg.contacts, scaled=True)}
     if cfg.unscaled_contacts:
