@@ -258,6 +258,10 @@ def _run_targets(
         "targets_cpu_s_rusage_children": round(children_cpu, 1),
         "targets_cpu_ms_per_request": round(1000 * cpu_total / max(1, requests_total), 2),
         "targets_cpu_cores_busy": round(cpu_total / max(1e-9, ended - started), 2),
+        # What one core carries at this CPU per request, each location at its ceiling.
+        "locations_per_core_at_ceiling": round(
+            1 / max(1e-9, cpu_total / max(1, requests_total) * LIMIT / WINDOW), 1
+        ),
         "sandbox_cpu_s": round(sandbox_cpu, 1),
         "per_location": per_location,
     }

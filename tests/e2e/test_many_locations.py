@@ -18,7 +18,7 @@ import yaml
 from sandbox.contacts import ContactsSandbox
 from sandbox.moco import MocoSandbox
 from sandbox.server import RunningSandbox
-from scripts.run_pairs import PairsFileError, load_pairs, state_ids
+from scripts.run_pairs import PairsFileError, _only, load_pairs, state_ids
 from sync_ledger.db import make_engine
 from sync_ledger.ledger import IdLedger
 from tests.e2e import test_meltano_run as on_sqlite
@@ -258,6 +258,10 @@ def test_a_pairs_file_is_checked_before_anything_runs(tmp_path: Path) -> None:
         "TAP_MOCO_API_KEY": "k",
     }
     assert pairs[1].env["TARGET_CONTACTS_DRY_RUN"] == "true"
+    # --only PAIR: what a CI matrix job or an orchestrator's task runs.
+    assert _only(pairs, "globex") == [pairs[1]]
+    with pytest.raises(PairsFileError, match="--only names pairs the file does not have"):
+        _only(pairs, "acme,initech")
     with pytest.raises(PairsFileError, match=r"pairs.acme.TAP_MOCO_API_KEY names \$\{ACME_KEY\}"):
         load_pairs(path, {"LEDGER": "x"})
     path.write_text(
