@@ -578,7 +578,7 @@ class ContactsClient:
         tries[0] += 1
         while True:
             self._refuse_if_cancelled(route, path)
-            self.limiter.acquire()
+            slot = self.limiter.acquire()
             self._refuse_if_cancelled(route, path)
             token = self.auth.token()
             with self._calls_lock:
@@ -594,7 +594,9 @@ class ContactsClient:
                     headers={**self._headers, "Authorization": f"Bearer {token}"},
                 )
             except requests.RequestException as exc:
+                self.limiter.answered(slot)
                 raise self._network_failure(route, path, exc, safe=safe) from None
+            self.limiter.answered(slot)  # the API counted it by now at the latest
             self.limiter.observe(response.headers)
             logger.debug(
                 "%s %s -> %s in %.0f ms",

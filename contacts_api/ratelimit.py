@@ -46,8 +46,12 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 class SharedBudget(Protocol):
     """A request budget several processes share (:class:`sync_ledger.budget.RateBudget`)."""
 
-    def acquire(self) -> float:
-        """Block until a slot is free, then take it; returns when it was taken."""
+    def take(self) -> Any:  # noqa: ANN401  the budget's own slot type, handed back as it is
+        """Block until a slot is free, then take it; returns the slot."""
+        ...
+
+    def answered(self, slot: Any) -> None:  # noqa: ANN401  a slot take() returned
+        """Hold ``slot`` for a whole window from now (its request's answer arrived now)."""
         ...
 
     def in_use(self) -> int:
@@ -85,7 +89,8 @@ class ContactsRateLimiter:
       :class:`~sync_ledger.budget.RateBudget`), every acquisition also takes a slot of that
       budget, so that processes sharing it (tap-contacts and target-contacts on one location)
       stay within the limit together; their requests then count as our own when the headers
-      report the window used up.
+      report the window used up. :meth:`answered` (after the answer) holds the slot for a window
+      from then, so that delays between our count and the API's cannot add up to a 429.
     """
 
     _shared: ClassVar[dict[tuple[str, str], ContactsRateLimiter]] = {}
@@ -147,11 +152,12 @@ class ContactsRateLimiter:
         with self._lock:
             return self._daily_remaining
 
-    def acquire(self) -> None:
-        """Block until one request may be sent now.
+    def acquire(self) -> object:
+        """Block until one request may be sent now; returns the shared budget's slot (or None).
 
-        Raises :class:`DailyQuotaExhausted` instead of waiting when the daily quota is at or below
-        the reserve (nothing is sent then).
+        Hand the slot to :meth:`answered` when the request's answer (or failure) is in. Raises
+        :class:`DailyQuotaExhausted` instead of waiting when the daily quota is at or below the
+        reserve (nothing is sent then).
         """
         self._check_daily()
         while True:
@@ -162,12 +168,18 @@ class ContactsRateLimiter:
             time.sleep(wait)
         if not self._limiter.try_acquire(_BUCKET, blocking=True):
             raise RuntimeError("rate limiter refused a single request; max_requests must be >= 1")
-        if self.budget is not None:
-            self.budget.acquire()  # the window shared with the other processes on this location
+        # The window shared with the other processes on this location.
+        slot = self.budget.take() if self.budget is not None else None
         with self._lock:
             self._sent.append(time.monotonic())
             if self._daily_remaining is not None:
                 self._daily_remaining -= 1
+        return slot
+
+    def answered(self, slot: object) -> None:
+        """The request of ``slot`` (from :meth:`acquire`) has its answer, or has failed."""
+        if slot is not None and self.budget is not None:
+            self.budget.answered(slot)
 
     def _check_daily(self) -> None:
         with self._lock:

@@ -7,9 +7,14 @@ across every process that opens the same budget name in the same ledger database
 
 What a caller may rely on:
 
-- :meth:`RateBudget.acquire` blocks until a slot is free and takes it; no two takers ever hold
-  more than ``max_requests`` slots taken within any ``window_seconds``. A slot is a row in
-  ``rate_budget_slots`` with the moment it was taken; a crashed process's slots simply expire.
+- :meth:`RateBudget.take` (and :meth:`RateBudget.acquire`) blocks until a slot is free and
+  takes it; no two takers ever hold more than ``max_requests`` slots within any
+  ``window_seconds``. A slot is a row in ``rate_budget_slots`` with its moment; a crashed
+  process's slots simply expire.
+- :meth:`RateBudget.answered` moves a slot's moment to when its request's answer arrived. The
+  API counted the request at some moment between sending and answering, so a slot held for a
+  window from the answer covers the API's count whatever the delays on the way (a busy machine,
+  a slow network); a window from the taking alone would need a margin as large as those delays.
 - Each acquisition is one short write transaction, serialised across processes: SQLite takes an
   exclusive write lock (``BEGIN IMMEDIATE``), PostgreSQL and others lock the budget's row in
   ``rate_budgets`` (``SELECT ... FOR UPDATE``). On PostgreSQL the moments come from the
@@ -24,7 +29,7 @@ import hashlib
 import random
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import (
     Column,
@@ -36,6 +41,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -69,6 +75,13 @@ rate_budget_slots = Table(
     # Seconds since the epoch when the slot was taken (the database's clock on PostgreSQL).
     Column("taken_at", Double, nullable=False),
 )
+
+
+class BudgetSlot(NamedTuple):
+    """One taken slot: its row and the moment it was taken (the budget's clock)."""
+
+    id: int
+    taken_at: float
 
 
 def budget_name(*parts: str) -> str:
@@ -108,19 +121,39 @@ class RateBudget:
         if not self._sqlite:
             self._ensure_row()
 
-    def acquire(self) -> float:
-        """Block until a slot is free, then take it; returns the moment it was taken.
+    def take(self) -> BudgetSlot:
+        """Block until a slot is free, then take it.
 
-        The moment is in seconds since the epoch on the budget's clock (the database's on
+        The slot's moment is in seconds since the epoch on the budget's clock (the database's on
         PostgreSQL), the one the window is kept on.
         """
         with self._waiting:
             while True:
-                taken, wait = self._try_take()
-                if taken is not None:
-                    return taken
+                slot, wait = self._try_take()
+                if slot is not None:
+                    return slot
                 wait = min(max(wait, MIN_WAIT_SECONDS), MAX_WAIT_SECONDS)
                 time.sleep(wait * (1 + random.random() * WAIT_JITTER))  # noqa: S311  not a secret
+
+    def acquire(self) -> float:
+        """Block until a slot is free, then take it; returns the moment it was taken."""
+        return self.take().taken_at
+
+    def answered(self, slot: BudgetSlot) -> None:
+        """Hold ``slot`` for a whole window from now: its request's answer (or failure) is here.
+
+        A slot that expired meanwhile (a request slower than the window) is taken again now.
+        """
+        with self.engine.connect() as conn:
+            now = self._now(conn)
+            moved = conn.execute(
+                update(rate_budget_slots)
+                .where(rate_budget_slots.c.id == slot.id)
+                .values(taken_at=now)
+            )
+            if not moved.rowcount:
+                conn.execute(insert(rate_budget_slots).values(budget=self.name, taken_at=now))
+            conn.commit()
 
     def in_use(self) -> int:
         """How many slots taken within the last ``window_seconds`` (by every process)."""
@@ -137,8 +170,8 @@ class RateBudget:
         return int(count)
 
     # --- internals ---------------------------------------------------------------------------
-    def _try_take(self) -> tuple[float | None, float]:
-        """(the moment a slot was taken, 0) or (None, seconds until one may be free)."""
+    def _try_take(self) -> tuple[BudgetSlot | None, float]:
+        """(the slot taken, 0) or (None, seconds until one may be free)."""
         with self.engine.connect() as conn:
             self._lock(conn)
             try:
@@ -156,9 +189,11 @@ class RateBudget:
                     )
                 ).one()
                 if int(count) < self.max_requests:
-                    conn.execute(insert(rate_budget_slots).values(budget=self.name, taken_at=now))
+                    key = conn.execute(
+                        insert(rate_budget_slots).values(budget=self.name, taken_at=now)
+                    ).inserted_primary_key  # not RETURNING: older SQLite libraries lack it
                     conn.commit()
-                    return now, 0.0
+                    return BudgetSlot(int(key[0]) if key is not None else -1, now), 0.0
                 conn.commit()  # the expired slots stay deleted
             except BaseException:
                 conn.rollback()

@@ -122,15 +122,19 @@ def test_the_limiter_is_shared_through_a_file_ledger_but_not_an_in_memory_one(tm
 
 
 class CountingBudget:
-    """A SharedBudget that counts acquisitions and reports a fixed number in use."""
+    """A SharedBudget that counts slots taken and answered and reports a fixed number in use."""
 
     def __init__(self, in_use: int = 0) -> None:
         self.taken = 0
+        self.answers: list[int] = []
         self.used = in_use
 
-    def acquire(self) -> float:
+    def take(self) -> int:
         self.taken += 1
-        return 0.0
+        return self.taken
+
+    def answered(self, slot: int) -> None:
+        self.answers.append(slot)
 
     def in_use(self) -> int:
         return self.used
@@ -140,11 +144,68 @@ def test_the_limiter_takes_a_budget_slot_for_every_request(fake_clock: FakeClock
     budget = CountingBudget()
     limiter = ContactsRateLimiter(5, 10.0, budget=budget)
 
-    for _ in range(12):
-        limiter.acquire()
+    slots = [limiter.acquire() for _ in range(12)]
+    for slot in slots:
+        limiter.answered(slot)
 
-    assert budget.taken == 12
+    assert slots == list(range(1, 13))
+    assert budget.answers == slots
     assert fake_clock.now >= 1000.0 + 20.0  # the in-process window still holds
+
+
+def test_a_slot_is_held_for_a_window_from_its_answer(tmp_path: Path, budget_clock: FakeClock):
+    budget = RateBudget(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "b", 2, 10.0)
+    start = budget_clock.now
+    first, second = budget.take(), budget.take()
+    budget_clock.advance(3.0)  # the answers took 3 s (a slow network, a busy machine)
+    budget.answered(first)
+    budget.answered(second)
+
+    # The API may have counted them as late as their answers: 10 s from then, not from taking.
+    assert budget.acquire() == start + 3.0 + 10.0
+
+
+def test_a_slot_answered_after_it_expired_is_held_again(tmp_path: Path, budget_clock: FakeClock):
+    budget = RateBudget(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "b", 1, 10.0)
+    start = budget_clock.now
+    slow = budget.take()
+    budget_clock.advance(15.0)  # a request slower than the window
+    assert budget.in_use() == 0
+    budget.answered(slow)
+
+    assert budget.in_use() == 1
+    assert budget.acquire() == start + 15.0 + 10.0
+
+
+def test_the_client_holds_its_slot_until_the_answer(sandbox, tmp_path: Path):
+    from contacts_api.auth import StaticTokenAuth
+    from contacts_api.client import ContactsClient
+
+    budget = RateBudget(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "client", 100, 10.0)
+    client = ContactsClient(
+        sandbox.url,
+        "sandbox-location",
+        StaticTokenAuth("sandbox-token"),
+        limiter=ContactsRateLimiter(100, 10.0, budget=budget),
+    )
+    taken: list[Any] = []
+    answered: list[Any] = []
+    original_take, original_answered = budget.take, budget.answered
+
+    def take() -> Any:
+        slot = original_take()
+        taken.append(slot)
+        return slot
+
+    def answer(slot: Any) -> None:
+        answered.append(slot)
+        original_answered(slot)
+
+    budget.take, budget.answered = take, answer  # type: ignore[method-assign]
+    client.search_contacts_page({"pageLimit": 10})
+
+    assert len(taken) == 1
+    assert answered == taken
 
 
 def headers(remaining: int) -> dict[str, str]:

@@ -1,11 +1,10 @@
 """tap-contacts and target-contacts as two real processes at once on one location: together
 they keep the Contacts API's real limit of 100 requests / 10 s, with no 429 answer.
 
-Both plugins take every request's slot from the one budget in their shared ledger file. Each is
-given a window of 10 s / SANDBOX_WINDOW_SHARE (as the limiter tests give the sandbox a share of
-the client's window, so that a busy machine's scheduling delays between a grant and the
-sandbox's count cannot turn into a 429); without the shared budget the two would still send
-about twice the sandbox's limit together.
+Both plugins are configured with that very limit and take every request's slot from the one
+budget in their shared ledger file, holding it for a window from the request's answer (the
+sandbox counts a request before it answers), so that a busy machine's delays cannot add up to a
+429. Without the shared budget the two would send about twice the limit together.
 """
 
 from __future__ import annotations
@@ -18,14 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from tests.tap_contacts.support import ROOT, request_log, seed, tap_command, tap_config
 from tests.target.singer import BIN, messages, note, person
-from tests.timing import SANDBOX_WINDOW_SHARE
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 LIMIT = 100
 WINDOW = 10.0
-CLIENT_WINDOW = round(WINDOW / SANDBOX_WINDOW_SHARE, 2)
 TAP_CONTACTS = 40
 TARGET_RECORDS = 35
 
@@ -42,7 +39,7 @@ def test_tap_and_target_at_once_share_the_location_budget(contacts_sandbox_facto
     shared: dict[str, Any] = {
         "ledger_url": ledger,
         "rate_limit_requests": LIMIT,
-        "rate_limit_window_seconds": CLIENT_WINDOW,
+        "rate_limit_window_seconds": WINDOW,
         "max_concurrency": 8,
     }
     tap_path = tmp_path / "tap.json"
