@@ -9,8 +9,9 @@
   requests per 500 contacts and sub-resource reads (the goal: at most 1 and 0); with ``--quick``
   also a forced full pass (``child_full_pass_hours: 0``), which reads every contact's children
   and emits nothing.
-- ``memory``: first reads of 10,000 and 100,000 contacts with limits and latency off: the tap's
-  peak RSS (VmHWM) and records/s; the goal is a flat peak.
+- ``memory``: first reads of 10,000 and 100,000 contacts with limits and latency off (and an
+  in-memory ledger: no shared budget): the tap's peak RSS (VmHWM) and records/s; the goal is a
+  flat peak. ``--tap-contacts 0`` runs only these.
 
 The tap runs as ``python -m tap_contacts`` (the console script ``tap-contacts`` once installed),
 its ledger in the bench's work directory; the sandbox is ``python -m sandbox contacts`` with
@@ -245,6 +246,8 @@ def _memory(cfg: TapContactsConfig, workdir: Path) -> dict[str, Any]:
             config = _config(
                 sandbox,
                 wd,
+                # No limit, so no shared budget either: the tap's own work alone.
+                ledger_url="sqlite:///:memory:",
                 rate_limit_requests=1_000_000,
                 rate_limit_window_seconds=1,
                 max_concurrency=8,
@@ -281,9 +284,12 @@ def run(cfg: TapContactsConfig, workdir: Path) -> dict[str, Any]:
             "max_concurrency": 4,
             "generator": "sandbox --generate N: N/2 tasks, N/2 notes, N/4 appointments",
         },
-        "location_task_read": _first_and_unchanged(cfg, workdir, "auto", again=True),
-        "per_contact_task_read": _first_and_unchanged(cfg, workdir, "per_contact", again=False),
     }
+    if cfg.contacts:
+        result["location_task_read"] = _first_and_unchanged(cfg, workdir, "auto", again=True)
+        result["per_contact_task_read"] = _first_and_unchanged(
+            cfg, workdir, "per_contact", again=False
+        )
     if cfg.memory_sizes:
         result["memory"] = _memory(cfg, workdir)
     return result
