@@ -99,6 +99,12 @@ RECONCILED_STATE_KEY = "reconciled_at"
 DELETED_AT = "_sdc_deleted_at"
 #: Warn when a pass finds at least this many known contacts gone and more than half of them.
 _MASS_DELETE_WARNING = 10
+#: At most this many contacts missing from a pass are confirmed gone (one GET each); the rest
+#: stay known and are confirmed by later passes.
+MAX_CONFIRMATIONS = 500
+#: After this many contacts missing from the search turned out to exist, the search is taken to
+#: be lagging or partial: the rest stay known, unconfirmed.
+MAX_STILL_THERE = 20
 
 #: Defaults of the settings the streams read (the tap's config schema declares the same).
 SETTING_DEFAULTS: dict[str, float] = {
@@ -405,14 +411,20 @@ class ContactsStream(Stream):
     def _confirm_gone(
         self, missing: list[str], since: datetime | None
     ) -> tuple[list[str], list[str]]:
-        """Split contacts the search did not answer into (deleted, still there).
+        """Split contacts the search did not answer into (deleted, still known).
 
-        A contact still there but changed before ``since`` (start_date moved later) is neither:
-        it is out of scope, and forgotten.
+        Still known: those that exist, and those not asked about (beyond
+        :data:`MAX_CONFIRMATIONS`, or after :data:`MAX_STILL_THERE` existed). A contact that
+        exists but changed before ``since`` (start_date moved later) is out of scope, and
+        forgotten.
         """
         gone: list[str] = []
         still_there: list[str] = []
-        for contact_id in missing:
+        unasked: list[str] = []
+        for position, contact_id in enumerate(missing):
+            if position >= MAX_CONFIRMATIONS or len(still_there) >= MAX_STILL_THERE:
+                unasked = missing[position:]
+                break
             try:
                 found = self._session.client.get_contact(contact_id)
             except NotFoundError:
@@ -434,7 +446,17 @@ class ContactsStream(Stream):
                 ", ".join(still_there[:5]),
                 level=logging.WARNING,
             )
-        return gone, still_there
+        if unasked:
+            self.log(
+                "contacts: %d more known contact(s) missing from the search were not checked in "
+                "this pass (%s); they stay known, and later passes check them",
+                len(unasked),
+                "the search seems to lag or be partial"
+                if len(still_there) >= MAX_STILL_THERE
+                else f"at most {MAX_CONFIRMATIONS} are checked per pass",
+                level=logging.WARNING,
+            )
+        return gone, still_there + unasked
 
     def _warn_if_most_are_gone(self, gone: int, known: int, seen: int) -> None:
         if gone < _MASS_DELETE_WARNING or gone * 2 <= known:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tap_contacts import streams
 from tap_contacts.known_ids import KnownIds
 from tap_contacts.streams import KNOWN_IDS_STATE_KEY, RECONCILED_STATE_KEY
 from tap_contacts.tap import TapContacts
@@ -219,6 +220,47 @@ def test_a_contact_the_search_misses_but_that_exists_is_not_reported(seeded: Run
     assert lagging in known.of("")  # still known: a later delete is still reported
     api(seeded, "DELETE", f"/contacts/{lagging}")
     assert gone(run_tap(config, state=missed.state))["contacts"] == [lagging]
+
+
+def test_a_search_that_misses_many_existing_contacts_stops_the_checks(
+    seeded: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(streams, "MAX_STILL_THERE", 2)
+    config = tap_config(seeded, reconcile_now=True)
+    first = run_tap(config)
+    lagging = {contact_id(i) for i in range(1, 6)}
+    clear_log(seeded)
+    hook = DropFromAnswers(seeded, "/contacts/search", "contacts", lagging)
+    try:
+        partial = run_tap(config, state=first.state)
+    finally:
+        hook.uninstall()
+
+    assert partial.error is None
+    assert gone(partial) == NOTHING
+    # Two existed: the search is taken to be partial, the other three are not asked about.
+    assert routes(request_log(seeded))["GET /contacts/{id}"] == 2
+    known = KnownIds.load(partial.state["bookmarks"]["contacts"][KNOWN_IDS_STATE_KEY])
+    assert known is not None
+    assert lagging <= known.of("")
+
+
+def test_at_most_max_confirmations_are_checked_per_pass(
+    seeded: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(streams, "MAX_CONFIRMATIONS", 2)
+    config = tap_config(seeded, reconcile_now=True)
+    first = run_tap(config)
+    deleted = [contact_id(i) for i in (2, 4, 6)]
+    for one in deleted:
+        api(seeded, "DELETE", f"/contacts/{one}")
+
+    second = run_tap(config, state=first.state)
+    third = run_tap(config, state=second.state)
+
+    # Two confirmed and reported now; the third stays known and is reported by the next pass.
+    assert gone(second)["contacts"] == deleted[:2]
+    assert gone(third)["contacts"] == deleted[2:]
 
 
 def test_a_task_the_task_search_misses_but_that_exists_is_not_reported(seeded: RunningSandbox):
