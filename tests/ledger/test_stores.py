@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
+import queue
 import sys
 import threading
 import time
@@ -212,15 +213,12 @@ def test_a_postgresql_ledger_without_its_driver_says_how_to_install_it(
     assert "s3cret" not in message
 
 
-HOLD_SECONDS = 1.0
-
-
-def hold_the_token_lock(url: str, holding: Any, out: Any, *, die: bool) -> None:
-    """Take the lock, say so, keep it HOLD_SECONDS, then save new tokens (or die holding it)."""
+def hold_the_token_lock(url: str, holding: Any, release: Any, out: Any, *, die: bool) -> None:
+    """Take the lock, say so, keep it until told to let go, then save new tokens (or die)."""
     store = TokenStore(make_engine(url))
     with store.locked("loc") as row:
         holding.set()
-        time.sleep(HOLD_SECONDS)
+        release.wait(60)
         if die:
             os._exit(9)  # no commit, no rollback, no goodbye: like a SIGKILL
         assert row.token is not None
@@ -228,15 +226,16 @@ def hold_the_token_lock(url: str, holding: Any, out: Any, *, die: bool) -> None:
     out.put("saved")
 
 
-def wait_for_the_token_lock(url: str, holding: Any, out: Any) -> None:
-    """Once the other process holds the lock, take it; report the wait and what was stored."""
+def wait_for_the_token_lock(url: str, holding: Any, trying: Any, release: Any, out: Any) -> None:
+    """Once the other process holds the lock, take it; report whether the holder had let go
+    by then, and what was stored."""
     store = TokenStore(make_engine(url))
     holding.wait(60)
-    started = time.monotonic()
+    trying.set()
     with store.locked("loc") as row:
-        waited = time.monotonic() - started
+        let_go = release.is_set()
         assert row.token is not None
-        out.put((waited, row.token.refresh_token))
+        out.put((let_go, row.token.refresh_token))
 
 
 @pytest.mark.parametrize("holder", ["commits", "dies"])
@@ -244,18 +243,25 @@ def test_the_token_lock_holds_other_processes_until_the_holder_is_done(
     ledger_url: str, holder: str
 ) -> None:
     TokenStore(make_engine(ledger_url)).save(token())
-    holding, out = SPAWN.Event(), SPAWN.Queue()
+    holding, trying, release, out = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
     first = SPAWN.Process(
         target=hold_the_token_lock,
-        args=(ledger_url, holding, out),
+        args=(ledger_url, holding, release, out),
         kwargs={"die": holder == "dies"},
     )
-    second = SPAWN.Process(target=wait_for_the_token_lock, args=(ledger_url, holding, out))
+    second = SPAWN.Process(
+        target=wait_for_the_token_lock, args=(ledger_url, holding, trying, release, out)
+    )
     with running(first, second):
+        assert trying.wait(60)
+        # The waiter asks for the lock now; however long it is kept, it must not get it.
+        with pytest.raises(queue.Empty):
+            out.get(timeout=1.0)
+        release.set()
         results = [out.get(timeout=60) for _ in range(1 if holder == "dies" else 2)]
 
-    waited, refresh_token = next(r for r in results if isinstance(r, tuple))
-    assert waited >= HOLD_SECONDS * 0.5  # it waited for the holder ...
+    let_go, refresh_token = next(r for r in results if isinstance(r, tuple))
+    assert let_go  # it got the lock only after the holder let go ...
     if holder == "commits":
         assert "saved" in results
         assert refresh_token == "rt-new"  # ... and then saw what the holder saved
