@@ -313,6 +313,31 @@ class IdLedger:
             )
             return {str(row[0]) for row in rows}
 
+    def created_by_the_other_direction(self, stream: str, contact_target_id: str) -> set[str]:
+        """Targets of ``stream`` on one contact whose counterpart the other direction is creating.
+
+        Its intent is recorded and the id unknown (a lost answer, a crash). A source record this
+        direction meets unlinked may be that counterpart: it is matched against these before
+        anything is created for it, so the pair is not made twice.
+        """
+        source_type, target_type = self._kind(stream)
+        side = self._side
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(self._col(side.target_id)).where(
+                    and_(
+                        links.c.location_id == self.location_id,
+                        self._col(side.target_type) == target_type,
+                        self._col(side.source_type) == source_type,
+                        self._col(side.target_parent) == contact_target_id,
+                        self._col(side.other_state) == CREATING,
+                        self._col(side.source_id).is_(None),
+                        self._col(side.target_id).is_not(None),
+                    )
+                )
+            )
+            return {str(row[0]) for row in rows}
+
     def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
         """A source record of ``stream`` linked to target ``target_id``, or None.
 
@@ -361,6 +386,25 @@ class IdLedger:
             .limit(1)
         ).scalar()
         values = {**values, "updated_at": _now()}
+        if row_id is None and values.get(side.target_id) is not None:
+            # The other direction is creating this target's counterpart (its intent, no id yet,
+            # after a lost answer or a crash): the source record written here is that
+            # counterpart, so the pair stays one row (a second row for the target would break
+            # the unique index on every later write).
+            row_id = conn.execute(
+                select(links.c.id)
+                .where(
+                    and_(
+                        links.c.location_id == self.location_id,
+                        self._col(side.target_type) == target_type,
+                        self._col(side.target_id) == values[side.target_id],
+                        self._col(side.source_id).is_(None),
+                    )
+                )
+                .order_by(links.c.id)
+                .limit(1)
+            ).scalar()
+            values = {**values, side.source_id: source_id, side.source_type: source_type}
         if row_id is not None:
             conn.execute(update(links).where(links.c.id == row_id).values(**values))
             return

@@ -67,6 +67,11 @@ class OverlayLedger(LedgerLike):
         return ids
 
     @override
+    def created_by_the_other_direction(self, stream: str, contact_target_id: str) -> set[str]:
+        # The other direction's intents are in the real ledger; a dry run records none.
+        return self._ledger.created_by_the_other_direction(stream, contact_target_id)
+
+    @override
     def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
         with self._lock:
             overlaid = {sid for (s, sid) in self._entries if s == stream}

@@ -137,6 +137,10 @@ class LedgerLike(Protocol):
         """Contacts API ids already claimed by source records of ``stream`` on one contact."""
         ...
 
+    def created_by_the_other_direction(self, stream: str, contact_target_id: str) -> set[str]:
+        """Target ids on one contact whose counterpart the other direction left uncreated."""
+        ...
+
     def mark_creating(
         self, stream: str, source_id: str, *, contact_source_id: str | None = None
     ) -> None:

@@ -525,6 +525,11 @@ class MocoSync(BatchWriter):
         return "updated"
 
     def _create_comment(self, p: CommentPayload, entry: LedgerEntry | None, person_id: str) -> str:
+        if entry is None:
+            found = self._forward_counterpart(p, person_id)
+            if found is not None:
+                self._record_comment(p, found, person_id)
+                return "unchanged"
         look_first = entry is not None and entry.state == "creating"
         pending = False
         for _attempt in range(MAX_CREATE_ATTEMPTS):
@@ -563,6 +568,28 @@ class MocoSync(BatchWriter):
             f"creating a MOCO comment for {p.stream} record {p.source_id} failed "
             f"{MAX_CREATE_ATTEMPTS} times with no answer from MOCO; rerun later"
         )
+
+    def _forward_counterpart(self, p: CommentPayload, person_id: str) -> str | None:
+        """The MOCO comment whose CRM copy ``p`` is, if target-contacts left that create unrecorded.
+
+        A lost answer or a crash: the pair is linked, nothing is written. Costs a read only when
+        the ledger holds such an unfinished create on this person.
+        """
+        for comment_id in sorted(self.ledger.created_by_the_other_direction(p.stream, person_id)):
+            try:
+                comment = self.client.get_comment(comment_id)
+            except NotFoundError:
+                continue
+            if same_text(html_to_text(str(comment.get("text") or "")) or "", p.plain):
+                logger.info(
+                    "%s %s is the CRM copy of MOCO comment %s, whose create an interrupted "
+                    "forward run left unrecorded; linked",
+                    p.stream,
+                    p.source_id,
+                    comment_id,
+                )
+                return str(comment_id)
+        return None
 
     def _find_comment(self, p: CommentPayload, person_id: str) -> str | None:
         """A comment on the person showing ``p``'s text that no other record is linked to."""

@@ -110,6 +110,28 @@ def test_both_directions_read_and_write_the_same_links(ledger_url: str) -> None:
     assert forward.link_count() == 2
 
 
+def test_a_pair_found_while_the_other_direction_still_creates_it_stays_one_link(
+    ledger_url: str,
+) -> None:
+    """target-contacts recorded its intent for MOCO person 7 and the create's answer was lost;
+    the next cycle's reverse run meets that CRM contact and links it to person 7 (same e-mail).
+    The pair is the intent's row, not a second row for person 7."""
+    engine = make_engine(ledger_url)
+    forward = IdLedger(engine, "loc")
+    reverse = IdLedger(engine, "loc", Direction.REVERSE)
+    forward.mark_creating("contacts", "7")
+
+    reverse.record_written("contacts", "crm-7", "7", "r7")
+
+    assert forward.link_count() == 1
+    assert forward.get("contacts", "7").target_id == "crm-7"  # type: ignore[union-attr]
+    assert reverse.get("contacts", "crm-7").target_id == "7"  # type: ignore[union-attr]
+    # Later writes of either direction land on that row too.
+    forward.record_written("contacts", "7", "crm-7", "h7")
+    reverse.record_written("contacts", "crm-7", "7", "r7b")
+    assert forward.link_count() == 1
+
+
 def test_rejects_are_kept_per_direction_and_cleared_by_a_write(ledger_url: str) -> None:
     engine = make_engine(ledger_url)
     forward = IdLedger(engine, "loc")

@@ -283,7 +283,7 @@ def two_way_baseline(
                     first_sides,
                     first_rejects,
                     first.moco_writes,
-                    len(first.crm_writes),
+                    first.crm_writes,
                     changed_sides,
                     changed_rejects,
                     changed.moco_writes,

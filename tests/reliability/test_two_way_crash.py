@@ -1,6 +1,7 @@
-"""Crashes in the reverse direction: SIGKILL ``tap-contacts | target-moco`` at named, seeded
-points of its MOCO writes during a two-way cycle, rerun, and find both sides exactly as clean
-cycles leave them; the cycle after that writes nothing on either API.
+"""Crashes in two-way cycles: SIGKILL ``tap-contacts | target-moco`` at named, seeded points of
+its MOCO writes (and ``tap-moco | target-contacts`` at a few of its CRM writes) during a two-way
+cycle, rerun, and find both sides exactly as clean cycles leave them; the cycle after that
+writes nothing on either API.
 
 A point names the kind of MOCO request (a person create, a tagging, the comment of a CRM note,
 task or appointment, a comment update), the moment (*before* the request is applied, *after* it
@@ -28,8 +29,10 @@ from tests.reliability.two_way import (
     comment_create,
     comment_update,
     compare_sides,
+    contact_create,
     logged,
     namesake_create,
+    note_create,
     on_request,
     person_create,
     person_update,
@@ -53,13 +56,21 @@ class Point:
     changed: bool = False  # in the cycle after change_crm (else the first cycle)
 
     @property
+    def forward(self) -> bool:
+        """A write of target-contacts (the cycle's second run), not of target-moco."""
+        return self.what.startswith("CRM ")
+
+    @property
     def name(self) -> str:
         stage = "changed" if self.changed else "first"
         return f"{stage}-{self.what.replace(' ', '-')}-{self.phase}-{self.seed}"
 
     def k(self, base: TwoWayBaseline) -> tuple[int, int]:
         """(k, n): the seeded k-th of the n requests of this kind a clean run makes."""
-        log = base.changed_moco_writes if self.changed else base.first_moco_writes
+        if self.forward:
+            log = base.first_crm_writes
+        else:
+            log = base.changed_moco_writes if self.changed else base.first_moco_writes
         n = logged(self.matches, log)
         assert n, f"a clean run makes no {self.what}"
         return random.Random(self.seed).randint(1, n), n  # noqa: S311  reproducible points
@@ -69,7 +80,10 @@ PERSON, TAGGING, UPDATE = "person create", "tagging", "person update"
 NAMESAKE = "create of a person with a MOCO namesake"
 NOTE, TASK, APPOINTMENT = "note comment create", "task comment create", "appointment comment create"
 COMMENT_UPDATE = "comment update"
+CONTACT, CRM_NOTE = "CRM contact create", "CRM note create"
 MATCHERS: dict[str, Callable[[str, str, Any], bool]] = {
+    CONTACT: contact_create,
+    CRM_NOTE: note_create,
     PERSON: person_create,
     NAMESAKE: namesake_create,
     TAGGING: tagging,
@@ -87,15 +101,19 @@ def point(what: str, phase: str, seed: int, *, changed: bool = False) -> Point:
 
 # In every run of the suite: a committed person create whose answer is lost, the create of a
 # contact that has a namesake in MOCO (a different person: other phone, no e-mail), a kill
-# between a person's update and its tagging, a committed note comment, a committed comment update.
+# between a person's update and its tagging, a committed note comment, a committed comment
+# update, and in the cycle's forward run a committed CRM contact create (the next cycle's
+# reverse run comes first and meets that contact).
 DEFAULT_POINTS = (
     point(PERSON, "after", 11),
     point(NAMESAKE, "before", 15),
     point(TAGGING, "before", 12),
     point(NOTE, "after", 13),
     point(COMMENT_UPDATE, "after", 14, changed=True),
+    point(CONTACT, "after", 16),
 )
 SLOW_POINTS = (
+    point(CRM_NOTE, "after", 20),
     point(PERSON, "before", 21),
     point(PERSON, "next", 22),
     point(NAMESAKE, "after", 29),
@@ -199,6 +217,26 @@ def landed(world: TwoWayWorld, kill: KillSwitch) -> str:
     raise AssertionError(f"no check for {hit.method} {hit.path}")
 
 
+def landed_in_the_crm(world: TwoWayWorld, kill: KillSwitch) -> str:
+    """Check that a kill in the forward run came where its point says (the CRM and the ledger
+    at the kill); returns what was found, in words."""
+    hit: Request | None = kill.hit
+    assert hit is not None
+    answer = (kill.answer.body or {}) if kill.answer is not None else {}
+    created = next(iter(answer.values()), {}) if isinstance(answer, dict) else {}
+    kind = "contacts" if contact_create(hit.method, hit.path) else "notes"
+    stored = {str(r["id"]) for r in world.crm()[kind]}
+    recorded = [r for r in world.forward_links() if r["target_id"] == created.get("id")]
+    if kill.phase == "before":
+        return "not stored"
+    assert created.get("id") in stored, (created, hit.path)
+    if kill.phase == "after":
+        assert recorded == [], recorded
+        return "stored, answer lost; the ledger does not know its id"
+    assert [r["state"] for r in recorded] == ["written"], recorded
+    return "stored and recorded in the ledger"
+
+
 # --- the test -----------------------------------------------------------------------------------
 def crash_and_rerun(
     two_way_world: Callable[..., TwoWayWorld],
@@ -216,30 +254,47 @@ def crash_and_rerun(
         expected, expected_rejects = base.changed, base.changed_rejects
     # "next" needs one writer: the request after the answer then comes from the same thread.
     target = {"max_concurrency": 1} if p.phase == "next" else None
-    kill = KillSwitch(world.moco, k, p.phase, counts=on_request(p.matches))
-    killed = world.run_reverse(kill=kill, target=target)
+    if p.forward:
+        reverse = world.run_reverse()
+        assert reverse.ok, reverse.describe()
+        kill = KillSwitch(world.contacts, k, p.phase, counts=on_request(p.matches))
+        killed = world.run(kill=kill, target=target)
+    else:
+        kill = KillSwitch(world.moco, k, p.phase, counts=on_request(p.matches))
+        killed = world.run_reverse(kill=kill, target=target)
     kill.uninstall()
     assert killed.killed, f"the kill at {p.what} {k} of {n} never came:\n{killed.describe()}"
     assert killed.target_returncode == -signal.SIGKILL
-    found = landed(world, kill)
+    found = landed_in_the_crm(world, kill) if p.forward else landed(world, kill)
     at_kill = world.sides().counts()
-    reruns = world.reverse_until_complete()
+    if p.forward:
+        # The rerun as the job makes it: the reverse run first, then the forward run.
+        rerun = world.cycle()
+        assert rerun.ok, rerun.describe()
+        reruns = [rerun.forward]
+    else:
+        reruns = world.reverse_until_complete()
+        forward = world.run()
+        assert forward.ok, forward.describe()
     assert reruns[-1].summary is not None and reruns[-1].summary["adds_up"]
-    forward = world.run()
-    assert forward.ok, forward.describe()
     sides = world.sides()
     comparison = compare_sides(expected, sides)
     assert comparison.exact, comparison.explain()
     assert world.two_way_problems(sides) == []
     assert world.rejects() == expected_rejects
     world.assert_quiet()
+    pipe = "tap-moco | target-contacts" if p.forward else "tap-contacts | target-moco"
     record(
         case=f"crash-two-way-{p.name}",
         area="Crash",
-        fault="SIGKILL of tap-contacts | target-moco during a two-way cycle",
+        fault=f"SIGKILL of {pipe} during a two-way cycle",
         injection=f"killed at {p.what} {k} of {n}, {p.phase}: {found}",
-        outcome=f"{len(reruns)} rerun(s) and the forward run completed; both sides equal to "
-        "clean cycles; the next cycle wrote nothing",
+        outcome=(
+            "the next cycle (reverse, then forward) completed"
+            if p.forward
+            else f"{len(reruns)} rerun(s) and the forward run completed"
+        )
+        + "; both sides equal to clean cycles; the cycle after wrote nothing",
         lost=comparison.total_lost,
         duplicates=comparison.total_duplicates,
         detail={

@@ -163,6 +163,24 @@ def comment_update(method: str, path: str, _body: Any = None) -> bool:
     return method == "PUT" and path.startswith("/api/v1/comments/")
 
 
+# --- Contacts API requests (the forward direction's writes) -----------------------------------
+def crm_write(method: str, path: str, _body: Any = None) -> bool:
+    """A request that changes CRM data (not a read, a search or an OAuth call)."""
+    return is_write(method, path) and not path.endswith("/tasks/search")
+
+
+def contact_create(method: str, path: str, _body: Any = None) -> bool:
+    return method == "POST" and path == "/contacts/"
+
+
+def note_create(method: str, path: str, _body: Any = None) -> bool:
+    return method == "POST" and path.startswith("/contacts/") and path.endswith("/notes")
+
+
+def task_create(method: str, path: str, _body: Any = None) -> bool:
+    return method == "POST" and path.startswith("/contacts/") and path.endswith("/tasks")
+
+
 # --- both sides as a user checks them -------------------------------------------------------
 def _person_key(person: dict[str, Any] | None) -> str:
     if person is None:
@@ -396,11 +414,7 @@ class TwoWayWorld(World):
         return [e for e in self.moco_log() if moco_write(e["method"], e["path"])]
 
     def crm_writes(self) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.contacts_log()
-            if is_write(e["method"], e["path"]) and not e["path"].endswith("/tasks/search")
-        ]
+        return [e for e in self.contacts_log() if crm_write(e["method"], e["path"])]
 
     def sides(self) -> Sides:
         return Sides(self.moco_state(), self.crm())
@@ -569,13 +583,13 @@ def change_crm(world: TwoWayWorld) -> dict[str, str]:
 @dataclass
 class TwoWayBaseline:
     """What clean, fault-free cycles make of the data set: both sides after the first cycle
-    and after :func:`change_crm` and one more, the rejects, and the MOCO writes (log entries) of
-    each of those cycles' reverse runs."""
+    and after :func:`change_crm` and one more, the rejects, and the writes (log entries) each API
+    received in those cycles."""
 
     first: Sides
     first_rejects: set[Any]
     first_moco_writes: list[dict[str, Any]]
-    first_crm_writes: int
+    first_crm_writes: list[dict[str, Any]]
     changed: Sides
     changed_rejects: set[Any]
     changed_moco_writes: list[dict[str, Any]]
