@@ -37,6 +37,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    bindparam,
     delete,
     func,
     insert,
@@ -75,6 +76,30 @@ rate_budget_slots = Table(
     # Seconds since the epoch when the slot was taken (the database's clock on PostgreSQL).
     Column("taken_at", Double, nullable=False),
 )
+
+
+# Built once with bound parameters: every request takes a slot and answers it, and building the
+# statements anew each time cost more CPU than the database work.
+_slots = rate_budget_slots.c
+_THIS_BUDGET = _slots.budget == bindparam("p_budget")
+_DELETE_EXPIRED = delete(rate_budget_slots).where(
+    _THIS_BUDGET, _slots.taken_at <= bindparam("p_expired")
+)
+_COUNT_AND_OLDEST = select(func.count(), func.min(_slots.taken_at)).where(_THIS_BUDGET)
+_COUNT_SINCE = (
+    select(func.count())
+    .select_from(rate_budget_slots)
+    .where(_THIS_BUDGET, _slots.taken_at > bindparam("p_since"))
+)
+_INSERT_SLOT = insert(rate_budget_slots)
+_MOVE_SLOT = update(rate_budget_slots).where(_slots.id == bindparam("p_slot"))
+_LOCK_BUDGET = (
+    select(rate_budgets.c.budget)
+    .where(rate_budgets.c.budget == bindparam("p_budget"))
+    .with_for_update()
+)
+# clock_timestamp(), not now(): now() is the transaction's start, the same all along.
+_DATABASE_CLOCK = select(func.extract("epoch", func.clock_timestamp()))
 
 
 class BudgetSlot(NamedTuple):
@@ -146,13 +171,9 @@ class RateBudget:
         """
         with self.engine.connect() as conn:
             now = self._now(conn)
-            moved = conn.execute(
-                update(rate_budget_slots)
-                .where(rate_budget_slots.c.id == slot.id)
-                .values(taken_at=now)
-            )
+            moved = conn.execute(_MOVE_SLOT, {"taken_at": now, "p_slot": slot.id})
             if not moved.rowcount:
-                conn.execute(insert(rate_budget_slots).values(budget=self.name, taken_at=now))
+                conn.execute(_INSERT_SLOT, {"budget": self.name, "taken_at": now})
             conn.commit()
 
     def in_use(self) -> int:
@@ -160,12 +181,7 @@ class RateBudget:
         with self.engine.connect() as conn:
             now = self._now(conn)
             count = conn.execute(
-                select(func.count())
-                .select_from(rate_budget_slots)
-                .where(
-                    rate_budget_slots.c.budget == self.name,
-                    rate_budget_slots.c.taken_at > now - self.window_seconds,
-                )
+                _COUNT_SINCE, {"p_budget": self.name, "p_since": now - self.window_seconds}
             ).scalar_one()
         return int(count)
 
@@ -177,20 +193,11 @@ class RateBudget:
             try:
                 now = self._now(conn)
                 expired = now - self.window_seconds
-                conn.execute(
-                    delete(rate_budget_slots).where(
-                        rate_budget_slots.c.budget == self.name,
-                        rate_budget_slots.c.taken_at <= expired,
-                    )
-                )
-                count, oldest = conn.execute(
-                    select(func.count(), func.min(rate_budget_slots.c.taken_at)).where(
-                        rate_budget_slots.c.budget == self.name
-                    )
-                ).one()
+                conn.execute(_DELETE_EXPIRED, {"p_budget": self.name, "p_expired": expired})
+                count, oldest = conn.execute(_COUNT_AND_OLDEST, {"p_budget": self.name}).one()
                 if int(count) < self.max_requests:
                     key = conn.execute(
-                        insert(rate_budget_slots).values(budget=self.name, taken_at=now)
+                        _INSERT_SLOT, {"budget": self.name, "taken_at": now}
                     ).inserted_primary_key  # not RETURNING: older SQLite libraries lack it
                     conn.commit()
                     return BudgetSlot(int(key[0]) if key is not None else -1, now), 0.0
@@ -205,17 +212,11 @@ class RateBudget:
         if self._sqlite:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             return
-        conn.execute(
-            select(rate_budgets.c.budget)
-            .where(rate_budgets.c.budget == self.name)
-            .with_for_update()
-        ).first()
+        conn.execute(_LOCK_BUDGET, {"p_budget": self.name}).first()
 
     def _now(self, conn: Connection) -> float:
         if self._postgres:
-            # clock_timestamp(), not now(): now() is the transaction's start, the same all along.
-            query = select(func.extract("epoch", func.clock_timestamp()))
-            return float(conn.execute(query).scalar_one())
+            return float(conn.execute(_DATABASE_CLOCK).scalar_one())
         return time.time()
 
     def _ensure_row(self) -> None:

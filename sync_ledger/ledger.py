@@ -24,6 +24,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -37,6 +38,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     delete,
     func,
     or_,
@@ -216,6 +218,62 @@ _SIDES = {
 }
 
 
+@dataclass(frozen=True)
+class _Statements:
+    """One direction's hot statements, built once with bound parameters (``p_*``).
+
+    Building a SQLAlchemy statement and its cache key anew for every call cost more CPU than the
+    database work itself (about 0.5 ms per statement against 0.08 ms for a prebuilt one); these
+    run for every record a target writes.
+    """
+
+    by_source: Any
+    unsourced_by_target: Any
+    update_row: Any
+    insert_row: Any
+    lookup: Any
+    clear_reject: Any
+
+
+@cache
+def _statements(direction: Direction) -> _Statements:
+    side = _SIDES[direction]
+    col = links.c
+    here = col.location_id == bindparam("p_location")
+    source_type = col[side.source_type] == bindparam("p_source_type")
+    return _Statements(
+        by_source=select(col.id)
+        .where(here, source_type, col[side.source_id] == bindparam("p_source_id"))
+        .order_by(col.id)
+        .limit(1),
+        unsourced_by_target=select(col.id)
+        .where(
+            here,
+            col[side.target_type] == bindparam("p_target_type"),
+            col[side.target_id] == bindparam("p_target_id"),
+            col[side.source_id].is_(None),
+        )
+        .order_by(col.id)
+        .limit(1),
+        # SET takes the columns the parameters name (every key but p_row).
+        update_row=update(links).where(col.id == bindparam("p_row")),
+        insert_row=links.insert(),
+        lookup=select(links)
+        .where(
+            here,
+            source_type,
+            col[side.source_id].in_(bindparam("p_source_ids", expanding=True)),
+        )
+        .order_by(col.id),
+        clear_reject=delete(rejects).where(
+            rejects.c.location_id == bindparam("p_location"),
+            rejects.c.direction == direction.value,
+            rejects.c.stream == bindparam("p_stream"),
+            rejects.c.source_id == bindparam("p_source_id"),
+        ),
+    )
+
+
 class IdLedger:
     """The links of one Contacts API location, seen from one direction.
 
@@ -232,6 +290,7 @@ class IdLedger:
         self.direction = direction
         self._side = _SIDES[direction]
         self._kinds = KINDS[direction]
+        self._sql = _statements(direction)
 
     # --- reading -------------------------------------------------------------------------
     def _col(self, name: str) -> Any:  # noqa: ANN401  a SQLAlchemy column of links
@@ -275,15 +334,12 @@ class IdLedger:
             for start in range(0, len(ids), _LOOKUP_CHUNK):
                 chunk = ids[start : start + _LOOKUP_CHUNK]
                 rows = conn.execute(
-                    select(links)
-                    .where(
-                        and_(
-                            links.c.location_id == self.location_id,
-                            self._col(side.source_type) == source_type,
-                            self._col(side.source_id).in_(chunk),
-                        )
-                    )
-                    .order_by(links.c.id)
+                    self._sql.lookup,
+                    {
+                        "p_location": self.location_id,
+                        "p_source_type": source_type,
+                        "p_source_ids": chunk,
+                    },
                 )
                 for row in rows:
                     found.setdefault(str(row._mapping[side.source_id]), self._entry(stream, row))  # noqa: SLF001
@@ -374,16 +430,12 @@ class IdLedger:
         # The first pair of this source record (with merge_shared_contacts a CRM contact may
         # pair with several MOCO people; the reverse direction writes to the first of them).
         row_id = conn.execute(
-            select(links.c.id)
-            .where(
-                and_(
-                    links.c.location_id == self.location_id,
-                    self._col(side.source_type) == source_type,
-                    self._col(side.source_id) == source_id,
-                )
-            )
-            .order_by(links.c.id)
-            .limit(1)
+            self._sql.by_source,
+            {
+                "p_location": self.location_id,
+                "p_source_type": source_type,
+                "p_source_id": source_id,
+            },
         ).scalar()
         values = {**values, "updated_at": _now()}
         if row_id is None and values.get(side.target_id) is not None:
@@ -392,21 +444,16 @@ class IdLedger:
             # counterpart, so the pair stays one row (a second row for the target would break
             # the unique index on every later write).
             row_id = conn.execute(
-                select(links.c.id)
-                .where(
-                    and_(
-                        links.c.location_id == self.location_id,
-                        self._col(side.target_type) == target_type,
-                        self._col(side.target_id) == values[side.target_id],
-                        self._col(side.source_id).is_(None),
-                    )
-                )
-                .order_by(links.c.id)
-                .limit(1)
+                self._sql.unsourced_by_target,
+                {
+                    "p_location": self.location_id,
+                    "p_target_type": target_type,
+                    "p_target_id": values[side.target_id],
+                },
             ).scalar()
             values = {**values, side.source_id: source_id, side.source_type: source_type}
         if row_id is not None:
-            conn.execute(update(links).where(links.c.id == row_id).values(**values))
+            conn.execute(self._sql.update_row, {**values, "p_row": row_id})
             return
         row = {
             "location_id": self.location_id,
@@ -414,7 +461,7 @@ class IdLedger:
             side.source_id: source_id,
             side.target_type: target_type,
         }
-        conn.execute(links.insert().values(**{**row, **values}))
+        conn.execute(self._sql.insert_row, {**row, **values})
 
     def mark_creating(
         self, stream: str, source_id: str, *, contact_source_id: str | None = None
@@ -466,7 +513,7 @@ class IdLedger:
         with self.engine.begin() as conn:
             self._upsert(conn, stream, source_id, values)
             # in the same transaction: one commit per written record
-            conn.execute(delete(rejects).where(self._reject_key(stream, source_id)))
+            conn.execute(self._sql.clear_reject, self._reject_params(stream, source_id))
 
     def forget(self, stream: str, source_id: str) -> None:
         """Drop the pair (its target was deleted and must be created anew)."""
@@ -519,6 +566,9 @@ class IdLedger:
             )
 
     # --- rejects -------------------------------------------------------------------------
+    def _reject_params(self, stream: str, source_id: str) -> dict[str, str]:
+        return {"p_location": self.location_id, "p_stream": stream, "p_source_id": source_id}
+
     def _reject_key(self, stream: str, source_id: str) -> Any:  # noqa: ANN401  a SQL condition
         return and_(
             rejects.c.location_id == self.location_id,
@@ -573,7 +623,7 @@ class IdLedger:
     def clear_reject(self, stream: str, source_id: str) -> None:
         """Forget that a record was rejected (it went through, or needs no call any more)."""
         with self.engine.begin() as conn:
-            conn.execute(delete(rejects).where(self._reject_key(stream, source_id)))
+            conn.execute(self._sql.clear_reject, self._reject_params(stream, source_id))
 
     def reject_reason(self, stream: str, source_id: str) -> str | None:
         """The kind and reason a record is rejected for (``"kind: reason"``), None if it is not."""
