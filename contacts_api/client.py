@@ -36,7 +36,6 @@ from urllib.parse import quote
 
 import backoff
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from contacts_api.auth import API_VERSION, AuthProvider, StaticTokenAuth
@@ -55,6 +54,7 @@ from contacts_api.errors import (
     response_messages,
 )
 from contacts_api.ratelimit import ContactsRateLimiter
+from sync_ledger.http import pooled_session
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Mapping
@@ -270,10 +270,7 @@ class ContactsClient:
             "User-Agent": user_agent,
         }
         if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
+            session = pooled_session(self.base_url, pool_connections=4, pool_maxsize=POOL_SIZE)
         self.session = session
         self._calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()

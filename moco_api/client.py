@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from moco_api.account import authorization, redact_api_key
@@ -49,6 +48,7 @@ from moco_api.errors import (
     UnexpectedAnswerError,
     ValidationError,
 )
+from sync_ledger.http import pooled_session
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -149,10 +149,7 @@ class MocoClient:
         self.timeout = timeout
         self.max_tries = max(1, max_tries)
         self.retry_base_seconds = retry_base_seconds
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=16, max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        self.session = pooled_session(self.api_root, pool_connections=2, pool_maxsize=16)
         self._headers = {
             "Authorization": authorization(api_key),
             "Accept": "application/json",
