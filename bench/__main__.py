@@ -6,7 +6,11 @@ record, 3 read throughput, 4 overhead and memory, 5 the naive baseline (measured
 location, memory from 10,000 to 100,000 contacts; not in the default set, run it with --items 6),
 7 many locations at once (N target-contacts, each its own location of one Contacts sandbox: the
 share of each location's ceiling, 429s, total CPU; not in the default set, --items 7, or alone:
-``python -m bench.many_locations``).
+``python -m bench.many_locations``), 8 the reverse direction and two-way (target-moco writing new
+CRM contacts into an empty MOCO, scaled like 1-3, and an unscaled run; identical reruns; two
+two-way cycles on an unchanged account), 9 real time through the webhook listener (latency each
+way at the real limits, a burst of MOCO edits). 8 and 9 are not in the default set either.
+``--merge`` keeps the other items' results of the results file and replaces those of the items run.
 ``--quick`` is a small smoke run (a minute or two) that writes to bench/.quick/ unless told
 otherwise; its numbers are too small to mean anything.
 """
@@ -23,8 +27,10 @@ import time
 from enum import IntEnum
 from pathlib import Path
 
-from bench import harness, report, scenarios
+from bench import both_ways, harness, report, scenarios, target_cost
 from bench import many_locations as many_locations_bench
+from bench import realtime as realtime_bench
+from bench import reverse as reverse_bench
 from bench import tap_contacts as tap_contacts_bench
 from bench.harness import ROOT, base_env, ensure_meltano_plugins, log, machine_info, say
 
@@ -39,6 +45,8 @@ class Item(IntEnum):
     NAIVE_BASELINE = 5
     TAP_CONTACTS = 6
     MANY_LOCATIONS = 7
+    REVERSE = 8
+    REAL_TIME = 9
 
 
 ALL_ITEMS = tuple(item.value for item in Item)
@@ -99,6 +107,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "and takes about twice as long)",
     )
     p.add_argument(
+        "--overhead-moco-sizes",
+        type=_ints,
+        help="CRM contacts per item 4 run of tap-contacts | target-moco (default 10000; 0: skip)",
+    )
+    p.add_argument(
+        "--overhead-rerun",
+        action=argparse.BooleanOptionalAction,
+        help="item 4 also re-reads everything unchanged after each first sync (default: yes)",
+    )
+    p.add_argument(
         "--concurrency",
         type=int,
         help="target max_concurrency (default: 16 at scale 5, 8 unscaled/item 4)",
@@ -133,6 +151,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="item 7: one SQLite ledger (default), a SQLite file per location, or one "
         "PostgreSQL database (a throwaway cluster)",
     )
+    reverse_bench.add_arguments(p)
+    realtime_bench.add_arguments(p)
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the results file's other items: replace only the items run, and say so in "
+        "the report's notes",
+    )
     p.add_argument("--results", type=Path, help="default bench/results.json")
     p.add_argument("--report", type=Path, help="default docs/benchmarks.md")
     p.add_argument(
@@ -160,6 +186,7 @@ def build_config(args: argparse.Namespace) -> scenarios.Config:
             read_contacts=1500,
             read_fast_contacts=0,
             overhead_sizes=(500, 2000),
+            overhead_moco_sizes=(500,),
         )
     low, _, high = args.latency.partition(",")
     cfg.latency = (float(low), float(high or low))
@@ -173,11 +200,14 @@ def build_config(args: argparse.Namespace) -> scenarios.Config:
         "read_fast_contacts",
         "overhead_sizes",
         "overhead_streams",
+        "overhead_rerun",
         "concurrency",
     ):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
+    if args.overhead_moco_sizes is not None:
+        cfg.overhead_moco_sizes = tuple(n for n in args.overhead_moco_sizes if n)
     return cfg
 
 
@@ -219,6 +249,16 @@ def _ensure_plugins(items: set[int], workdir: Path) -> None:
         ensure_meltano_plugins(base_env(workdir))
 
 
+def _overhead_results(cfg: scenarios.Config, workdir: Path) -> dict:
+    """Item 4: target-contacts' runs, then target-moco's under ``target_moco`` (unless skipped)."""
+    result = scenarios.overhead(cfg, workdir)
+    if cfg.overhead_moco_sizes:
+        result["target_moco"] = target_cost.target_moco(
+            cfg.overhead_moco_sizes, workdir, streams=cfg.overhead_streams, seed=cfg.seed
+        )
+    return result
+
+
 def _tap_contacts_results(items: set[int], args: argparse.Namespace, workdir: Path) -> dict:
     """Item 6's results under ``tap_contacts``, when it is asked for."""
     if Item.TAP_CONTACTS not in items:
@@ -233,7 +273,59 @@ def _many_locations_results(items: set[int], args: argparse.Namespace, workdir: 
     return {"many_locations": many_locations_bench.run(many_locations_config(args), workdir)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _both_ways_results(
+    items: set[int], args: argparse.Namespace, workdir: Path, command: str
+) -> dict:
+    """Items 8 and 9 under ``reverse`` and ``realtime``, each with when and where it ran."""
+    out: dict = {}
+    for item, key, module in (
+        (Item.REVERSE, "reverse", reverse_bench),
+        (Item.REAL_TIME, "realtime", realtime_bench),
+    ):
+        if item not in items:
+            continue
+        both_ways.ensure_plugins(base_env(workdir))
+        machine = machine_info()
+        section = module.run(module.config_from(args), workdir)
+        section["run"] = {
+            "command": command.strip(),
+            **{k: machine[k] for k in ("date", "git_head", "git_modified_files")},
+            "load_average_start": machine["load_average_start"],
+            "load_average_end": list(os.getloadavg()),
+        }
+        out[key] = section
+    return out
+
+
+#: results.json's keys that describe a run rather than hold an item's results.
+RUN_KEYS = ("command", "quick", "items", "machine", "config", "duration_s", "evaluation", "notes")
+
+
+def merge_results(old: dict, new: dict) -> dict:
+    """``old`` with the sections of the items ``new`` measured replaced, and a note saying so."""
+    merged = {**old, **{k: v for k, v in new.items() if k not in RUN_KEYS}}
+    merged["items"] = sorted(set(old.get("items") or []) | set(new["items"]))
+    m = new["machine"]
+    label = f"**Items {', '.join(str(i) for i in new['items'])} measured**"
+    note = (
+        f"{label} on {m['date']} with `{new['command'].strip()}` at commit {m['git_head']} "
+        f"({new['duration_s'] / 60:.1f} minutes; load average {m['load_average_start'][0]:.2f} "
+        f"at the start, {m['load_average_end'][0]:.2f} at the end); merged into this file. "
+        "The other items' results come from the runs named above."
+    )
+    kept = [n for n in old.get("notes") or [] if not n.startswith(label)]
+    merged["notes"] = [*kept, note]
+    return merged
+
+
+def _merged_if_asked(merge: bool, path: Path, results: dict) -> dict:  # noqa: FBT001
+    """``results`` merged into the results file's (``--merge``), when that file exists."""
+    if merge and path.exists():
+        return merge_results(json.loads(path.read_text(encoding="utf-8")), results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  the one entry point
     """Run the items asked for, write results.json and the report, print the summary table."""
     args = parse_args(argv)
     items = set(_ints(args.items))
@@ -281,9 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         if Item.READ_THROUGHPUT in items:
             results["reads"] = scenarios.reads(cfg, workdir)
         if Item.OVERHEAD in items:
-            results["overhead"] = scenarios.overhead(cfg, workdir)
+            results["overhead"] = _overhead_results(cfg, workdir)
         results.update(_tap_contacts_results(items, args, workdir))
         results.update(_many_locations_results(items, args, workdir))
+        results.update(_both_ways_results(items, args, workdir, results["command"]))
     finally:
         results["machine"]["load_average_end"] = list(os.getloadavg())
         results["duration_s"] = round(time.monotonic() - started, 1)
@@ -291,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    results = _merged_if_asked(args.merge, results_path, results)
     results["evaluation"] = report.evaluate(results)
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import report_both_ways
+
 TARGET_MARGIN = lambda window: max(0.1, 0.02 * window)  # noqa: E731  target_contacts/ratelimit.py
 TAP_MARGIN = lambda window: min(1.0, window / 20)  # noqa: E731  tap_moco/client.py
 
@@ -16,6 +18,7 @@ WRITE_GOAL = 0.95  # item 1: share of the Contacts API ceiling
 MAX_CALLS_PER_CHANGED_RECORD = 2.0  # item 2: calls after a 1 % change, per changed record
 READ_GOAL = 0.90  # item 3: share of MOCO's ceiling, in records/s
 MEMORY_GROWTH_ALLOWED = 0.10  # item 4: peak RSS growth from the small to the big run
+CPU_PER_RECORD_GOAL_MS = 1.0  # item 4: the target's CPU per record written (cost issue)
 #: Numbers this large are shown without decimals.
 WHOLE_FROM = 100
 
@@ -94,6 +97,7 @@ def evaluate(r: dict[str, Any]) -> dict[str, Any]:
         goals["3"] = _goal_read_throughput(rd)
     if o and len(o.get("sizes", {})) > 1:
         goals["4"] = _goal_memory(o)
+    goals.update(report_both_ways.evaluate(r))
     return {"goals": goals}
 
 
@@ -569,7 +573,76 @@ def _rows_overhead(o: dict[str, Any]) -> list[Row]:
         )
         for entry in sizes
     )
+    rows.extend(_rows_cpu_per_record(o))
     return rows
+
+
+def _cpu_runs(o: dict[str, Any]) -> list[tuple[str, int, dict[str, Any], dict[str, Any] | None]]:
+    """(target, contacts, first sync, unchanged re-read) of every item 4 run that has them."""
+    runs = [
+        ("target-contacts", e["contacts"], e, e.get("unchanged_rerun"))
+        for e in sorted(o["sizes"].values(), key=lambda x: x["contacts"])
+    ]
+    moco = _get(o, "target_moco", "sizes", default={})
+    runs += [
+        ("target-moco", e["contacts"], e["first_sync"], e.get("unchanged_rerun"))
+        for e in sorted(moco.values(), key=lambda x: x["contacts"])
+    ]
+    return runs
+
+
+def _ms(run: dict[str, Any] | None) -> str:
+    value = None if run is None else run.get("target_cpu_ms_per_record")
+    return "n/a" if value is None else f"{value:.2f} ms"
+
+
+def _rows_cpu_per_record(o: dict[str, Any]) -> list[Row]:
+    """Item 4: each target's CPU per record, first sync and unchanged full re-read."""
+    return [
+        (
+            f"4. CPU per record of {target}, {contacts:,} contacts: first sync / unchanged re-read",
+            f"{_ms(first)} / {_ms(again)}",
+            "—",
+            f"<= {CPU_PER_RECORD_GOAL_MS:g} ms",
+        )
+        for target, contacts, first, again in _cpu_runs(o)
+    ]
+
+
+def _cpu_section(o: dict[str, Any]) -> list[str]:
+    """Item 4's paragraph on CPU per record (both targets), for the report."""
+    runs = _cpu_runs(o)
+    if not runs:
+        return []
+    lines = [
+        (
+            "**CPU per record of each target** (its process's user + system CPU over the records "
+            "it read; the unchanged re-read is `meltano run --full-refresh` against the same "
+            "ledger, so every record reaches the target again and needs no call). target-moco: "
+            "`meltano run tap-contacts target-moco` against a Contacts sandbox that generates "
+            "the contacts and an empty MOCO sandbox, limits and latency off, target-moco's "
+            f"default concurrency. Goal: at most {CPU_PER_RECORD_GOAL_MS:g} ms per record written."
+        ),
+        "",
+        (
+            "| Target | Contacts | Run | Records | Wall time | CPU target | CPU per record: "
+            "target / tap | Other jobs on the machine |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for target, contacts, first, again in runs:
+        for name, run in (("first sync", first), ("unchanged re-read", again)):
+            if run is None:
+                continue
+            other = run.get("other_processes_cores")
+            if other is None:
+                other = _get(run, "machine_load", "other_processes_cores", default="n/a")
+            lines.append(
+                f"| {target} | {contacts:,} | {name} | {run['records']:,} | "
+                f"{num(run['wall_s'])} s | {num(run['cpu_s'].get('target'), 2)} s | "
+                f"{_ms(run)} / {run.get('tap_cpu_ms_per_record')} ms | {other} cores |"
+            )
+    return [*lines, ""]
 
 
 def summary_table(r: dict[str, Any]) -> str:
@@ -687,7 +760,7 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
                 f"- **Goal {key} missed** {g.get('shortfall', '')}. Why: {g['why']} "
                 f"What would close it: {g['close']}"
             )
-    if any(g and not g["met"] for g in goals.values()):
+    if any(goals.get(key) and not goals[key]["met"] for key in ("1", "2", "3", "4")):
         add("")
 
     # --- item sections ---
@@ -976,6 +1049,7 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
                 "`bench/run --overhead-streams all` runs the full mix."
             )
             add("")
+        out.extend(_cpu_section(o))
         add(
             "Where the target's CPU goes (cProfile of the same workload with the write pool "
             "made synchronous, 3,600 records; not part of this run): ~40 % in the ledger (three "
@@ -1020,6 +1094,7 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
         "above are per record, so the size does not change them."
     )
     add("")
+    out.extend(report_both_ways.markdown(r))
     add("## How to reproduce")
     add("")
     add("```bash")

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bench import target_cost
 from bench.harness import (
     ROOT,
     MeltanoResult,
@@ -56,6 +57,10 @@ class Config:
     read_fast_contacts: int = 6000
     overhead_sizes: tuple[int, ...] = (10_000, 100_000)
     overhead_streams: str = "contacts"  # or "all"
+    #: Item 4 also re-reads everything unchanged (``--full-refresh``) after each first sync.
+    overhead_rerun: bool = True
+    #: Item 4 for target-moco (``tap-contacts | target-moco``): CRM contacts per run; () skips it.
+    overhead_moco_sizes: tuple[int, ...] = (10_000,)
     seed: int = 1
 
 
@@ -560,6 +565,23 @@ def overhead(cfg: Config, workdir: Path) -> dict[str, Any]:
             result["sizes"][str(n)] = entry
             log(
                 f"  {n}: {records} records in {res.wall_s:.1f} s = {entry['records_per_s']}/s; "
-                f"peak RSS {res.peak_rss_mb}"
+                f"peak RSS {res.peak_rss_mb}; target CPU {entry['target_cpu_ms_per_record']} ms "
+                "per record"
             )
+            if cfg.overhead_rerun:
+                entry["unchanged_rerun"] = target_cost.measure(
+                    [
+                        "run",
+                        "--no-install",
+                        "--full-refresh",
+                        "--state-id-suffix",
+                        f"overhead-{n}",
+                        "tap-moco",
+                        "target-contacts",
+                    ],
+                    env,
+                    wd,
+                    "unchanged",
+                    sandboxes=(moco, crm),
+                )
     return result
