@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypedDict
 
+from sync_ledger.http import APIError
+
 if TYPE_CHECKING:
     import requests
     from typing_extensions import Unpack
@@ -42,35 +44,13 @@ class ErrorDetails(TypedDict, total=False):
     record_fault: bool
 
 
-class ContactsAPIError(Exception):
+class ContactsAPIError(APIError):
     """A Contacts API call failed; the base of every error this package raises for the API.
 
     ``status`` is the HTTP status (None when no answer arrived), ``method`` and ``path`` name the
     request (the concrete path, without query string), ``messages`` the API's messages (a 422
     lists every violated constraint).
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        messages: list[str] | None = None,
-        record_fault: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.method = method
-        self.path = path
-        self.messages: list[str] = list(messages or [])
-        #: Whether the API's own answer blames this one record, so that the record (not the
-        #: run) fails; see :func:`is_record_fault`.
-        self.record_fault = record_fault
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self)!r}, status={self.status!r})"
 
 
 class NotFoundError(ContactsAPIError):

@@ -8,26 +8,11 @@ attribute ever holds the API key.
 
 from __future__ import annotations
 
+from sync_ledger.http import APIError
 
-class MocoAPIError(Exception):
+
+class MocoAPIError(APIError):
     """A MOCO API call failed; the base of every error the client raises."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        messages: list[str] | None = None,
-        record_fault: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.method = method
-        self.path = path
-        self.messages: list[str] = list(messages or [])
-        self.record_fault = record_fault
 
 
 class AuthError(MocoAPIError):

@@ -1,4 +1,6 @@
-"""The HTTP session both API clients use: a connection pool, and the environment read once.
+"""What both API clients share: the HTTP session and the base of their errors.
+
+The session: a connection pool, and the environment read once.
 
 ``requests`` reads the environment on every request when a session trusts it (the proxy
 variables and their ``NO_PROXY`` exceptions, ``~/.netrc``, the CA bundle variables): file
@@ -35,3 +37,33 @@ def pooled_session(base_url: str, *, pool_connections: int, pool_maxsize: int) -
         session.verify = bundle
     session.trust_env = False
     return session
+
+
+class APIError(Exception):
+    """A call to one of the APIs failed: the base of ``ContactsAPIError`` and ``MocoAPIError``.
+
+    ``status`` is the HTTP status (None when no answer arrived), ``method`` and ``path`` name the
+    request (the concrete path, without query string), ``messages`` the API's own messages, and
+    ``record_fault`` whether the API's answer blames the one record the request was about (so
+    that the record, not the run, fails). No message or attribute holds a credential.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        messages: list[str] | None = None,
+        record_fault: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.method = method
+        self.path = path
+        self.messages: list[str] = list(messages or [])
+        self.record_fault = record_fault
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r}, status={self.status!r})"
