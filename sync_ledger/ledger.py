@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
@@ -291,6 +292,12 @@ class IdLedger:
         self._side = _SIDES[direction]
         self._kinds = KINDS[direction]
         self._sql = _statements(direction)
+        # The (stream, source id) of this direction's rejects, read once on first need: most
+        # records have none, and clearing a reject that is not there still took a write
+        # transaction per unchanged record. Kept current by this object's own writes (one
+        # target writes a location at a time: the run lock).
+        self._rejected: set[tuple[str, str]] | None = None
+        self._rejected_lock = threading.Lock()
 
     # --- reading -------------------------------------------------------------------------
     def _col(self, name: str) -> Any:  # noqa: ANN401  a SQLAlchemy column of links
@@ -514,6 +521,7 @@ class IdLedger:
             self._upsert(conn, stream, source_id, values)
             # in the same transaction: one commit per written record
             conn.execute(self._sql.clear_reject, self._reject_params(stream, source_id))
+        self._forget_rejected(stream, source_id)
 
     def forget(self, stream: str, source_id: str) -> None:
         """Drop the pair (its target was deleted and must be created anew)."""
@@ -566,6 +574,22 @@ class IdLedger:
             )
 
     # --- rejects -------------------------------------------------------------------------
+    def _may_be_rejected(self, stream: str, source_id: str) -> bool:
+        with self._rejected_lock:
+            if self._rejected is None:
+                query = select(rejects.c.stream, rejects.c.source_id).where(
+                    rejects.c.location_id == self.location_id,
+                    rejects.c.direction == self.direction.value,
+                )
+                with self.engine.connect() as conn:
+                    self._rejected = {(row[0], row[1]) for row in conn.execute(query)}
+            return (stream, source_id) in self._rejected
+
+    def _forget_rejected(self, stream: str, source_id: str) -> None:
+        with self._rejected_lock:
+            if self._rejected is not None:
+                self._rejected.discard((stream, source_id))
+
     def _reject_params(self, stream: str, source_id: str) -> dict[str, str]:
         return {"p_location": self.location_id, "p_stream": stream, "p_source_id": source_id}
 
@@ -619,11 +643,17 @@ class IdLedger:
                         last_seen=now,
                     )
                 )
+        with self._rejected_lock:
+            if self._rejected is not None:
+                self._rejected.add((stream, source_id))
 
     def clear_reject(self, stream: str, source_id: str) -> None:
         """Forget that a record was rejected (it went through, or needs no call any more)."""
+        if not self._may_be_rejected(stream, source_id):
+            return
         with self.engine.begin() as conn:
             conn.execute(self._sql.clear_reject, self._reject_params(stream, source_id))
+        self._forget_rejected(stream, source_id)
 
     def reject_reason(self, stream: str, source_id: str) -> str | None:
         """The kind and reason a record is rejected for (``"kind: reason"``), None if it is not."""

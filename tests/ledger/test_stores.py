@@ -162,6 +162,16 @@ def test_rejects_are_kept_per_direction_and_cleared_by_a_write(ledger_url: str) 
     reverse.clear_reject("notes", "n-1")
     assert reverse.rejects() == []
 
+    # Clearing reads the rejects once and then only deletes what is there: a reject another run
+    # kept before this ledger object's first clear is cleared, one made afterwards by this
+    # object too, and an unchanged record without a reject costs no write.
+    IdLedger(engine, "loc").reject("tasks", "8", {}, field=None, reason="x", kind="api")
+    forward.clear_reject("tasks", "8")
+    forward.reject("tasks", "9", {}, field=None, reason="y", kind="api")
+    forward.clear_reject("tasks", "9")
+    forward.clear_reject("tasks", "10")
+    assert forward.rejects() == []
+
 
 def token(location_id: str = "loc", **changes: Any) -> StoredToken:
     base = StoredToken(
