@@ -17,8 +17,8 @@ all three differ, or no baseline       a conflict: the policy decides
 =====================================  =================================================
 
 Policies: ``most_recent`` (default: the side whose record changed last wins; neither API has
-per-field change times, so the records' update times decide; without both times the target keeps
-its value, so an older value never silently overwrites a newer one), ``moco_wins`` and
+per-field change times, so the records' update times decide; without both times (CRM notes have
+none) the change the run read wins, so that both sides agree), ``moco_wins`` and
 ``contacts_wins``. Tags are sets and merge by union elsewhere; notes append.
 """
 
@@ -93,7 +93,10 @@ def _source_wins(
     if policy is ConflictPolicy.CONTACTS_WINS:
         return not source_is_moco
     if source_time is None or target_time is None:
-        return False  # unknown order: never overwrite what may be the newer value
+        # Unknown order (the Contacts API gives notes no update time): the change this run read
+        # wins, so that both sides agree after it. Keeping the target's value instead left each
+        # direction keeping its own side for good; the conflict is counted and logged either way.
+        return True
     return source_time > target_time
 
 
