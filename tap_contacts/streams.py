@@ -651,7 +651,7 @@ class ChildStream(Stream):
         self._stored_digests: object = None
         self._known: KnownIds | None = None
         self._stored_known: object = None
-        self._lists_read: dict[str, list[str]] = {}  # contact id -> ids of its list now
+        self._lists_read: dict[str, tuple[str, ...]] = {}  # contact id -> ids of its list now
         self._schema_written = False
 
     @property
@@ -733,7 +733,10 @@ class ChildStream(Stream):
             record = tombstone(self, record_id, moment)
             record["contactId"] = contact_id
             yield record
-        self._lists_read[contact_id] = listed
+        # Most contacts have no tasks, notes or appointments: an empty list is kept only where
+        # it replaces known ids (one entry per contact per stream grew memory with the location).
+        if listed or known:
+            self._lists_read[contact_id] = tuple(listed)
 
     def confirm_gone(self, contact_id: str, record_id: str) -> bool:
         """Whether a record missing from its contact's list is really gone (a direct read is)."""
