@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import report_both_ways
+from bench import report_both_ways, report_more
 
 TARGET_MARGIN = lambda window: max(0.1, 0.02 * window)  # noqa: E731  target_contacts/ratelimit.py
 TAP_MARGIN = lambda window: min(1.0, window / 20)  # noqa: E731  tap_moco/client.py
@@ -98,6 +98,7 @@ def evaluate(r: dict[str, Any]) -> dict[str, Any]:
     if o and len(o.get("sizes", {})) > 1:
         goals["4"] = _goal_memory(o)
     goals.update(report_both_ways.evaluate(r))
+    goals.update(report_more.evaluate(r))
     return {"goals": goals}
 
 
@@ -1100,6 +1101,7 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
         "above are per record, so the size does not change them."
     )
     add("")
+    out.extend(report_more.markdown(r))
     out.extend(report_both_ways.markdown(r))
     add("## How to reproduce")
     add("")
