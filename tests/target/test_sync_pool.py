@@ -29,6 +29,7 @@ class FakeClient:
         self.creates = 0
         self.in_flight = 0
         self.finished_after_failure = 0
+        self.started_after_failure = 0
         self.failed = threading.Event()
 
     def create_contact(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -36,6 +37,8 @@ class FakeClient:
             self.creates += 1
             number = self.creates
             self.in_flight += 1
+            if self.failed.is_set():
+                self.started_after_failure += 1
         try:
             if number == self.fail_on:
                 self.failed.set()
@@ -74,8 +77,10 @@ def test_an_unexpected_worker_error_stops_the_pool_and_is_fatal(tmp_path: Path, 
     creates_at_return = client.creates
     time.sleep(0.3)
     assert client.creates == creates_at_return
-    # The pool stopped taking new records: at most the in-flight ones finished.
-    assert creates_at_return < 20
+    # The pool stopped taking new records: after the failure, at most one create per worker
+    # (taken before it saw the stop) began; how many began before it is the scheduler's affair.
+    assert client.started_after_failure <= 4, client.started_after_failure
+    assert creates_at_return < 200
     # The ledger is consistent: each finished create is recorded as written, none half-way
     # except the failed one (an intent, looked up before creating again on the next run).
     written = list(ledger.lookup("contacts", [str(i) for i in range(1, 201)]).values())
