@@ -52,7 +52,9 @@ def state(sandbox: RunningSandbox) -> dict[str, Any]:
 
 
 def seed(sandbox: RunningSandbox, **data: Any) -> dict[str, list[str]]:
-    response = requests.post(f"{sandbox.url}/_sandbox/seed", json=data, timeout=5)
+    # Generating thousands of contacts is the sandbox's heaviest request: a loaded machine may
+    # take seconds over it, and how long it takes is not what any test checks.
+    response = requests.post(f"{sandbox.url}/_sandbox/seed", json=data, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()
 
