@@ -224,6 +224,8 @@ class BatchWriter:
         self.progress = ProgressLog(self.summary)
         self._tombstones: list[WorkItem] = []
         self.deletes = DeletePolicy()
+        #: Set when a worker of the current batch failed: the others take no further record.
+        self.stopping = threading.Event()
 
     def source_id_of(self, stream: str, record: Mapping[str, Any]) -> str | None:
         """The source id of ``record`` as a string, None when it is missing."""
@@ -282,7 +284,7 @@ class BatchWriter:
             parents = self.ledger.lookup(PARENT_STREAM, parent_ids)
         else:
             parents = {}
-        stop = threading.Event()
+        stop = self.stopping = threading.Event()
         errors: list[BaseException] = []
         seen: set[str] = set()
         seen_lock = threading.Lock()
@@ -300,10 +302,11 @@ class BatchWriter:
                     self._write_one(item, entry, parents, first=first)
                     self.progress.tick()
                 except FatalSyncError as exc:
-                    errors.append(exc)
                     stop.set()
+                    errors.append(exc)
                     return
                 except Exception as exc:
+                    stop.set()  # first: logging a traceback takes long enough for other starts
                     logger.exception(
                         "writing %s record %s failed unexpectedly", item.stream, item.source_id
                     )
@@ -314,7 +317,6 @@ class BatchWriter:
                             "is in the ledger, and the next run continues from there"
                         )
                     )
-                    stop.set()
                     return
 
         futures = [self._pool.submit(run_group, g) for g in groups]

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 LIMIT = 100
 WINDOW = 10.0
-TAP_CONTACTS = 40
-TARGET_RECORDS = 35
+TAP_CONTACTS = 60
+TARGET_RECORDS = 50
 
 
 def busiest_window(times: list[float], window: float) -> int:
@@ -95,11 +95,13 @@ def test_tap_and_target_at_once_share_the_location_budget(contacts_sandbox_facto
         )
         for role, agent in agents.items()
     }
-    # Both ran at once for most of the tap's read, and together they used the limit up.
+    # Both ran at once for at least one full window (however late a busy machine started one
+    # of them): each alone wants more than the limit, so without the shared budget that window
+    # would have held about twice the limit.
     overlap = min(started["tap"][-1], started["target"][-1]) - max(
         started["tap"][0], started["target"][0]
     )
-    assert overlap > 0.5 * (started["tap"][-1] - started["tap"][0])
+    assert overlap >= WINDOW, f"the two ran at once for only {overlap:.1f} s"
     everyone = started["tap"] + started["target"]
     assert len(started["tap"]) > LIMIT / 2
     assert len(started["target"]) > LIMIT / 2
