@@ -356,16 +356,20 @@ class IdLedger:
         """The entry of one source record, or None when the ledger does not know it."""
         return self.lookup(stream, [source_id]).get(source_id)
 
-    def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]:
+    def target_ids_for_contact(
+        self, stream: str, contact_source_id: str, *, other_than: str | None = None
+    ) -> set[str]:
         """Target ids already linked for ``stream`` on one contact, whichever direction linked them.
 
         A lookup after a lost answer skips them, so it never adopts another record's counterpart.
+        ``other_than`` is the looking record's own source id: what its own link holds (the other
+        direction met the counterpart first and linked it) is not another record's claim.
         """
         _source_type, target_type = self._kind(stream)
         side = self._side
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(self._col(side.target_id)).where(
+                select(self._col(side.target_id), self._col(side.source_id)).where(
                     and_(
                         links.c.location_id == self.location_id,
                         self._col(side.target_type) == target_type,
@@ -374,7 +378,11 @@ class IdLedger:
                     )
                 )
             )
-            return {str(row[0]) for row in rows}
+            return {
+                str(target_id)
+                for target_id, source_id in rows
+                if other_than is None or str(source_id) != other_than
+            }
 
     def created_by_the_other_direction(self, stream: str, contact_target_id: str) -> set[str]:
         """Targets of ``stream`` on one contact whose counterpart the other direction is creating.

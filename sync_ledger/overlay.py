@@ -53,12 +53,15 @@ class OverlayLedger(LedgerLike):
         return self.lookup(stream, [source_id]).get(source_id)
 
     @override
-    def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]:
-        ids = self._ledger.target_ids_for_contact(stream, contact_source_id)
+    def target_ids_for_contact(
+        self, stream: str, contact_source_id: str, *, other_than: str | None = None
+    ) -> set[str]:
+        ids = self._ledger.target_ids_for_contact(stream, contact_source_id, other_than=other_than)
         with self._lock:
-            for (s, _sid), entry in self._entries.items():
+            for (s, sid), entry in self._entries.items():
                 if (
                     s == stream
+                    and sid != other_than
                     and entry
                     and entry.contact_source_id == contact_source_id
                     and entry.target_id

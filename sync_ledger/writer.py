@@ -133,8 +133,10 @@ class LedgerLike(Protocol):
         """The entry of one source record, or None when the ledger does not know it."""
         ...
 
-    def target_ids_for_contact(self, stream: str, contact_source_id: str) -> set[str]:
-        """Contacts API ids already claimed by source records of ``stream`` on one contact."""
+    def target_ids_for_contact(
+        self, stream: str, contact_source_id: str, *, other_than: str | None = None
+    ) -> set[str]:
+        """Target ids claimed on one contact by records of ``stream`` but ``other_than``."""
         ...
 
     def created_by_the_other_direction(self, stream: str, contact_target_id: str) -> set[str]:

@@ -614,8 +614,7 @@ class ContactsSync(BatchWriter):
         pending = False
         for _attempt in range(MAX_CREATE_ATTEMPTS):
             if look_first:
-                own = entry.target_id if entry is not None else None
-                found = self._find_child(stream, p, contact_id, own=own)
+                found = self._find_child(stream, p, contact_id)
                 if found:
                     return self._adopt_child(stream, p, found, contact_id)
                 if pending:
@@ -644,14 +643,12 @@ class ContactsSync(BatchWriter):
         )
 
     def _find_child(
-        self, stream: str, p: TaskPayload | NotePayload, contact_id: str, *, own: str | None
+        self, stream: str, p: TaskPayload | NotePayload, contact_id: str
     ) -> dict[str, Any] | None:
-        """A task or note on the contact that matches ``p`` and no other source record claims.
-
-        ``own`` is the id the record's own link already holds (the reverse direction met the
-        created note and linked it while this create was unfinished): it is not another's claim.
-        """
-        claimed = self.ledger.target_ids_for_contact(stream, p.contact_source_id) - {own}
+        """A task or note on the contact that matches ``p`` and no other source record claims."""
+        claimed = self.ledger.target_ids_for_contact(
+            stream, p.contact_source_id, other_than=p.source_id
+        )
         if isinstance(p, TaskPayload):
             candidates = self.client.list_tasks(contact_id)
             want_due = p.fields["dueDate"][:19]

@@ -593,7 +593,9 @@ class MocoSync(BatchWriter):
 
     def _find_comment(self, p: CommentPayload, person_id: str) -> str | None:
         """A comment on the person showing ``p``'s text that no other record is linked to."""
-        claimed = self.ledger.target_ids_for_contact(p.stream, p.contact_source_id)
+        claimed = self.ledger.target_ids_for_contact(
+            p.stream, p.contact_source_id, other_than=p.source_id
+        )
         for comment in self.client.comments_on("Contact", person_id):
             comment_id = str(comment.get("id"))
             shown = html_to_text(str(comment.get("text") or "")) or ""

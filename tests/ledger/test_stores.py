@@ -81,6 +81,10 @@ def test_both_directions_read_and_write_the_same_links(ledger_url: str) -> None:
         True,
     )
     assert reverse.target_ids_for_contact("notes", "crm-5") == {"70"}
+    # A record's own link is not another record's claim (its lookup after a lost answer may
+    # adopt what its own row already holds).
+    assert reverse.target_ids_for_contact("notes", "crm-5", other_than="note-70") == set()
+    assert forward.target_ids_for_contact("notes", "5", other_than="71") == {"note-70"}
     # ... and the forward direction the reverse's.
     reverse.mark_creating("contacts", "crm-9")
     reverse.record_written("contacts", "crm-9", "9", "r9")
