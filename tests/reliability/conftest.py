@@ -3,6 +3,7 @@ evidence every test feeds (for the final secrets scan) and the rows of docs/reli
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -56,20 +57,44 @@ def results_path(config: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def evidence() -> Evidence:
-    """Everything the reliability tests captured, and every secret they used or saw issued."""
-    return Evidence()
+def evidence() -> Iterator[Evidence]:
+    """Everything the reliability tests captured, and every secret they used or saw issued.
+
+    Scanned when the session ends, too: with pytest-xdist each worker process has its own
+    sandboxes (so its own issued tokens) and its own captures, and scans them; the final test
+    (``test_zz_secrets_scan``) scans what its process gathered up to then, with its own run.
+    """
+    gathered = Evidence()
+    yield gathered
+    leaks = gathered.leaks()
+    assert leaks == [], f"secrets found in captured output: {leaks[:20]}"
 
 
 @pytest.fixture(scope="session")
 def table(request: pytest.FixtureRequest) -> Iterator[list[Row]]:
-    """The rows the tests measured; written as JSON when the session ends."""
+    """The rows the tests measured; written as JSON when the session ends.
+
+    Under pytest-xdist every worker adds its rows to the one file (under a file lock): rows of
+    the same test run (xdist's run id) are kept, those of an earlier run replaced.
+    """
     rows: list[Row] = []
     yield rows
     if rows:
         path = results_path(request.config)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps([asdict(r) for r in rows], indent=1, ensure_ascii=False))
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+        with (path.parent / f"{path.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            kept: list[dict[str, Any]] = []
+            if run and path.exists():
+                try:
+                    earlier = json.loads(path.read_text(encoding="utf-8"))
+                except ValueError:
+                    earlier = {}
+                if isinstance(earlier, dict) and earlier.get("run") == run:
+                    kept = earlier["rows"]
+            document = {"run": run, "rows": kept + [asdict(r) for r in rows]}
+            path.write_text(json.dumps(document, indent=1, ensure_ascii=False))
 
 
 @pytest.fixture

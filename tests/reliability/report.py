@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    rows = json.loads(args.results.read_text(encoding="utf-8"))
+    document = json.loads(args.results.read_text(encoding="utf-8"))
+    rows = document["rows"] if isinstance(document, dict) else document
     if not rows:
         print(f"error: {args.results} holds no rows.", file=sys.stderr)
         return 2

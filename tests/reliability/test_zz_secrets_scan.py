@@ -1,8 +1,10 @@
 """The final scan: no secret used or issued anywhere in the suite appears in anything it captured.
 
-Runs last among the reliability tests (file order). It first makes one more run that combines
-OAuth with an encrypted store, rotating tokens, Contacts API and MOCO faults and a rejected
-record, so the scan has its own material when it runs alone; then it searches every captured
+Runs last among the reliability tests of its process (file order; with pytest-xdist each worker
+also scans its own captures when it ends, see the ``evidence`` fixture). It first makes one run
+that combines OAuth with an encrypted store, rotating tokens, Contacts API and MOCO faults and a
+rejected record, so the scan has its own material when it runs alone; then it searches every
+captured
 text: stdout and stderr of every process (logs, errors, tracebacks, SUMMARY lines), the state
 messages Meltano would store, summary and plan files, the sandboxes' request logs, the ledger's
 rejects, and the operator CLI's output. The secrets: the private integration token, the MOCO key,
@@ -69,7 +71,7 @@ def test_no_secret_appears_in_anything_the_suite_captured(world_factory, evidenc
         area="Secrets",
         fault="secrets in logs, errors, state, summaries, request logs",
         injection=f"{len(evidence.texts)} captured texts ({evidence.size // 1024} KiB) from "
-        f"every reliability test of the session, searched for {len(secrets)} "
+        f"the reliability tests of its test process, searched for {len(secrets)} "
         f"secrets ({len(issued)} of them OAuth tokens issued during the session)",
         outcome="none found",
         lost=0,
