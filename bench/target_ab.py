@@ -1,0 +1,180 @@
+"""target-contacts' CPU per record, A/B: this checkout in variants, and optionally another commit.
+
+Every variant reads the same captured tap-moco output (one read of a generated MOCO sandbox) and
+writes into its own empty Contacts sandbox with limits and latency off, one after another, so
+they meet the same machine. The target runs alone (no Meltano), with this project's sandbox
+configuration (``meltano config print`` of the ``sandbox`` environment: the stream maps and
+settings a user gets) and a fresh SQLite ledger per variant::
+
+    python -m bench.target_ab --contacts 2000 --streams contacts --ref 27599f1
+
+Variants: ``current`` (as configured), ``no-budget`` (the in-process limiter alone: the ledger's
+shared rate budget off), ``one-way`` (``two_way: false``), ``no-budget,one-way``; ``--ref``
+adds the target of another commit (a git worktree; run with this checkout's virtualenv, so its
+dependencies must match). Prints CPU per record (user + system of the target process, start-up
+included: it is one process per run) and records per second of wall time. CPU seconds of the
+same work rise with the machine's load, so compare variants of one invocation, not across days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import ROOT, Sandbox, base_env, say
+
+_NO_LIMIT = 10_000_000
+_RUN = "import sys; sys.path.insert(0, {root!r})\n{patch}from {module} import {cls}; {cls}.cli()\n"
+_NO_BUDGET = "import contacts_api.ratelimit as r; r._shared_database = lambda engine: False\n"
+
+
+def sandbox_config(workdir: Path) -> dict[str, Any]:
+    """target-contacts' settings in the project's ``sandbox`` environment.
+
+    Secrets come redacted: the variants set their own token and ledger.
+    """
+    env = base_env(workdir)
+    result = subprocess.run(  # noqa: S603  the project's own meltano
+        [
+            str(Path(sys.executable).parent / "meltano"),
+            "--environment",
+            "sandbox",
+            "config",
+            "print",
+            "target-contacts",
+            "--format",
+            "json",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    config: dict[str, Any] = json.loads(result.stdout)
+    return config
+
+
+def capture(contacts: int, streams: str, out: Path) -> int:
+    """tap-moco's output for a generated account of ``contacts`` people; returns its records."""
+    with Sandbox("moco", rate_limit=0, rate_window=1, generate=contacts) as moco:
+        config = out.with_suffix(".tap.json")
+        config.write_text(
+            json.dumps(
+                {
+                    "api_key": "sandbox-key",
+                    "base_url": moco.url,
+                    "start_date": "2000-01-01T00:00:00Z",
+                }
+            )
+        )
+        raw = subprocess.run(  # noqa: S603
+            [str(Path(sys.executable).parent / "tap-moco"), "--config", str(config)],
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+    messages = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    kept = [m for m in messages if streams == "all" or m.get("stream") in (None, "contacts")]
+    out.write_text("".join(json.dumps(m) + "\n" for m in kept))
+    return sum(1 for m in kept if m.get("type") == "RECORD")
+
+
+def run_variant(
+    name: str, root: Path, base: dict[str, Any], tap_output: Path, workdir: Path
+) -> dict[str, Any]:
+    """One target run on ``tap_output``: CPU seconds and wall time."""
+    with Sandbox(
+        "contacts", rate_limit=_NO_LIMIT, rate_window=1, extra=("--daily-limit", str(10**9))
+    ) as crm:
+        ledger = workdir / f"ledger-{name}.db"
+        config = {
+            **base,
+            "base_url": crm.url,
+            "private_integration_token": "sandbox-token",
+            "ledger_url": f"sqlite:///{ledger}",
+            "rate_limit_requests": 1000,
+            "rate_limit_window_seconds": 1,
+        }
+        if "one-way" in name:
+            config["two_way"] = False
+        config_path = workdir / f"target-{name}.json"
+        config_path.write_text(json.dumps(config))
+        code = _RUN.format(
+            root=str(root),
+            patch=_NO_BUDGET if "no-budget" in name else "",
+            module="target_contacts.target",
+            cls="TargetContacts",
+        )
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.monotonic()
+        with tap_output.open() as stdin:
+            subprocess.run(  # noqa: S603
+                [sys.executable, "-c", code, "--config", str(config_path)],
+                stdin=stdin,
+                stdout=subprocess.DEVNULL,
+                stderr=(workdir / f"target-{name}.err").open("w"),
+                check=True,
+                cwd=workdir,
+            )
+        wall = time.monotonic() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"variant": name, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Capture the tap's output once, then run every variant on it."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--contacts", type=int, default=2000)
+    parser.add_argument("--streams", choices=("contacts", "all"), default="contacts")
+    parser.add_argument(
+        "--variants", default="current,no-budget,one-way", help="comma-separated, see above"
+    )
+    parser.add_argument("--ref", help="also run the target of this git commit")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="target-ab-") as tmp:
+        workdir = Path(tmp)
+        base = sandbox_config(workdir)
+        tap_output = workdir / "tap.jsonl"
+        records = capture(args.contacts, args.streams, tap_output)
+        runs = [(v, ROOT) for v in args.variants.split(",") if v]
+        if args.ref:
+            tree = workdir / "ref"
+            subprocess.run(  # noqa: S603
+                ["git", "worktree", "add", "--detach", str(tree), args.ref],  # noqa: S607
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+            runs.append((f"ref-{args.ref}", tree))
+        try:
+            say(f"{records:,} records ({args.streams}) from {args.contacts:,} MOCO contacts")
+            for name, root in runs:
+                result = run_variant(name, root, base, tap_output, workdir)
+                say(
+                    f"{name:>24}: {1000 * result['cpu_s'] / records:.2f} ms CPU per record, "
+                    f"{records / result['wall_s']:.0f} records/s ({result['cpu_s']} s CPU, "
+                    f"{result['wall_s']} s wall)"
+                )
+        finally:
+            if args.ref:
+                subprocess.run(  # noqa: S603
+                    ["git", "worktree", "remove", "--force", str(workdir / "ref")],  # noqa: S607
+                    cwd=ROOT,
+                    check=False,
+                    capture_output=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())
