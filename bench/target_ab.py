@@ -8,12 +8,14 @@ settings a user gets) and a fresh SQLite ledger per variant::
 
     python -m bench.target_ab --contacts 2000 --streams contacts --ref 27599f1
 
-Variants: ``current`` (as configured), ``no-budget`` (the in-process limiter alone: the ledger's
-shared rate budget off), ``one-way`` (``two_way: false``), ``no-budget,one-way``; ``--ref``
-adds the target of another commit (a git worktree; run with this checkout's virtualenv, so its
+Variants (comma-separated): ``current`` (as configured), ``no-budget`` (the in-process limiter
+alone: the ledger's shared rate budget off), ``one-way`` (``two_way: false``),
+``no-budget+one-way``; a variant named twice runs twice, each into an empty ledger. ``--ref``
+adds the target of another commit (a git worktree, run with this checkout's virtualenv, so its
 dependencies must match). Prints CPU per record (user + system of the target process, start-up
 included: it is one process per run) and records per second of wall time. CPU seconds of the
-same work rise with the machine's load, so compare variants of one invocation, not across days.
+same work move with the machine's load (±30 % between two runs here), so compare variants of
+one invocation, repeated, not numbers of different days.
 """
 
 from __future__ import annotations
@@ -88,13 +90,13 @@ def capture(contacts: int, streams: str, out: Path) -> int:
 
 
 def run_variant(
-    name: str, root: Path, base: dict[str, Any], tap_output: Path, workdir: Path
+    name: str, root: Path, base: dict[str, Any], tap_output: Path, workdir: Path, index: int
 ) -> dict[str, Any]:
-    """One target run on ``tap_output``: CPU seconds and wall time."""
+    """One target run on ``tap_output`` into an empty ledger: CPU seconds and wall time."""
     with Sandbox(
         "contacts", rate_limit=_NO_LIMIT, rate_window=1, extra=("--daily-limit", str(10**9))
     ) as crm:
-        ledger = workdir / f"ledger-{name}.db"
+        ledger = workdir / f"ledger-{index}.db"  # a variant named twice is run twice, afresh
         config = {
             **base,
             "base_url": crm.url,
@@ -105,7 +107,7 @@ def run_variant(
         }
         if "one-way" in name:
             config["two_way"] = False
-        config_path = workdir / f"target-{name}.json"
+        config_path = workdir / f"target-{index}.json"
         config_path.write_text(json.dumps(config))
         code = _RUN.format(
             root=str(root),
@@ -120,7 +122,7 @@ def run_variant(
                 [sys.executable, "-c", code, "--config", str(config_path)],
                 stdin=stdin,
                 stdout=subprocess.DEVNULL,
-                stderr=(workdir / f"target-{name}.err").open("w"),
+                stderr=(workdir / f"target-{index}.err").open("w"),
                 check=True,
                 cwd=workdir,
             )
@@ -157,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append((f"ref-{args.ref}", tree))
         try:
             say(f"{records:,} records ({args.streams}) from {args.contacts:,} MOCO contacts")
-            for name, root in runs:
-                result = run_variant(name, root, base, tap_output, workdir)
+            for index, (name, root) in enumerate(runs):
+                result = run_variant(name, root, base, tap_output, workdir, index)
                 say(
                     f"{name:>24}: {1000 * result['cpu_s'] / records:.2f} ms CPU per record, "
                     f"{records / result['wall_s']:.0f} records/s ({result['cpu_s']} s CPU, "
