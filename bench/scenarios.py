@@ -515,7 +515,7 @@ def overhead(cfg: Config, workdir: Path) -> dict[str, Any]:
             rig = Rig(wd, moco, crm, Limits(100_000, 1, target_limit, 1))
             env = _env(rig, concurrency=cfg.concurrency or 8)
             if cfg.overhead_streams == "contacts":
-                env["TAP_MOCO__SELECT"] = '["contacts.*"]'
+                env["TAP_MOCO__SELECT_FILTER"] = '["contacts"]'
             cpu0 = {"moco_sandbox": moco.cpu_seconds(), "contacts_sandbox": crm.cpu_seconds()}
             res = run_meltano(
                 [

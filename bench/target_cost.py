@@ -95,7 +95,7 @@ def _reverse_env(workdir: Path, contacts: Sandbox, moco: Sandbox, streams: str) 
         }
     )
     if streams == "contacts":
-        env["TAP_CONTACTS__SELECT"] = '["contacts.*"]'
+        env["TAP_CONTACTS__SELECT_FILTER"] = '["contacts"]'
     return env
 
 
