@@ -257,32 +257,28 @@ def _why_memory(grown: dict[str, Any]) -> tuple[str, str]:
     why, close = [], []
     if "tap" in grown:
         why.append(
-            "the tap keeps the id and `updated_at` of every record it emits in a "
-            "stream (`known` in `MocoStream.get_records`, tap_moco/client.py) and "
-            "at the end sorts all of them with parsed timestamps "
-            "(`_versions_to_remember`), although state keeps at most 10,000; "
-            "tracemalloc at 50,000 contacts: ~8 MB in `known`, ~6 MB more while "
-            "sorting"
+            "the tap keeps every id it read (8 bytes each, in an array) to tell MOCO's "
+            "deletes, and at the end of a complete read `encode_ids` (tap_moco/known_ids.py) "
+            "writes them into state through `sorted(set(ids))` and `_settle_deletes` compares "
+            "them with `set(known)`: Python sets and ints of every id for a moment (not "
+            "traced; the growth, about 100 bytes per extra record, matches that). The bounded "
+            "memory of emitted versions (10,000 at most) that closed this goal on 2026-11-27 "
+            "is unchanged"
         )
         close.append(
-            "tap: check new versions against the previous run's remembered "
-            "versions only and keep the newest `max_remembered_versions` in a "
-            "bounded heap while reading"
+            "tap: sort the id array without a set (a merge of two sorted arrays finds the "
+            "gone ids) and encode the deltas while walking it; what stays is 8 bytes per id"
         )
     if "meltano" in grown:
         why.append(
-            "Meltano buffers the tap's output while the target is slower: its "
-            "`elt.buffer_size` (100 MiB by default) lets the tap run up to ~2 x "
-            "100 MiB ahead. At the real limits the target is always the slower "
-            "side, so a large first import fills that buffer"
+            "Meltano buffers the tap's output while the target is slower; meltano.yml caps "
+            "that buffer (`elt.buffer_size`, 8 MiB since 2026-11-27, against 100 MiB by "
+            "default: 153 MB -> 105 MB at 50,000 contacts then). Meltano's remaining growth "
+            "sits at the 10 % allowance and was not traced"
         )
         close.append(
-            "meltano.yml: set `elt.buffer_size` to a few MiB (it must stay above "
-            "twice the largest Singer message). A separate 45-second check at "
-            "50,000 contacts (not part of this run): Meltano peaked at 153 MB "
-            "with the default and 105 MB (its baseline) with 8 MiB, the tap "
-            "then being back-pressured; `bench/run --elt-buffer-size 8388608` "
-            "measures it"
+            "meltano: trace what grows with the run (its log lines and state handling are "
+            "candidates); `bench/run --elt-buffer-size N` varies the buffer"
         )
     if "target" in grown:
         why.append("the target's memory grows with the records written")
@@ -1044,29 +1040,43 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
         add("")
         if o["settings"]["streams"] == "contacts":
             add(
-                "Only the contacts stream is synced here (`TAP_MOCO__SELECT`): the target is "
-                "CPU-bound at a few hundred records/s on this machine, so the full mix at 100,000 "
-                "contacts (~180,000 records) would take the whole time budget on its own. "
-                "`bench/run --overhead-streams all` runs the full mix."
+                "Only the contacts stream is synced here (`TAP_MOCO__SELECT_FILTER`): the "
+                "target is CPU-bound at a few hundred records/s on this machine, so the full mix "
+                "at 100,000 contacts (~180,000 records) would take the whole time budget on its "
+                "own. `bench/run --overhead-streams all` runs the full mix."
             )
             add("")
         out.extend(_cpu_section(o))
         add(
-            "Where target-contacts' CPU goes in a first sync (py-spy, samples holding the GIL, "
-            "4,045 records from 2,000 MOCO contacts, 8 writer threads; not part of this run): "
-            "~22 % in `requests` (preparing, sending and reading each call), ~19 % in SQLAlchemy "
-            "executing the ledger's statements (an intent before each create, the written row "
-            "after it, and the shared rate budget's slot taken and answered per request: four "
-            "small write transactions per record), ~12 % in the rate limiter around them, ~6 % "
-            "in payload validation (jsonschema), ~6 % in singer-sdk's stream maps, and the "
-            "start-up imports (about 2.5 s once per run). Three changes after the first "
-            "measurement took off about half: the ledger's and the budget's statements are built "
-            "once with bound parameters (building a SQLAlchemy statement and its cache key per "
-            "call cost more than SQLite's work), `requests` no longer re-reads the environment "
-            "(proxies, .netrc, CA bundle) on every call, and an unchanged record without a "
-            "reject costs no write transaction. What would close the rest: one write "
-            "transaction per batch of records instead of per record (the intents of a batch "
-            "together, the written rows together), and a leaner HTTP client than `requests`."
+            "Where target-contacts' CPU goes in a first sync of contacts (py-spy, samples "
+            "holding the GIL, 2,000 MOCO contacts, 8 writer threads, 2026-12-01; not part of "
+            "this run): ~25 % in `requests` (preparing, sending and reading each call), ~15 % "
+            "in the ledger (the intent before each create and the written row after it: two "
+            "small write transactions), ~12 % in the rate limiter, nearly all of it the shared "
+            "rate budget's slot (taken and answered: two more), ~9 % building and validating "
+            "the payload (jsonschema), ~4 % in singer-sdk's stream maps, and ~24 % start-up "
+            "imports (once per process, ~3.5 s: a quarter of a 2,000-record run, 1 % of a "
+            "100,000-record one). Earlier changes took what was cheap: the ledger's and the "
+            "budget's statements are built once with bound parameters (building a SQLAlchemy "
+            "statement and its cache key per call cost more than SQLite's work), `requests` no "
+            "longer re-reads the environment (proxies, .netrc, CA bundle) on every call, and an "
+            "unchanged record without a reject costs no write transaction."
+        )
+        add("")
+        add(
+            "`python -m bench.target_ab` runs the target alone on one captured input in "
+            "variants, one after another. On 2,000 contacts (2026-12-01, a quiet machine, two "
+            "invocations, start-up included): today's target 6.8 and 9.3 ms per record, "
+            "without the shared budget 5.9 and 7.1 ms, the target of 2026-11-27 (27599f1, "
+            "before the shared budget and two-way sync) 9.0 and 9.3 ms. So no regression in "
+            "the target: the shared budget costs 1-2 ms per record and the savings above paid "
+            "for it; but two runs of the same code differ by up to 30 % on this shared VM, "
+            "more than most differences between variants, and a row above measured on another "
+            "day is not comparable with one of today. What would close the gap to 1 ms: one "
+            "write transaction per batch of records instead of per record (the intents of a "
+            "batch together, the written rows together), budget slots taken in blocks, a "
+            "leaner HTTP client than `requests`, and long-lived workers instead of one process "
+            "per run (the listener's runs pay the start-up each time)."
         )
         add("")
         g4 = goals.get("4")
