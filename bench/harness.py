@@ -232,6 +232,11 @@ class ProcessSampler(threading.Thread):
         self.join(5)
 
 
+#: A Contacts sandbox limit far above what the pipeline reaches: "off" without ever answering
+#: Remaining: 0.
+NO_LIMIT = 10_000_000
+
+
 # --- sandboxes -----------------------------------------------------------------------------------
 class Sandbox:
     """``python -m sandbox API ...`` as a subprocess (its CPU is not ours)."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench import target_cost
 from bench.harness import (
+    NO_LIMIT,
     ROOT,
     MeltanoResult,
     Sandbox,
@@ -507,7 +508,7 @@ def overhead(cfg: Config, workdir: Path) -> dict[str, Any]:
             ) as moco,
             Sandbox(
                 "contacts",
-                rate_limit=10_000_000,
+                rate_limit=NO_LIMIT,
                 rate_window=1,
                 extra=("--daily-limit", str(10**9)),
             ) as crm,

@@ -31,9 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Sandbox, base_env, say
+from bench.harness import NO_LIMIT, ROOT, Sandbox, base_env, say
 
-_NO_LIMIT = 10_000_000
 _RUN = "import sys; sys.path.insert(0, {root!r})\n{patch}from {module} import {cls}; {cls}.cli()\n"
 _NO_BUDGET = "import contacts_api.ratelimit as r; r._shared_database = lambda engine: False\n"
 
@@ -94,7 +93,7 @@ def run_variant(
 ) -> dict[str, Any]:
     """One target run on ``tap_output`` into an empty ledger: CPU seconds and wall time."""
     with Sandbox(
-        "contacts", rate_limit=_NO_LIMIT, rate_window=1, extra=("--daily-limit", str(10**9))
+        "contacts", rate_limit=NO_LIMIT, rate_window=1, extra=("--daily-limit", str(10**9))
     ) as crm:
         ledger = workdir / f"ledger-{index}.db"  # a variant named twice is run twice, afresh
         config = {

@@ -16,13 +16,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from bench.harness import Sandbox, base_env, log, run_meltano
+from bench.harness import NO_LIMIT, Sandbox, base_env, log, run_meltano
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-#: Far above what the pipeline reaches: the limits are "off" without answering Remaining: 0.
-_NO_LIMIT = 10_000_000
 _REVERSE_PREFIXES = ("TAP_CONTACTS_", "TARGET_MOCO_")
 
 
@@ -86,11 +84,11 @@ def _reverse_env(workdir: Path, contacts: Sandbox, moco: Sandbox, streams: str) 
         {
             "TAP_CONTACTS_BASE_URL": contacts.url,
             "TAP_CONTACTS_LEDGER_URL": ledger,
-            "TAP_CONTACTS_RATE_LIMIT_REQUESTS": str(_NO_LIMIT),
+            "TAP_CONTACTS_RATE_LIMIT_REQUESTS": str(NO_LIMIT),
             "TAP_CONTACTS_RATE_LIMIT_WINDOW_SECONDS": "1",
             "TARGET_MOCO_BASE_URL": moco.url,
             "TARGET_MOCO_LEDGER_URL": ledger,
-            "TARGET_MOCO_RATE_LIMIT_REQUESTS": str(_NO_LIMIT),
+            "TARGET_MOCO_RATE_LIMIT_REQUESTS": str(NO_LIMIT),
             "TARGET_MOCO_RATE_LIMIT_WINDOW_SECONDS": "1",
         }
     )
@@ -110,7 +108,7 @@ def target_moco(
             "streams": streams,
             "contacts_limit": "off (sandbox 10,000,000 / 1 s, daily limit 10^9)",
             "moco_limit": "off (sandbox rate_limit 0)",
-            "tap_and_target": {"rate_limit_requests": _NO_LIMIT, "rate_limit_window_seconds": 1},
+            "tap_and_target": {"rate_limit_requests": NO_LIMIT, "rate_limit_window_seconds": 1},
             "target_max_concurrency": "target-moco's default (2)",
             "generator": "Contacts sandbox --generate N",
         },
@@ -123,7 +121,7 @@ def target_moco(
         with (
             Sandbox(
                 "contacts",
-                rate_limit=_NO_LIMIT,
+                rate_limit=NO_LIMIT,
                 rate_window=1,
                 extra=(
                     "--generate",
