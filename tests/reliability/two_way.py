@@ -530,10 +530,24 @@ def change_crm(world: TwoWayWorld) -> dict[str, str]:
     rescheduled and its contact's first name changed, a new contact with a note. Returns what
     changed, by kind."""
     crm = world.crm()
-    note = min(crm["notes"], key=lambda n: n["id"])
-    task = min((t for t in crm["tasks"] if not t.get("completed")), key=lambda t: t["id"])
-    appointment = min(crm["appointments"], key=lambda a: a["id"])
     contacts = {c["id"]: c for c in crm["contacts"]}
+
+    def by_content(*fields: str) -> Callable[[dict[str, Any]], tuple[str, ...]]:
+        # Not by id: the sync's own creates get random ids, so "the smallest id" would pick a
+        # different item in each world, and a crashed world would be compared with clean cycles
+        # that changed another note.
+        def key(item: dict[str, Any]) -> tuple[str, ...]:
+            contact = contacts.get(item.get("contactId") or "", {})
+            who = (str(contact.get("email") or ""), str(contact.get("lastName") or ""))
+            return (*who, *(str(item.get(f) or "") for f in fields))
+
+        return key
+
+    note = min(crm["notes"], key=by_content("body"))
+    task = min(
+        (t for t in crm["tasks"] if not t.get("completed")), key=by_content("title", "dueDate")
+    )
+    appointment = min(crm["appointments"], key=by_content("title", "startTime"))
     world.contacts_api(
         "PUT",
         f"/contacts/{note['contactId']}",
