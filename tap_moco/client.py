@@ -40,6 +40,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from http import HTTPStatus
 from importlib import metadata
+from itertools import chain
 from urllib.parse import ParseResult, parse_qsl, urlsplit
 
 from requests import exceptions as requests_exceptions
@@ -51,7 +52,7 @@ from typing_extensions import override
 
 from moco_api.account import api_root, authorization, redact_api_key
 from moco_api.timestamps import format_moco_timestamp, parse_moco_timestamp
-from tap_moco.known_ids import decode_ids, encode_ids
+from tap_moco.known_ids import decode_ids, encode_ids, missing_from, sorted_ids
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -608,12 +609,12 @@ class MocoStream(RESTStream[ParseResult | None]):
                 level=logging.WARNING,
             )
         if not complete:
-            if seen and (known is None or not set(seen).issubset(known)):
-                state[KNOWN_IDS_STATE_KEY] = encode_ids([*(known or ()), *seen])
+            if seen and (known is None or missing_from(sorted_ids(seen), known)):
+                state[KNOWN_IDS_STATE_KEY] = encode_ids(chain(known or (), seen))
             return
-        gone = sorted(set(known).difference(seen)) if known is not None else []
+        gone = missing_from(known, sorted_ids(seen)) if known is not None else array("q")
         if gone and not self._tombstones_selected():
-            gone = []
+            gone = array("q")
         if gone:
             self._warn_if_most_are_gone(len(gone), len(known or ()), len(seen))
             moment = format_moco_timestamp(datetime.now(timezone.utc))
