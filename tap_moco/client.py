@@ -464,9 +464,9 @@ class MocoStream(RESTStream[ParseResult | None]):
         same ``updated_at`` was not yielded before, in this run or in an earlier one (those are
         remembered in state for the overlap window). Only after the last page has been read is
         the remembered set in state replaced; an interrupted run leaves state as it found it.
-        A first (full) read does not remember every version it yields, to keep memory flat: a
-        record the paging shows twice in that read is yielded twice (the target writes the
-        second copy as unchanged).
+        A first read (no bookmark yet, whether or not ``start_date`` bounds it) does not
+        remember every version it yields, to keep memory flat: a record the paging shows twice
+        in that read is yielded twice (the target writes the second copy as unchanged).
 
         MOCO pages by offset in name order, so a record added or removed while the list is paged
         shifts the pages and may hide a record from this run. When the list's ``X-Total``
@@ -492,6 +492,9 @@ class MocoStream(RESTStream[ParseResult | None]):
         pass_started = read_began - timedelta(seconds=CLOCK_MARGIN_SECONDS)
         changed_during_pass = False
         seen: array[int] = array("q")  # the ids read, for deletes (8 bytes each)
+        # From a bookmark: the changes since. A first run (with or without start_date) may read
+        # the whole account, so it keeps only the bounded heap of its newest versions.
+        incremental = window["bookmark"] is not None
         for record in super().get_records(context):
             if not self.keep_record(record):
                 continue
@@ -509,7 +512,7 @@ class MocoStream(RESTStream[ParseResult | None]):
                 heapq.heappush(recent, version)
             elif version > recent[0]:
                 heapq.heapreplace(recent, version)
-            if lower_bound is not None:
+            if incremental:
                 known[record_id] = updated_at  # an incremental read is small: dedupe it whole
             newest = updated if newest is None or updated > newest else newest
             yield record
