@@ -27,20 +27,23 @@ PROCESSES = 3
 PER_PROCESS = 12
 
 
-def take_slots(url: str, start: Any, out: Any) -> None:
+def take_slots(url: str, block: int, start: Any, out: Any) -> None:
     """A worker process: wait for the others, then take PER_PROCESS slots of the shared budget."""
-    budget = RateBudget(make_engine(url), "contacts-api test", MAX, WINDOW)
+    budget = RateBudget(make_engine(url), "contacts-api test", MAX, WINDOW, block=block)
     start.wait()
     out.put([budget.acquire() for _ in range(PER_PROCESS)])
 
 
-def test_processes_sharing_a_budget_never_exceed_it_together(tmp_path: Path):
+@pytest.mark.parametrize("block", [1, 3], ids=["one-slot-at-a-time", "blocks-of-3"])
+def test_processes_sharing_a_budget_never_exceed_it_together(tmp_path: Path, block: int):
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     make_engine(url)  # tables and migrations once, before the workers race
     spawn = multiprocessing.get_context("spawn")
     start = spawn.Barrier(PROCESSES)
     out = spawn.Queue()
-    workers = [spawn.Process(target=take_slots, args=(url, start, out)) for _ in range(PROCESSES)]
+    workers = [
+        spawn.Process(target=take_slots, args=(url, block, start, out)) for _ in range(PROCESSES)
+    ]
     for worker in workers:
         worker.start()
     moments = sorted(m for _ in workers for m in out.get(timeout=120))
@@ -65,6 +68,11 @@ def budget_clock(monkeypatch: pytest.MonkeyPatch, fake_clock: FakeClock) -> Fake
     return fake_clock
 
 
+def moments(budget: RateBudget) -> list[float]:
+    with budget.engine.connect() as conn:
+        return sorted(conn.execute(select(rate_budget_slots.c.taken_at)).scalars())
+
+
 def rows(budget: RateBudget) -> int:
     with budget.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(rate_budget_slots)).scalar_one())
@@ -85,6 +93,42 @@ def test_acquire_waits_for_the_oldest_slot_and_keeps_the_table_small(
     assert budget.in_use() == 5
     budget_clock.advance(10.0)
     assert budget.in_use() == 0
+
+
+def test_slots_are_taken_in_blocks_and_stale_ones_given_back(
+    tmp_path: Path, budget_clock: FakeClock
+):
+    budget = RateBudget(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "b", 100, 10.0)
+    assert budget.block == 5  # a twentieth of the window's requests
+    other = RateBudget(budget.engine, "b", 100, 10.0)  # another process's view
+
+    first = budget.take()
+    assert rows(budget) == 5 and other.in_use() == 5  # the others see the whole block taken
+    more = [budget.take() for _ in range(4)]
+    assert rows(budget) == 5  # handed out from the block, no database work
+    assert len({slot.id for slot in [first, *more]}) == 5
+    for slot in [first, *more]:
+        budget.answered(slot)
+    assert other.in_use() == 5
+
+    spare = budget.take()  # a new block: 1 handed out, 4 taken ahead
+    assert rows(budget) == 10
+    budget_clock.advance(budget_module.RESERVED_MAX_AGE * 10.0 + 0.1)  # too old to be sent now
+    late = budget.take()  # the 4 stale ones are given back, a fresh block taken
+    assert spare.taken_at < late.taken_at == budget_clock.now
+    assert moments(budget) == [spare.taken_at] * 6 + [late.taken_at] * 5
+
+
+def test_answers_wait_in_memory_until_nothing_is_in_flight(tmp_path: Path, budget_clock: FakeClock):
+    budget = RateBudget(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "b", 100, 10.0)
+    start = budget_clock.now
+    slots = [budget.take() for _ in range(3)]
+    budget_clock.advance(2.0)
+    budget.answered(slots[0])
+    budget.answered(slots[1])
+    assert moments(budget) == [start] * 5  # two answers wait: one request is still out
+    budget.answered(slots[2])
+    assert moments(budget) == [start, start, start + 2.0, start + 2.0, start + 2.0]
 
 
 def test_budgets_of_different_names_do_not_share(tmp_path: Path, budget_clock: FakeClock):
