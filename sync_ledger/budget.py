@@ -18,12 +18,12 @@ What a caller may rely on:
 - Slots are taken in small blocks (:attr:`RateBudget.block`, one twentieth of the window's
   requests, at most 10; 1 for a budget of fewer than 40): one write transaction takes up to a
   block of free slots, and the following takes in this process hand them out without touching
-  the database. A slot taken ahead and unused for :data:`RESERVED_MAX_AGE` of a window is given
-  back; those left when the process ends (fewer than a block) expire with the window. Answers
-  are written in bulk too: a moved
-  slot waits in memory until the next block is taken, a block's worth of answers is in, or no
-  request of this process is in flight, whichever comes first, and at most a quarter of a
-  window. Per request that is about one transaction in ``block`` instead of two.
+  the database. A slot taken ahead and unused for :data:`RESERVED_MAX_AGE` of a window (at most
+  :data:`RESERVED_MAX_SECONDS`) is given back; those left when the process ends (fewer than a
+  block) expire with the window. Answers are written in bulk too: a moved slot waits in memory
+  until the next block is taken, a block's worth of answers is in, or no request of this
+  process is in flight, whichever comes first, and at most a quarter of a window. Per request
+  that is about one transaction in ``block`` instead of two.
 - Each database step is one short write transaction, serialised across processes: SQLite takes
   an exclusive write lock (``BEGIN IMMEDIATE``), PostgreSQL and others lock the budget's row in
   ``rate_budgets`` (``SELECT ... FOR UPDATE``). On PostgreSQL the moments come from the
@@ -73,9 +73,11 @@ WAIT_JITTER = 0.1
 #: Slots taken per transaction: this share of the window's requests, within these bounds.
 BLOCK_SHARE = 1 / 20
 MAX_BLOCK = 10
-#: A slot taken ahead is used within this share of a window or given back: its request must be
-#: sent close to the moment the other processes see it taken.
+#: A slot taken ahead is used within this share of a window, and within this many seconds, or
+#: given back: its request must be sent close to the moment the other processes see it taken
+#: (a caller that never reports answers, like the MOCO limiter, keeps a margin of 1 s).
 RESERVED_MAX_AGE = 0.05
+RESERVED_MAX_SECONDS = 0.5
 #: Answers wait in memory at most this share of a window before they are written.
 MOVES_MAX_AGE = 0.25
 
@@ -168,6 +170,7 @@ class RateBudget:
         self.max_requests = max_requests
         self.window_seconds = float(window_seconds)
         self.block = default_block(max_requests) if block is None else max(1, block)
+        self._reserved_max_age = min(RESERVED_MAX_AGE * self.window_seconds, RESERVED_MAX_SECONDS)
         self._sqlite = engine.dialect.name == "sqlite"
         self._postgres = engine.dialect.name == "postgresql"
         self._waiting = threading.Lock()
@@ -254,7 +257,7 @@ class RateBudget:
         with self._local:
             while self._reserved:
                 slot, taken = self._reserved.popleft()
-                if time.time() - taken <= RESERVED_MAX_AGE * self.window_seconds:
+                if time.time() - taken <= self._reserved_max_age:
                     return slot
                 self._moves.append((slot.id, -1.0, taken))  # -1: free it
         return None

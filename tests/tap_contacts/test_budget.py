@@ -119,6 +119,18 @@ def test_slots_are_taken_in_blocks_and_stale_ones_given_back(
     assert moments(budget) == [spare.taken_at] * 6 + [late.taken_at] * 5
 
 
+def test_a_slot_taken_ahead_is_used_within_half_a_second_even_in_a_long_window(
+    tmp_path: Path, budget_clock: FakeClock
+):
+    # The MOCO limiter reports no answers and keeps a margin of 1 s on a window of minutes.
+    budget = RateBudget(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "b", 200, 121.0)
+    first = budget.take()
+    budget_clock.advance(0.4)
+    assert budget.take().taken_at == first.taken_at  # still fresh: from the block
+    budget_clock.advance(0.2)
+    assert budget.take().taken_at == budget_clock.now  # stale ones given back, a new block
+
+
 def test_answers_wait_in_memory_until_nothing_is_in_flight(tmp_path: Path, budget_clock: FakeClock):
     budget = RateBudget(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "b", 100, 10.0)
     start = budget_clock.now
