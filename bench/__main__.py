@@ -125,7 +125,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--elt-buffer-size",
         type=int,
         help="Meltano's elt.buffer_size in bytes for every run (default: meltano.yml's, "
-        "8 MiB); see item 4",
+        "2 MiB); see item 4",
     )
     p.add_argument(
         "--tap-contacts",
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  the one entry 
         "config": {
             "scale": cfg.scale,
             "latency_s": list(cfg.latency),
-            "meltano_elt_buffer_size": args.elt_buffer_size or "meltano.yml (8 MiB)",
+            "meltano_elt_buffer_size": args.elt_buffer_size or "meltano.yml (2 MiB)",
         },
     }
     log(f"workdir {workdir}; results -> {results_path}; report -> {report_path}")

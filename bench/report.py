@@ -258,27 +258,33 @@ def _why_memory(grown: dict[str, Any]) -> tuple[str, str]:
     if "tap" in grown:
         why.append(
             "the tap keeps every id it read (8 bytes each, in an array) to tell MOCO's "
-            "deletes, and at the end of a complete read `encode_ids` (tap_moco/known_ids.py) "
-            "writes them into state through `sorted(set(ids))` and `_settle_deletes` compares "
-            "them with `set(known)`: Python sets and ints of every id for a moment (not "
-            "traced; the growth, about 100 bytes per extra record, matches that). The bounded "
-            "memory of emitted versions (10,000 at most) that closed this goal on 2026-11-27 "
-            "is unchanged"
+            "deletes, and a run from a bookmark remembers the versions it emitted; nothing "
+            "else should stay per record. Two causes were found and fixed on 2026-12-01 "
+            "(tracemalloc, 100,000 contacts): a first run bounded by `start_date` counted as "
+            "incremental and kept every record's id and `updated_at` for the whole read "
+            "(+33 MB), and writing the ids to state made Python sets of all of them (~10 MB "
+            "for a moment). What grows now was not traced"
         )
         close.append(
-            "tap: sort the id array without a set (a merge of two sorted arrays finds the "
-            "gone ids) and encode the deltas while walking it; what stays is 8 bytes per id"
+            "tap: trace the largest run with tracemalloc (`tracemalloc.start(1)`, a snapshot "
+            "near the end of the read, statistics by line) and bound what grows"
         )
     if "meltano" in grown:
         why.append(
-            "Meltano buffers the tap's output while the target is slower; meltano.yml caps "
-            "that buffer (`elt.buffer_size`, 8 MiB since 2026-11-27, against 100 MiB by "
-            "default: 153 MB -> 105 MB at 50,000 contacts then). Meltano's remaining growth "
-            "sits at the 10 % allowance and was not traced"
+            "Meltano buffers the tap's output while the target is slower, up to "
+            "`elt.buffer_size` (Meltano's default 100 MiB; meltano.yml: 8 MiB from 2026-11-27, "
+            "2 MiB since 2026-12-01). Traced on 2026-12-01 (tracemalloc in the meltano process, "
+            "100,000 contacts, 8 MiB, a snapshot every 2 min): its live heap stays flat (78.7, "
+            "78.8, 78.8, 74.8 MB) while its peak creeps up (88.5 -> 95.8 MB), i.e. transient "
+            "copies of that one stream buffer (asyncio/streams.py), which a long run fills more "
+            "often than a short one: 109.8 -> 124.6 MB at 8 MiB, 100.0 -> 101.3 MB at 2 MiB "
+            "(`--elt-buffer-size 2097152`, same day). If it grows again, the buffer size of "
+            "this run is the first suspect"
         )
         close.append(
-            "meltano: trace what grows with the run (its log lines and state handling are "
-            "candidates); `bench/run --elt-buffer-size N` varies the buffer"
+            "meltano: a smaller `elt.buffer_size` lowers the ceiling (it is also the longest "
+            "line a record may be, so it must stay above the largest record); "
+            "`bench/run --elt-buffer-size N` varies it"
         )
     if "target" in grown:
         why.append("the target's memory grows with the records written")
@@ -1049,34 +1055,44 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
         out.extend(_cpu_section(o))
         add(
             "Where target-contacts' CPU goes in a first sync of contacts (py-spy, samples "
-            "holding the GIL, 2,000 MOCO contacts, 8 writer threads, 2026-12-01; not part of "
-            "this run): ~25 % in `requests` (preparing, sending and reading each call), ~15 % "
-            "in the ledger (the intent before each create and the written row after it: two "
-            "small write transactions), ~12 % in the rate limiter, nearly all of it the shared "
-            "rate budget's slot (taken and answered: two more), ~9 % building and validating "
-            "the payload (jsonschema), ~4 % in singer-sdk's stream maps, and ~24 % start-up "
-            "imports (once per process, ~3.5 s: a quarter of a 2,000-record run, 1 % of a "
-            "100,000-record one). Earlier changes took what was cheap: the ledger's and the "
-            "budget's statements are built once with bound parameters (building a SQLAlchemy "
-            "statement and its cache key per call cost more than SQLite's work), `requests` no "
-            "longer re-reads the environment (proxies, .netrc, CA bundle) on every call, and an "
-            "unchanged record without a reject costs no write transaction."
+            "holding the GIL, 2,000 MOCO contacts, 8 writer threads, 2026-12-01, before the "
+            "budget's blocks below; not part of this run): ~25 % in `requests` (preparing, "
+            "sending and reading each call), ~15 % in the ledger (the intent before each create "
+            "and the written row after it: two small write transactions), ~12 % in the rate "
+            "limiter, nearly all of it the shared rate budget's slot (then taken and answered "
+            "in two more transactions per request), ~9 % building and validating the payload "
+            "(jsonschema), ~4 % in singer-sdk's stream maps, and ~24 % start-up imports (once "
+            "per process, ~3.5 s: a quarter of a 2,000-record run, 1 % of a 100,000-record "
+            "one). Earlier changes took what was cheap: the ledger's and the budget's "
+            "statements are built once with bound parameters, `requests` no longer re-reads the "
+            "environment on every call, and an unchanged record without a reject costs no "
+            "write transaction."
         )
         add("")
         add(
-            "`python -m bench.target_ab` runs the target alone on one captured input in "
-            "variants, one after another. On 2,000 contacts (2026-12-01, a quiet machine, two "
-            "invocations, start-up included): today's target 6.8 and 9.3 ms per record, "
-            "without the shared budget 5.9 and 7.1 ms, the target of 2026-11-27 (27599f1, "
-            "before the shared budget and two-way sync) 9.0 and 9.3 ms. So no regression in "
-            "the target: the shared budget costs 1-2 ms per record and the savings above paid "
-            "for it; but two runs of the same code differ by up to 30 % on this shared VM, "
-            "more than most differences between variants, and a row above measured on another "
-            "day is not comparable with one of today. What would close the gap to 1 ms: one "
-            "write transaction per batch of records instead of per record (the intents of a "
-            "batch together, the written rows together), budget slots taken in blocks, a "
-            "leaner HTTP client than `requests`, and long-lived workers instead of one process "
-            "per run (the listener's runs pay the start-up each time)."
+            "Since 2026-12-01 the shared budget takes its slots in small blocks and writes "
+            "answers in bulk (about one transaction per block of requests instead of two per "
+            "request; sync_ledger/budget.py). On one captured input (2,000 MOCO contacts, full "
+            "mix, 4,045 records, the two versions alternating, three runs each): 5.8 ms per "
+            "record against 6.8 ms before (single runs 5.1-6.2 against 6.4-7.1; the same code "
+            "varies by up to 30 % between runs on this shared VM, so rows of different days "
+            "are not comparable). `python -m bench.target_ab --contacts 2000 --streams all "
+            "--variants current,current,current --ref 3a2b4fb` repeats the comparison (the "
+            "older commit runs last there, not alternating)."
+        )
+        add("")
+        add(
+            "Why 1 ms per record is out of reach as built: every record written is at least "
+            "one call to the Contacts API, and one call costs more than that on this machine. "
+            "`python -m bench.http_floor` (2,000 keep-alive GETs of a small page from a local "
+            "sandbox, CPU of the calling process, 2026-12-01): `requests` as the project's "
+            "clients use it ~1.2 ms per call, `urllib3` directly ~0.7 ms, the standard "
+            "library's `http.client` ~0.4 ms (a quiet run; on a busy machine all three "
+            "double). With `requests` the goal is below the cost of the call alone; reaching "
+            "it needs a leaner HTTP path for the writes (`http.client` "
+            "or `urllib3` under the client's retry and error handling), one ledger transaction "
+            "per batch of records instead of two per record, and long-lived workers instead of "
+            "one process per run (the listener's runs pay the start-up each time)."
         )
         add("")
         g4 = goals.get("4")
