@@ -39,6 +39,7 @@ import random
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import (
@@ -59,6 +60,8 @@ from sqlalchemy.exc import IntegrityError
 from sync_ledger.db import metadata, redact_url
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sqlalchemy import Engine
     from sqlalchemy.engine import Connection
 
@@ -228,19 +231,12 @@ class RateBudget:
 
     def flush(self) -> None:
         """Write the answers waiting in memory now."""
-        with self._local:
-            moves, self._moves = self._moves, []
-        if not moves:
-            return
-        with self.engine.connect() as conn:
-            try:
+        with self._pending_moves() as moves:
+            if not moves:
+                return
+            with self.engine.connect() as conn:
                 self._write_moves(conn, moves)
                 conn.commit()
-            except BaseException:
-                conn.rollback()
-                with self._local:
-                    self._moves[:0] = moves
-                raise
 
     def in_use(self) -> int:
         """How many slots taken within the last ``window_seconds`` (by every process)."""
@@ -252,6 +248,21 @@ class RateBudget:
         return int(count)
 
     # --- internals ---------------------------------------------------------------------------
+    @contextmanager
+    def _pending_moves(self) -> Iterator[list[tuple[int, float, float]]]:
+        """The answers and give-backs waiting in memory, taken out to be written.
+
+        Put back if writing them fails.
+        """
+        with self._local:
+            moves, self._moves = self._moves, []
+        try:
+            yield moves
+        except BaseException:
+            with self._local:
+                self._moves[:0] = moves
+            raise
+
     def _reserved_slot(self) -> BudgetSlot | None:
         """The oldest slot taken ahead and still fresh; stale ones are given back next time."""
         with self._local:
@@ -264,12 +275,10 @@ class RateBudget:
 
     def _try_take(self) -> tuple[BudgetSlot | None, float]:
         """(a slot taken, 0) or (None, seconds until one may be free); takes up to a block."""
-        with self._local:
-            moves, self._moves = self._moves, []
         # Read before the database's clock: the offset comes out a little large, so answers'
         # moments estimated with it are a little late, on the safe side.
         local = time.time()
-        with self.engine.connect() as conn:
+        with self._pending_moves() as moves, self.engine.connect() as conn:
             self._lock(conn)
             try:
                 self._write_moves(conn, moves)
@@ -282,8 +291,6 @@ class RateBudget:
                 conn.commit()  # with none taken, the expired slots stay deleted
             except BaseException:
                 conn.rollback()
-                with self._local:
-                    self._moves[:0] = moves
                 raise
         if not taken:
             return None, float(oldest) + self.window_seconds - now
