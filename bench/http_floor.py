@@ -7,9 +7,10 @@ client, CPU of this process only (the sandbox runs in its own)::
 
     python -m bench.http_floor --calls 2000
 
-Clients: ``requests`` as the project's clients use it (a pooled session that does not read the
-environment, headers set once), ``urllib3`` directly (what ``requests`` sits on), and
-``http.client`` (the standard library, one connection). Prints microseconds of CPU per call.
+Clients: the project's session (``sync_ledger.http.HostSession``: urllib3's pool under requests'
+answers and errors, the environment read once), a ``requests.Session`` that does not read the
+environment (what the clients used before), ``urllib3`` directly, and ``http.client`` (the
+standard library, one connection). Prints microseconds of CPU per call.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import requests
 import urllib3
 
 from bench.harness import Sandbox, say
@@ -50,7 +52,9 @@ def cpu_per_call(call: Callable[[], Any], calls: int) -> float:
 def measure(url: str, calls: int) -> dict[str, float]:
     """CPU per call of each client against the sandbox at ``url``."""
     session = pooled_session(url, pool_connections=1, pool_maxsize=1)
-    session.headers.update(_HEADERS)
+    plain = requests.Session()
+    plain.trust_env = False
+    plain.headers.update(_HEADERS)
     pool = urllib3.PoolManager(maxsize=1)
     host = urlsplit(url).netloc
     conn = http.client.HTTPConnection(host, timeout=30)
@@ -62,8 +66,14 @@ def measure(url: str, calls: int) -> dict[str, float]:
 
     try:
         return {
-            "requests (the project's session)": cpu_per_call(
-                lambda: session.get(url + _PATH, params=_PARAMS, timeout=30).json(), calls
+            "the project's session": cpu_per_call(
+                lambda: session.request(
+                    "GET", url + _PATH, params=_PARAMS, headers=_HEADERS, timeout=30
+                ).json(),
+                calls,
+            ),
+            "requests.Session": cpu_per_call(
+                lambda: plain.get(url + _PATH, params=_PARAMS, timeout=30).json(), calls
             ),
             "urllib3": cpu_per_call(
                 lambda: json.loads(
@@ -77,6 +87,7 @@ def measure(url: str, calls: int) -> dict[str, float]:
         }
     finally:
         session.close()
+        plain.close()
         pool.clear()
         conn.close()
 

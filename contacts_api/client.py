@@ -7,9 +7,9 @@ What a caller may rely on:
 
 - Methods return the unwrapped objects (``get_contact`` returns the contact, not
   ``{"contact": ...}``). Paths ids are URL-quoted; an empty id raises ``ValueError`` before sending.
-- Thread-safe: one ``requests.Session`` with a pool of 32 connections; every request first takes a
-  slot from the :class:`~contacts_api.ratelimit.ContactsRateLimiter` shared by all clients of
-  the same (base URL, location) in the process.
+- Thread-safe: one :class:`~sync_ledger.http.HostSession` with a pool of 32 connections; every
+  request first takes a slot from the :class:`~contacts_api.ratelimit.ContactsRateLimiter`
+  shared by all clients of the same (base URL, location) in the process.
 - Retries (the ``backoff`` package, ``max_tries`` attempts, exponential with jitter, honouring
   ``Retry-After``): safe calls (GET, PUT, DELETE, ``POST .../tags``, search, and upserts matched by
   email or phone) on 429, 5xx, timeouts and connection errors. Creates (``POST /contacts/``, tasks,
@@ -54,7 +54,7 @@ from contacts_api.errors import (
     response_messages,
 )
 from contacts_api.ratelimit import ContactsRateLimiter
-from sync_ledger.http import pooled_session
+from sync_ledger.http import HostSession, pooled_session
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Mapping
@@ -250,7 +250,7 @@ class ContactsClient:
         timeout: float = 30,
         max_tries: int = 5,
         user_agent: str = DEFAULT_USER_AGENT,
-        session: requests.Session | None = None,
+        session: HostSession | None = None,
         retry_base_seconds: float = 1.0,
     ) -> None:
         if not location_id:

@@ -231,6 +231,7 @@ class _Statements:
     by_source: Any
     unsourced_by_target: Any
     update_row: Any
+    update_intent: Any
     insert_row: Any
     lookup: Any
     clear_reject: Any
@@ -258,6 +259,11 @@ def _statements(direction: Direction) -> _Statements:
         .limit(1),
         # SET takes the columns the parameters name (every key but p_row).
         update_row=update(links).where(col.id == bindparam("p_row")),
+        update_intent=update(links).where(
+            col.id == bindparam("p_row"),
+            source_type,
+            col[side.source_id] == bindparam("p_source_id"),
+        ),
         insert_row=links.insert(),
         lookup=select(links)
         .where(
@@ -298,6 +304,9 @@ class IdLedger:
         # target writes a location at a time: the run lock).
         self._rejected: set[tuple[str, str]] | None = None
         self._rejected_lock = threading.Lock()
+        # The row of each intent this object marked and has not yet recorded as written: the
+        # written row then updates it by its primary key instead of looking it up again.
+        self._intent_rows: dict[tuple[str, str], int] = {}
 
     # --- reading -------------------------------------------------------------------------
     def _col(self, name: str) -> Any:  # noqa: ANN401  a SQLAlchemy column of links
@@ -437,9 +446,8 @@ class IdLedger:
         return self.claimant(stream, target_id)
 
     # --- writing -------------------------------------------------------------------------
-    def _upsert(
-        self, conn: Connection, stream: str, source_id: str, values: dict[str, Any]
-    ) -> None:
+    def _upsert(self, conn: Connection, stream: str, source_id: str, values: dict[str, Any]) -> int:
+        """Write ``values`` into the source record's row (made if missing); returns its id."""
         source_type, target_type = self._kind(stream)
         side = self._side
         # The first pair of this source record (with merge_shared_contacts a CRM contact may
@@ -469,14 +477,18 @@ class IdLedger:
             values = {**values, side.source_id: source_id, side.source_type: source_type}
         if row_id is not None:
             conn.execute(self._sql.update_row, {**values, "p_row": row_id})
-            return
+            return int(row_id)
         row = {
             "location_id": self.location_id,
             side.source_type: source_type,
             side.source_id: source_id,
             side.target_type: target_type,
         }
-        conn.execute(self._sql.insert_row, {**row, **values})
+        key = conn.execute(self._sql.insert_row, {**row, **values}).inserted_primary_key
+        if key is None:  # pragma: no cover - a one-row insert always reports its key
+            msg = f"the ledger did not report the row it made for {stream} {source_id}"
+            raise RuntimeError(msg)
+        return int(key[0])
 
     def mark_creating(
         self, stream: str, source_id: str, *, contact_source_id: str | None = None
@@ -484,7 +496,7 @@ class IdLedger:
         """Record the intent to create, before the create call is sent."""
         side = self._side
         with self.engine.begin() as conn:
-            self._upsert(
+            row_id = self._upsert(
                 conn,
                 stream,
                 source_id,
@@ -496,6 +508,7 @@ class IdLedger:
                     side.source_parent: contact_source_id,
                 },
             )
+        self._intent_rows[stream, source_id] = row_id
 
     def record_written(
         self,
@@ -514,7 +527,7 @@ class IdLedger:
         task or comment belongs to), so that the other direction sees the pair on its parent too.
         """
         side = self._side
-        _source_type, target_type = self._kind(stream)
+        source_type, target_type = self._kind(stream)
         values: dict[str, Any] = {
             side.state: WRITTEN,
             side.target_id: target_id,
@@ -525,16 +538,29 @@ class IdLedger:
         }
         if contact_target_id is not None:
             values[side.target_parent] = contact_target_id
+        row_id = self._intent_rows.pop((stream, source_id), None)
+        rejected = self._may_be_rejected(stream, source_id)
         with self.engine.begin() as conn:
-            self._upsert(conn, stream, source_id, values)
-            # in the same transaction: one commit per written record
-            conn.execute(self._sql.clear_reject, self._reject_params(stream, source_id))
+            # The row of this object's own intent, by its key; if that row is gone (the pair was
+            # dropped meanwhile), the record's row is looked up or made as for any other write.
+            by_key = {"p_row": row_id, "p_source_type": source_type, "p_source_id": source_id}
+            updated = (
+                row_id is not None
+                and conn.execute(
+                    self._sql.update_intent, {**values, "updated_at": _now(), **by_key}
+                ).rowcount
+            )
+            if updated != 1:
+                self._upsert(conn, stream, source_id, values)
+            if rejected:  # in the same transaction: one commit per written record
+                conn.execute(self._sql.clear_reject, self._reject_params(stream, source_id))
         self._forget_rejected(stream, source_id)
 
     def forget(self, stream: str, source_id: str) -> None:
         """Drop the pair (its target was deleted and must be created anew)."""
         source_type, _target_type = self._kind(stream)
         side = self._side
+        self._intent_rows.pop((stream, source_id), None)
         with self.engine.begin() as conn:
             conn.execute(
                 delete(links).where(

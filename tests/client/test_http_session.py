@@ -1,8 +1,20 @@
-"""The clients' session reads the environment once, when it is made, for its one API host."""
+"""The clients' session: the environment read once for its API host; requests' answers and errors.
+
+A small HTTP server on 127.0.0.1 stands for the API (and, where a test says so, for a proxy: a
+proxy receives the absolute URL in the request line).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+from urllib3.exceptions import NewConnectionError
 
 from contacts_api.auth import StaticTokenAuth
 from contacts_api.client import ContactsClient
@@ -10,7 +22,76 @@ from moco_api.client import MocoClient
 from sync_ledger.http import pooled_session
 
 if TYPE_CHECKING:
-    import pytest
+    from collections.abc import Iterator
+
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
+
+
+class Recorder(ThreadingHTTPServer):
+    """Answers every request with ``answer`` after ``delay`` seconds and keeps what it received."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.seen: list[dict[str, Any]] = []
+        self.answer: tuple[int, dict[str, str], bytes] = (200, {}, b"{}")
+        self.delay = 0.0
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Recorder
+    protocol_version = "HTTP/1.1"
+
+    def _any(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.seen.append(
+            {
+                "method": self.command,
+                "target": self.path,
+                "headers": dict(self.headers),
+                "body": body,
+            }
+        )
+        if self.server.delay:
+            threading.Event().wait(self.server.delay)
+        status, headers, content = self.server.answer
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _any  # noqa: N815 - names the stdlib calls
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[Recorder]:
+    recorder = Recorder()
+    thread = threading.Thread(target=recorder.serve_forever, daemon=True)
+    thread.start()
+    yield recorder
+    recorder.shutdown()
+    recorder.server_close()
+
+
+@pytest.fixture
+def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*PROXY_VARIABLES, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_proxies_and_ca_bundle_come_from_the_environment_once(
@@ -26,29 +107,105 @@ def test_proxies_and_ca_bundle_come_from_the_environment_once(
     assert api.proxies == {"https": "http://proxy.internal:3128"}
     assert local.proxies == {}  # NO_PROXY is kept
     assert api.verify == "/etc/company-ca.pem"
-    # Later changes of the environment (or a ~/.netrc entry) no longer reach its requests.
-    assert api.trust_env is False
-    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere:1")
-    settings = api.merge_environment_settings(
-        "https://services.leadconnectorhq.com/contacts/", {}, None, None, None
-    )
-    assert settings["proxies"] == {"https": "http://proxy.internal:3128"}
 
 
-def test_without_proxy_variables_nothing_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-    ):
-        monkeypatch.delenv(name, raising=False)
+@pytest.mark.usefixtures("no_proxy_variables")
+def test_without_proxy_variables_nothing_is_set() -> None:
     session = pooled_session("https://api.example", pool_connections=1, pool_maxsize=2)
     assert (session.proxies, session.verify) == ({}, True)
+
+
+def test_a_request_goes_through_the_proxy_the_environment_named_when_the_session_was_made(
+    monkeypatch: pytest.MonkeyPatch, server: Recorder
+) -> None:
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    session = pooled_session("http://api.example", pool_connections=1, pool_maxsize=2)
+    # Later changes of the environment no longer reach its requests.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+
+    response = session.request("GET", "http://api.example/contacts/42", timeout=10)
+
+    assert response.status_code == 200
+    assert server.seen[0]["target"] == "http://api.example/contacts/42"
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+def test_the_request_carries_query_json_and_headers_as_requests_sends_them(
+    server: Recorder,
+) -> None:
+    server.answer = (
+        201,
+        {
+            "Content-Type": "application/json; charset=utf-8",
+            "Link": '<http://x/?page=2>; rel="next"',
+        },
+        json.dumps({"contact": {"id": "c1", "name": "Łukasz"}}).encode(),
+    )
+    session = pooled_session(server.url, pool_connections=1, pool_maxsize=2)
+
+    response = session.request(
+        "POST",
+        server.url + "/contacts/",
+        params={"locationId": "loc 1", "tags": ["a", "b"], "skip": None, "limit": 10},
+        json={"firstName": "Łukasz", "tags": []},
+        headers={"Authorization": "Bearer t", "Version": "2021-07-28"},
+        timeout=10,
+    )
+
+    seen = server.seen[0]
+    assert seen["method"] == "POST"
+    assert seen["target"] == "/contacts/?locationId=loc+1&tags=a&tags=b&limit=10"
+    assert json.loads(seen["body"]) == {"firstName": "Łukasz", "tags": []}
+    assert seen["headers"]["Content-Type"] == "application/json"
+    assert seen["headers"]["Authorization"] == "Bearer t"
+    assert seen["headers"]["Version"] == "2021-07-28"
+    assert seen["headers"]["User-Agent"].startswith("python-requests/")
+    assert isinstance(response, requests.Response)
+    assert (response.status_code, response.reason) == (201, "Created")
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    assert response.json() == {"contact": {"id": "c1", "name": "Łukasz"}}
+    assert response.links["next"]["url"] == "http://x/?page=2"
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+def test_a_refused_connection_is_a_connection_error_that_provably_sent_nothing() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    session = pooled_session(f"http://127.0.0.1:{port}", pool_connections=1, pool_maxsize=2)
+
+    with pytest.raises(requests.exceptions.ConnectionError) as caught:
+        session.request("GET", f"http://127.0.0.1:{port}/contacts/1", timeout=5)
+
+    assert not isinstance(caught.value, requests.exceptions.ConnectTimeout)
+    assert isinstance(caught.value.__cause__, NewConnectionError)
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+def test_a_slow_answer_is_a_read_timeout(server: Recorder) -> None:
+    server.delay = 1.0
+    session = pooled_session(server.url, pool_connections=1, pool_maxsize=2)
+
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        session.request("POST", server.url + "/contacts/", json={}, timeout=0.2)
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("ftp://api.example/x", requests.exceptions.InvalidSchema),
+        ("http:///x", requests.exceptions.InvalidURL),
+    ],
+)
+def test_a_url_it_cannot_send_to_is_named_as_requests_names_it(
+    url: str, error: type[Exception]
+) -> None:
+    session = pooled_session("https://api.example", pool_connections=1, pool_maxsize=2)
+    with pytest.raises(error):
+        session.request("GET", url, timeout=5)
 
 
 def test_both_clients_use_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,5 +217,4 @@ def test_both_clients_use_it(monkeypatch: pytest.MonkeyPatch) -> None:
         "https://services.leadconnectorhq.com", "loc", StaticTokenAuth("pit-token")
     )
     for session in (moco.session, contacts.session):
-        assert session.trust_env is False
         assert session.proxies.get("https") == "http://proxy.internal:3128"

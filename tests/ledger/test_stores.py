@@ -136,6 +136,31 @@ def test_a_pair_found_while_the_other_direction_still_creates_it_stays_one_link(
     assert forward.link_count() == 1
 
 
+def test_a_written_record_lands_on_its_own_row_when_its_intent_row_went_away(
+    ledger_url: str,
+) -> None:
+    # The written row updates the intent's row by its key; when another ledger object dropped
+    # that pair meanwhile (and SQLite may give its key to the next new row), the write still
+    # lands on the record's own row and leaves the other record's intent alone.
+    engine = make_engine(ledger_url)
+    ledger, other = IdLedger(engine, "loc"), IdLedger(engine, "loc")
+    ledger.mark_creating("contacts", "1")
+    ledger.record_written("contacts", "1", "c-1", "h1")
+    ledger.mark_creating("contacts", "2")
+    other.forget("contacts", "2")
+    other.mark_creating("contacts", "3")
+
+    ledger.record_written("contacts", "2", "c-2", "h2")
+
+    found = ledger.lookup("contacts", ["1", "2", "3"])
+    assert {k: (e.state, e.target_id, e.payload_hash) for k, e in found.items()} == {
+        "1": (WRITTEN, "c-1", "h1"),
+        "2": (WRITTEN, "c-2", "h2"),
+        "3": (CREATING, None, None),
+    }
+    assert ledger.link_count() == 3
+
+
 def test_rejects_are_kept_per_direction_and_cleared_by_a_write(ledger_url: str) -> None:
     engine = make_engine(ledger_url)
     forward = IdLedger(engine, "loc")
@@ -158,18 +183,19 @@ def test_rejects_are_kept_per_direction_and_cleared_by_a_write(ledger_url: str) 
     assert forward.reject_reason("notes", "71") == "invalid: is empty"
     assert forward.rejects(kind="api") == []
     assert [r.source_id for r in reverse.rejects(stream="notes")] == ["n-1"]
+    # kept by another run, before this ledger object first needs to know its rejects
+    IdLedger(engine, "loc").reject("tasks", "8", {}, field=None, reason="x", kind="api")
 
     forward.record_written("notes", "71", "note-71", "h71", contact_source_id="5")
-    assert forward.rejects() == []
+    assert [(r.stream, r.source_id) for r in forward.rejects()] == [("tasks", "8")]
     assert forward.reject_reason("notes", "71") is None
     assert len(reverse.rejects()) == 1
     reverse.clear_reject("notes", "n-1")
     assert reverse.rejects() == []
 
-    # Clearing reads the rejects once and then only deletes what is there: a reject another run
-    # kept before this ledger object's first clear is cleared, one made afterwards by this
-    # object too, and an unchanged record without a reject costs no write.
-    IdLedger(engine, "loc").reject("tasks", "8", {}, field=None, reason="x", kind="api")
+    # Writing and clearing read the rejects once and then only delete what is there: a reject
+    # another run kept before this ledger object's first need is cleared, one made afterwards by
+    # this object too, and a record without a reject costs no delete.
     forward.clear_reject("tasks", "8")
     forward.reject("tasks", "9", {}, field=None, reason="y", kind="api")
     forward.clear_reject("tasks", "9")
