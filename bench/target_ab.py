@@ -12,8 +12,12 @@ Variants (comma-separated): ``current`` (as configured), ``no-budget`` (the in-p
 alone: the ledger's shared rate budget off), ``one-way`` (``two_way: false``),
 ``no-budget+one-way``; a variant named twice runs twice, each into an empty ledger. ``--ref``
 adds the target of another commit (a git worktree, run with this checkout's virtualenv, so its
-dependencies must match). Prints CPU per record (user + system of the target process, start-up
-included: it is one process per run) and records per second of wall time. CPU seconds of the
+dependencies must match): the variant ``ref`` places its runs among the others (e.g.
+``current,ref,current,ref``, so both meet the same moments of the machine), else it runs once,
+last. ``--latency 0.1,0.2`` makes the sandbox answer each call after a random delay in that
+range (seconds), as a real API does; ``--concurrency N`` sets ``max_concurrency``. Prints CPU
+per record (user + system of the target process, start-up included: it is one process per run)
+and records per second of wall time. CPU seconds of the
 same work move with the machine's load (±30 % between two runs here), so compare variants of
 one invocation, repeated, not numbers of different days.
 """
@@ -89,11 +93,22 @@ def capture(contacts: int, streams: str, out: Path) -> int:
 
 
 def run_variant(
-    name: str, root: Path, base: dict[str, Any], tap_output: Path, workdir: Path, index: int
+    name: str,
+    root: Path,
+    base: dict[str, Any],
+    tap_output: Path,
+    workdir: Path,
+    index: int,
+    *,
+    latency: tuple[float, float] = (0.0, 0.0),
 ) -> dict[str, Any]:
     """One target run on ``tap_output`` into an empty ledger: CPU seconds and wall time."""
     with Sandbox(
-        "contacts", rate_limit=NO_LIMIT, rate_window=1, extra=("--daily-limit", str(10**9))
+        "contacts",
+        rate_limit=NO_LIMIT,
+        rate_window=1,
+        latency=latency,
+        extra=("--daily-limit", str(10**9)),
     ) as crm:
         ledger = workdir / f"ledger-{index}.db"  # a variant named twice is run twice, afresh
         config = {
@@ -140,26 +155,38 @@ def main(argv: list[str] | None = None) -> int:
         "--variants", default="current,no-budget,one-way", help="comma-separated, see above"
     )
     parser.add_argument("--ref", help="also run the target of this git commit")
+    parser.add_argument("--latency", default="0,0", help="LOW,HIGH seconds per sandbox answer")
+    parser.add_argument("--concurrency", type=int, help="max_concurrency (default: the project's)")
     args = parser.parse_args(argv)
+    low, high = (float(x) for x in args.latency.split(","))
     with tempfile.TemporaryDirectory(prefix="target-ab-") as tmp:
         workdir = Path(tmp)
         base = sandbox_config(workdir)
+        if args.concurrency:
+            base["max_concurrency"] = args.concurrency
         tap_output = workdir / "tap.jsonl"
         records = capture(args.contacts, args.streams, tap_output)
-        runs = [(v, ROOT) for v in args.variants.split(",") if v]
+        names = [v for v in args.variants.split(",") if v]
+        if args.ref and "ref" not in names:
+            names.append("ref")
+        tree = workdir / "ref"
         if args.ref:
-            tree = workdir / "ref"
             subprocess.run(  # noqa: S603
                 ["git", "worktree", "add", "--detach", str(tree), args.ref],  # noqa: S607
                 cwd=ROOT,
                 check=True,
                 capture_output=True,
             )
-            runs.append((f"ref-{args.ref}", tree))
+        runs = [(f"ref-{args.ref}", tree) if v == "ref" else (v, ROOT) for v in names]
         try:
-            say(f"{records:,} records ({args.streams}) from {args.contacts:,} MOCO contacts")
+            say(
+                f"{records:,} records ({args.streams}) from {args.contacts:,} MOCO contacts, "
+                f"latency {low}-{high} s, max_concurrency {base.get('max_concurrency')}"
+            )
             for index, (name, root) in enumerate(runs):
-                result = run_variant(name, root, base, tap_output, workdir, index)
+                result = run_variant(
+                    name, root, base, tap_output, workdir, index, latency=(low, high)
+                )
                 say(
                     f"{name:>24}: {1000 * result['cpu_s'] / records:.2f} ms CPU per record, "
                     f"{records / result['wall_s']:.0f} records/s ({result['cpu_s']} s CPU, "
