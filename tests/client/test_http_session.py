@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -20,9 +21,11 @@ from contacts_api.auth import StaticTokenAuth
 from contacts_api.client import ContactsClient
 from moco_api.client import MocoClient
 from sync_ledger.http import pooled_session
+from tests.tls import self_signed
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 PROXY_VARIABLES = (
     "HTTPS_PROXY",
@@ -167,6 +170,27 @@ def test_the_request_carries_query_json_and_headers_as_requests_sends_them(
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     assert response.json() == {"contact": {"id": "c1", "name": "Łukasz"}}
     assert response.links["next"]["url"] == "http://x/?page=2"
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+def test_tls_trusts_the_ca_bundle_the_environment_names_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, server: Recorder, tmp_path: Path
+) -> None:
+    cert, key = self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    url = server.url.replace("http://", "https://")
+
+    untrusting = pooled_session(url, pool_connections=1, pool_maxsize=2)
+    with pytest.raises(requests.exceptions.SSLError):
+        untrusting.request("GET", url + "/contacts/1", timeout=5)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    trusting = pooled_session(url, pool_connections=1, pool_maxsize=2)
+    response = trusting.request("GET", url + "/contacts/1", timeout=5)
+
+    assert response.status_code == 200
+    assert [seen["target"] for seen in server.seen] == ["/contacts/1"]
 
 
 @pytest.mark.usefixtures("no_proxy_variables")

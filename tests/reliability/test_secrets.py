@@ -4,19 +4,12 @@ scan of everything the suite captured is the last test (test_zz_secrets_scan.py)
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import re
 import ssl
 import stat
 import subprocess
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from sandbox.contacts import ContactsSandbox
 from sandbox.moco import MocoSandbox
@@ -35,6 +28,7 @@ from tests.reliability.harness import (
     singer,
     token_grants,
 )
+from tests.tls import self_signed
 
 PROJECT_CODE = ("target_contacts", "tap_moco", "sandbox", "scripts")
 TLS_OFF = re.compile(
@@ -69,36 +63,6 @@ def test_no_code_turns_tls_verification_off(record):
         lost=0,
         duplicates=0,
     )
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def https(app, folder: Path) -> RunningSandbox:
