@@ -153,9 +153,14 @@ def assert_nothing_lost_or_doubled(world: TwoWayWorld, base: TwoWayBaseline) -> 
     assert world.rejects() == base.first_rejects
 
 
-def first_request(path_prefix: str, method: str | None = None) -> Callable[[Request], bool]:
+def first_request(
+    path: str, method: str | None = None, *, exact: bool = False
+) -> Callable[[Request], bool]:
+    """A request under ``path`` (``exact``: to ``path`` itself), with ``method`` if given."""
+
     def matches(request: Request) -> bool:
-        return request.path.startswith(path_prefix) and method in (None, request.method)
+        where = request.path == path if exact else request.path.startswith(path)
+        return where and method in (None, request.method)
 
     return matches
 
@@ -241,11 +246,17 @@ def test_edits_on_both_sides_while_target_contacts_writes(
 
     # The moment target-contacts reads Bea before merging, and the moment its PUT of Carl
     # arrives (the sync read Carl before the other client's write: a partial update must keep it).
+    # The contact itself, not a path under it: the reverse pipe's tap reads a changed contact's
+    # notes and appointments (GET /contacts/{id}/notes) before target-contacts runs.
     hooks = [
-        Hook(world.contacts, first_request(f"/contacts/{bea.crm_id}", "GET"), in_the_crm),
         Hook(
             world.contacts,
-            first_request(f"/contacts/{carl.crm_id}", "PUT"),
+            first_request(f"/contacts/{bea.crm_id}", "GET", exact=True),
+            in_the_crm,
+        ),
+        Hook(
+            world.contacts,
+            first_request(f"/contacts/{carl.crm_id}", "PUT", exact=True),
             between_read_and_write,
             when="before",
         ),
