@@ -7,6 +7,8 @@ PostgreSQL above all, works when several machines or CI runners share one sync.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +18,7 @@ from sqlalchemy.pool import StaticPool
 from sync_ledger.schema import upgrade
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 
 metadata = MetaData()
 
@@ -79,9 +81,9 @@ def make_engine(url: str = DEFAULT_LEDGER_URL) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=60000")
+            _switch_to_wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
     elif is_in_memory(url):
         engine = create_engine(
@@ -102,6 +104,33 @@ def make_engine(url: str = DEFAULT_LEDGER_URL) -> Engine:
             if side.exists():
                 side.chmod(0o600)
     return engine
+
+
+#: How long runs that open a new SQLite ledger together retry its switch to WAL.
+_WAL_SWITCH_SECONDS = 30.0
+
+
+def _switch_to_wal(cursor: DBAPICursor) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the file's lock.
+
+    Switching a new file's journal mode needs the file to itself, and SQLite answers "database
+    is locked" at once, without its busy timeout, when several runs open the ledger together.
+    The mode is kept in the file: once one run has switched it, the others find it done.
+    """
+    deadline = time.monotonic() + _WAL_SWITCH_SECONDS
+    while not _tried_wal(cursor, last_try=time.monotonic() > deadline):
+        time.sleep(0.05)
+
+
+def _tried_wal(cursor: DBAPICursor, *, last_try: bool) -> bool:
+    """Whether the switch to WAL went through (False: the file was locked; try again)."""
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error) or last_try:
+            raise
+        return False
+    return True
 
 
 def _driver_missing(url: str, missing: ModuleNotFoundError) -> LedgerDriverMissingError:
