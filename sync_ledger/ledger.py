@@ -23,9 +23,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
-from functools import cache
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -153,11 +153,22 @@ class LedgerEntry:
     #: The counterpart of the record's contact (the CRM contact of a note, the MOCO person of a
     #: comment), when the ledger knows it.
     contact_target_id: str | None = None
+    #: The other direction's ``extra`` as stored (JSON), read through :attr:`other_extra`.
+    other_extra_json: str | None = field(default=None, repr=False)
 
     @property
     def written(self) -> bool:
         """Whether the counterpart exists on the target side (not just an intent to create it)."""
         return self.state in (WRITTEN, LINKED) and self.target_id is not None
+
+    @cached_property
+    def other_extra(self) -> dict[str, Any]:
+        """What the other direction kept of this pair after its last write (empty: nothing).
+
+        A direction with no baseline of its own reads here whether the pair was left in sync
+        (see :mod:`sync_ledger.merge`'s ``SYNCED_*`` keys).
+        """
+        return json.loads(self.other_extra_json) if self.other_extra_json else {}
 
 
 @dataclass(frozen=True)
@@ -189,6 +200,7 @@ class _Side:
     hash: str
     extra: str
     other_state: str
+    other_extra: str
 
 
 _SIDES = {
@@ -203,6 +215,7 @@ _SIDES = {
         "fwd_hash",
         "fwd_extra",
         "rev_state",
+        "rev_extra",
     ),
     Direction.REVERSE: _Side(
         "crm_id",
@@ -215,6 +228,7 @@ _SIDES = {
         "rev_hash",
         "rev_extra",
         "fwd_state",
+        "fwd_extra",
     ),
 }
 
@@ -338,6 +352,7 @@ class IdLedger:
             two_way=mapping[side.other_state] is not None,
             mirror=mapping[side.target_type] != self._kind(stream)[1],
             contact_target_id=mapping[side.target_parent],
+            other_extra_json=mapping[side.other_extra],
         )
 
     def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]:

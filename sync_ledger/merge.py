@@ -46,6 +46,16 @@ class ConflictPolicy(str, Enum):
 
 POLICIES = tuple(p.value for p in ConflictPolicy)
 
+# What a direction keeps in its ledger ``extra`` when its write left both sides holding the same
+# values. The other direction has no baseline of its own for a pair it never wrote; with these it
+# can tell "only my target changed since" (keep it) from a change on both sides (a conflict). A
+# MOCO edit made a moment after target-contacts created its CRM copy must not be reverted by the
+# next target-moco run because the CRM's update time (its own create) happens to be later.
+#: The CRM contact's ``dateUpdated`` right after a write that left it equal to the MOCO person.
+SYNCED_AT = "synced_at"
+#: The plain text a note (CRM) and its comment (MOCO) both showed after the write.
+SYNCED_TEXT = "synced_text"
+
 
 @dataclass
 class Merge:
@@ -56,6 +66,14 @@ class Merge:
     conflicts: dict[str, str] = field(default_factory=dict)
     #: The target's values for the merged fields after the writes: the next baseline.
     baseline: dict[str, Any] = field(default_factory=dict)
+    #: Fields where the target keeps a value other than the source's (its own change, or a
+    #: conflict it won): the two sides differ until the other direction carries it back.
+    kept: list[str] = field(default_factory=list)
+
+    @property
+    def in_sync(self) -> bool:
+        """Whether the target holds the source's value in every field after the writes."""
+        return not self.kept
 
 
 def parse_time(value: object) -> datetime | None:
@@ -128,7 +146,7 @@ def merge_fields(
         if known and same(name, now, before):
             result.writes[name] = wanted
         elif known and same(name, wanted, before):
-            pass  # only the target changed: keep it
+            result.kept.append(name)  # only the target changed: keep it
         elif not known and _empty(now):
             # Nothing to lose: a "kept" empty value could not travel back (the other direction
             # never clears a field), and the next run would write the source's value anyway.
@@ -143,5 +161,6 @@ def merge_fields(
             result.conflicts[name] = "source"
         else:
             result.conflicts[name] = "target"
+            result.kept.append(name)
         result.baseline[name] = result.writes.get(name, now)
     return result

@@ -159,7 +159,11 @@ def merge_note(
         baseline,
         policy=policy,
         source_time=p.source_updated_at,
-        target_time=current.get("dateUpdated") or current.get("dateAdded"),
+        # CRM notes carry no update time. Their dateAdded is no stand-in: compared with MOCO's
+        # time (whole seconds) it made a MOCO edit in the same second as the note's create look
+        # older, and the CRM's text kept in the CRM never travelled back (the reverse reads a
+        # note again only when its contact changes).
+        target_time=current.get("dateUpdated"),
     )
     _report(summary, "notes", p.source_id, merge)
     return merge

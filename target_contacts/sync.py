@@ -27,7 +27,8 @@ from contacts_api.errors import (
     RateLimitError,
     TransientError,
 )
-from sync_ledger.merge import ConflictPolicy
+from moco_api.html import same_text
+from sync_ledger.merge import SYNCED_AT, SYNCED_TEXT, ConflictPolicy
 from sync_ledger.writer import (
     BatchWriter,
     DeletePolicy,
@@ -306,15 +307,23 @@ class ContactsSync(BatchWriter):
         return ConflictPolicy.MOST_RECENT if entry.two_way else None
 
     def _contact_extra(
-        self, p: ContactPayload, sent_tags: Iterable[str], fields: Mapping[str, Any] | None = None
+        self,
+        p: ContactPayload,
+        sent_tags: Iterable[str],
+        fields: Mapping[str, Any] | None = None,
+        *,
+        synced_at: object = None,
     ) -> dict[str, Any]:
         held = dict(p.fields if fields is None else fields)
-        return {
+        extra = {
             "fields_hash": p.fields_hash,
             "fields": held,  # what the CRM holds after this write: the two-way baseline
             "tags": sorted(set(sent_tags)),
             "companyName": held.get("companyName"),
         }
+        if synced_at:
+            extra[SYNCED_AT] = synced_at
+        return extra
 
     def _reconcile_contact(
         self,
@@ -326,20 +335,24 @@ class ContactsSync(BatchWriter):
         """Read CRM contact ``target_id``, write only what the merge decides; its outcome."""
         current = self.client.get_contact(target_id)
         merge, new_tags = merge_contact(p, current, baseline, policy=policy, summary=self.summary)
+        # The contact as the last answer shows it: its dateUpdated marks the pair in sync.
+        last: Mapping[str, Any] | None = current
         body = {k: v for k, v in merge.writes.items() if k != "companyName"}
         if body:
-            self.client.update_contact(target_id, body)
+            last = self.client.update_contact(target_id, body)
         if "companyName" in merge.writes:
-            self._set_company_name(target_id, p)
+            last = self._set_company_name(target_id, p)
         if new_tags:
             self.client.add_tags(target_id, new_tags)
+            last = None  # the tags answer carries no update time
         held_tags = {str(t) for t in current.get("tags") or []} | set(p.tags)
+        synced_at = last.get("dateUpdated") if last is not None and merge.in_sync else None
         self.ledger.record_written(
             "contacts",
             p.source_id,
             target_id,
             p.payload_hash,
-            extra=self._contact_extra(p, held_tags, merge.baseline),
+            extra=self._contact_extra(p, held_tags, merge.baseline, synced_at=synced_at),
         )
         return "updated" if merge.writes or new_tags else "unchanged"
 
@@ -364,8 +377,11 @@ class ContactsSync(BatchWriter):
             extra=self._contact_extra(p, known_tags | set(p.tags)),
         )
 
-    def _set_company_name(self, target_id: str, p: ContactPayload) -> None:
-        """Set companyName, which ``PUT /contacts/:id`` lacks, by upsert on the email/phone."""
+    def _set_company_name(self, target_id: str, p: ContactPayload) -> dict[str, Any] | None:
+        """Set companyName, which ``PUT /contacts/:id`` lacks, by upsert on the email/phone.
+
+        Returns the contact the upsert answered with when that is ``target_id``.
+        """
         key: dict[str, Any] = {k: p.fields[k] for k in ("email", "phone") if k in p.fields}
         if not key:
             logger.warning(
@@ -373,7 +389,7 @@ class ContactsSync(BatchWriter):
                 "through upsert, which needs an email or phone",
                 p.source_id,
             )
-            return
+            return None
         _new, contact = self.client.upsert_contact(
             {"locationId": self.location_id, **key, "companyName": p.fields["companyName"]}
         )
@@ -384,6 +400,8 @@ class ContactsSync(BatchWriter):
                 contact.get("id"),
                 target_id,
             )
+            return None
+        return contact
 
     def _create_contact(self, p: ContactPayload, entry: LedgerEntry | None) -> str:
         look_first = entry is not None and entry.state == "creating"
@@ -431,7 +449,7 @@ class ContactsSync(BatchWriter):
                 p.source_id,
                 contact["id"],
                 p.payload_hash,
-                extra=self._contact_extra(p, p.tags),
+                extra=self._contact_extra(p, p.tags, synced_at=contact.get("dateUpdated")),
             )
             return "created"
         raise FatalSyncError(
@@ -578,12 +596,16 @@ class ContactsSync(BatchWriter):
             try:
                 if policy is not None:
                     current = self.client.get_note(contact_id, note_id)
-                    merge = merge_note(
-                        p, current, entry.extra.get("fields"), policy=policy, summary=self.summary
-                    )
+                    baseline = entry.extra.get("fields")
+                    synced = entry.other_extra.get(SYNCED_TEXT)
+                    if baseline is None and synced is not None and same_text(synced, p.body):
+                        # target-moco left this pair in sync and the source still shows that
+                        # text: whatever the CRM note shows now is the CRM's own change.
+                        baseline = {"body": p.body}
+                    merge = merge_note(p, current, baseline, policy=policy, summary=self.summary)
                     if merge.writes:
                         self.client.update_note(contact_id, note_id, {"body": p.body})
-                    self._record_note(p, note_id, contact_id, merge.baseline)
+                    self._record_note(p, note_id, contact_id, merge.baseline, in_sync=merge.in_sync)
                     return "updated" if merge.writes else "unchanged"
                 self.client.update_note(contact_id, note_id, {"body": p.body})
             except NotFoundError:
@@ -594,8 +616,17 @@ class ContactsSync(BatchWriter):
         return self._create_child("notes", p, entry, contact_id)
 
     def _record_note(
-        self, p: NotePayload, note_id: str, contact_id: str, held: Mapping[str, Any] | None = None
+        self,
+        p: NotePayload,
+        note_id: str,
+        contact_id: str,
+        held: Mapping[str, Any] | None = None,
+        *,
+        in_sync: bool = True,
     ) -> None:
+        extra: dict[str, Any] = {"fields": dict(held) if held is not None else {"body": p.body}}
+        if in_sync:
+            extra[SYNCED_TEXT] = p.body
         self.ledger.record_written(
             "notes",
             p.source_id,
@@ -603,7 +634,7 @@ class ContactsSync(BatchWriter):
             p.payload_hash,
             contact_source_id=p.contact_source_id,
             contact_target_id=contact_id,
-            extra={"fields": dict(held) if held is not None else {"body": p.body}},
+            extra=extra,
         )
 
     # --- creating tasks and notes ------------------------------------------------------------

@@ -34,7 +34,13 @@ from moco_api.errors import (
     TransientError,
 )
 from moco_api.html import html_to_text, same_text
-from sync_ledger.merge import ConflictPolicy, merge_fields, parse_time
+from sync_ledger.merge import (
+    SYNCED_AT,
+    SYNCED_TEXT,
+    ConflictPolicy,
+    merge_fields,
+    parse_time,
+)
 from sync_ledger.writer import (
     BatchWriter,
     DeletePolicy,
@@ -256,7 +262,7 @@ class MocoSync(BatchWriter):
             person_id = entry.target_id or ""
             try:
                 if policy is not None:
-                    return self._reconcile_person(person_id, p, entry.extra.get("fields"), policy)
+                    return self._reconcile_person(person_id, p, self._baseline(p, entry), policy)
                 return self._overwrite_person(person_id, p, entry.extra)
             except NotFoundError:
                 logger.warning(
@@ -267,6 +273,22 @@ class MocoSync(BatchWriter):
                 self.ledger.forget("contacts", p.source_id)
                 entry = None
         return self._create_person(p, entry)
+
+    @staticmethod
+    def _baseline(p: PersonPayload, entry: LedgerEntry) -> Mapping[str, Any] | None:
+        """What MOCO held for this pair after the last sync, as far as the ledger tells.
+
+        This direction's own baseline; for a pair only target-contacts wrote, the CRM contact's
+        values when it has not changed since target-contacts left the pair in sync (its
+        ``dateUpdated`` is still that write's): MOCO held them then, so a difference now is
+        MOCO's own change, not a conflict.
+        """
+        baseline = entry.extra.get("fields")
+        if baseline is None:
+            synced_at = parse_time(entry.other_extra.get(SYNCED_AT))
+            if synced_at is not None and synced_at == parse_time(p.source_updated_at):
+                return dict(p.fields)
+        return baseline
 
     def _record_person(
         self, p: PersonPayload, person_id: str, held: Mapping[str, Any], tags: set[str]
@@ -479,7 +501,18 @@ class MocoSync(BatchWriter):
                 entry = None
         return self._create_comment(p, entry, person_id)
 
-    def _record_comment(self, p: CommentPayload, comment_id: str, person_id: str) -> None:
+    def _record_comment(
+        self,
+        p: CommentPayload,
+        comment_id: str,
+        person_id: str,
+        held: Mapping[str, Any] | None = None,
+        *,
+        in_sync: bool = True,
+    ) -> None:
+        extra: dict[str, Any] = {"fields": dict(held) if held is not None else {"text": p.plain}}
+        if in_sync:
+            extra[SYNCED_TEXT] = p.plain
         self.ledger.record_written(
             p.stream,
             p.source_id,
@@ -487,7 +520,7 @@ class MocoSync(BatchWriter):
             p.payload_hash,
             contact_source_id=p.contact_source_id,
             contact_target_id=person_id,
-            extra={"fields": {"text": p.plain}},
+            extra=extra,
         )
 
     def _update_comment(
@@ -497,10 +530,16 @@ class MocoSync(BatchWriter):
         if policy is not None:
             current = self.client.get_comment(comment_id)
             shown = html_to_text(str(current.get("text") or "")) or ""
+            baseline = entry.extra.get("fields")
+            synced = entry.other_extra.get(SYNCED_TEXT)
+            if baseline is None and synced is not None and same_text(synced, p.plain):
+                # target-contacts left this pair in sync and the CRM still shows that text:
+                # whatever MOCO shows now is MOCO's own change.
+                baseline = {"text": p.plain}
             merge = merge_fields(
                 {"text": p.plain},
                 {"text": shown},
-                entry.extra.get("fields"),
+                baseline,
                 same=lambda _name, a, b: same_text(str(a or ""), str(b or "")),
                 policy=policy,
                 source_is_moco=False,
@@ -510,14 +549,8 @@ class MocoSync(BatchWriter):
             for winner in merge.conflicts.values():
                 self.summary.conflict(p.stream, winner)
             if not merge.writes:
-                self.ledger.record_written(
-                    p.stream,
-                    p.source_id,
-                    comment_id,
-                    p.payload_hash,
-                    contact_source_id=p.contact_source_id,
-                    contact_target_id=person_id,
-                    extra={"fields": merge.baseline},
+                self._record_comment(
+                    p, comment_id, person_id, merge.baseline, in_sync=merge.in_sync
                 )
                 return "unchanged"
         self.client.update_comment(comment_id, {"text": p.html})

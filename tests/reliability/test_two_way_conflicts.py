@@ -233,19 +233,21 @@ def test_edits_on_both_sides_while_target_contacts_writes(
     ]
 
     def in_the_crm(_request: Request) -> None:
-        edits.extend(
-            [
-                crm_edit(world, bea, "lastName", "Bea-CRM"),
-                crm_edit(world, note, "body", "Angebot angenommen (CRM)"),
-            ]
-        )
+        edits.append(crm_edit(world, bea, "lastName", "Bea-CRM"))
+
+    def note_in_the_crm(_request: Request) -> None:
+        edits.append(crm_edit(world, note, "body", "Angebot angenommen (CRM)"))
 
     def between_read_and_write(_request: Request) -> None:
         # Another field of the contact the sync has read and is about to write.
         edits.append(crm_edit(world, carl, "lastName", "Carl-CRM"))
 
-    # The moment target-contacts reads Bea before merging, and the moment its PUT of Carl
-    # arrives (the sync read Carl before the other client's write: a partial update must keep it).
+    # Just before target-contacts reads Bea, and the note, to merge (after target-moco's run of
+    # this cycle, so only target-contacts can see both edits), and the moment its PUT of Carl
+    # arrives (the sync read Carl before the other client's write: a partial update must keep
+    # that other field).
+    # An edit of the same field between the read and the write is overwritten, as
+    # docs/reliability.md says: neither API has a conditional update.
     # The contact itself, not a path under it: the reverse pipe's tap reads a changed contact's
     # notes and appointments (GET /contacts/{id}/notes) before target-contacts runs.
     hooks = [
@@ -253,6 +255,13 @@ def test_edits_on_both_sides_while_target_contacts_writes(
             world.contacts,
             first_request(f"/contacts/{bea.crm_id}", "GET", exact=True),
             in_the_crm,
+            when="before",
+        ),
+        Hook(
+            world.contacts,
+            first_request(f"/contacts/{note.crm_parent}/notes/{note.crm_id}", "GET", exact=True),
+            note_in_the_crm,
+            when="before",
         ),
         Hook(
             world.contacts,
@@ -273,8 +282,9 @@ def test_edits_on_both_sides_while_target_contacts_writes(
         area="Two-way",
         fault="the same fields edited on both sides while target-contacts writes",
         injection="MOCO web UI before the cycle: a person's last name, another's first name, a "
-        "comment; CRM API when target-contacts reads the first person: the same last name and "
-        "the comment's note; when its PUT of the second arrives: that contact's last name",
+        "comment; CRM API just before target-contacts reads the first person: the same last "
+        "name, and just before it reads the comment's note: that note; when its PUT of the "
+        "second arrives: that contact's last name",
         outcome=_outcome(outcomes, extra),
         lost=0,
         duplicates=0,
