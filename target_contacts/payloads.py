@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import phonenumbers
 
+from sync_ledger.validation import RecordCheck
 from sync_ledger.writer import RecordRejected, stable_hash
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ _DATE_LENGTH = len("2026-01-31")
 # The trailing digits that identify a phone whatever its prefix (+49 30 ... vs 030 ...).
 _MIN_PHONE_DIGITS = 7
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_VALIDATORS = {name: jsonschema.Draft7Validator(schema) for name, schema in INPUT_SCHEMAS.items()}
+_CHECKS = {name: RecordCheck(schema) for name, schema in INPUT_SCHEMAS.items()}
 
 
 @dataclass
@@ -165,16 +165,7 @@ def validate(stream: str, record: Mapping[str, Any]) -> None:
     record = {
         k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in record.items()
     }
-    errors = sorted(_VALIDATORS[stream].iter_errors(record), key=lambda e: list(e.path))
-    if not errors:
-        return
-    error = errors[0]
-    if error.validator == "required":
-        missing = re.findall(r"'([^']+)' is a required property", error.message)
-        name = missing[0] if missing else None
-        raise RecordRejected(name, "is required but missing")
-    name = ".".join(str(p) for p in error.path) or None
-    raise RecordRejected(name, error.message)
+    _CHECKS[stream].check(record)
 
 
 def _clean(value: object) -> str | None:

@@ -18,9 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
 from moco_api.html import text_to_html
+from sync_ledger.validation import RecordCheck
 from sync_ledger.writer import RecordRejected, stable_hash
 from target_moco.activities import render_appointment, render_task
 
@@ -81,7 +80,7 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
 }
-_VALIDATORS = {name: jsonschema.Draft7Validator(schema) for name, schema in INPUT_SCHEMAS.items()}
+_CHECKS = {name: RecordCheck(schema) for name, schema in INPUT_SCHEMAS.items()}
 
 #: The fields a person payload may carry, in MOCO's names (tags travel apart).
 PERSON_FIELDS = (
@@ -145,14 +144,7 @@ class CommentPayload:
 
 def validate(stream: str, record: Mapping[str, Any]) -> None:
     """Check ``record`` against the stream's input schema; the first error names its field."""
-    errors = sorted(_VALIDATORS[stream].iter_errors(dict(record)), key=lambda e: list(e.path))
-    if not errors:
-        return
-    error = errors[0]
-    if error.validator == "required":
-        missing = re.findall(r"'([^']+)' is a required property", error.message)
-        raise RecordRejected(missing[0] if missing else None, "is required but missing")
-    raise RecordRejected(".".join(str(p) for p in error.path) or None, error.message)
+    _CHECKS[stream].check(dict(record))
 
 
 def _clean(value: object) -> str | None:
