@@ -19,7 +19,7 @@ import json as jsonlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 import urllib3
@@ -79,6 +79,20 @@ class HostSession:
             self._pool = adapter.poolmanager
         self._adapter = adapter
         self._headers = dict(default_headers())
+        self._timeouts: dict[float | None, urllib3.Timeout] = {}
+        # Without a proxy every request goes to the one pool of the API's origin: the pool
+        # manager's per-request URL parsing and pool lookup are skipped. (A URL the pool
+        # manager cannot take leaves this unset: the request then fails as requests would.)
+        self._origin: str | None = None
+        self._direct: urllib3.HTTPConnectionPool | None = None
+        if not proxy:
+            parts = urlsplit(base_url)
+            try:
+                self._direct = self._pool.connection_from_url(base_url)
+            except (_HTTPError, ValueError):
+                self._direct = None
+            else:
+                self._origin = f"{parts.scheme}://{parts.netloc}"
 
     def request(
         self,
@@ -103,17 +117,34 @@ class HostSession:
             except ValueError as error:
                 raise requests.exceptions.InvalidJSONError(error) from error
             sent.setdefault("Content-Type", "application/json")
+        limits = self._timeouts.get(timeout)
+        if limits is None:
+            limits = self._timeouts[timeout] = urllib3.Timeout(connect=timeout, read=timeout)
+        origin, direct = self._origin, self._direct
         try:
-            answer = self._pool.urlopen(
-                method,
-                url,
-                body=body,
-                headers=sent,
-                redirect=False,
-                retries=False,
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                preload_content=True,
-            )
+            if direct is not None and origin is not None and _under(url, origin):
+                answer = direct.urlopen(
+                    method,
+                    url[len(origin) :] or "/",
+                    body=body,
+                    headers=sent,
+                    redirect=False,
+                    retries=False,
+                    timeout=limits,
+                    preload_content=True,
+                    assert_same_host=False,
+                )
+            else:
+                answer = self._pool.urlopen(
+                    method,
+                    url,
+                    body=body,
+                    headers=sent,
+                    redirect=False,
+                    retries=False,
+                    timeout=limits,
+                    preload_content=True,
+                )
         except (
             ProtocolError,
             OSError,
@@ -135,6 +166,11 @@ class HostSession:
     def close(self) -> None:
         """Close the pooled connections."""
         self._adapter.close()
+
+
+def _under(url: str, origin: str) -> bool:
+    """Whether ``url`` is on ``origin`` (scheme://host:port), not on a host that begins alike."""
+    return url.startswith(origin) and url[len(origin) : len(origin) + 1] in ("", "/", "?")
 
 
 def _pairs(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
