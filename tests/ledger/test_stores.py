@@ -32,7 +32,7 @@ from sync_ledger.events import (
     NewEvent,
     webhook_events,
 )
-from sync_ledger.ledger import CREATING, LINKED, WRITTEN, Direction, IdLedger
+from sync_ledger.ledger import CREATING, LINKED, WRITTEN, Direction, IdLedger, links
 from sync_ledger.tokens import StoredToken, TokenStore, TokenStoreError, oauth_tokens
 
 if TYPE_CHECKING:
@@ -159,6 +159,38 @@ def test_a_written_record_lands_on_its_own_row_when_its_intent_row_went_away(
         "3": (CREATING, None, None),
     }
     assert ledger.link_count() == 3
+
+
+def test_creates_written_from_many_threads_at_once_each_land_once(ledger_url: str) -> None:
+    # As a target's writer threads do: an intent, then the written row, per record (on SQLite
+    # through each thread's own driver connection), with a reject cleared on the way.
+    engine = make_engine(ledger_url)
+    ledger = IdLedger(engine, "loc")
+    ledger.reject("contacts", "t3-7", {"id": "t3-7"}, field="email", reason="bad", kind="api")
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+
+    def write(thread: int) -> None:
+        for n in range(40):
+            ledger.mark_creating("contacts", f"t{thread}-{n}")
+            ledger.record_written("contacts", f"t{thread}-{n}", f"c{thread}-{n}", f"h{n}")
+
+    workers = [threading.Thread(target=write, args=(t,)) for t in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    wanted = [f"t{t}-{n}" for t in range(8) for n in range(40)]
+    found = ledger.lookup("contacts", wanted)
+    assert {k: (e.state, e.target_id) for k, e in found.items()} == {
+        k: (WRITTEN, "c" + k[1:]) for k in wanted
+    }
+    assert ledger.link_count() == 320
+    assert ledger.rejects() == []
+    with engine.connect() as conn:
+        times = conn.execute(select(links.c.updated_at)).scalars().all()
+    assert all(isinstance(t, dt.datetime) for t in times)
+    assert min(t.replace(tzinfo=t.tzinfo or dt.timezone.utc) for t in times) >= start
 
 
 def test_rejects_are_kept_per_direction_and_cleared_by_a_write(ledger_url: str) -> None:
