@@ -40,6 +40,7 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
+from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import (
@@ -55,6 +56,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
 from sync_ledger.db import metadata, redact_url
@@ -130,6 +132,16 @@ _LOCK_BUDGET = (
 )
 # clock_timestamp(), not now(): now() is the transaction's start, the same all along.
 _DATABASE_CLOCK = select(func.extract("epoch", func.clock_timestamp()))
+
+
+@cache
+def _sqlite_insert_slot() -> str:
+    """``_INSERT_SLOT`` as SQLite's driver takes it: ``(budget, taken_at)`` by position."""
+    compiled = _INSERT_SLOT.compile(dialect=sqlite_dialect(), column_keys=["budget", "taken_at"])
+    if tuple(compiled.positiontup or ()) != ("budget", "taken_at"):  # pragma: no cover
+        msg = f"unexpected parameter order in {compiled.string!r}"
+        raise RuntimeError(msg)
+    return compiled.string
 
 
 class BudgetSlot(NamedTuple):
@@ -300,6 +312,13 @@ class RateBudget:
         return taken[0], 0.0
 
     def _insert_slot(self, conn: Connection, moment: float) -> int:
+        if self._sqlite:
+            # The driver's own cursor, in the same transaction: a block of one-row inserts
+            # through SQLAlchemy cost more CPU than SQLite's work (a tenth of a writing
+            # target's). The SQL is SQLAlchemy's, compiled once.
+            cursor = conn.connection.cursor()
+            cursor.execute(_sqlite_insert_slot(), (self.name, moment))
+            return int(cursor.lastrowid or -1)
         key = conn.execute(
             _INSERT_SLOT, {"budget": self.name, "taken_at": moment}
         ).inserted_primary_key  # not RETURNING: older SQLite libraries lack it
