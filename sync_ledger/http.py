@@ -121,30 +121,23 @@ class HostSession:
         if limits is None:
             limits = self._timeouts[timeout] = urllib3.Timeout(connect=timeout, read=timeout)
         origin, direct = self._origin, self._direct
+        send: Any = self._pool.urlopen  # the pool manager's, or one pool's: same keywords
+        target, same_host = url, {}
+        if direct is not None and origin is not None and _under(url, origin):
+            send, target = direct.urlopen, url[len(origin) :] or "/"
+            same_host = {"assert_same_host": False}
         try:
-            if direct is not None and origin is not None and _under(url, origin):
-                answer = direct.urlopen(
-                    method,
-                    url[len(origin) :] or "/",
-                    body=body,
-                    headers=sent,
-                    redirect=False,
-                    retries=False,
-                    timeout=limits,
-                    preload_content=True,
-                    assert_same_host=False,
-                )
-            else:
-                answer = self._pool.urlopen(
-                    method,
-                    url,
-                    body=body,
-                    headers=sent,
-                    redirect=False,
-                    retries=False,
-                    timeout=limits,
-                    preload_content=True,
-                )
+            answer = send(
+                method,
+                target,
+                body=body,
+                headers=sent,
+                redirect=False,
+                retries=False,
+                timeout=limits,
+                preload_content=True,
+                **same_host,
+            )
         except (
             ProtocolError,
             OSError,

@@ -57,6 +57,20 @@ SYNCED_AT = "synced_at"
 SYNCED_TEXT = "synced_text"
 
 
+def text_extra(
+    name: str, text: str, held: Mapping[str, Any] | None, *, in_sync: bool
+) -> dict[str, Any]:
+    """The ledger ``extra`` of a written note or comment whose field ``name`` shows ``text``.
+
+    ``held``: what the target holds after a merge (None: ``text``, just written); ``in_sync``:
+    both sides show ``text`` now (see :data:`SYNCED_TEXT`).
+    """
+    extra: dict[str, Any] = {"fields": dict(held) if held is not None else {name: text}}
+    if in_sync:
+        extra[SYNCED_TEXT] = text
+    return extra
+
+
 @dataclass
 class Merge:
     """What to write into the target for one record, and what the target holds afterwards."""

@@ -28,7 +28,7 @@ from contacts_api.errors import (
     TransientError,
 )
 from moco_api.html import same_text
-from sync_ledger.merge import SYNCED_AT, SYNCED_TEXT, ConflictPolicy
+from sync_ledger.merge import SYNCED_AT, SYNCED_TEXT, ConflictPolicy, text_extra
 from sync_ledger.writer import (
     BatchWriter,
     DeletePolicy,
@@ -624,9 +624,6 @@ class ContactsSync(BatchWriter):
         *,
         in_sync: bool = True,
     ) -> None:
-        extra: dict[str, Any] = {"fields": dict(held) if held is not None else {"body": p.body}}
-        if in_sync:
-            extra[SYNCED_TEXT] = p.body
         self.ledger.record_written(
             "notes",
             p.source_id,
@@ -634,7 +631,7 @@ class ContactsSync(BatchWriter):
             p.payload_hash,
             contact_source_id=p.contact_source_id,
             contact_target_id=contact_id,
-            extra=extra,
+            extra=text_extra("body", p.body, held, in_sync=in_sync),
         )
 
     # --- creating tasks and notes ------------------------------------------------------------

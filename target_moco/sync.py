@@ -40,6 +40,7 @@ from sync_ledger.merge import (
     ConflictPolicy,
     merge_fields,
     parse_time,
+    text_extra,
 )
 from sync_ledger.writer import (
     BatchWriter,
@@ -510,9 +511,6 @@ class MocoSync(BatchWriter):
         *,
         in_sync: bool = True,
     ) -> None:
-        extra: dict[str, Any] = {"fields": dict(held) if held is not None else {"text": p.plain}}
-        if in_sync:
-            extra[SYNCED_TEXT] = p.plain
         self.ledger.record_written(
             p.stream,
             p.source_id,
@@ -520,7 +518,7 @@ class MocoSync(BatchWriter):
             p.payload_hash,
             contact_source_id=p.contact_source_id,
             contact_target_id=person_id,
-            extra=extra,
+            extra=text_extra("text", p.plain, held, in_sync=in_sync),
         )
 
     def _update_comment(

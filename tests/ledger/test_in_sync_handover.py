@@ -45,15 +45,22 @@ class Clock:
         return self.now
 
 
-class FakeCRM:
+class FakeAPI:
+    """What both fakes keep: the shared clock, the writes made (call, id, body), new ids."""
+
+    def __init__(self, clock: Clock, first_id: int) -> None:
+        self.clock = clock
+        self.writes: list[tuple[str, str, dict[str, Any]]] = []
+        self._ids = itertools.count(first_id)
+
+
+class FakeCRM(FakeAPI):
     """The Contacts API calls target-contacts makes here; times in milliseconds, as the CRM's."""
 
     def __init__(self, clock: Clock) -> None:
-        self.clock = clock
+        super().__init__(clock, 1)
         self.contacts: dict[str, dict[str, Any]] = {}
         self.notes: dict[str, dict[str, Any]] = {}
-        self.writes: list[tuple[str, str, dict[str, Any]]] = []
-        self._ids = itertools.count(1)
 
     def _stamp(self) -> str:
         return self.clock.tick().isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -93,15 +100,13 @@ class FakeCRM:
         return dict(self.notes[note_id])
 
 
-class FakeMoco:
+class FakeMoco(FakeAPI):
     """The MOCO calls target-moco makes here; ``updated_at`` to the second, as MOCO's."""
 
     def __init__(self, clock: Clock) -> None:
-        self.clock = clock
+        super().__init__(clock, 901)
         self.people: dict[str, dict[str, Any]] = {}
         self.comments: dict[str, dict[str, Any]] = {}
-        self.writes: list[tuple[str, str, dict[str, Any]]] = []
-        self._ids = itertools.count(901)
 
     def _stamp(self) -> str:
         return self.clock.tick().replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -195,17 +200,20 @@ class World:
             sync.close()
         return sync.summary.conflicts_by_stream()
 
-    def bea_to_crm(self) -> str:
-        """MOCO person 7 as tap-moco and the forward mapping give it; the CRM contact's id."""
+    def bea_from_moco(self) -> dict[str, Any]:
+        """MOCO person 7 as tap-moco and the forward mapping give it to target-contacts."""
         person = self.moco.people["7"]
-        record = {
+        return {
             "id": "7",
             "firstName": person["firstname"],
             "lastName": person["lastname"],
             "email": person["work_email"],
             "sourceUpdatedAt": person["updated_at"],
         }
-        assert self.forward("contacts", [record]) == {}
+
+    def bea_to_crm(self) -> str:
+        """target-contacts writes MOCO person 7; the CRM contact's id."""
+        assert self.forward("contacts", [self.bea_from_moco()]) == {}
         return next(c["id"] for c in self.crm.contacts.values() if c["email"] == "bea@example.com")
 
     def crm_to_moco(self, crm_id: str) -> dict[str, dict[str, int]]:
@@ -242,15 +250,7 @@ def test_a_moco_edit_right_after_the_crm_copy_was_made_is_kept(world: World):
     assert world.moco.writes == []
     assert conflicts == {}
     # The next forward run carries the edit to the CRM, with nothing to decide either.
-    person = world.moco.people["7"]
-    record = {
-        "id": "7",
-        "firstName": person["firstname"],
-        "lastName": person["lastname"],
-        "email": person["work_email"],
-        "sourceUpdatedAt": person["updated_at"],
-    }
-    assert world.forward("contacts", [record]) == {}
+    assert world.forward("contacts", [world.bea_from_moco()]) == {}
     assert world.crm.contacts[crm_id]["lastName"] == "Berg-Huber"
 
 
@@ -279,15 +279,7 @@ def test_a_crm_change_target_contacts_kept_is_not_taken_for_in_sync(world: World
     crm_id = world.bea_to_crm()
     world.crm.edit_contact(crm_id, firstName="Beatrix")  # kept by the next forward run
     world.moco.edit_person("7", lastname="Berg-Huber")  # written by it
-    person = world.moco.people["7"]
-    record = {
-        "id": "7",
-        "firstName": person["firstname"],
-        "lastName": person["lastname"],
-        "email": person["work_email"],
-        "sourceUpdatedAt": person["updated_at"],
-    }
-    assert world.forward("contacts", [record]) == {}
+    assert world.forward("contacts", [world.bea_from_moco()]) == {}
     assert world.crm.contacts[crm_id]["firstName"] == "Beatrix"  # the CRM's own change, kept
 
     world.crm_to_moco(crm_id)
