@@ -48,7 +48,7 @@ from sqlalchemy import (
     update,
 )
 
-from sync_ledger.db import metadata
+from sync_ledger.db import metadata, sqlite_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -359,12 +359,12 @@ class IdLedger:
         # The row of each intent this object marked and has not yet recorded as written: the
         # written row then updates it by its primary key instead of looking it up again.
         self._intent_rows: dict[tuple[str, str], int] = {}
-        # SQLite: the intent and the written row of a create go to the driver itself, on a
-        # connection of each writing thread's own (taken from the engine's pool once, with its
-        # settings, and kept: a checkout and return per statement cost as much as the statement).
-        self._driver = (
-            _DriverSQL(self._sql, engine.dialect) if engine.dialect.name == "sqlite" else None
-        )
+        # A SQLite file: the intent and the written row of a create go to the driver itself, on
+        # a connection of each writing thread's own (taken from the engine's pool once, with its
+        # settings, and kept: a checkout and return per statement cost as much as the
+        # statement). Not in-memory SQLite: its one connection is the database.
+        on_file = sqlite_path(str(engine.url)) is not None
+        self._driver = _DriverSQL(self._sql, engine.dialect) if on_file else None
         self._threads = threading.local()
 
     # --- reading -------------------------------------------------------------------------

@@ -193,6 +193,22 @@ def test_creates_written_from_many_threads_at_once_each_land_once(ledger_url: st
     assert min(t.replace(tzinfo=t.tzinfo or dt.timezone.utc) for t in times) >= start
 
 
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://"])
+def test_an_in_memory_ledger_keeps_its_writes(url: str) -> None:
+    # Its one connection is the database: no write may take it away from the engine.
+    ledger = IdLedger(make_engine(url), "loc")
+    ledger.mark_creating("contacts", "1")
+    ledger.record_written("contacts", "1", "c-1", "h1")
+    ledger.mark_creating("contacts", "2")
+
+    found = ledger.lookup("contacts", ["1", "2"])
+    assert {k: (e.state, e.target_id) for k, e in found.items()} == {
+        "1": (WRITTEN, "c-1"),
+        "2": (CREATING, None),
+    }
+    assert ledger.rejects() == []
+
+
 def test_rejects_are_kept_per_direction_and_cleared_by_a_write(ledger_url: str) -> None:
     engine = make_engine(ledger_url)
     forward = IdLedger(engine, "loc")
