@@ -74,23 +74,38 @@ pytestmark = pytest.mark.filterwarnings(
     r"ignore:Fields in transformed catalog but not in records. \(\{'_sdc_deleted_at'\}\)"
 )
 
-_SANDBOX = RunningSandbox(MocoSandbox(rate_limit=100_000)).start()
-sandbox_call(
-    _SANDBOX,
-    "POST",
-    "/_sandbox/seed",
-    {"generate": {"contacts": 40, "seed": 11}, **_OPTIONAL_FIELD_RECORDS},
-)
+
+def _seeded_sandbox() -> RunningSandbox:
+    sandbox = RunningSandbox(MocoSandbox(rate_limit=100_000)).start()
+    sandbox_call(
+        sandbox,
+        "POST",
+        "/_sandbox/seed",
+        {"generate": {"contacts": 40, "seed": 11}, **_OPTIONAL_FIELD_RECORDS},
+    )
+    return sandbox
+
+
+# The SDK builds the test class at import time: a sandbox runs from then on.
+_AT_IMPORT: list[RunningSandbox] = [_seeded_sandbox()]
+CONFIG = tap_config(_AT_IMPORT[0], page_size=10)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _sandbox_for_the_module() -> Iterator[RunningSandbox]:
-    yield _SANDBOX
-    _SANDBOX.stop()
+    # pytest-xdist's worksteal may hand a worker more of this module's tests after it has run
+    # the module's teardown (and stopped its sandbox): each setup gets a running sandbox, and
+    # the tests' config (the dict the test class holds) its URL.
+    sandbox = _AT_IMPORT.pop() if _AT_IMPORT else _seeded_sandbox()
+    CONFIG["base_url"] = sandbox.url
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
 
 
 TestTapMoco = get_tap_test_class(
     TapMoco,
-    config=tap_config(_SANDBOX, page_size=10),
+    config=CONFIG,
     suite_config=SuiteConfig(max_records_limit=30),
 )
