@@ -40,7 +40,6 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import (
@@ -59,7 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
-from sync_ledger.db import metadata, redact_url
+from sync_ledger.db import DriverSQL, metadata, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -123,6 +122,7 @@ _COUNT_SINCE = (
     .where(_THIS_BUDGET, _slots.taken_at > bindparam("p_since"))
 )
 _INSERT_SLOT = insert(rate_budget_slots)
+_DRIVER_SQL = DriverSQL({"insert_slot": _INSERT_SLOT}, sqlite_dialect())
 _MOVE_SLOT = update(rate_budget_slots).where(_slots.id == bindparam("p_slot"))
 _FREE_SLOT = delete(rate_budget_slots).where(_slots.id == bindparam("p_slot"))
 _LOCK_BUDGET = (
@@ -132,16 +132,6 @@ _LOCK_BUDGET = (
 )
 # clock_timestamp(), not now(): now() is the transaction's start, the same all along.
 _DATABASE_CLOCK = select(func.extract("epoch", func.clock_timestamp()))
-
-
-@cache
-def _sqlite_insert_slot() -> str:
-    """``_INSERT_SLOT`` as SQLite's driver takes it: ``(budget, taken_at)`` by position."""
-    compiled = _INSERT_SLOT.compile(dialect=sqlite_dialect(), column_keys=["budget", "taken_at"])
-    if tuple(compiled.positiontup or ()) != ("budget", "taken_at"):  # pragma: no cover
-        msg = f"unexpected parameter order in {compiled.string!r}"
-        raise RuntimeError(msg)
-    return compiled.string
 
 
 class BudgetSlot(NamedTuple):
@@ -317,7 +307,7 @@ class RateBudget:
             # through SQLAlchemy cost more CPU than SQLite's work (a tenth of a writing
             # target's). The SQL is SQLAlchemy's, compiled once.
             cursor = conn.connection.cursor()
-            cursor.execute(_sqlite_insert_slot(), (self.name, moment))
+            cursor.execute(*_DRIVER_SQL("insert_slot", {"budget": self.name, "taken_at": moment}))
             return int(cursor.lastrowid or -1)
         key = conn.execute(
             _INSERT_SLOT, {"budget": self.name, "taken_at": moment}

@@ -83,16 +83,15 @@ class HostSession:
         # Without a proxy every request goes to the one pool of the API's origin: the pool
         # manager's per-request URL parsing and pool lookup are skipped. (A URL the pool
         # manager cannot take leaves this unset: the request then fails as requests would.)
-        self._origin: str | None = None
-        self._direct: urllib3.HTTPConnectionPool | None = None
+        self._direct: tuple[str, urllib3.HTTPConnectionPool] | None = None  # (origin, pool)
         if not proxy:
             parts = urlsplit(base_url)
             try:
-                self._direct = self._pool.connection_from_url(base_url)
+                pool = self._pool.connection_from_url(base_url)
             except (_HTTPError, ValueError):
-                self._direct = None
+                pass
             else:
-                self._origin = f"{parts.scheme}://{parts.netloc}"
+                self._direct = (f"{parts.scheme}://{parts.netloc}", pool)
 
     def request(
         self,
@@ -120,11 +119,11 @@ class HostSession:
         limits = self._timeouts.get(timeout)
         if limits is None:
             limits = self._timeouts[timeout] = urllib3.Timeout(connect=timeout, read=timeout)
-        origin, direct = self._origin, self._direct
         send: Any = self._pool.urlopen  # the pool manager's, or one pool's: same keywords
         target, same_host = url, {}
-        if direct is not None and origin is not None and _under(url, origin):
-            send, target = direct.urlopen, url[len(origin) :] or "/"
+        if self._direct is not None and _under(url, self._direct[0]):
+            origin, pool = self._direct
+            send, target = pool.urlopen, url[len(origin) :] or "/"
             same_host = {"assert_same_host": False}
         try:
             answer = send(

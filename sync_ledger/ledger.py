@@ -23,15 +23,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache, cached_property
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import (
     Column,
     DateTime,
-    Dialect,
     Engine,
     Index,
     Integer,
@@ -48,13 +48,13 @@ from sqlalchemy import (
     update,
 )
 
-from sync_ledger.db import metadata, sqlite_path
+from sync_ledger.db import DriverSQL, metadata, sqlite_path
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from sqlalchemy.engine import Connection
-    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 
 
 class Direction(str, Enum):
@@ -253,40 +253,57 @@ class _Statements:
     clear_reject: Any
 
 
-#: A statement compiled for the driver: its SQL text, its parameters' order, their defaults.
-_Compiled = tuple[str, tuple[str, ...], dict[str, Any]]
+class _Steps(Protocol):
+    """The ledger's write steps, each a prebuilt statement of :class:`_Statements` by name."""
+
+    def first(self, name: str, params: dict[str, Any]) -> Any:  # noqa: ANN401  a column value
+        """The first column of the first row, or None."""
+
+    def run(self, name: str, params: dict[str, Any]) -> int:
+        """Run it; how many rows it changed."""
+
+    def insert(self, name: str, params: dict[str, Any]) -> int:
+        """Insert one row; its key."""
 
 
-class _DriverSQL:
-    """Hot statements of :class:`_Statements` as the SQLite driver takes them.
+@dataclass(frozen=True)
+class _EngineSteps:
+    """The steps through SQLAlchemy, in the transaction of ``conn``."""
 
-    SQLAlchemy's own work for each of these one-row statements (its compiled cache, parameter
-    processing, result objects, the transaction's events) cost about three times the database's:
-    an intent took ~340 us through SQLAlchemy and ~90 us through the driver. SQLAlchemy still
-    writes the SQL: each statement is compiled once per set of columns it sets, for the engine's
-    dialect, and the driver runs the text with the parameters in the compiled order.
-    """
+    conn: Connection
+    sql: _Statements
 
-    def __init__(self, statements: _Statements, dialect: Dialect) -> None:
-        self._statements = statements
-        self._dialect = dialect
-        self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
-        convert = links.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
-        self.time: Any = convert or (lambda value: value)
+    def first(self, name: str, params: dict[str, Any]) -> Any:  # noqa: ANN401  a column value
+        return self.conn.execute(getattr(self.sql, name), params).scalar()
 
-    def __call__(self, name: str, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
-        """The SQL text of statement ``name`` and its parameters in order (``p_*`` are binds)."""
-        columns = tuple(k for k in params if not k.startswith("p_"))
-        key = (name, columns)
-        found = self._compiled.get(key)
-        if found is None:
-            compiled = getattr(self._statements, name).compile(
-                dialect=self._dialect, column_keys=list(columns)
-            )
-            found = (compiled.string, tuple(compiled.positiontup or ()), dict(compiled.params))
-            self._compiled[key] = found  # the same value whichever thread builds it first
-        sql, order, defaults = found
-        return sql, tuple(params[n] if n in params else defaults[n] for n in order)
+    def run(self, name: str, params: dict[str, Any]) -> int:
+        return int(self.conn.execute(getattr(self.sql, name), params).rowcount)
+
+    def insert(self, name: str, params: dict[str, Any]) -> int:
+        key = self.conn.execute(getattr(self.sql, name), params).inserted_primary_key
+        if key is None:  # pragma: no cover - a one-row insert always reports its key
+            msg = "the ledger did not report the row it made"
+            raise RuntimeError(msg)
+        return int(key[0])
+
+
+@dataclass(frozen=True)
+class _DriverSteps:
+    """The steps through the SQLite driver's ``cursor`` (see :class:`DriverSQL`)."""
+
+    cursor: DBAPICursor
+    sql: DriverSQL
+
+    def first(self, name: str, params: dict[str, Any]) -> Any:  # noqa: ANN401  a column value
+        row = self.cursor.execute(*self.sql(name, params)).fetchone()
+        return None if row is None else row[0]
+
+    def run(self, name: str, params: dict[str, Any]) -> int:
+        return int(self.cursor.execute(*self.sql(name, params)).rowcount)
+
+    def insert(self, name: str, params: dict[str, Any]) -> int:
+        self.cursor.execute(*self.sql(name, params))
+        return int(self.cursor.lastrowid or 0)
 
 
 @cache
@@ -364,7 +381,7 @@ class IdLedger:
         # settings, and kept: a checkout and return per statement cost as much as the
         # statement). Not in-memory SQLite: its one connection is the database.
         on_file = sqlite_path(str(engine.url)) is not None
-        self._driver = _DriverSQL(self._sql, engine.dialect) if on_file else None
+        self._driver = DriverSQL(vars(self._sql), engine.dialect) if on_file else None
         self._threads = threading.local()
 
     # --- reading -------------------------------------------------------------------------
@@ -506,37 +523,37 @@ class IdLedger:
         return self.claimant(stream, target_id)
 
     # --- writing -------------------------------------------------------------------------
-    def _upsert(self, conn: Connection, stream: str, source_id: str, values: dict[str, Any]) -> int:
+    def _upsert(self, steps: _Steps, stream: str, source_id: str, values: dict[str, Any]) -> int:
         """Write ``values`` into the source record's row (made if missing); returns its id."""
         source_type, target_type = self._kind(stream)
         side = self._side
         # The first pair of this source record (with merge_shared_contacts a CRM contact may
         # pair with several MOCO people; the reverse direction writes to the first of them).
-        row_id = conn.execute(
-            self._sql.by_source,
+        row_id = steps.first(
+            "by_source",
             {
                 "p_location": self.location_id,
                 "p_source_type": source_type,
                 "p_source_id": source_id,
             },
-        ).scalar()
+        )
         values = {**values, "updated_at": _now()}
         if row_id is None and values.get(side.target_id) is not None:
             # The other direction is creating this target's counterpart (its intent, no id yet,
             # after a lost answer or a crash): the source record written here is that
             # counterpart, so the pair stays one row (a second row for the target would break
             # the unique index on every later write).
-            row_id = conn.execute(
-                self._sql.unsourced_by_target,
+            row_id = steps.first(
+                "unsourced_by_target",
                 {
                     "p_location": self.location_id,
                     "p_target_type": target_type,
                     "p_target_id": values[side.target_id],
                 },
-            ).scalar()
+            )
             values = {**values, side.source_id: source_id, side.source_type: source_type}
         if row_id is not None:
-            conn.execute(self._sql.update_row, {**values, "p_row": row_id})
+            steps.run("update_row", {**values, "p_row": row_id})
             return int(row_id)
         row = {
             "location_id": self.location_id,
@@ -544,11 +561,31 @@ class IdLedger:
             side.source_id: source_id,
             side.target_type: target_type,
         }
-        key = conn.execute(self._sql.insert_row, {**row, **values}).inserted_primary_key
-        if key is None:  # pragma: no cover - a one-row insert always reports its key
-            msg = f"the ledger did not report the row it made for {stream} {source_id}"
-            raise RuntimeError(msg)
-        return int(key[0])
+        return steps.insert("insert_row", {**row, **values})
+
+    @contextmanager
+    def _writing(self) -> Iterator[_Steps]:
+        """One write transaction: through the driver on a SQLite file, else SQLAlchemy's."""
+        if self._driver is None:
+            with self.engine.begin() as conn:
+                yield _EngineSteps(conn, self._sql)
+            return
+        raw = self._thread_connection()
+        try:
+            yield _DriverSteps(raw.cursor(), self._driver)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+
+    def _thread_connection(self) -> DBAPIConnection:
+        """This thread's own driver connection to the ledger (made on first use)."""
+        raw = getattr(self._threads, "connection", None)
+        if raw is None:
+            pooled = self.engine.raw_connection()
+            raw = self._threads.connection = pooled.driver_connection
+            pooled.detach()  # this thread's for good; closed when the thread or ledger goes
+        return cast("DBAPIConnection", raw)
 
     def mark_creating(
         self, stream: str, source_id: str, *, contact_source_id: str | None = None
@@ -562,60 +599,9 @@ class IdLedger:
             side.extra: None,
             side.source_parent: contact_source_id,
         }
-        if self._driver is not None:
-            row_id = self._intent_through_driver(self._driver, stream, source_id, values)
-        else:
-            with self.engine.begin() as conn:
-                row_id = self._upsert(conn, stream, source_id, values)
+        with self._writing() as steps:
+            row_id = self._upsert(steps, stream, source_id, values)
         self._intent_rows[stream, source_id] = row_id
-
-    def _intent_through_driver(
-        self, driver: _DriverSQL, stream: str, source_id: str, values: dict[str, Any]
-    ) -> int:
-        """:meth:`_upsert` of an intent (no target id: no pair to join) through the driver."""
-        source_type, target_type = self._kind(stream)
-        side = self._side
-        values = {**values, "updated_at": driver.time(_now())}
-        raw = self._thread_connection()
-        try:
-            cursor = raw.cursor()
-            found = cursor.execute(
-                *driver(
-                    "by_source",
-                    {
-                        "p_location": self.location_id,
-                        "p_source_type": source_type,
-                        "p_source_id": source_id,
-                    },
-                )
-            ).fetchone()
-            if found is not None:
-                row_id = int(found[0])
-                cursor.execute(*driver("update_row", {**values, "p_row": row_id}))
-            else:
-                row = {
-                    "location_id": self.location_id,
-                    side.source_type: source_type,
-                    side.source_id: source_id,
-                    side.target_type: target_type,
-                    **values,
-                }
-                cursor.execute(*driver("insert_row", row))
-                row_id = int(cursor.lastrowid or 0)
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        return row_id
-
-    def _thread_connection(self) -> DBAPIConnection:
-        """This thread's own driver connection to the ledger (made on first use)."""
-        raw = getattr(self._threads, "connection", None)
-        if raw is None:
-            pooled = self.engine.raw_connection()
-            raw = self._threads.connection = pooled.driver_connection
-            pooled.detach()  # this thread's for good; closed when the thread or ledger goes
-        return cast("DBAPIConnection", raw)
 
     def record_written(
         self,
@@ -647,66 +633,18 @@ class IdLedger:
             values[side.target_parent] = contact_target_id
         row_id = self._intent_rows.pop((stream, source_id), None)
         rejected = self._may_be_rejected(stream, source_id)
-        if (
-            row_id is not None
-            and self._driver is not None
-            and self._written_through_driver(
-                self._driver, row_id, stream, source_id, values, rejected=rejected
-            )
-        ):
-            self._forget_rejected(stream, source_id)
-            return
-        with self.engine.begin() as conn:
+        with self._writing() as steps:
             # The row of this object's own intent, by its key; if that row is gone (the pair was
             # dropped meanwhile), the record's row is looked up or made as for any other write.
             by_key = {"p_row": row_id, "p_source_type": source_type, "p_source_id": source_id}
-            updated = (
-                row_id is not None
-                and conn.execute(
-                    self._sql.update_intent, {**values, "updated_at": _now(), **by_key}
-                ).rowcount
+            updated = row_id is not None and steps.run(
+                "update_intent", {**values, "updated_at": _now(), **by_key}
             )
             if updated != 1:
-                self._upsert(conn, stream, source_id, values)
+                self._upsert(steps, stream, source_id, values)
             if rejected:  # in the same transaction: one commit per written record
-                conn.execute(self._sql.clear_reject, self._reject_params(stream, source_id))
+                steps.run("clear_reject", self._reject_params(stream, source_id))
         self._forget_rejected(stream, source_id)
-
-    def _written_through_driver(
-        self,
-        driver: _DriverSQL,
-        row_id: int,
-        stream: str,
-        source_id: str,
-        values: dict[str, Any],
-        *,
-        rejected: bool,
-    ) -> bool:
-        """The written row onto this object's own intent row, through the driver.
-
-        False (nothing written) when that row is gone: the caller then looks the record up.
-        """
-        source_type, _target_type = self._kind(stream)
-        params = {
-            **values,
-            "updated_at": driver.time(_now()),
-            "p_row": row_id,
-            "p_source_type": source_type,
-            "p_source_id": source_id,
-        }
-        raw = self._thread_connection()
-        try:
-            cursor = raw.cursor()
-            if cursor.execute(*driver("update_intent", params)).rowcount != 1:
-                raw.rollback()
-                return False
-            if rejected:  # in the same transaction: one commit per written record
-                cursor.execute(*driver("clear_reject", self._reject_params(stream, source_id)))
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        return True
 
     def forget(self, stream: str, source_id: str) -> None:
         """Drop the pair (its target was deleted and must be created anew)."""

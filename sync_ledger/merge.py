@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from sync_ledger.ledger import LedgerEntry
+
 logger = logging.getLogger(__name__)
 
 
@@ -69,6 +71,22 @@ def text_extra(
     if in_sync:
         extra[SYNCED_TEXT] = text
     return extra
+
+
+def text_baseline(
+    entry: LedgerEntry, name: str, text: str, *, same: Callable[[str, str], bool]
+) -> Mapping[str, Any] | None:
+    """This direction's baseline of a note or comment whose source now shows ``text``.
+
+    Without one of its own (the other direction wrote the pair): ``{name: text}`` when the other
+    direction left the pair in sync showing that text, so whatever the target shows now is the
+    target's own change; else None (every difference is a conflict).
+    """
+    baseline: Mapping[str, Any] | None = entry.extra.get("fields")
+    synced = entry.other_extra.get(SYNCED_TEXT)
+    if baseline is None and synced is not None and same(synced, text):
+        return {name: text}
+    return baseline
 
 
 @dataclass

@@ -28,7 +28,7 @@ from contacts_api.errors import (
     TransientError,
 )
 from moco_api.html import same_text
-from sync_ledger.merge import SYNCED_AT, SYNCED_TEXT, ConflictPolicy, text_extra
+from sync_ledger.merge import SYNCED_AT, ConflictPolicy, text_baseline, text_extra
 from sync_ledger.writer import (
     BatchWriter,
     DeletePolicy,
@@ -596,12 +596,7 @@ class ContactsSync(BatchWriter):
             try:
                 if policy is not None:
                     current = self.client.get_note(contact_id, note_id)
-                    baseline = entry.extra.get("fields")
-                    synced = entry.other_extra.get(SYNCED_TEXT)
-                    if baseline is None and synced is not None and same_text(synced, p.body):
-                        # target-moco left this pair in sync and the source still shows that
-                        # text: whatever the CRM note shows now is the CRM's own change.
-                        baseline = {"body": p.body}
+                    baseline = text_baseline(entry, "body", p.body, same=same_text)
                     merge = merge_note(p, current, baseline, policy=policy, summary=self.summary)
                     if merge.writes:
                         self.client.update_note(contact_id, note_id, {"body": p.body})

@@ -36,10 +36,10 @@ from moco_api.errors import (
 from moco_api.html import html_to_text, same_text
 from sync_ledger.merge import (
     SYNCED_AT,
-    SYNCED_TEXT,
     ConflictPolicy,
     merge_fields,
     parse_time,
+    text_baseline,
     text_extra,
 )
 from sync_ledger.writer import (
@@ -528,12 +528,7 @@ class MocoSync(BatchWriter):
         if policy is not None:
             current = self.client.get_comment(comment_id)
             shown = html_to_text(str(current.get("text") or "")) or ""
-            baseline = entry.extra.get("fields")
-            synced = entry.other_extra.get(SYNCED_TEXT)
-            if baseline is None and synced is not None and same_text(synced, p.plain):
-                # target-contacts left this pair in sync and the CRM still shows that text:
-                # whatever MOCO shows now is MOCO's own change.
-                baseline = {"text": p.plain}
+            baseline = text_baseline(entry, "text", p.plain, same=same_text)
             merge = merge_fields(
                 {"text": p.plain},
                 {"text": shown},
