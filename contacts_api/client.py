@@ -36,7 +36,6 @@ from urllib.parse import quote
 
 import backoff
 import requests
-from urllib3.exceptions import NewConnectionError
 
 from contacts_api.auth import API_VERSION, AuthProvider, StaticTokenAuth
 from contacts_api.errors import (
@@ -54,7 +53,7 @@ from contacts_api.errors import (
     response_messages,
 )
 from contacts_api.ratelimit import ContactsRateLimiter
-from sync_ledger.http import HostSession, pooled_session
+from sync_ledger.http import HostSession, pooled_session, sent_nothing
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Mapping
@@ -164,24 +163,6 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _sent_nothing(exc: requests.RequestException) -> bool:
-    """Whether the request provably never left: the connection itself could not be made."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        item = stack.pop()
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, NewConnectionError):  # also NameResolutionError, ConnectTimeoutError
-            return True
-        stack.extend([getattr(item, "reason", None), item.__cause__, item.__context__])
-        stack.extend(a for a in item.args if isinstance(a, BaseException))
-    return False
 
 
 #: Error answers that need nothing but their error type and a word of advice.
@@ -672,7 +653,7 @@ class ContactsClient:
                 method=route.method,
                 path=path,
             )
-        if _sent_nothing(exc):
+        if sent_nothing(exc):
             return _RetriableError(
                 TransientError(
                     f"{route.method} {path}: could not connect to {self.base_url} ({kind}); check "

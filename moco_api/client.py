@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
-from urllib3.exceptions import NewConnectionError
 
 from moco_api.account import authorization, redact_api_key
 from moco_api.errors import (
@@ -48,7 +47,7 @@ from moco_api.errors import (
     UnexpectedAnswerError,
     ValidationError,
 )
-from sync_ledger.http import pooled_session
+from sync_ledger.http import pooled_session, sent_nothing
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -92,18 +91,6 @@ def _retry_after(response: requests.Response) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, NewConnectionError):
-            return True
-        reason = getattr(cause, "reason", None)
-        cause = reason if isinstance(reason, BaseException) else cause.__context__
-    return False
 
 
 def _messages(response: requests.Response) -> tuple[list[str], bool]:
@@ -423,7 +410,7 @@ class MocoClient:
         self, method: str, path: str, exc: requests.RequestException, *, creates: bool
     ) -> TransientError:
         kind = type(exc).__name__
-        if _never_sent(exc):
+        if sent_nothing(exc):
             return TransientError(
                 f"{method} {path}: could not connect to MOCO ({kind}); check the network and "
                 "base_url or subdomain.",

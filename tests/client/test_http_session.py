@@ -6,21 +6,22 @@ proxy receives the absolute URL in the request line).
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import ssl
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
-from urllib3.exceptions import NewConnectionError
 
 from contacts_api.auth import StaticTokenAuth
 from contacts_api.client import ContactsClient
 from moco_api.client import MocoClient
-from sync_ledger.http import pooled_session
+from sync_ledger.http import NotConnectedError, pooled_session, sent_nothing
 from tests.tls import self_signed
 
 if TYPE_CHECKING:
@@ -47,12 +48,18 @@ class Recorder(ThreadingHTTPServer):
         self.seen: list[dict[str, Any]] = []
         self.answer: tuple[int, dict[str, str], bytes] = (200, {}, b"{}")
         self.delay = 0.0
+        self.close_after_answer = False  # close the connection without saying so
+        self.connections = 0
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: Recorder
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
 
     def _any(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -74,6 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(content)))
         self.end_headers()
         self.wfile.write(content)
+        self.close_connection = self.server.close_after_answer
 
     do_GET = do_POST = do_PUT = do_DELETE = _any  # noqa: N815 - names the stdlib calls
 
@@ -204,7 +212,8 @@ def test_a_refused_connection_is_a_connection_error_that_provably_sent_nothing()
         session.request("GET", f"http://127.0.0.1:{port}/contacts/1", timeout=5)
 
     assert not isinstance(caught.value, requests.exceptions.ConnectTimeout)
-    assert isinstance(caught.value.__cause__, NewConnectionError)
+    assert isinstance(caught.value.__cause__, NotConnectedError)
+    assert sent_nothing(caught.value)
 
 
 @pytest.mark.usefixtures("no_proxy_variables")
@@ -230,6 +239,42 @@ def test_a_url_it_cannot_send_to_is_named_as_requests_names_it(
     session = pooled_session("https://api.example", pool_connections=1, pool_maxsize=2)
     with pytest.raises(error):
         session.request("GET", url, timeout=5)
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+def test_connections_are_kept_alive_and_one_the_server_closed_while_idle_is_replaced(
+    server: Recorder,
+) -> None:
+    session = pooled_session(server.url, pool_connections=1, pool_maxsize=2)
+    for _ in range(3):
+        assert session.request("GET", server.url + "/contacts/1", timeout=5).status_code == 200
+    assert server.connections == 1
+
+    server.close_after_answer = True  # closed after the next answer, no "Connection: close"
+    session.request("GET", server.url + "/contacts/2", timeout=5)
+    server.close_after_answer = False
+    threading.Event().wait(0.2)  # the close reaches the idle connection
+    response = session.request("POST", server.url + "/contacts/", json={"a": 1}, timeout=5)
+
+    assert response.status_code == 200
+    assert server.connections == 2
+    assert [seen["target"] for seen in server.seen][-2:] == ["/contacts/2", "/contacts/"]
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_answer_is_decoded(server: Recorder, encoding: str) -> None:
+    body = json.dumps({"contacts": [{"id": "c1"}] * 50}).encode()
+    packed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+    headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+    server.answer = (200, headers, packed)
+    session = pooled_session(server.url, pool_connections=1, pool_maxsize=2)
+
+    response = session.request("GET", server.url + "/contacts/", timeout=5)
+
+    assert server.seen[0]["headers"]["Accept-Encoding"] == "gzip, deflate"
+    assert response.json() == {"contacts": [{"id": "c1"}] * 50}
+    assert response.headers["content-encoding"] == encoding
 
 
 def test_both_clients_use_it(monkeypatch: pytest.MonkeyPatch) -> None:
