@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import tomllib
 import yaml
 
 from sync_listener.settings import load_settings
@@ -41,6 +42,13 @@ def test_the_image_runs_the_listener_as_a_user_with_a_health_check() -> None:
     installs = " ".join(arg for op, arg in steps if op == "RUN")
     assert "meltano install" in installs
     assert '".[postgres]"' in installs  # a PostgreSQL ledger and state work in the image
+    # PYTHONDONTWRITEBYTECODE is set: the plugins' modules are compiled when the image is built.
+    assert "UV_COMPILE_BYTECODE=1 meltano install" in installs
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+        "targets"
+    ]["wheel"]["packages"]
+    compiled = installs.split("compileall", 1)[1].split()
+    assert set(packages) <= set(compiled)
 
 
 def test_the_build_context_leaves_local_state_and_secrets_out() -> None:
