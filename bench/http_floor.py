@@ -7,10 +7,11 @@ client, CPU of this process only (the sandbox runs in its own)::
 
     python -m bench.http_floor --calls 2000
 
-Clients: the project's session (``sync_ledger.http.HostSession``: urllib3's pool under requests'
-answers and errors, the environment read once), a ``requests.Session`` that does not read the
-environment (what the clients used before), ``urllib3`` directly, and ``http.client`` (the
-standard library, one connection). Prints microseconds of CPU per call.
+Clients: the project's session (``sync_ledger.http.HostSession``: without a proxy, the standard
+library's ``http.client`` with a pool of its own, under requests' answers and errors), a
+``requests.Session`` that does not read the environment (what the clients used before),
+``urllib3`` directly, and one bare ``http.client`` connection (the standard library).
+Prints microseconds of CPU per call.
 """
 
 from __future__ import annotations
