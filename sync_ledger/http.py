@@ -185,7 +185,8 @@ class HostSession:
             _HTTPError,
         ) as error:
             raise _as_requests_error(error) from error
-        return _response(url, answer.status, answer.reason, dict(answer.headers), answer.data)
+        fields = CaseInsensitiveDict(answer.headers)  # urllib3 has joined repeated fields
+        return _response(url, answer.status, answer.reason, fields, answer.data)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -195,12 +196,16 @@ class HostSession:
 
 
 def _response(
-    url: str, status: int, reason: str | None, headers: Mapping[str, str], content: bytes
+    url: str,
+    status: int,
+    reason: str | None,
+    headers: CaseInsensitiveDict[str],
+    content: bytes,
 ) -> requests.Response:
     """The answer as ``requests`` hands it over, its body read whole."""
     response = requests.Response()
     response.status_code = status
-    response.headers = CaseInsensitiveDict(headers)
+    response.headers = headers
     response.encoding = get_encoding_from_headers(response.headers)
     response.reason = reason or ""
     response.url = url
@@ -286,7 +291,7 @@ class _Origin:
                     continue
                 conn = candidate
                 break
-        if conn is not None and conn.sock is not None:
+        if conn is not None:  # open: _dropped() said so
             conn.sock.settimeout(timeout)
             return conn
         if self._tls is not None:
