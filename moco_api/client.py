@@ -30,9 +30,10 @@ import random
 import threading
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
@@ -63,6 +64,26 @@ _KNOWN_FAILURES: dict[int, tuple[type[MocoAPIError], str]] = {
     HTTPStatus.UNPROCESSABLE_ENTITY: (ValidationError, "fix the named fields"),
 }
 _MAX_PAGES = 10_000
+
+
+class PeopleCount(NamedTuple):
+    """The number of people in an account, and MOCO's clock when it answered (None: not said)."""
+
+    total: int
+    server_time: datetime | None
+
+
+def server_time(date_header: str | None) -> datetime | None:
+    """An HTTP ``Date`` header as an aware datetime; None when absent or unreadable."""
+    if not date_header:
+        return None
+    try:
+        moment = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
 _MESSAGE_LIMIT = 300
 
 
@@ -166,6 +187,16 @@ class MocoClient:
     def find_people(self, **filters: str) -> list[dict[str, Any]]:
         """People matching MOCO's list filters (``term``, ``phone``, ``ids``, ``tags`` ...)."""
         return list(self._pages("/contacts/people", dict(filters)))
+
+    def count_people(self) -> PeopleCount:
+        """How many people the account holds, and MOCO's time then (one request)."""
+        path = "/contacts/people"
+        data, response = self._send(
+            "GET", path, path, params={"page": "1", "per_page": "1"}, body=None, creates=False
+        )
+        total = response.headers.get("X-Total") or ""
+        count = int(total) if total.isdigit() else len(data) if isinstance(data, list) else 0
+        return PeopleCount(count, server_time(response.headers.get("Date")))
 
     def create_person(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create a person (MOCO needs ``lastname`` and ``gender``) and return it."""

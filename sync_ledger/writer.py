@@ -250,6 +250,12 @@ class BatchWriter:
         del exc
         return None
 
+    def _batch_starts(
+        self, stream: str, items: list[WorkItem], known: Mapping[str, LedgerEntry]
+    ) -> None:
+        """Called once a batch's ledger entries (``known``, by source id) are read (no-op)."""
+        del stream, items, known
+
     def _dispatch(
         self, item: WorkItem, entry: LedgerEntry | None, parents: dict[str, LedgerEntry]
     ) -> str:
@@ -286,6 +292,7 @@ class BatchWriter:
             parents = self.ledger.lookup(PARENT_STREAM, parent_ids)
         else:
             parents = {}
+        self._batch_starts(stream, items, prefetched)
         stop = self.stopping = threading.Event()
         errors: list[BaseException] = []
         seen: set[str] = set()

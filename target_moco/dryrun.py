@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
+    from moco_api.client import PeopleCount
+
 PLACEHOLDER = "dry-run-"
 
 
@@ -63,6 +65,10 @@ class DryRunMocoClient(MocoClientLike):
     @override
     def find_people(self, **filters: str) -> list[dict[str, Any]]:
         return self._client.find_people(**filters)
+
+    @override
+    def count_people(self) -> PeopleCount:
+        return self._client.count_people()
 
     @override
     def get_comment(self, comment_id: str) -> dict[str, Any]:

@@ -7,11 +7,12 @@ appointments (each a comment on the person):
 - linked and changed: one-way, the changed fields are written; two-way (or a pair target-contacts
   also syncs), MOCO's record is read first and only what the merge decides is written, so an
   echo of MOCO's own change costs a read and no write;
-- not linked: a person is matched by e-mail (MOCO's ``term`` search, compared exactly on
-  ``work_email``/``home_email``) or phone, and only a person no other CRM contact is linked to is
-  adopted; else it is created with its tags in the body. An intent is recorded before every
-  create, so after a crash or a lost answer the next attempt looks before it creates again
-  (comments have no external id: the ledger and that look are all there is).
+- not linked: a person is matched by e-mail (compared exactly on ``work_email``/``home_email``)
+  or phone, found by MOCO's ``term`` and ``phone`` searches or, for batches with many new
+  contacts, in :class:`~target_moco.people.PeopleDirectory`; only a person no other CRM contact
+  is linked to is adopted; else it is created with its tags in the body. An intent is recorded
+  before every create, so after a crash or a lost answer the next attempt looks before it
+  creates again (comments have no external id: the ledger and that look are all there is).
 
 Tags are only ever added (``PATCH /taggings``), never removed; names compare case-insensitively,
 since the CRM lower-cases them.
@@ -51,10 +52,12 @@ from sync_ledger.writer import (
     stable_hash,
 )
 from target_moco.payloads import CommentPayload, PersonPayload, comment_payload, person_payload
+from target_moco.people import PHONE_TAIL, PeopleDirectory, same_phone
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from moco_api.client import PeopleCount
     from sync_ledger.ledger import LedgerEntry
     from sync_ledger.summary import RunSummary
     from sync_ledger.writer import LedgerLike
@@ -69,8 +72,6 @@ UNCONFIRMED_CREATE = (
     "second create could make a duplicate. The next run that reads this record looks for it "
     "first and adopts it, or creates it if it is not there"
 )
-_PHONE_TAIL = 7  # the trailing digits that identify a phone whatever its prefix
-_TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 _MOCO_TIME = "%Y-%m-%dT%H:%M:%S"  # what POST /comments takes as created_at
 
 
@@ -83,6 +84,10 @@ class MocoClientLike(Protocol):
 
     def find_people(self, **filters: str) -> list[dict[str, Any]]:
         """People matching MOCO's list filters."""
+        ...
+
+    def count_people(self) -> PeopleCount:
+        """How many people the account holds, and MOCO's time then."""
         ...
 
     def create_person(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,21 +137,13 @@ class MocoRules:
     conflict_policy: ConflictPolicy | None = None
     timezone_name: str = "UTC"
     deletes: DeletePolicy = field(default_factory=DeletePolicy)
+    #: How new contacts are matched to people: ``auto``, ``always`` or ``never`` read MOCO's
+    #: people once (:class:`~target_moco.people.PeopleDirectory`) instead of searching.
+    people_directory: str = "auto"
 
 
 def _digits(value: object) -> str:
     return re.sub(r"\D", "", str(value or ""))
-
-
-def same_phone(a: object, b: object) -> bool:
-    """Whether two phone numbers are the same line (their trailing digits agree)."""
-    # National (040 ...) and international (+49 40 ...) forms of one line: without the
-    # leading zeros, one ends with the other. "+49 (0)40 ..." writes the trunk 0 that an
-    # international call leaves out: it is not part of the number.
-    left, right = (_digits(_TRUNK_ZERO.sub("", str(v or ""))).lstrip("0") for v in (a, b))
-    if min(len(left), len(right)) < _PHONE_TAIL:
-        return left == right
-    return left.endswith(right) or right.endswith(left)
 
 
 def same_person_field(name: str, a: object, b: object) -> bool:
@@ -191,6 +188,7 @@ class MocoSync(BatchWriter):
         self.client = client
         self.rules = rules or MocoRules()
         self.deletes = self.rules.deletes
+        self.people = PeopleDirectory(client, mode=self.rules.people_directory)
 
     # --- the pool's questions ------------------------------------------------------------
     @override
@@ -204,9 +202,9 @@ class MocoSync(BatchWriter):
             if item.record.get(name)
         ]
         keys += [
-            ("phone", _digits(item.record[name])[-_PHONE_TAIL:])
+            ("phone", _digits(item.record[name])[-PHONE_TAIL:])
             for name in ("work_phone", "mobile_phone")
-            if len(_digits(item.record.get(name))) >= _PHONE_TAIL
+            if len(_digits(item.record.get(name))) >= PHONE_TAIL
         ]
         return keys
 
@@ -222,6 +220,17 @@ class MocoSync(BatchWriter):
             field_name = exc.messages[0].split()[0] if exc.messages else None
             return RecordRejected(field_name, f"MOCO refused it: {exc}", kind="api")
         return None
+
+    @override
+    def _batch_starts(self, stream: str, items: list[WorkItem], known: Mapping[str, Any]) -> None:
+        """Ready the people directory for a batch of contacts (or not: see PeopleDirectory)."""
+        if stream == "contacts":
+            new = sum(
+                1
+                for i in items
+                if (entry := known.get(i.source_id or "")) is None or not entry.written
+            )
+            self.people.prepare(new)
 
     @override
     def _dispatch(
@@ -244,6 +253,7 @@ class MocoSync(BatchWriter):
     def _delete(self, stream: str, entry: LedgerEntry) -> None:
         if stream == "contacts":
             self.client.delete_person(entry.target_id or "")
+            self.people.forget(entry.target_id or "")
         else:
             self.client.delete_comment(entry.target_id or "")
 
@@ -318,7 +328,7 @@ class MocoSync(BatchWriter):
         if p.custom_properties and extra.get("custom_hash") != stable_hash(p.custom_properties):
             body["custom_properties"] = p.custom_properties
         if body:
-            self.client.update_person(person_id, body)
+            self.people.wrote(person_id, body, self.client.update_person(person_id, body))
         new_tags = self._new_tags(p, set(extra.get("tags") or []))
         if new_tags:
             self.client.add_tags("Contact", person_id, new_tags)
@@ -362,7 +372,7 @@ class MocoSync(BatchWriter):
         if changed_custom:
             body["custom_properties"] = changed_custom
         if body:
-            self.client.update_person(person_id, body)
+            self.people.wrote(person_id, body, self.client.update_person(person_id, body))
         have = [str(t) for t in person.get("tags") or []]
         new_tags = self._new_tags(p, have)
         if new_tags:
@@ -406,6 +416,7 @@ class MocoSync(BatchWriter):
                     raise
                 look_first, pending = True, exc.pending
                 continue
+            self.people.wrote(str(person["id"]), body, person)
             self._record_person(p, str(person["id"]), p.fields, set(p.tags))
             return "created"
         raise FatalSyncError(
@@ -426,10 +437,15 @@ class MocoSync(BatchWriter):
             if not email:
                 continue
             # MOCO's term search covers work_email but not home_email: the name finds those.
-            for term in (email, p.fields["lastname"]):
+            searches = (
+                [self.people.candidates(field_name, email)]
+                if self.people.in_use
+                else (self.client.find_people(term=term) for term in (email, p.fields["lastname"]))
+            )
+            for people in searches:
                 hits = [
                     person
-                    for person in self.client.find_people(term=term)
+                    for person in people
                     if email.casefold()
                     in {str(person.get(k) or "").casefold() for k in ("work_email", "home_email")}
                 ]
@@ -438,8 +454,12 @@ class MocoSync(BatchWriter):
                     return found
         for field_name in ("work_phone", "mobile_phone"):
             phone = p.fields.get(field_name)
-            if phone and len(_digits(phone)) >= _PHONE_TAIL:
-                people = self.client.find_people(phone=_digits(phone)[-_PHONE_TAIL:])
+            if phone and len(_digits(phone)) >= PHONE_TAIL:
+                people = (
+                    self.people.candidates(field_name, phone)
+                    if self.people.in_use
+                    else self.client.find_people(phone=_digits(phone)[-PHONE_TAIL:])
+                )
                 hits = [
                     person
                     for person in people

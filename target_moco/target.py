@@ -103,6 +103,15 @@ class TargetMoco(LedgerTarget):  # noqa: D101  its docstring is _ABOUT, kept on 
             "write into the one MOCO person.",
         ),
         th.Property(
+            "people_directory",
+            th.StringType(allowed_values=["auto", "always", "never"]),
+            default="auto",
+            description="How CRM contacts not yet linked are matched to MOCO people. auto: a "
+            "batch with 20 or more of them reads MOCO's people once (100 per request, kept "
+            "fresh every 30 s) when that takes fewer requests than searching for each (two to "
+            "three searches per contact); always: read them for any such batch; never: search.",
+        ),
+        th.Property(
             "delete_streams",
             th.ArrayType(
                 th.StringType(allowed_values=["contacts", "notes", "tasks", "appointments"])

@@ -21,6 +21,7 @@ from sync_ledger.overlay import OverlayLedger
 from sync_ledger.writer import delete_policy
 from target_moco.dryrun import DryRunMocoClient
 from target_moco.payloads import GENDERS
+from target_moco.people import MODES as PEOPLE_MODES
 from target_moco.sync import MocoClientLike, MocoRules, MocoSync
 
 if TYPE_CHECKING:
@@ -75,6 +76,17 @@ def check_settings(config: Mapping[str, Any]) -> str:
             f"Europe/Berlin ({ENV}TIMEZONE)"
         ) from None
     return root
+
+
+def people_directory(config: Mapping[str, Any]) -> str:
+    """The ``people_directory`` setting, checked."""
+    mode = str(config.get("people_directory") or "auto").strip().lower()
+    if mode not in PEOPLE_MODES:
+        raise ConfigError(
+            f"people_directory must be one of {', '.join(PEOPLE_MODES)}, not {mode!r} "
+            f"({ENV}PEOPLE_DIRECTORY)"
+        )
+    return mode
 
 
 def conflict_policy(config: Mapping[str, Any]) -> ConflictPolicy | None:
@@ -132,6 +144,7 @@ def build_moco_sync(config: Mapping[str, Any], summary: RunSummary | None = None
         rules=MocoRules(
             default_gender=str(config.get("default_gender") or "U").upper(),
             merge_shared_contacts=bool(config.get("merge_shared_contacts")),
+            people_directory=people_directory(config),
             conflict_policy=policy,
             timezone_name=str(config.get("timezone") or "UTC"),
             deletes=delete_policy(config, ConfigError, ENV),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 
 from tests.target_moco.singer import (
     appointment,
@@ -29,9 +30,11 @@ def moco(moco_sandbox_factory):
     return moco_sandbox_factory(rate_limit=100_000)
 
 
-@pytest.fixture
-def config(moco, tmp_path: Path) -> dict[str, Any]:
+@pytest.fixture(params=["never", "always"])
+def config(moco, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    # Every rule holds whether new contacts are matched by search or by the people directory.
     return {
+        "people_directory": request.param,
         "api_key": "sandbox-key",
         "base_url": moco.url,
         "location_id": "sandbox-location",
@@ -218,3 +221,62 @@ def test_bad_input_names_stream_record_and_field(config, moco, tmp_path):
     assert any("contacts record c1, field work_email" in e for e in examples)
     assert any("contacts record c2, field lastname" in e for e in examples)
     assert moco_state(moco.url)["contacts"] == []
+
+
+def test_a_big_first_import_reads_mocos_people_once_instead_of_searching(moco, tmp_path):
+    moco_seed(
+        moco.url,
+        {
+            "contacts": [
+                {
+                    "id": 501,
+                    "firstname": "Vorname1",
+                    "lastname": "Nachname1",
+                    "gender": "F",
+                    "home_email": "CRM1@example.com",
+                },
+                {
+                    "id": 502,
+                    "firstname": "P",
+                    "lastname": "Q",
+                    "gender": "M",
+                    "mobile_phone": "040 777 2002",
+                },
+            ]
+        },
+    )
+    config = {
+        "api_key": "sandbox-key",
+        "base_url": moco.url,
+        "location_id": "sandbox-location",
+        "ledger_url": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "rate_limit_requests": 100_000,
+        "rate_limit_window_seconds": 1,
+    }  # people_directory: auto, its default
+    records = [contact(i) for i in range(1, 26)]
+    records[1] = contact(2, work_email=None)
+    # Same e-mail as contact 5, whose person this run creates: found at once, not made twice.
+    records.append(contact(26, work_email="crm5@example.com", work_phone="+49 30 1234567"))
+    clear_log(moco.url)
+    run = run_target_moco(config, messages(records), tmp_path)
+
+    people = moco_state(moco.url)["contacts"]
+    assert len(people) == 25  # 501 and 502 linked, 23 created
+    assert {p["id"] for p in people} >= {501, 502}
+    assert (run.counts("contacts")["created"], run.counts("contacts")["updated"]) == (23, 2)
+    assert run.summary["rejects_by_kind"]["shared_identity"] == 1
+    log = requests.get(f"{moco.url}/_sandbox/requests", timeout=10).json()
+    lists = [r for r in log if r["method"] == "GET" and r["path"] == "/api/v1/contacts/people"]
+    assert not [r for r in lists if {"term", "phone"} & set(r["query"])]  # no search at all
+    assert len(lists) == 2  # how many people there are, then one page of them
+
+
+def test_a_few_new_contacts_are_searched_for_not_listed(moco, config, tmp_path):
+    if config["people_directory"] != "never":
+        config["people_directory"] = "auto"
+    clear_log(moco.url)
+    run_target_moco(config, messages([contact(1), contact(2)]), tmp_path)
+    log = requests.get(f"{moco.url}/_sandbox/requests", timeout=10).json()
+    lists = [r for r in log if r["method"] == "GET" and r["path"] == "/api/v1/contacts/people"]
+    assert lists
+    assert all({"term", "phone"} & set(r["query"]) for r in lists)
