@@ -16,15 +16,15 @@ What a caller may rely on:
 - Kept fresh: people created or changed since the last read began are read again every
   :data:`REFRESH_SECONDS` (``updated_after`` on MOCO's own clock: its ``Date`` before the first
   read, then the latest ``updated_at`` seen when a read began, less
-  :data:`CLOCK_MARGIN_SECONDS`), and every person this run creates
-  or changes is noted at once (:meth:`PeopleDirectory.wrote`), so two contacts of one run never
-  both make a person.
+  :data:`CLOCK_MARGIN_SECONDS`), and every person this run creates or changes is noted at once
+  (:meth:`PeopleDirectory.wrote`), so two contacts of one run never both make a person.
 - Every answer is confirmed: :meth:`PeopleDirectory.candidates` reads each person it would
   name (``GET /contacts/people/{id}``) and names only those that still exist and still carry
   the e-mail or phone. A person deleted or edited in MOCO since the read is never matched
-  wrongly. What it cannot know is a person made in MOCO's web UI after its last read: such a
-  person is found from the next refresh on (at most :data:`REFRESH_SECONDS` later), as a
-  search would have found it (docs/operations.md, "Matching people").
+  wrongly. What it cannot know is a person someone made (or gave this e-mail or phone) in MOCO
+  after its last read: that person is known from the next refresh on, at most
+  :data:`REFRESH_SECONDS` later; a search before each create leaves the same gap, only shorter
+  (docs/operations.md, "Matching people in MOCO").
 """
 
 from __future__ import annotations
