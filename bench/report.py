@@ -1124,8 +1124,8 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
             "singer-sdk's mapper), rate-limit slots claimed for a batch rather than a call, "
             "and long-lived workers for the listener's runs. target-moco no longer searches "
             "MOCO before each new person in a batch of many: it reads MOCO's people once "
-            "(`people_directory: auto`, target_moco/people.py; docs/operations.md, \"Matching "
-            "people in MOCO\"), 2,002 calls for 2,000 new people where it made 7,471, and "
+            '(`people_directory: auto`, target_moco/people.py; docs/operations.md, "Matching '
+            'people in MOCO"), 2,002 calls for 2,000 new people where it made 7,471, and '
             "6.22 ms of CPU per record before it (at 2,000 contacts, 2026-12-02 06:58); what "
             "is left is the create call and its two ledger transactions."
         )
