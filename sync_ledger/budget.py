@@ -23,7 +23,9 @@ What a caller may rely on:
   block) expire with the window. Answers are written in bulk too: a moved slot waits in memory
   until the next block is taken, a block's worth of answers is in, or no request of this
   process is in flight, whichever comes first, and at most a quarter of a window. Per request
-  that is about one transaction in ``block`` instead of two.
+  that is about one transaction in ``block`` instead of two. On a SQLite file the slots'
+  writes go to the driver (SQL compiled once by SQLAlchemy) and answers are written on a
+  connection of each thread's own (:class:`~sync_ledger.db.ThreadConnections`, as the ledger's).
 - Each database step is one short write transaction, serialised across processes: SQLite takes
   an exclusive write lock (``BEGIN IMMEDIATE``), PostgreSQL and others lock the budget's row in
   ``rate_budgets`` (``SELECT ... FOR UPDATE``). On PostgreSQL the moments come from the
@@ -40,7 +42,7 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
     Column,
@@ -58,7 +60,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
-from sync_ledger.db import DriverSQL, metadata, redact_url
+from sync_ledger.db import (
+    DriverSQL,
+    DriverSteps,
+    EngineSteps,
+    Steps,
+    ThreadConnections,
+    metadata,
+    redact_url,
+    sqlite_path,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -122,9 +133,16 @@ _COUNT_SINCE = (
     .where(_THIS_BUDGET, _slots.taken_at > bindparam("p_since"))
 )
 _INSERT_SLOT = insert(rate_budget_slots)
-_DRIVER_SQL = DriverSQL({"insert_slot": _INSERT_SLOT}, sqlite_dialect())
-_MOVE_SLOT = update(rate_budget_slots).where(_slots.id == bindparam("p_slot"))
-_FREE_SLOT = delete(rate_budget_slots).where(_slots.id == bindparam("p_slot"))
+# The writes of every request's slot, run by name (sync_ledger.db.Steps): on a SQLite file
+# through the driver, SQLAlchemy's SQL compiled once (its own work per statement cost more CPU
+# than SQLite's), elsewhere through SQLAlchemy.
+_SLOT_STATEMENTS: dict[str, Any] = {  # statements both Executable and ClauseElement
+    "insert_slot": _INSERT_SLOT,
+    "move_slot": update(rate_budget_slots).where(_slots.id == bindparam("p_slot")),
+    "free_slot": delete(rate_budget_slots).where(_slots.id == bindparam("p_slot")),
+    "slot_exists": select(_slots.id).where(_slots.id == bindparam("p_slot")),
+}
+_DRIVER_SQL = DriverSQL(_SLOT_STATEMENTS, sqlite_dialect())
 _LOCK_BUDGET = (
     select(rate_budgets.c.budget)
     .where(rate_budgets.c.budget == bindparam("p_budget"))
@@ -177,6 +195,12 @@ class RateBudget:
         self.block = default_block(max_requests) if block is None else max(1, block)
         self._reserved_max_age = min(RESERVED_MAX_AGE * self.window_seconds, RESERVED_MAX_SECONDS)
         self._sqlite = engine.dialect.name == "sqlite"
+        # On a SQLite file, answers are written on a connection of each thread's own.
+        self._threads = (
+            ThreadConnections(engine, _DRIVER_SQL)
+            if sqlite_path(str(engine.url)) is not None
+            else None
+        )
         self._postgres = engine.dialect.name == "postgresql"
         self._waiting = threading.Lock()
         # Below: this process's slots taken ahead (with the local moment they were taken), the
@@ -236,9 +260,12 @@ class RateBudget:
         with self._pending_moves() as moves:
             if not moves:
                 return
-            with self.engine.connect() as conn:
-                self._write_moves(conn, moves)
-                conn.commit()
+            if self._threads is not None:
+                with self._threads.transaction() as steps:
+                    self._write_moves(steps, moves)
+                return
+            with self.engine.begin() as conn:
+                self._write_moves(EngineSteps(conn, _SLOT_STATEMENTS), moves)
 
     def in_use(self) -> int:
         """How many slots taken within the last ``window_seconds`` (by every process)."""
@@ -283,13 +310,15 @@ class RateBudget:
         with self._pending_moves() as moves, self.engine.connect() as conn:
             self._lock(conn)
             try:
-                self._write_moves(conn, moves)
+                steps = self._steps(conn)
+                self._write_moves(steps, moves)
                 now = self._now(conn)
                 expired = now - self.window_seconds
                 conn.execute(_DELETE_EXPIRED, {"p_budget": self.name, "p_expired": expired})
                 count, oldest = conn.execute(_COUNT_AND_OLDEST, {"p_budget": self.name}).one()
                 free = min(self.block, self.max_requests - int(count))
-                taken = [BudgetSlot(self._insert_slot(conn, now), now) for _ in range(max(0, free))]
+                row = {"budget": self.name, "taken_at": now}
+                taken = [BudgetSlot(steps.insert("insert_slot", row), now) for _ in range(free)]
                 conn.commit()  # with none taken, the expired slots stay deleted
             except BaseException:
                 conn.rollback()
@@ -301,39 +330,30 @@ class RateBudget:
             self._reserved.extend((slot, local) for slot in taken[1:])
         return taken[0], 0.0
 
-    def _insert_slot(self, conn: Connection, moment: float) -> int:
+    def _steps(self, conn: Connection) -> Steps:
+        """The slot writes in ``conn``'s transaction (on SQLite through its driver's cursor)."""
         if self._sqlite:
-            # The driver's own cursor, in the same transaction: a block of one-row inserts
-            # through SQLAlchemy cost more CPU than SQLite's work (a tenth of a writing
-            # target's). The SQL is SQLAlchemy's, compiled once.
-            cursor = conn.connection.cursor()
-            cursor.execute(*_DRIVER_SQL("insert_slot", {"budget": self.name, "taken_at": moment}))
-            return int(cursor.lastrowid or -1)
-        key = conn.execute(
-            _INSERT_SLOT, {"budget": self.name, "taken_at": moment}
-        ).inserted_primary_key  # not RETURNING: older SQLite libraries lack it
-        return int(key[0]) if key is not None else -1
+            return DriverSteps(conn.connection.cursor(), _DRIVER_SQL)
+        return EngineSteps(conn, _SLOT_STATEMENTS)
 
-    def _write_moves(self, conn: Connection, moves: list[tuple[int, float, float]]) -> None:
+    def _write_moves(self, steps: Steps, moves: list[tuple[int, float, float]]) -> None:
         """Write answers (a slot held from its answer's moment) and free unused slots (-1)."""
         if not moves:
             return
         freed = [{"p_slot": slot_id} for slot_id, moment, _local in moves if moment < 0]
         if freed:
-            conn.execute(_FREE_SLOT, freed)
+            steps.many("free_slot", freed)
         answered = [(slot_id, moment) for slot_id, moment, _local in moves if moment >= 0]
         if not answered:
             return
         params = [{"taken_at": moment, "p_slot": slot_id} for slot_id, moment in answered]
-        moved = conn.execute(_MOVE_SLOT, params).rowcount
-        if moved == len(answered):
+        if steps.many("move_slot", params) == len(answered):
             return
         # Some slot expired before its answer (a request slower than the window): hold it
         # again from its answer. Rare, so the slots are looked at one by one.
         for slot_id, moment in answered:
-            exists = conn.execute(select(_slots.id).where(_slots.id == slot_id)).first()
-            if exists is None:
-                conn.execute(_INSERT_SLOT, {"budget": self.name, "taken_at": moment})
+            if steps.first("slot_exists", {"p_slot": slot_id}) is None:
+                steps.insert("insert_slot", {"budget": self.name, "taken_at": moment})
 
     def _lock(self, conn: Connection) -> None:
         """Start the transaction that serialises acquisitions of this budget across processes."""

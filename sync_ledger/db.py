@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
@@ -19,11 +22,13 @@ from sqlalchemy.pool import StaticPool
 from sync_ledger.schema import upgrade
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
     from sqlalchemy import ClauseElement, Dialect
+    from sqlalchemy.engine import Connection
     from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
     from sqlalchemy.sql.compiler import SQLCompiler
+    from sqlalchemy.sql.expression import Executable
 
 metadata = MetaData()
 
@@ -176,6 +181,113 @@ class DriverSQL:
         sql, order, defaults = found
         values = (params[n] if n in params else defaults[n] for n in order)
         return sql, tuple(self._time(v) if isinstance(v, datetime) else v for v in values)
+
+
+class Steps(Protocol):
+    """Prebuilt statements run by name in one write transaction (the ledger's, the budget's)."""
+
+    def first(self, name: str, params: dict[str, Any]) -> Any:  # noqa: ANN401  a column value
+        """The first column of the first row, or None."""
+
+    def run(self, name: str, params: dict[str, Any]) -> int:
+        """Run it; how many rows it changed."""
+
+    def many(self, name: str, rows: list[dict[str, Any]]) -> int:
+        """Run it once per row; how many rows they changed."""
+
+    def insert(self, name: str, params: dict[str, Any]) -> int:
+        """Insert one row; its key."""
+
+
+@dataclass(frozen=True)
+class EngineSteps:
+    """The steps through SQLAlchemy, in the transaction of ``conn``."""
+
+    conn: Connection
+    statements: Mapping[str, Executable]
+
+    def first(self, name: str, params: dict[str, Any]) -> Any:  # noqa: ANN401  a column value
+        """The first column of the first row, or None."""
+        return self.conn.execute(self.statements[name], params).scalar()
+
+    def run(self, name: str, params: dict[str, Any]) -> int:
+        """Run it; how many rows it changed."""
+        return int(self.conn.execute(self.statements[name], params).rowcount)
+
+    def many(self, name: str, rows: list[dict[str, Any]]) -> int:
+        """Run it once per row; how many rows they changed."""
+        return int(self.conn.execute(self.statements[name], rows).rowcount)
+
+    def insert(self, name: str, params: dict[str, Any]) -> int:
+        """Insert one row; its key."""
+        key = self.conn.execute(self.statements[name], params).inserted_primary_key
+        if key is None:  # pragma: no cover - a one-row insert always reports its key
+            msg = "the database did not report the row it made"
+            raise RuntimeError(msg)
+        return int(key[0])
+
+
+@dataclass(frozen=True)
+class DriverSteps:
+    """The steps through the SQLite driver's ``cursor`` (see :class:`DriverSQL`)."""
+
+    cursor: DBAPICursor
+    sql: DriverSQL
+
+    def first(self, name: str, params: dict[str, Any]) -> Any:  # noqa: ANN401  a column value
+        """The first column of the first row, or None."""
+        row = self.cursor.execute(*self.sql(name, params)).fetchone()
+        return None if row is None else row[0]
+
+    def run(self, name: str, params: dict[str, Any]) -> int:
+        """Run it; how many rows it changed."""
+        return int(self.cursor.execute(*self.sql(name, params)).rowcount)
+
+    def many(self, name: str, rows: list[dict[str, Any]]) -> int:
+        """Run it once per row; how many rows they changed."""
+        compiled = [self.sql(name, row) for row in rows]
+        if not compiled:
+            return 0
+        self.cursor.executemany(compiled[0][0], [values for _sql, values in compiled])
+        return int(self.cursor.rowcount)
+
+    def insert(self, name: str, params: dict[str, Any]) -> int:
+        """Insert one row; its key."""
+        self.cursor.execute(*self.sql(name, params))
+        return int(self.cursor.lastrowid or 0)
+
+
+class ThreadConnections:
+    """A driver connection of each thread's own to a SQLite file, for :class:`DriverSteps`.
+
+    Taken from the engine's pool once per thread, with its settings, and kept (closed when the
+    thread or this object goes): a checkout and return per transaction cost as much as a short
+    transaction's statements. Not for in-memory SQLite: its one connection is the database.
+    """
+
+    def __init__(self, engine: Engine, sql: DriverSQL) -> None:
+        self.engine = engine
+        self.sql = sql
+        self._local = threading.local()
+
+    @contextmanager
+    def transaction(self) -> Iterator[DriverSteps]:
+        """One write transaction on this thread's connection; committed when the block ends."""
+        raw = self._connection()
+        try:
+            yield DriverSteps(raw.cursor(), self.sql)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+
+    def _connection(self) -> DBAPIConnection:
+        raw = getattr(self._local, "connection", None)
+        if raw is None:
+            pooled = self.engine.raw_connection()
+            raw = self._local.connection = pooled.driver_connection
+            pooled.detach()  # this thread's for good
+        return cast("DBAPIConnection", raw)
 
 
 def _driver_missing(url: str, missing: ModuleNotFoundError) -> LedgerDriverMissingError:

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache, cached_property
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
@@ -48,13 +48,17 @@ from sqlalchemy import (
     update,
 )
 
-from sync_ledger.db import DriverSQL, metadata, sqlite_path
+from sync_ledger.db import (
+    DriverSQL,
+    EngineSteps,
+    Steps,
+    ThreadConnections,
+    metadata,
+    sqlite_path,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
-
-    from sqlalchemy.engine import Connection
-    from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 
 
 class Direction(str, Enum):
@@ -253,59 +257,6 @@ class _Statements:
     clear_reject: Any
 
 
-class _Steps(Protocol):
-    """The ledger's write steps, each a prebuilt statement of :class:`_Statements` by name."""
-
-    def first(self, name: str, params: dict[str, Any]) -> Any:  # noqa: ANN401  a column value
-        """The first column of the first row, or None."""
-
-    def run(self, name: str, params: dict[str, Any]) -> int:
-        """Run it; how many rows it changed."""
-
-    def insert(self, name: str, params: dict[str, Any]) -> int:
-        """Insert one row; its key."""
-
-
-@dataclass(frozen=True)
-class _EngineSteps:
-    """The steps through SQLAlchemy, in the transaction of ``conn``."""
-
-    conn: Connection
-    sql: _Statements
-
-    def first(self, name: str, params: dict[str, Any]) -> Any:  # noqa: ANN401  a column value
-        return self.conn.execute(getattr(self.sql, name), params).scalar()
-
-    def run(self, name: str, params: dict[str, Any]) -> int:
-        return int(self.conn.execute(getattr(self.sql, name), params).rowcount)
-
-    def insert(self, name: str, params: dict[str, Any]) -> int:
-        key = self.conn.execute(getattr(self.sql, name), params).inserted_primary_key
-        if key is None:  # pragma: no cover - a one-row insert always reports its key
-            msg = "the ledger did not report the row it made"
-            raise RuntimeError(msg)
-        return int(key[0])
-
-
-@dataclass(frozen=True)
-class _DriverSteps:
-    """The steps through the SQLite driver's ``cursor`` (see :class:`DriverSQL`)."""
-
-    cursor: DBAPICursor
-    sql: DriverSQL
-
-    def first(self, name: str, params: dict[str, Any]) -> Any:  # noqa: ANN401  a column value
-        row = self.cursor.execute(*self.sql(name, params)).fetchone()
-        return None if row is None else row[0]
-
-    def run(self, name: str, params: dict[str, Any]) -> int:
-        return int(self.cursor.execute(*self.sql(name, params)).rowcount)
-
-    def insert(self, name: str, params: dict[str, Any]) -> int:
-        self.cursor.execute(*self.sql(name, params))
-        return int(self.cursor.lastrowid or 0)
-
-
 @cache
 def _statements(direction: Direction) -> _Statements:
     side = _SIDES[direction]
@@ -381,8 +332,11 @@ class IdLedger:
         # settings, and kept: a checkout and return per statement cost as much as the
         # statement). Not in-memory SQLite: its one connection is the database.
         on_file = sqlite_path(str(engine.url)) is not None
-        self._driver = DriverSQL(vars(self._sql), engine.dialect) if on_file else None
-        self._threads = threading.local()
+        self._threads = (
+            ThreadConnections(engine, DriverSQL(vars(self._sql), engine.dialect))
+            if on_file
+            else None
+        )
 
     # --- reading -------------------------------------------------------------------------
     def _col(self, name: str) -> Any:  # noqa: ANN401  a SQLAlchemy column of links
@@ -523,7 +477,7 @@ class IdLedger:
         return self.claimant(stream, target_id)
 
     # --- writing -------------------------------------------------------------------------
-    def _upsert(self, steps: _Steps, stream: str, source_id: str, values: dict[str, Any]) -> int:
+    def _upsert(self, steps: Steps, stream: str, source_id: str, values: dict[str, Any]) -> int:
         """Write ``values`` into the source record's row (made if missing); returns its id."""
         source_type, target_type = self._kind(stream)
         side = self._side
@@ -564,28 +518,14 @@ class IdLedger:
         return steps.insert("insert_row", {**row, **values})
 
     @contextmanager
-    def _writing(self) -> Iterator[_Steps]:
+    def _writing(self) -> Iterator[Steps]:
         """One write transaction: through the driver on a SQLite file, else SQLAlchemy's."""
-        if self._driver is None:
+        if self._threads is None:
             with self.engine.begin() as conn:
-                yield _EngineSteps(conn, self._sql)
+                yield EngineSteps(conn, vars(self._sql))
             return
-        raw = self._thread_connection()
-        try:
-            yield _DriverSteps(raw.cursor(), self._driver)
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-
-    def _thread_connection(self) -> DBAPIConnection:
-        """This thread's own driver connection to the ledger (made on first use)."""
-        raw = getattr(self._threads, "connection", None)
-        if raw is None:
-            pooled = self.engine.raw_connection()
-            raw = self._threads.connection = pooled.driver_connection
-            pooled.detach()  # this thread's for good; closed when the thread or ledger goes
-        return cast("DBAPIConnection", raw)
+        with self._threads.transaction() as steps:
+            yield steps
 
     def mark_creating(
         self, stream: str, source_id: str, *, contact_source_id: str | None = None

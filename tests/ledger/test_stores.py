@@ -525,3 +525,31 @@ def test_processes_with_disagreeing_clocks_share_one_budget_on_postgres(postgres
     assert all(moments[k] - moments[k - MAX] >= WINDOW for k in range(MAX, len(moments)))
     budget = RateBudget(make_engine(postgres_url), "contacts-api https://example loc", MAX, WINDOW)
     assert budget.in_use() <= MAX
+
+
+def test_answers_move_their_slots_and_unused_ones_are_given_back_on_postgres(
+    postgres_url: str,
+) -> None:
+    budget = RateBudget(make_engine(postgres_url), "contacts-api https://example loc", 100, 10.0)
+    assert budget.block == 5
+    first, second = budget.take(), budget.take()  # a block of 5: 3 more are held ahead
+    time.sleep(0.2)  # the answers took a while
+    budget.answered(first)
+    budget.answered(second)  # nothing in flight now: both answers are written
+
+    def slots() -> dict[int, float]:
+        engine = create_engine(postgres_url)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, taken_at FROM rate_budget_slots")).all()
+        engine.dispose()
+        return {int(i): float(t) for i, t in rows}
+
+    held = slots()
+    assert len(held) == 5
+    assert held[first.id] >= first.taken_at + 0.2
+    assert held[second.id] >= second.taken_at + 0.2
+    # The three taken ahead and never used go back once they are stale, at the next write.
+    time.sleep(0.55)
+    third = budget.take()
+    budget.answered(third)
+    assert set(slots()) == {first.id, second.id, third.id, *(s.id for s, _ in budget._reserved)}
