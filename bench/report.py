@@ -1099,7 +1099,14 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
             "the scripts no longer let `PYTHONDONTWRITEBYTECODE` make every plugin start "
             "compile its modules again (2.5 s of CPU per target start, now 1.1 s): 2.73 / 2.86 "
             "/ 3.45 against 3.02 / 3.52 / 3.79 ms per record, in pairs (`--ref 295a397`, "
-            "start-up included, both compiling their modules at start)."
+            "start-up included, both compiling their modules at start). Then the shared "
+            "budget's answers went to SQLite's driver on each thread's own connection: "
+            "`python -m bench.budget_cost` 212 us of CPU per slot taken and answered on one "
+            "thread against 283 (`1cb6e0a`, the same script run on that checkout), which is "
+            "every request of a run with one request in flight; with 8 writers and no latency "
+            "only about one answer in four is written alone, and `bench.target_ab --ref "
+            "1cb6e0a` showed no difference beyond its noise (2.15 / 2.05 / 2.89 against 2.33 "
+            "/ 2.74 / 2.84 ms per record)."
         )
         add("")
         add(
