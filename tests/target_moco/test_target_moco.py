@@ -30,11 +30,8 @@ def moco(moco_sandbox_factory):
     return moco_sandbox_factory(rate_limit=100_000)
 
 
-@pytest.fixture(params=["never", "always"])
-def config(moco, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
-    # Every rule holds whether new contacts are matched by search or by the people directory.
+def base_config(moco, tmp_path: Path) -> dict[str, Any]:
     return {
-        "people_directory": request.param,
         "api_key": "sandbox-key",
         "base_url": moco.url,
         "location_id": "sandbox-location",
@@ -44,6 +41,33 @@ def config(moco, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, An
         "rate_limit_window_seconds": 1,
         "timezone": "Europe/Berlin",
     }
+
+
+@pytest.fixture(params=["never", "always"])
+def config(moco, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    # Every rule holds whether new contacts are matched by search or by the people directory.
+    return {**base_config(moco, tmp_path), "people_directory": request.param}
+
+
+#: People in MOCO before the CRM's contacts 1 and 2 arrive: one by e-mail, one by phone.
+KNOWN_PEOPLE = [
+    {
+        "id": 501,
+        # MOCO's term search skips home_email: such a person is found by name.
+        "firstname": "Vorname1",
+        "lastname": "Nachname1",
+        "gender": "F",
+        "home_email": "CRM1@example.com",
+        "tags": ["Bestand"],
+    },
+    {
+        "id": 502,
+        "firstname": "P",
+        "lastname": "Q",
+        "gender": "M",
+        "mobile_phone": "040 777 2002",
+    },
+]
 
 
 def people_by_email(url: str) -> dict[str, dict[str, Any]]:
@@ -102,29 +126,7 @@ def test_contacts_notes_tasks_and_appointments_land_and_a_rerun_writes_nothing(
 
 
 def test_people_already_in_moco_are_linked_not_duplicated(config, moco, tmp_path):
-    moco_seed(
-        moco.url,
-        {
-            "contacts": [
-                {
-                    "id": 501,
-                    # MOCO's term search skips home_email: such a person is found by name.
-                    "firstname": "Vorname1",
-                    "lastname": "Nachname1",
-                    "gender": "F",
-                    "home_email": "CRM1@example.com",
-                    "tags": ["Bestand"],
-                },
-                {
-                    "id": 502,
-                    "firstname": "P",
-                    "lastname": "Q",
-                    "gender": "M",
-                    "mobile_phone": "040 777 2002",
-                },
-            ]
-        },
-    )
+    moco_seed(moco.url, {"contacts": KNOWN_PEOPLE})
     run_target_moco(config, messages([contact(1), contact(2, work_email=None)]), tmp_path)
     state = moco_state(moco.url)
     assert sorted(p["id"] for p in state["contacts"]) == [501, 502]
@@ -224,35 +226,8 @@ def test_bad_input_names_stream_record_and_field(config, moco, tmp_path):
 
 
 def test_a_big_first_import_reads_mocos_people_once_instead_of_searching(moco, tmp_path):
-    moco_seed(
-        moco.url,
-        {
-            "contacts": [
-                {
-                    "id": 501,
-                    "firstname": "Vorname1",
-                    "lastname": "Nachname1",
-                    "gender": "F",
-                    "home_email": "CRM1@example.com",
-                },
-                {
-                    "id": 502,
-                    "firstname": "P",
-                    "lastname": "Q",
-                    "gender": "M",
-                    "mobile_phone": "040 777 2002",
-                },
-            ]
-        },
-    )
-    config = {
-        "api_key": "sandbox-key",
-        "base_url": moco.url,
-        "location_id": "sandbox-location",
-        "ledger_url": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "rate_limit_requests": 100_000,
-        "rate_limit_window_seconds": 1,
-    }  # people_directory: auto, its default
+    moco_seed(moco.url, {"contacts": KNOWN_PEOPLE})
+    config = base_config(moco, tmp_path)  # people_directory: auto, its default
     records = [contact(i) for i in range(1, 26)]
     records[1] = contact(2, work_email=None)
     # Same e-mail as contact 5, whose person this run creates: found at once, not made twice.
