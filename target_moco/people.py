@@ -138,6 +138,7 @@ class PeopleDirectory:
         self._since: datetime | None = None
         self._count: PeopleCount | None = None
         self._in_use = False
+        self._confirmed = threading.local()  # per thread: the people its last candidates() read
 
     @property
     def in_use(self) -> bool:
@@ -179,7 +180,17 @@ class PeopleDirectory:
             self.saw(person)
             if key in {key_of(person.get(f)) for f in names}:
                 found.append(person)
+        self._confirmed.people = {str(person["id"]): person for person in found}
         return found
+
+    def just_read(self, person_id: str) -> dict[str, Any] | None:
+        """The person as this thread's last :meth:`candidates` call read it, once; else None.
+
+        Linking the person that call matched reads it again otherwise (a second request).
+        """
+        people = getattr(self._confirmed, "people", None) or {}
+        self._confirmed.people = {}
+        return people.get(person_id)
 
     def saw(self, person: Mapping[str, Any]) -> None:
         """Note a person as MOCO holds it now (read, or the answer to a write)."""

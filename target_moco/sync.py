@@ -341,8 +341,11 @@ class MocoSync(BatchWriter):
         p: PersonPayload,
         baseline: Mapping[str, Any] | None,
         policy: ConflictPolicy,
+        person: dict[str, Any] | None = None,
     ) -> str:
-        person = self.client.get_person(person_id)
+        """Merge ``p`` into MOCO person ``person_id`` (``person``: as MOCO answered it just now)."""
+        if person is None:
+            person = self.client.get_person(person_id)
         current = _current_person(person)
         merge = merge_fields(
             p.fields,
@@ -400,7 +403,9 @@ class MocoSync(BatchWriter):
                 if policy is None:
                     # One-way: the CRM's mapped values overwrite the matched person.
                     return self._overwrite_person(found, p, {})
-                return self._reconcile_person(found, p, None, policy)
+                return self._reconcile_person(
+                    found, p, None, policy, person=self.people.just_read(found)
+                )
             if pending:
                 raise RecordRejected(None, UNCONFIRMED_CREATE, kind="api")
             self.ledger.mark_creating("contacts", p.source_id)

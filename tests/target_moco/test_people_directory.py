@@ -151,3 +151,15 @@ def test_phones_that_are_the_same_line_share_a_key(a, b, same):
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="auto, always, never"):
         PeopleDirectory(FakeMoco([]), mode="sometimes")
+
+
+def test_the_person_a_match_read_is_handed_over_once():
+    moco = FakeMoco([person(1, work_email="a@x.example")])
+    directory = PeopleDirectory(moco, mode="always")
+    directory.prepare(1)
+    [found] = directory.candidates("work_email", "a@x.example")
+    assert directory.just_read("1") == found
+    assert directory.just_read("1") is None  # once
+    directory.candidates("work_email", "a@x.example")
+    directory.candidates("work_email", "nobody@x.example")
+    assert directory.just_read("1") is None  # only what the last call read

@@ -255,3 +255,21 @@ def test_a_few_new_contacts_are_searched_for_not_listed(moco, config, tmp_path):
     lists = [r for r in log if r["method"] == "GET" and r["path"] == "/api/v1/contacts/people"]
     assert lists
     assert all({"term", "phone"} & set(r["query"]) for r in lists)
+
+
+def test_a_two_way_first_match_reads_the_person_once(config, moco, tmp_path):
+    config["two_way"] = True  # a match is merged field by field: MOCO's person is read
+    moco_seed(moco.url, {"contacts": KNOWN_PEOPLE})
+    clear_log(moco.url)
+    run = run_target_moco(config, messages([contact(1), contact(2, work_email=None)]), tmp_path)
+
+    assert sorted(p["id"] for p in moco_state(moco.url)["contacts"]) == [501, 502]
+    assert run.counts("contacts")["rejected"] == 0
+    log = requests.get(f"{moco.url}/_sandbox/requests", timeout=10).json()
+    reads = [
+        r["path"]
+        for r in log
+        if r["method"] == "GET" and r["path"].startswith("/api/v1/contacts/people/")
+    ]
+    # The directory's confirming read is the merge's read: one per person either way.
+    assert sorted(reads) == ["/api/v1/contacts/people/501", "/api/v1/contacts/people/502"]
