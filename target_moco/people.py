@@ -9,8 +9,9 @@ and most of the target's CPU. :class:`PeopleDirectory` reads the account's peopl
 What a caller may rely on:
 
 - :meth:`PeopleDirectory.prepare` decides per batch: with ``mode`` ``auto`` the people are read
-  when the batch holds at least :data:`MIN_NEW_CONTACTS` unlinked contacts and reading every page
-  costs fewer requests than searching for them would (:data:`SEARCHES_PER_CONTACT` each);
+  when the batch holds at least :data:`MIN_NEW_CONTACTS` unlinked contacts, reading every page
+  costs fewer requests than searching for them would (:data:`SEARCHES_PER_CONTACT` each) and
+  the account holds at most :data:`MAX_PEOPLE` people;
   ``always`` reads them for any batch with an unlinked contact, ``never`` keeps searching. When
   it returns False the caller searches as before.
 - Kept fresh: people created or changed since the last read began are read again every
@@ -53,6 +54,9 @@ MIN_NEW_CONTACTS = 20
 SEARCHES_PER_CONTACT = 2
 #: People per page of ``GET /contacts/people`` (MOCO's maximum).
 PAGE_SIZE = 100
+#: With mode auto, an account with more people keeps searching: the directory's memory
+#: (about 0.7 KB per person) stays below ~35 MB.
+MAX_PEOPLE = 50_000
 #: While a batch runs, people changed in MOCO are read again at least this often.
 REFRESH_SECONDS = 30.0
 #: ``updated_after`` reaches this far before the moment the last read began (MOCO's clock):
@@ -252,11 +256,12 @@ class PeopleDirectory:
             return False
         self._count = self.client.count_people()
         pages = max(1, math.ceil(self._count.total / PAGE_SIZE))
-        worth = pages < SEARCHES_PER_CONTACT * new_contacts
+        worth = pages < SEARCHES_PER_CONTACT * new_contacts and self._count.total <= MAX_PEOPLE
         if not worth:
             logger.info(
-                "matching %d new contacts by search: reading MOCO's people would take %d requests",
+                "matching %d new contacts by search: MOCO holds %d people (%d requests to read)",
                 new_contacts,
+                self._count.total,
                 pages,
             )
         return worth

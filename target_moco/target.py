@@ -109,7 +109,8 @@ class TargetMoco(LedgerTarget):  # noqa: D101  its docstring is _ABOUT, kept on 
             description="How CRM contacts not yet linked are matched to MOCO people. auto: a "
             "batch with 20 or more of them reads MOCO's people once (100 per request, kept "
             "fresh every 30 s) when that takes fewer requests than searching for each (two to "
-            "three searches per contact); always: read them for any such batch; never: search.",
+            "three searches per contact) and MOCO holds at most 50,000 people; always: read "
+            "them for any such batch; never: search.",
         ),
         th.Property(
             "delete_streams",

@@ -11,6 +11,7 @@ from moco_api.client import PeopleCount
 from moco_api.errors import NotFoundError
 from target_moco.people import (
     CLOCK_MARGIN_SECONDS,
+    MAX_PEOPLE,
     MIN_NEW_CONTACTS,
     PeopleDirectory,
     phone_key,
@@ -64,6 +65,11 @@ def test_auto_reads_only_for_enough_new_contacts_and_when_pages_cost_less():
     assert many.reads == []
     assert PeopleDirectory(many).prepare(21) is True
     assert PeopleDirectory(many, mode="never").prepare(10_000) is False
+    # Past MAX_PEOPLE, auto keeps searching whatever the batch: the directory's memory is bounded.
+    huge = FakeMoco([])
+    huge.count_people = lambda: PeopleCount(MAX_PEOPLE + 1, huge.now)  # type: ignore[method-assign]
+    assert PeopleDirectory(huge).prepare(10_000) is False
+    assert huge.reads == []
     assert PeopleDirectory(FakeMoco([]), mode="always").prepare(1) is True
 
 
