@@ -279,7 +279,9 @@ class PeopleDirectory:
         else:
             mark = max((m for m in (self._since, self._latest) if m is not None), default=None)
             if self._since is not None:
-                moment = self._since - timedelta(seconds=CLOCK_MARGIN_SECONDS)
+                moment = self._since.astimezone(timezone.utc) - timedelta(
+                    seconds=CLOCK_MARGIN_SECONDS
+                )
                 filters["updated_after"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
             # else every person again: MOCO's time was not known when the last read began
         self._read_at = self._clock()

@@ -100,7 +100,8 @@ def test_people_made_elsewhere_are_read_again_on_mocos_clock():
     moco = FakeMoco([person(1, work_email="a@x.example", updated_at="2026-12-01T10:00:00Z")])
     directory = PeopleDirectory(moco, mode="always", refresh_seconds=30, clock=lambda: now[0])
     directory.prepare(1)
-    moco.people["2"] = person(2, work_email="b@x.example", updated_at="2026-12-01T10:05:00Z")
+    # MOCO writes UTC with Z; another offset is read as the same moment.
+    moco.people["2"] = person(2, work_email="b@x.example", updated_at="2026-12-01T11:05:00+01:00")
     now[0] += 29
     assert directory.candidates("work_email", "b@x.example") == []  # not due yet
     now[0] += 1
