@@ -83,7 +83,8 @@ class Sender(threading.Thread):
                 url = self.url
                 try:
                     answer = session.post(url + path, data=body, headers=headers, timeout=30)
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                    # No answer, or one cut off mid-body by the kill: a sender delivers again.
                     self.retries += 1
                     session.close()
                     session = requests.Session()
