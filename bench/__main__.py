@@ -384,13 +384,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  the one entry 
             log(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    duration = results["duration_s"]  # this run's: a merge keeps the file's whole-run fields
     results = _merged_if_asked(args.merge, results_path, results)
     results["evaluation"] = report.evaluate(results)
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(report.markdown(results), encoding="utf-8")
-    log(f"done in {results['duration_s']:.0f} s: {results_path}, {report_path}")
+    log(f"done in {duration:.0f} s: {results_path}, {report_path}")
     say(report.summary_table(results))
     return 0
 
