@@ -35,13 +35,16 @@ import math
 import re
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from moco_api.errors import NotFoundError
+from moco_api.timestamps import format_moco_timestamp
+from sync_ledger.merge import parse_time
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from datetime import datetime
 
     from moco_api.client import PeopleCount
 
@@ -202,7 +205,7 @@ class PeopleDirectory:
         if not person_id:
             return
         fields = tuple(person.get(f) for f in FIELDS)
-        updated = _moment(person.get("updated_at"))
+        updated = parse_time(person.get("updated_at"))
         with self._lock:
             if updated is not None and (self._latest is None or updated > self._latest):
                 self._latest = updated
@@ -279,10 +282,8 @@ class PeopleDirectory:
         else:
             mark = max((m for m in (self._since, self._latest) if m is not None), default=None)
             if self._since is not None:
-                moment = self._since.astimezone(timezone.utc) - timedelta(
-                    seconds=CLOCK_MARGIN_SECONDS
-                )
-                filters["updated_after"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+                moment = self._since - timedelta(seconds=CLOCK_MARGIN_SECONDS)
+                filters["updated_after"] = format_moco_timestamp(moment)
             # else every person again: MOCO's time was not known when the last read began
         self._read_at = self._clock()
         people = self.client.find_people(**filters)
@@ -303,17 +304,6 @@ class PeopleDirectory:
                 and self._clock() - self._read_at >= self.refresh_seconds
             ):
                 self._read()
-
-
-def _moment(value: object) -> datetime | None:
-    """An ``updated_at`` as an aware datetime; None when absent or not a time."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _number(person_id: str) -> tuple[int, str]:
