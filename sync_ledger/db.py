@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
@@ -23,6 +23,7 @@ from sync_ledger.schema import upgrade
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
+    from contextlib import AbstractContextManager
 
     from sqlalchemy import ClauseElement, Dialect
     from sqlalchemy.engine import Connection
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.expression import Executable
 
 metadata = MetaData()
+
+T = TypeVar("T")
 
 DEFAULT_LEDGER_URL = "sqlite:///.target-contacts/ledger.db"
 
@@ -288,6 +291,72 @@ class ThreadConnections:
             raw = self._local.connection = pooled.driver_connection
             pooled.detach()  # this thread's for good
         return cast("DBAPIConnection", raw)
+
+
+class _Pending:
+    """One thread's write waiting in :class:`GroupCommit`'s queue."""
+
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[Steps], Any]) -> None:
+        self.work = work
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Short write transactions of many threads committed together, each durable on return.
+
+    A thread's :meth:`run` queues its statements and returns once a transaction holding them is
+    committed (or raises what they raised): the first thread to find no commit under way takes
+    every queued write into one transaction, while the threads arriving meanwhile queue up for
+    the next. What one write returns, or when it returns, is the same as with a transaction of its
+    own (a create's intent is committed before its call is sent, as before); what changes is the
+    commits: with eight writer threads a few writes share one, and a commit with its journal writes
+    cost a SQLite ledger more CPU than the statements of a write (~120 us against ~50 us here).
+    If a transaction of several writes fails, each of them is tried again alone, so a failure
+    belongs to the write that caused it. The statements must not depend on Python state changed
+    by another queued write: a caller applies its own side effects after :meth:`run` returns.
+    """
+
+    def __init__(self, transaction: Callable[[], AbstractContextManager[Steps]]) -> None:
+        self._transaction = transaction
+        self._committing = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+
+    def run(self, work: Callable[[Steps], T]) -> T:
+        """Run ``work(steps)`` in a committed transaction; returns what it returned."""
+        pending = _Pending(work)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._committing:
+            if not pending.done:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit(group)
+        if pending.error is not None:
+            raise pending.error
+        return cast("T", pending.result)
+
+    def _commit(self, group: list[_Pending]) -> None:
+        try:
+            with self._transaction() as steps:
+                results = [p.work(steps) for p in group]
+        except Exception as error:  # noqa: BLE001  handed to the thread of its write, raised there
+            if len(group) == 1:
+                group[0].error, group[0].done = error, True
+                return
+            for pending in group:  # alone, so that the failure is its writer's only
+                self._commit([pending])
+            return
+        except BaseException as error:  # interrupted: none of them is committed
+            for pending in group:
+                pending.error, pending.done = error, True
+            raise
+        for pending, result in zip(group, results, strict=True):
+            pending.result, pending.done = result, True
 
 
 def _driver_missing(url: str, missing: ModuleNotFoundError) -> LedgerDriverMissingError:

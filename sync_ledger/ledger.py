@@ -51,6 +51,7 @@ from sqlalchemy import (
 from sync_ledger.db import (
     DriverSQL,
     EngineSteps,
+    GroupCommit,
     Steps,
     ThreadConnections,
     metadata,
@@ -304,9 +305,10 @@ def _statements(direction: Direction) -> _Statements:
 class IdLedger:
     """The links of one Contacts API location, seen from one direction.
 
-    Thread-safe: every call is its own transaction. Source ids are the ids of the records a
-    target receives (MOCO ids for target-contacts, CRM ids for target-moco); target ids are their
-    counterparts.
+    Thread-safe: every write is committed when its call returns (the intents and written rows of
+    concurrent writer threads may share one commit: :class:`~sync_ledger.db.GroupCommit`). Source
+    ids are the ids of the records a target receives (MOCO ids for target-contacts, CRM ids for
+    target-moco); target ids are their counterparts.
     """
 
     def __init__(
@@ -337,6 +339,8 @@ class IdLedger:
             if on_file
             else None
         )
+        # Intents and written rows of the writer threads share commits (sync_ledger.db).
+        self._group = GroupCommit(self._writing)
 
     # --- reading -------------------------------------------------------------------------
     def _col(self, name: str) -> Any:  # noqa: ANN401  a SQLAlchemy column of links
@@ -539,8 +543,7 @@ class IdLedger:
             side.extra: None,
             side.source_parent: contact_source_id,
         }
-        with self._writing() as steps:
-            row_id = self._upsert(steps, stream, source_id, values)
+        row_id = self._group.run(lambda steps: self._upsert(steps, stream, source_id, values))
         self._intent_rows[stream, source_id] = row_id
 
     def record_written(
@@ -573,7 +576,8 @@ class IdLedger:
             values[side.target_parent] = contact_target_id
         row_id = self._intent_rows.pop((stream, source_id), None)
         rejected = self._may_be_rejected(stream, source_id)
-        with self._writing() as steps:
+
+        def write(steps: Steps) -> None:
             # The row of this object's own intent, by its key; if that row is gone (the pair was
             # dropped meanwhile), the record's row is looked up or made as for any other write.
             by_key = {"p_row": row_id, "p_source_type": source_type, "p_source_id": source_id}
@@ -582,8 +586,10 @@ class IdLedger:
             )
             if updated != 1:
                 self._upsert(steps, stream, source_id, values)
-            if rejected:  # in the same transaction: one commit per written record
+            if rejected:  # in the same transaction as the written row
                 steps.run("clear_reject", self._reject_params(stream, source_id))
+
+        self._group.run(write)
         self._forget_rejected(stream, source_id)
 
     def forget(self, stream: str, source_id: str) -> None:
