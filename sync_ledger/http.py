@@ -220,6 +220,31 @@ def _tls_context(ca: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca)
 
 
+class _Connection(http.client.HTTPConnection):
+    """An ``http.client`` connection that sends a request's head and body in one write.
+
+    ``http.client`` writes the head, then the body: on a kept-alive connection each write is a
+    segment the server wakes up for, and the second one cost a writing target ~0.1 ms of CPU per
+    call (a POST to a local sandbox: 360 against 455 us). :class:`_Origin` sends bodies of bytes
+    only; they go with their head.
+    """
+
+    _buffer: list[bytes]  # http.client's lines of the head being built
+
+    def _send_output(self, message_body: object = None, encode_chunked: bool = False) -> None:  # noqa: FBT001, FBT002  http.client's signature
+        body = b"" if message_body is None else message_body
+        if not isinstance(body, bytes) or encode_chunked:
+            msg = f"a request body is sent as bytes, not {type(message_body).__name__}"
+            raise TypeError(msg)
+        head_and_body = b"\r\n".join([*self._buffer, b"", body])
+        del self._buffer[:]
+        self.send(head_and_body)
+
+
+class _TLSConnection(_Connection, http.client.HTTPSConnection):
+    """:class:`_Connection` over TLS."""
+
+
 class _Origin:
     """Kept-alive ``http.client`` connections to one origin (scheme, host, port). Thread-safe.
 
@@ -295,11 +320,9 @@ class _Origin:
             conn.sock.settimeout(timeout)
             return conn
         if self._tls is not None:
-            conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=timeout, context=self._tls
-            )
+            conn = _TLSConnection(self._host, self._port, timeout=timeout, context=self._tls)
         else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            conn = _Connection(self._host, self._port, timeout=timeout)
         try:
             conn.connect()
         except ssl.SSLError as error:

@@ -21,6 +21,7 @@ import requests
 from contacts_api.auth import StaticTokenAuth
 from contacts_api.client import ContactsClient
 from moco_api.client import MocoClient
+from sync_ledger import http as http_module
 from sync_ledger.http import NotConnectedError, pooled_session, sent_nothing
 from tests.tls import self_signed
 
@@ -178,6 +179,33 @@ def test_the_request_carries_query_json_and_headers_as_requests_sends_them(
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     assert response.json() == {"contact": {"id": "c1", "name": "Łukasz"}}
     assert response.links["next"]["url"] == "http://x/?page=2"
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+def test_a_request_leaves_in_one_write_head_and_body_together(
+    server: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each write on a kept-alive connection is a segment the API wakes up for: one per request.
+    writes: list[bytes] = []
+    original = http_module._Connection.send
+
+    def send(self: http_module._Connection, data: Any) -> None:
+        writes.append(bytes(data))
+        original(self, data)
+
+    monkeypatch.setattr(http_module._Connection, "send", send)
+    session = pooled_session(server.url, pool_connections=1, pool_maxsize=1)
+
+    session.request("POST", server.url + "/contacts/", json={"firstName": "Ada"}, timeout=10)
+    session.request("GET", server.url + "/contacts/c1", timeout=10)
+
+    assert len(writes) == 2
+    assert writes[0].startswith(b"POST /contacts/ HTTP/1.1\r\n")
+    assert writes[0].endswith(b'\r\n\r\n{"firstName": "Ada"}')
+    assert writes[1].startswith(b"GET /contacts/c1 HTTP/1.1\r\n")
+    assert writes[1].endswith(b"\r\n\r\n")
+    assert [json.loads(s["body"]) for s in server.seen[:1]] == [{"firstName": "Ada"}]
+    assert [s["body"] for s in server.seen[1:]] == [b""]
 
 
 @pytest.mark.usefixtures("no_proxy_variables")
