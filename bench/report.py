@@ -1110,6 +1110,39 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
         )
         add("")
         add(
+            "On 2026-12-02 (afternoon) the ledger's intents and written rows of concurrent "
+            "writer threads share commits (`sync_ledger.db.GroupCommit`: a write that arrives "
+            "while another thread commits goes into the next transaction with the others that "
+            "queued meanwhile, and returns once that is committed: an intent is still durable "
+            "before its create is sent), and a request's head and body leave in one write (the "
+            "standard library's `http.client` writes them one after the other: a second segment "
+            "for the API to wake up for, ~0.1 ms of CPU per call). `python -m bench.target_ab "
+            "--ref d319994` (target-contacts alone, no latency, start-up included): 2.70 / 2.80 "
+            "/ 2.94 against 3.27 / 3.36 / 3.43 ms per record at 3,000 contacts, and 2.12 / "
+            "2.19 against 2.26 / 2.62 at 10,000, in pairs. The rows above were measured while "
+            "the same machine was slower (the 10,000 first sync at 2.90 ms here, 2.1-2.2 in the "
+            "pairs half an hour later): compare the pairs. target-moco (2,000 contacts, its "
+            "default 2 writer threads: few writes meet to share a commit) was 3.59 / 3.68 / "
+            "3.56 against 3.94 / 3.57 / 3.60 ms: no difference beyond the noise."
+        )
+        add("")
+        add(
+            "Where the CPU goes now, step by step (`python -m bench.target_ab --contacts 10000 "
+            "--variants current+breakdown`: each step's thread CPU time, `bench/cpu_breakdown.py`; "
+            "steps nest), target-contacts at 10,000 contacts, 2.09 ms per record in all: reading "
+            "a record 0.23 (of it the stream maps 0.15); writing it 1.64, of which the ledger's "
+            "intent 0.28 and written row 0.19, the API call 0.92 (the HTTP request and answer "
+            "0.53, the limiter 0.21 of which the shared budget 0.14, the answer's bookkeeping "
+            "0.05, the retry wrapper and the answer's JSON the rest), and ~0.25 the payload "
+            "(phone numbers parsed by `phonenumbers`), hashes and counting; start-up, batching "
+            "and thread switches the remaining ~0.2. target-moco at 2,000 contacts, 3.30 ms in "
+            "all: reading 0.25, writing 2.26: the ledger 0.31 + 0.47 (two writer threads: a "
+            "commit of its own for nearly every write, ~130 us of SQLite's commit each), the "
+            "MOCO call 1.12 (HTTP 0.74, the limiter 0.28), start-up ~0.55 ms of a 2,000-record "
+            "run."
+        )
+        add("")
+        add(
             "Why 1 ms per record is still out of reach: every record written is at least one "
             "call to the Contacts API (it has no bulk create), and the call costs a good part "
             "of it. `python -m bench.http_floor` (2,000 keep-alive GETs from a local sandbox, "
@@ -1125,9 +1158,11 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
             "payload (phone numbers parsed by `phonenumbers`), and the rest in singer-sdk's "
             "reading, the limiter, the client's retry wrapper and the writer threads' "
             "switches: 2.2 to 2.4 ms in all at 100,000 contacts (two runs of this item on "
-            "2026-12-02). Closing the rest needs a different "
-            "shape: one ledger transaction per batch of records (the crash guarantees then "
-            "rest on the search after a lost answer, not on a committed intent per record), "
+            "2026-12-02, before the shared commits). Closing the rest needs a different "
+            "shape: fewer ledger commits than one per create (the shared commits need several "
+            "writer threads writing at once; a written row held back until the next intent, or "
+            "one transaction per batch, would rest the crash guarantees on the search after a "
+            "lost answer instead of a committed row per record), "
             "stream maps compiled once instead of interpreted per record (a change to "
             "singer-sdk's mapper), rate-limit slots claimed for a batch rather than a call, "
             "and long-lived workers for the listener's runs. target-moco no longer searches "

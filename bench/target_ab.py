@@ -10,7 +10,9 @@ settings a user gets) and a fresh SQLite ledger per variant::
 
 Variants (comma-separated): ``current`` (as configured), ``no-budget`` (the in-process limiter
 alone: the ledger's shared rate budget off), ``one-way`` (``two_way: false``),
-``no-budget+one-way``; a variant named twice runs twice, each into an empty ledger. ``--ref``
+``no-budget+one-way``; ``+breakdown`` on any of them also prints where the target's CPU went,
+step by step (:mod:`bench.cpu_breakdown`); a variant named twice runs twice, each into an empty
+ledger. ``--ref``
 adds the target of another commit (a git worktree, run with this checkout's virtualenv, so its
 dependencies must match): the variant ``ref`` places its runs among the others (e.g.
 ``current,ref,current,ref``, so both meet the same moments of the machine), else it runs once,
@@ -35,10 +37,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import cpu_breakdown
 from bench.harness import NO_LIMIT, ROOT, Sandbox, base_env, say
 
 _RUN = "import sys; sys.path.insert(0, {root!r})\n{patch}from {module} import {cls}; {cls}.cli()\n"
 _NO_BUDGET = "import contacts_api.ratelimit as r; r._shared_database = lambda engine: False\n"
+_BREAKDOWN = "import bench.cpu_breakdown as b; b.install({path!r})\n"
 
 
 def sandbox_config(workdir: Path) -> dict[str, Any]:
@@ -111,6 +115,7 @@ def run_variant(
         extra=("--daily-limit", str(10**9)),
     ) as crm:
         ledger = workdir / f"ledger-{index}.db"  # a variant named twice is run twice, afresh
+        breakdown = workdir / f"breakdown-{index}.json"
         config = {
             **base,
             "base_url": crm.url,
@@ -125,7 +130,8 @@ def run_variant(
         config_path.write_text(json.dumps(config))
         code = _RUN.format(
             root=str(root),
-            patch=_NO_BUDGET if "no-budget" in name else "",
+            patch=(_NO_BUDGET if "no-budget" in name else "")
+            + (_BREAKDOWN.format(path=str(breakdown)) if "breakdown" in name else ""),
             module="target_contacts.target",
             cls="TargetContacts",
         )
@@ -143,7 +149,10 @@ def run_variant(
         wall = time.monotonic() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"variant": name, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2)}
+    result: dict[str, Any] = {"variant": name, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2)}
+    if breakdown.exists():
+        result["breakdown"] = str(breakdown)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{records / result['wall_s']:.0f} records/s ({result['cpu_s']} s CPU, "
                     f"{result['wall_s']} s wall)"
                 )
+                if "breakdown" in result:
+                    for line in cpu_breakdown.render(result["breakdown"], records):
+                        say(line)
         finally:
             if args.ref:
                 subprocess.run(  # noqa: S603
