@@ -10,7 +10,8 @@ share of each location's ceiling, 429s, total CPU; not in the default set, --ite
 CRM contacts into an empty MOCO, scaled like 1-3, and an unscaled run; identical reruns; two
 two-way cycles on an unchanged account), 9 real time through the webhook listener (latency each
 way at the real limits, a burst of MOCO edits). 8 and 9 are not in the default set either.
-``--merge`` keeps the other items' results of the results file and replaces those of the items run.
+``--merge`` keeps the other items' results of the results file and replaces those of the items run;
+without it a run refuses to start when the results file holds items it would not measure.
 ``--quick`` is a small smoke run (a minute or two) that writes to bench/.quick/ unless told
 otherwise; its numbers are too small to mean anything.
 """
@@ -318,6 +319,23 @@ def merge_results(old: dict, new: dict) -> dict:
     return merged
 
 
+def _refuse_to_drop(path: Path, items: set[int], *, merge: bool) -> None:
+    """Stop before a run that would overwrite results of other items without ``--merge``.
+
+    The results file (and the report made from it) holds items measured by separate runs: a run
+    of some items without ``--merge`` would replace them all with its own.
+    """
+    if merge or not path.exists():
+        return
+    dropped = set(json.loads(path.read_text(encoding="utf-8")).get("items") or []) - items
+    if dropped:
+        raise SystemExit(
+            f"{path} holds the results of items {sorted(dropped)}, which this run would drop: "
+            f"add --merge to replace only those of items {sorted(items)}, or write elsewhere "
+            "with --results PATH --report PATH"
+        )
+
+
 def _merged_if_asked(merge: bool, path: Path, results: dict) -> dict:  # noqa: FBT001
     """``results`` merged into the results file's (``--merge``), when that file exists."""
     if merge and path.exists():
@@ -342,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  the one entry 
     report_path = args.report or (
         out_dir / "benchmarks.md" if out_dir else ROOT / "docs" / "benchmarks.md"
     )
+    if not args.render:
+        _refuse_to_drop(results_path, items, merge=args.merge)
     if args.render:
         results = json.loads(results_path.read_text(encoding="utf-8"))
         results["evaluation"] = report.evaluate(results)

@@ -1211,10 +1211,11 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
     add("")
     add("```bash")
     add(
-        "bench/run                      # everything, ~20 minutes; writes bench/results.json and "
+        "bench/run --merge              # items 1-5, ~20 minutes; into bench/results.json and "
         "docs/benchmarks.md"
     )
-    add("bench/run --items 1,2,5        # write throughput, calls per record, naive baseline")
+    add("bench/run --items 1,2,5 --merge  # write throughput, calls per record, naive baseline")
+    add("bench/run --items 7 --merge    # one item (6-9 are not in the default set)")
     add("bench/run --quick              # small smoke run, writes to bench/.quick/")
     add("bench/run --help               # sizes, scale, latency, concurrency")
     add("```")
