@@ -179,7 +179,7 @@ def _section_7(ml: dict[str, Any]) -> list[str]:
         "",
         (
             "The targets' CPU moves with the machine more than with the code: on 2026-12-02 "
-            "the same code took 59.4 s at 10:52 and 70-83 s after 13:00. Runs in pairs, one "
+            "the code of d319994 took 59.4 s at 10:52 and 72-77 s after 13:00. Runs in pairs, one "
             "after the other, after the ledger's shared commits and the one-write requests "
             "(`bench/run --items 7` on this checkout, then with `sync_ledger` of d319994): "
             "68.6 / 71.9 s against 72.4 / 76.0 s."
