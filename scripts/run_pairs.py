@@ -22,6 +22,10 @@ The pairs file (YAML)::
 
 Every pair's links live in the shared ledger under its location id, so two pairs may not name
 the same location (their MOCO ids would collide): the file is refused before anything runs.
+Each pair's Meltano gets a system folder of its own (``<log dir>/<pair>/meltano-system``) whose
+``run/`` folder is the pair's and whose other entries link to the project's ``.meltano``: Meltano
+writes a plugin's generated files (the tap's catalog, the state it hands the tap) to
+``.meltano/run/<plugin>/``, one folder per plugin name, which pairs running at once would share.
 Only the Python that runs Meltano is needed (PyYAML comes with Meltano).
 """
 
@@ -54,6 +58,10 @@ SUMMARY_SETTINGS = {
     "target-moco": "TARGET_MOCO_SUMMARY_PATH",
 }
 COUNTS = ("created", "updated", "unchanged", "rejected")
+#: The pair's own Meltano system folder, in the pair's log folder (see :func:`pair_system_dir`).
+SYSTEM_DIR = "meltano-system"
+#: The entry of a Meltano system folder that holds the plugins' generated files, per plugin name.
+RUN_DIR = "run"
 _TEXT_COLUMNS = 3
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -193,6 +201,42 @@ def _environment(project: dict[str, Any], env: dict[str, str], option: str | Non
     return option or env.get("MELTANO_ENVIRONMENT") or project.get("default_environment")
 
 
+# --- the pair's own Meltano system folder ---------------------------------------------------
+def project_system_dir(root: Path, environ: dict[str, str]) -> Path:
+    """The project's Meltano system folder: ``MELTANO_SYS_DIR_ROOT``, else ``<root>/.meltano``."""
+    return (root / environ.get("MELTANO_SYS_DIR_ROOT", ".meltano")).resolve()
+
+
+def pair_system_dir(project_dir: Path, folder: Path) -> Path:
+    """A Meltano system folder for one pair: its own ``run/``, every other entry the project's.
+
+    Meltano writes each plugin's generated files (the tap's catalog, the state file it hands the
+    tap, logging set-ups) to ``<system folder>/run/<plugin name>/``: one folder per plugin name,
+    not per run. Pairs run the same plugins at once with different settings, so without this one
+    pair's tap could read another pair's catalog or state. Everything else (the plugins'
+    virtualenvs, the SQLite system database and its state) stays the project's, through links;
+    SQLite follows the link, so its journal and locks are the project database's.
+    """
+    own = folder / SYSTEM_DIR
+    (own / RUN_DIR).mkdir(parents=True, exist_ok=True)
+    for entry in sorted(project_dir.iterdir()):
+        # The default log folder is .meltano/run-pairs: never link a folder into itself.
+        if entry.name == RUN_DIR or own.is_relative_to(entry):
+            continue
+        link = own / entry.name
+        if link.is_symlink():
+            if link.readlink() == entry:
+                continue
+            link.unlink()
+        elif link.exists():
+            raise FileExistsError(
+                f"{link} is not a link to {entry}: the pair would not use the project's "
+                f"{entry.name}; move it away and run again"
+            )
+        link.symlink_to(entry, target_is_directory=entry.is_dir())
+    return own
+
+
 # --- running ---------------------------------------------------------------------------------
 def _error_line(log: str) -> str | None:
     """What a failed run's log says went wrong: its last exception, else Meltano's last error."""
@@ -230,6 +274,7 @@ class Runner:
     environment: str | None
     extra_args: list[str]
     project: dict[str, Any]
+    system_dir: Path
     _running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -247,10 +292,12 @@ class Runner:
         ]
 
     def migrate_system_database(self) -> bool:
-        """``meltano upgrade database`` once, before runs start together.
+        """``meltano upgrade database`` once, before any pair starts.
 
         Meltano migrates its system database at the start of a command, and two commands that
         find a new database at the same moment both try (one fails: "table job already exists").
+        It also makes the default SQLite database exist before the pairs' system folders link
+        to it (a pair would otherwise start a database of its own, and its state with it).
         """
         done = subprocess.run(  # noqa: S603  meltano, fixed arguments
             [*self.meltano, "upgrade", "database"],
@@ -271,6 +318,13 @@ class Runner:
         """Run one pair to its end; never raises for the pair's own failure."""
         folder = self.log_dir / pair.name
         folder.mkdir(parents=True, exist_ok=True)
+        log_path = folder / "run.log"
+        try:
+            system_dir = pair_system_dir(self.system_dir, folder)
+        except OSError as exc:
+            return PairResult(
+                pair.name, [], 2, 0.0, str(log_path), error=f"no system folder of its own: {exc}"
+            )
         summaries = {name: folder / f"{name}-summary.json" for name in SUMMARY_SETTINGS}
         for path in summaries.values():
             path.unlink(missing_ok=True)
@@ -278,9 +332,9 @@ class Runner:
             **os.environ,
             **pair.env,
             **{SUMMARY_SETTINGS[name]: str(path) for name, path in summaries.items()},
+            "MELTANO_SYS_DIR_ROOT": str(system_dir),
         }
         environment = _environment(self.project, env, self.environment)
-        log_path = folder / "run.log"
         started = time.monotonic()
         with log_path.open("wb") as log:
             try:
@@ -425,11 +479,12 @@ def main(argv: list[str] | None = None) -> int:
         environment=args.environment,
         extra_args=list(args.meltano_args),
         project=project,
+        system_dir=project_system_dir(root, dict(os.environ)),
     )
     parallel = max(1, min(args.parallel, len(pairs)))
     sys.stdout.write(f"run-pairs: {len(pairs)} pair(s), {parallel} at a time\n")
     sys.stdout.flush()
-    if parallel > 1 and not runner.migrate_system_database():
+    if not runner.migrate_system_database():
         return 2
     results: list[PairResult] = []
     with ThreadPoolExecutor(max_workers=parallel) as pool:

@@ -18,7 +18,7 @@ import yaml
 from sandbox.contacts import ContactsSandbox
 from sandbox.moco import MocoSandbox
 from sandbox.server import RunningSandbox
-from scripts.run_pairs import PairsFileError, _only, load_pairs, state_ids
+from scripts.run_pairs import SYSTEM_DIR, PairsFileError, _only, load_pairs, state_ids
 from sync_ledger.db import make_engine
 from sync_ledger.ledger import IdLedger
 from tests.e2e import test_meltano_run as on_sqlite
@@ -35,7 +35,6 @@ def test_every_pair_runs_under_its_own_state_id_and_a_failing_one_stops_no_other
     meltano_project: Path, tmp_path: Path
 ) -> None:
     ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
-    system_database = f"sqlite:///{tmp_path / 'meltano.db'}"
     with (
         RunningSandbox(
             ContactsSandbox(
@@ -77,11 +76,9 @@ def test_every_pair_runs_under_its_own_state_id_and_a_failing_one_stops_no_other
                 }
             )
         )
-        env = {
-            **_base_env(),
-            "MELTANO_DATABASE_URI": system_database,
-            "SHARED_LEDGER": ledger,
-        }
+        # Meltano's default system database, the project's .meltano/meltano.db: each pair's
+        # own system folder links to it, so the states below land in the project's database.
+        env = {**_base_env(), "SHARED_LEDGER": ledger}
         result = subprocess.run(
             [
                 str(ROOT / "scripts" / "run-pairs"),
@@ -123,6 +120,11 @@ def test_every_pair_runs_under_its_own_state_id_and_a_failing_one_stops_no_other
     reason = next(x for x in table.splitlines() if x.startswith("pair-c: "))
     assert "401" in reason or "token" in reason.lower(), reason
     assert "2 of 3 pairs ok" in table
+    # Each pair's Meltano wrote its tap's catalog to a run folder of its own, not to the
+    # project's `.meltano/run/tap-moco/` that pairs running at once would share.
+    for name in PAIRS:
+        run_dir = tmp_path / "logs" / name / SYSTEM_DIR / "run" / "tap-moco"
+        assert json.loads((run_dir / "tap.properties.json").read_text())["streams"]
 
     # Each completed pair wrote its MOCO account into its own location, and nothing else.
     engine = make_engine(ledger)
