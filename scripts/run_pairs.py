@@ -227,13 +227,18 @@ def pair_system_dir(project_dir: Path, folder: Path) -> Path:
         if link.is_symlink():
             if link.readlink() == entry:
                 continue
-            link.unlink()
+            link.unlink(missing_ok=True)
         elif link.exists():
             raise FileExistsError(
                 f"{link} is not a link to {entry}: the pair would not use the project's "
                 f"{entry.name}; move it away and run again"
             )
-        link.symlink_to(entry, target_is_directory=entry.is_dir())
+        try:
+            link.symlink_to(entry, target_is_directory=entry.is_dir())
+        except FileExistsError:
+            # Another run of the same pair (an overlapping schedule) made it a moment ago.
+            if not (link.is_symlink() and link.readlink() == entry):
+                raise
     return own
 
 

@@ -14,14 +14,11 @@ from __future__ import annotations
 import json
 import stat
 import sys
-from typing import TYPE_CHECKING
-
-from scripts.run_pairs import SYSTEM_DIR, main, pair_system_dir
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from pathlib import Path
 
 import pytest
+
+from scripts.run_pairs import SYSTEM_DIR, main, pair_system_dir
 
 FAKE_MELTANO = """\
 import json, os, sys, time
@@ -132,3 +129,20 @@ def test_a_pairs_system_folder_links_the_projects_entries_and_is_kept_up_to_date
     (own / "meltano.db").write_text("a database of its own")
     with pytest.raises(FileExistsError, match="is not a link to"):
         pair_system_dir(meltano, folder)
+
+
+def test_two_runs_of_one_pair_setting_up_its_folder_at_once_both_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meltano = tmp_path / ".meltano"
+    (meltano / "extractors").mkdir(parents=True)
+    folder = tmp_path / "logs" / "acme"
+    real_symlink_to = Path.symlink_to
+
+    def the_other_run_came_first(self: Path, target: Path, **kwargs: bool) -> None:
+        real_symlink_to(self, target, **kwargs)  # the overlapping run's link
+        real_symlink_to(self, target, **kwargs)  # ours: FileExistsError
+
+    monkeypatch.setattr(Path, "symlink_to", the_other_run_came_first)
+    own = pair_system_dir(meltano, folder)
+    assert (own / "extractors").readlink() == meltano / "extractors"
