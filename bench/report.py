@@ -1119,13 +1119,29 @@ def markdown(r: dict[str, Any]) -> str:  # noqa: C901, PLR0912, PLR0915
             "for the API to wake up for, ~0.1 ms of CPU per call). `python -m bench.target_ab "
             "--ref d319994` (target-contacts alone, no latency, start-up included): 2.70 / 2.80 "
             "/ 2.94 against 3.27 / 3.36 / 3.43 ms per record at 3,000 contacts, and 2.12 / "
-            "2.19 against 2.26 / 2.62 at 10,000, in pairs. The rows above (14:00, de4a2f7): "
-            "2.40 / 2.17 ms at 10,000 / 100,000 contacts where 65af9a3 measured 2.59 / 2.22 "
-            "this morning; the same machine ran 30-40 % slower in between (a run of this item "
-            "at 12:54 gave 2.90 / 2.26, and target-moco 3.56 against 2.79 here): compare the "
-            "pairs. target-moco (2,000 contacts, its "
+            "2.19 against 2.26 / 2.62 at 10,000, in pairs. A run of this item at 14:00 (de4a2f7) "
+            "gave 2.40 / 2.17 ms at 10,000 / 100,000 contacts where 65af9a3 measured 2.59 / "
+            "2.22 this morning; the same machine ran 30-40 % slower in between (a run at 12:54 "
+            "gave 2.90 / 2.26, and target-moco 3.56 against 2.79): compare the pairs. "
+            "target-moco (2,000 contacts, its "
             "default 2 writer threads: few writes meet to share a commit) was 3.59 / 3.68 / "
             "3.56 against 3.94 / 3.57 / 3.60 ms: no difference beyond the noise."
+        )
+        add("")
+        add(
+            "**Which Python.** Until 2026-12-02 16:00 `.venv` (and the plugins' virtualenvs "
+            "Meltano makes from it) ran on the `python3` found first, here pyenv's CPython "
+            "3.11.7, a build without the optimizations a distribution's or the Docker image's "
+            "`python:3.11-slim` has. The scripts now make `.venv` with the system's "
+            "`/usr/bin/python3` (Debian's 3.11.2) when it has `venv` (`scripts/_venv.sh`; "
+            "`PYTHON=...` chooses). The same target on the same input, the two interpreters in "
+            "turn (`python -m bench.target_ab --contacts 10000 --variants "
+            "current,other-python,current,other-python,current,other-python --other-python "
+            "<a pyenv-made venv>/bin/python`, 16:20): **1.93 / 1.86 / 2.00 ms per record "
+            "against 2.43 / 2.34 / 2.35**, about a fifth less. The rows above (16:14, 78c7e72) "
+            "ran on Debian's 3.11.2, and so do the production image's kind of builds: 1.99 / "
+            "1.82 ms for target-contacts at 10,000 / 100,000 contacts and 2.27 ms for "
+            "target-moco, still about twice the goal."
         )
         add("")
         add(

@@ -16,7 +16,9 @@ ledger. ``--ref``
 adds the target of another commit (a git worktree, run with this checkout's virtualenv, so its
 dependencies must match): the variant ``ref`` places its runs among the others (e.g.
 ``current,ref,current,ref``, so both meet the same moments of the machine), else it runs once,
-last. ``--latency 0.1,0.2`` makes the sandbox answer each call after a random delay in that
+last. ``--other-python PATH`` adds the variant ``other-python``: this checkout's target run by
+another interpreter with its own packages (a virtualenv made with another CPython build), placed
+like ``ref``. ``--latency 0.1,0.2`` makes the sandbox answer each call after a random delay in that
 range (seconds), as a real API does; ``--concurrency N`` sets ``max_concurrency``. Prints CPU
 per record (user + system of the target process, start-up included: it is one process per run)
 and records per second of wall time. CPU seconds of the
@@ -105,6 +107,7 @@ def run_variant(
     index: int,
     *,
     latency: tuple[float, float] = (0.0, 0.0),
+    python: str = sys.executable,
 ) -> dict[str, Any]:
     """One target run on ``tap_output`` into an empty ledger: CPU seconds and wall time."""
     with Sandbox(
@@ -139,7 +142,7 @@ def run_variant(
         start = time.monotonic()
         with tap_output.open() as stdin:
             subprocess.run(  # noqa: S603
-                [sys.executable, "-c", code, "--config", str(config_path)],
+                [python, "-c", code, "--config", str(config_path)],
                 stdin=stdin,
                 stdout=subprocess.DEVNULL,
                 stderr=(workdir / f"target-{index}.err").open("w"),
@@ -164,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         "--variants", default="current,no-budget,one-way", help="comma-separated, see above"
     )
     parser.add_argument("--ref", help="also run the target of this git commit")
+    parser.add_argument(
+        "--other-python", help="also run this checkout's target with this interpreter"
+    )
     parser.add_argument("--latency", default="0,0", help="LOW,HIGH seconds per sandbox answer")
     parser.add_argument("--concurrency", type=int, help="max_concurrency (default: the project's)")
     args = parser.parse_args(argv)
@@ -178,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         names = [v for v in args.variants.split(",") if v]
         if args.ref and "ref" not in names:
             names.append("ref")
+        if args.other_python and "other-python" not in names:
+            names.append("other-python")
         tree = workdir / "ref"
         if args.ref:
             subprocess.run(  # noqa: S603
@@ -194,7 +202,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             for index, (name, root) in enumerate(runs):
                 result = run_variant(
-                    name, root, base, tap_output, workdir, index, latency=(low, high)
+                    name,
+                    root,
+                    base,
+                    tap_output,
+                    workdir,
+                    index,
+                    latency=(low, high),
+                    python=args.other_python if name == "other-python" else sys.executable,
                 )
                 say(
                     f"{name:>24}: {1000 * result['cpu_s'] / records:.2f} ms CPU per record, "
