@@ -360,8 +360,6 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  the one entry 
     report_path = args.report or (
         out_dir / "benchmarks.md" if out_dir else ROOT / "docs" / "benchmarks.md"
     )
-    if not args.render:
-        _refuse_to_drop(results_path, items, merge=args.merge)
     if args.render:
         results = json.loads(results_path.read_text(encoding="utf-8"))
         results["evaluation"] = report.evaluate(results)
@@ -369,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  the one entry 
         report_path.write_text(report.markdown(results), encoding="utf-8")
         log(f"rendered {report_path} from {results_path}")
         return 0
+    _refuse_to_drop(results_path, items, merge=args.merge)
     workdir = Path(tempfile.mkdtemp(prefix="moco-bench-"))
     started = time.monotonic()
     results: dict = {

@@ -74,8 +74,7 @@ def render(path: str, records: int) -> list[str]:
     """The breakdown in ``path`` as lines: ms of CPU per record and us per call of each step."""
     result = json.loads(Path(path).read_text(encoding="utf-8"))
     lines = [f"    process: {1000 * result['process_cpu_s'] / records:.3f} ms CPU per record"]
-    order = [step for _m, _c, _f, step in STEPS]
-    for step in order:
+    for _module, _class, _method, step in STEPS:
         found = result["steps"].get(step)
         if found is None:
             continue
