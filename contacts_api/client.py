@@ -557,8 +557,12 @@ class ContactsClient:
         while True:
             self._refuse_if_cancelled(route, path)
             slot = self.limiter.acquire()
-            self._refuse_if_cancelled(route, path)
-            token = self.auth.token()
+            try:
+                self._refuse_if_cancelled(route, path)
+                token = self.auth.token()
+            except BaseException:
+                self.limiter.answered(slot)  # not sent: the slot is handed back all the same
+                raise
             with self._calls_lock:
                 self._calls[route.key] += 1
             started = time.monotonic()
@@ -572,9 +576,9 @@ class ContactsClient:
                     headers={**self._headers, "Authorization": f"Bearer {token}"},
                 )
             except requests.RequestException as exc:
-                self.limiter.answered(slot)
                 raise self._network_failure(route, path, exc, safe=safe) from None
-            self.limiter.answered(slot)  # the API counted it by now at the latest
+            finally:
+                self.limiter.answered(slot)  # the API counted it by now at the latest
             self.limiter.observe(response.headers)
             logger.debug(
                 "%s %s -> %s in %.0f ms",

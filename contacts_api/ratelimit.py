@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _BUCKET = "contacts-api"
+#: What :meth:`ContactsRateLimiter.acquire` returns without a shared budget: a slot of its own.
+_OWN_SLOT = object()
+#: How long a wait for an answer lasts before the limiter looks again.
+_ANSWER_WAIT_SECONDS = 1.0
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
@@ -85,12 +89,18 @@ class ContactsRateLimiter:
     - :meth:`acquire` raises :class:`DailyQuotaExhausted` without waiting once the daily remaining
       count (``X-RateLimit-Daily-Remaining``, decremented locally between answers) is at or below
       ``daily_reserve``; the reserve keeps requests for an operator's own checks.
+    - A request's slot is held until a window after its answer, too: :meth:`acquire` also waits
+      while ``max_requests`` requests are in flight or were answered within the window plus the
+      margin. The API counts a request at some moment between sending and answering, so delays
+      on the way (a busy machine, a slow network) cannot crowd more than ``max_requests`` of
+      its counts into one window, whatever the margin. Every :meth:`acquire` must be followed by
+      :meth:`answered` with what it returned, also when the request failed or was never sent.
     - With a ``budget`` (a :class:`SharedBudget`, e.g. the ledger's
       :class:`~sync_ledger.budget.RateBudget`), every acquisition also takes a slot of that
       budget, so that processes sharing it (tap-contacts and target-contacts on one location)
       stay within the limit together; their requests then count as our own when the headers
-      report the window used up. :meth:`answered` (after the answer) holds the slot for a window
-      from then, so that delays between our count and the API's cannot add up to a 429.
+      report the window used up. The budget then holds each slot for a window from its answer
+      (:meth:`answered`), for every process at once, instead of this process alone.
     """
 
     _shared: ClassVar[dict[tuple[str, str], ContactsRateLimiter]] = {}
@@ -125,6 +135,10 @@ class ContactsRateLimiter:
         self._daily_limit: int | None = None
         self._warned_stricter = False
         self.budget = budget
+        # Without a budget: requests in flight, and the moments of the answers within the hold.
+        self._in_flight = 0
+        self._answers: deque[float] = deque()
+        self._answer_in = threading.Condition(self._lock)
 
     @classmethod
     def shared(
@@ -153,9 +167,10 @@ class ContactsRateLimiter:
             return self._daily_remaining
 
     def acquire(self) -> object:
-        """Block until one request may be sent now; returns the shared budget's slot (or None).
+        """Block until one request may be sent now; returns its slot (the shared budget's, if any).
 
-        Hand the slot to :meth:`answered` when the request's answer (or failure) is in. Raises
+        Hand the slot to :meth:`answered` when the request's answer (or failure) is in, or when
+        it is not sent after all. Raises
         :class:`DailyQuotaExhausted` instead of waiting when the daily quota is at or below the
         reserve (nothing is sent then).
         """
@@ -166,10 +181,13 @@ class ContactsRateLimiter:
             if wait <= 0:
                 break
             time.sleep(wait)
+        budget = self.budget
+        if budget is None:
+            self._hold()
         if not self._limiter.try_acquire(_BUCKET, blocking=True):
             raise RuntimeError("rate limiter refused a single request; max_requests must be >= 1")
         # The window shared with the other processes on this location.
-        slot = self.budget.take() if self.budget is not None else None
+        slot = budget.take() if budget is not None else _OWN_SLOT
         with self._lock:
             self._sent.append(time.monotonic())
             if self._daily_remaining is not None:
@@ -178,8 +196,30 @@ class ContactsRateLimiter:
 
     def answered(self, slot: object) -> None:
         """The request of ``slot`` (from :meth:`acquire`) has its answer, or has failed."""
-        if slot is not None and self.budget is not None:
+        if slot is _OWN_SLOT:
+            with self._answer_in:
+                self._in_flight = max(0, self._in_flight - 1)
+                self._answers.append(time.monotonic())
+                self._answer_in.notify()
+        elif slot is not None and self.budget is not None:
             self.budget.answered(slot)
+
+    def _hold(self) -> None:
+        """Wait until fewer than ``max_requests`` are in flight or answered within the hold."""
+        hold = self.window_seconds + self.safety_margin_seconds
+        while True:
+            with self._answer_in:
+                now = time.monotonic()
+                while self._answers and self._answers[0] <= now - hold:
+                    self._answers.popleft()
+                if self._in_flight + len(self._answers) < self.max_requests:
+                    self._in_flight += 1
+                    return
+                if not self._answers:  # every slot is in flight: the next answer frees one
+                    self._answer_in.wait(_ANSWER_WAIT_SECONDS)
+                    continue
+                wait = self._answers[0] + hold - now
+            time.sleep(max(wait, 0.001))
 
     def _check_daily(self) -> None:
         with self._lock:

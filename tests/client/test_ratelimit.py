@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -79,7 +80,7 @@ def test_grants_at_most_max_requests_per_window_plus_margin_and_no_later(fake_cl
     started = fake_clock.now
     grants = []
     for _ in range(30):
-        limiter.acquire()
+        limiter.answered(limiter.acquire())  # answered at once: the margin is the longer hold
         grants.append(fake_clock.now - started)
     limiter.close()
     for i in range(len(grants) - 10):
@@ -92,7 +93,7 @@ def test_own_traffic_that_fills_the_window_costs_no_pause(fake_clock):
     limiter = ContactsRateLimiter(10, 1.0)
     started = fake_clock.now
     for sent in range(1, 11):
-        limiter.acquire()
+        limiter.answered(limiter.acquire())
         if sent == 10:
             fake_clock.advance(0.6)  # a slow answer says the window is used up
         limiter.observe(window_headers(10 - sent, limit=10, interval=1.0))
@@ -111,6 +112,37 @@ def test_other_traffic_that_fills_the_window_pauses_for_the_servers_interval(fak
     limiter.observe(window_headers(0, limit=20, interval=2.0))  # used up, but not by us
     limiter.acquire()
     assert fake_clock.now - answered == pytest.approx(2.0)
+    limiter.close()
+
+
+def test_a_slot_is_held_for_a_window_from_its_answer_however_late_it_came(fake_clock):
+    # The API counts a request when it arrives: a request sent late after its acquisition (a
+    # busy machine) is counted late, so its slot frees a window after the answer, not before.
+    limiter = ContactsRateLimiter(2, 1.0)  # hold: 1.0 s window + 0.1 s margin
+    first = limiter.acquire()
+    fake_clock.advance(5.0)  # its request went out (and was counted) late
+    limiter.answered(first)
+    answered = fake_clock.now
+    limiter.answered(limiter.acquire())
+    limiter.acquire()  # the acquisitions' own window freed two slots long ago
+    assert fake_clock.now - answered == pytest.approx(1.1)
+    limiter.close()
+
+
+def test_requests_in_flight_hold_their_slots_until_answered(fake_clock):
+    limiter = ContactsRateLimiter(2, 1.0)
+    slots = [limiter.acquire(), limiter.acquire()]
+    fake_clock.advance(100.0)  # far past any window: only the answers are missing
+    third = threading.Thread(target=limiter.acquire)
+    third.start()
+    third.join(0.3)
+    assert third.is_alive()  # both requests are still in flight
+    limiter.answered(slots[0])
+    answered = fake_clock.now
+    third.join(10)
+    assert not third.is_alive()
+    assert fake_clock.now - answered == pytest.approx(1.1)  # a window from that answer
+    limiter.answered(slots[1])
     limiter.close()
 
 
