@@ -12,11 +12,12 @@ is a :class:`requests.Response`, and a failure raises the :class:`requests.Reque
 that ``requests`` would raise for it (:func:`sent_nothing` tells whether the request provably
 never left). Redirects are not followed and cookies are not kept: neither API uses them.
 
-Without a proxy (the usual case) requests to the API's origin go over the standard library's
-``http.client`` (:class:`_Origin`: its own pool, the stale-connection check urllib3 makes,
-TLS with the same CA bundle and host name check, gzip and deflate answers decoded): a call
-costs about half the CPU of urllib3's request and answer objects, and a writing target makes
-one call per record. Through a proxy, and for a URL on another origin, urllib3's pool sends
+Without a proxy (the usual case) requests to the API's origin go over a lean HTTP/1.1 exchange
+on the standard library's sockets (:class:`_Origin`: its own pool, the stale-connection check
+urllib3 makes, TLS with the same CA bundle and host name check, chunked, gzip and deflate
+answers decoded, ``http.client``'s limits on lines and header fields): a call costs less than
+half the CPU of urllib3's request and answer objects, and a writing target makes one call per
+record. Through a proxy, and for a URL on another origin, urllib3's pool sends
 the request, as ``requests`` itself would.
 """
 
@@ -25,12 +26,14 @@ from __future__ import annotations
 import http.client
 import json as jsonlib
 import os
+import re
 import select
+import socket
 import ssl
 import threading
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -220,33 +223,214 @@ def _tls_context(ca: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca)
 
 
-class _Connection(http.client.HTTPConnection):
-    """An ``http.client`` connection that sends a request's head and body in one write.
+class _Connection:
+    """One kept-alive HTTP/1.1 connection: its socket and the bytes read but not yet used.
 
-    ``http.client`` writes the head, then the body: on a kept-alive connection each write is a
-    segment the server wakes up for, and the second one cost a writing target ~0.1 ms of CPU per
-    call (a POST to a local sandbox: 360 against 455 us). :class:`_Origin` sends bodies of bytes
-    only; they go with their head.
+    A request leaves in one write, head and body together (``http.client`` writes the head, then
+    the body: on a kept-alive connection each write is a segment the server wakes up for, and the
+    second one cost a writing target ~0.1 ms of CPU per call). The answer is read from the
+    connection's own buffer: ``http.client`` made a file object per answer and parsed its header
+    fields with the ``email`` package, ~50 us of a writing target's CPU per call.
     """
 
-    _buffer: list[bytes]  # http.client's lines of the head being built
+    __slots__ = ("_buffer", "sock")
 
-    def _send_output(self, message_body: object = None, encode_chunked: bool = False) -> None:  # noqa: FBT001, FBT002  http.client's signature
-        body = b"" if message_body is None else message_body
-        if not isinstance(body, bytes) or encode_chunked:
-            msg = f"a request body is sent as bytes, not {type(message_body).__name__}"
-            raise TypeError(msg)
-        head_and_body = b"\r\n".join([*self._buffer, b"", body])
-        del self._buffer[:]
-        self.send(head_and_body)
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock: socket.socket | None = sock
+        self._buffer = bytearray()
+
+    def send(self, data: bytes) -> None:
+        """Write ``data`` whole."""
+        if self.sock is None:
+            raise http.client.NotConnected
+        self.sock.sendall(data)
+
+    @property
+    def pending(self) -> bool:
+        """Whether bytes the answers did not use wait in the buffer (a confused connection)."""
+        return bool(self._buffer)
+
+    def readline(self) -> bytes:
+        """One line with its end (b"" when the server closed first); too long a line fails."""
+        buffer = self._buffer
+        while True:
+            end = buffer.find(b"\n", 0, _MAX_LINE + 1)
+            if end >= 0:
+                line = bytes(buffer[: end + 1])
+                del buffer[: end + 1]
+                return line
+            if len(buffer) > _MAX_LINE:
+                raise http.client.LineTooLong("header line")
+            if not self._receive():
+                line = bytes(buffer)
+                buffer.clear()
+                return line
+
+    def read(self, size: int) -> bytes:
+        """Exactly ``size`` bytes; fewer before the server closed is an incomplete read."""
+        buffer = self._buffer
+        while len(buffer) < size:
+            if not self._receive():
+                got = bytes(buffer)
+                buffer.clear()
+                raise http.client.IncompleteRead(got, size - len(got))
+        data = bytes(buffer[:size])
+        del buffer[:size]
+        return data
+
+    def read_to_end(self) -> bytes:
+        """Everything until the server closes the connection."""
+        while self._receive():
+            pass
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+    def close(self) -> None:
+        """Close the socket (again: no harm)."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+
+    def _receive(self) -> bool:
+        if self.sock is None:
+            raise http.client.NotConnected
+        chunk = self.sock.recv(_RECEIVE_SIZE)
+        self._buffer += chunk
+        return bool(chunk)
 
 
-class _TLSConnection(_Connection, http.client.HTTPSConnection):
-    """:class:`_Connection` over TLS."""
+#: Limits as ``http.client`` keeps them: a line's length and an answer's header fields.
+_MAX_LINE = 65536
+_MAX_FIELDS = 100
+_RECEIVE_SIZE = 65536
+#: Methods whose request carries a body: sent without one, they say so (Content-Length: 0).
+_BODY_METHODS = frozenset(("PATCH", "POST", "PUT"))
+_METHOD = re.compile(r"[A-Z][A-Z0-9_-]*")
+_PATH_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a token (RFC 9110)
+_STATUS_CODE = re.compile(r"[1-9][0-9][0-9]")
+
+
+class _Answer(NamedTuple):
+    status: int
+    reason: str
+    fields: CaseInsensitiveDict[str]
+    content: bytes
+    will_close: bool
+
+
+def _request_head(
+    method: str, target: str, host: str, headers: Mapping[str, str], body: bytes | None
+) -> bytes:
+    """A request's line and header fields, as ``http.client`` writes them.
+
+    A method, path or field that would change the request's lines raises
+    :class:`requests.exceptions.InvalidURL` or :class:`requests.exceptions.InvalidHeader`.
+    """
+    if not _METHOD.fullmatch(method):
+        raise requests.exceptions.InvalidURL(f"not a request method: {method!r}")
+    if _PATH_FORBIDDEN.search(target):
+        raise requests.exceptions.InvalidURL(f"URL can't contain control characters: {target!r}")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    elif method in _BODY_METHODS:
+        lines.append("Content-Length: 0")
+    for name, value in headers.items():
+        text = str(value)
+        if not _FIELD_NAME.fullmatch(name):
+            raise requests.exceptions.InvalidHeader(f"invalid header name {name!r}")
+        if "\r" in text or "\n" in text:
+            raise requests.exceptions.InvalidHeader(f"invalid header value for {name!r}")
+        lines.append(f"{name}: {text}")
+    lines += ["", ""]
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def _read_answer(conn: _Connection, method: str) -> _Answer:
+    """One whole answer: status, header fields (repeated ones joined), body, whether it closes."""
+    while True:
+        line = conn.readline()
+        if not line:
+            raise http.client.RemoteDisconnected("Remote end closed connection without response")
+        version, _, rest = line.decode("iso-8859-1").rstrip("\r\n").partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/") or not _STATUS_CODE.fullmatch(code):
+            raise http.client.BadStatusLine(line.decode("iso-8859-1"))
+        fields = _read_fields(conn)
+        if code != "100":  # a "100 Continue" comes before the answer itself
+            break
+    status = int(code)
+    encoding = fields.get("Transfer-Encoding", "")
+    chunked = "chunked" in encoding.lower()
+    length = None if chunked else _content_length(fields)
+    tokens = {t.strip().lower() for t in fields.get("Connection", "").split(",")}
+    if version in ("HTTP/1.0", "HTTP/0.9"):
+        will_close = "keep-alive" not in tokens and "Keep-Alive" not in fields
+    else:
+        will_close = "close" in tokens
+    if status < 200 or status in (204, 304) or method == "HEAD":  # noqa: PLR2004  no body
+        content = b""
+    elif chunked:
+        content = _read_chunks(conn)
+    elif length is not None:
+        content = conn.read(length)
+    else:  # the body ends where the connection does
+        content, will_close = conn.read_to_end(), True
+    return _Answer(status, reason.strip(), fields, content, will_close)
+
+
+def _read_fields(conn: _Connection) -> CaseInsensitiveDict[str]:
+    fields: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+    last: str | None = None
+    for _ in range(_MAX_FIELDS + 1):
+        line = conn.readline()
+        if line in (b"\r\n", b"\n", b""):
+            return fields
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        if text[:1] in (" ", "\t") and last is not None:  # a folded line continues the field
+            fields[last] = f"{fields[last]} {text.strip()}"
+            continue
+        name, colon, value = text.partition(":")
+        if not colon:
+            continue  # not a field: skipped, as http.client's parser does
+        name, value = name.strip(), value.strip()
+        fields[name] = f"{fields[name]}, {value}" if name in fields else value
+        last = name
+    raise http.client.HTTPException(f"got more than {_MAX_FIELDS} headers")
+
+
+def _content_length(fields: CaseInsensitiveDict[str]) -> int | None:
+    value = fields.get("Content-Length")
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _read_chunks(conn: _Connection) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        size_text = conn.readline().split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise http.client.IncompleteRead(b"".join(parts)) from None
+        if size == 0:
+            break
+        parts.append(conn.read(size))
+        conn.read(2)  # the chunk's line end
+    while conn.readline() not in (b"\r\n", b"\n", b""):  # trailer fields, unused
+        pass
+    return b"".join(parts)
 
 
 class _Origin:
-    """Kept-alive ``http.client`` connections to one origin (scheme, host, port). Thread-safe.
+    """Kept-alive HTTP/1.1 connections to one origin (scheme, host, port). Thread-safe.
 
     A connection is taken for one request and its whole answer, then given back unless the
     answer closes it; at most ``maxsize`` idle ones are kept. One that the server closed while
@@ -261,9 +445,12 @@ class _Origin:
         self, url: str, host: str, port: int | None, *, tls: ssl.SSLContext | None, maxsize: int
     ) -> None:
         self.url = url
-        self._host, self._port, self._tls = host, port, tls
+        default_port = 443 if tls is not None else 80
+        self._host, self._port, self._tls = host, port or default_port, tls
+        name = f"[{host}]" if ":" in host else host
+        self._host_field = name if self._port == default_port else f"{name}:{self._port}"
         self._maxsize = max(1, maxsize)
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[_Connection] = []
         self._lock = threading.Lock()
 
     def send(
@@ -275,11 +462,11 @@ class _Origin:
         timeout: float | None,
     ) -> requests.Response:
         """Send one request and read its whole answer."""
+        head = _request_head(method, url[len(self.url) :] or "/", self._host_field, headers, body)
         conn = self._connection(timeout)
         try:
-            conn.request(method, url[len(self.url) :] or "/", body=body, headers=headers)
-            answer = conn.getresponse()
-            content = answer.read()
+            conn.send(head + body if body else head)
+            answer = _read_answer(conn, method)
         except TimeoutError as error:
             conn.close()
             raise requests.exceptions.ReadTimeout(error) from error
@@ -290,13 +477,11 @@ class _Origin:
             conn.close()
         else:
             self._give_back(conn)
-        fields: CaseInsensitiveDict[str] = CaseInsensitiveDict()
-        for name, value in answer.getheaders():  # a repeated field is joined, as urllib3 does
-            fields[name] = f"{fields[name]}, {value}" if name in fields else value
-        encoding = fields.get("Content-Encoding")
+        content = answer.content
+        encoding = answer.fields.get("Content-Encoding")
         if content and encoding:
             content = _decoded(content, encoding)
-        return _response(url, answer.status, answer.reason, fields, content)
+        return _response(url, answer.status, answer.reason, answer.fields, content)
 
     def close(self) -> None:
         """Close the idle connections (one in use is closed when its request ends)."""
@@ -305,7 +490,7 @@ class _Origin:
         for conn in idle:
             conn.close()
 
-    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+    def _connection(self, timeout: float | None) -> _Connection:
         """An idle connection still open, or a new one; connected, with ``timeout`` set."""
         conn = None
         with self._lock:
@@ -316,28 +501,33 @@ class _Origin:
                     continue
                 conn = candidate
                 break
-        if conn is not None:  # open: _dropped() said so
+        if conn is not None and conn.sock is not None:  # open: _dropped() said so
             conn.sock.settimeout(timeout)
             return conn
-        if self._tls is not None:
-            conn = _TLSConnection(self._host, self._port, timeout=timeout, context=self._tls)
-        else:
-            conn = _Connection(self._host, self._port, timeout=timeout)
         try:
-            conn.connect()
-        except ssl.SSLError as error:
-            conn.close()
-            raise requests.exceptions.SSLError(error) from error
+            sock = socket.create_connection((self._host, self._port), timeout)
         except TimeoutError as error:
-            conn.close()
             raise requests.exceptions.ConnectTimeout(error) from error
         except OSError as error:
-            conn.close()
             reason = NotConnectedError(f"cannot connect to {self.url}: {error}")
             raise requests.exceptions.ConnectionError(reason) from reason
-        return conn
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls is not None:
+                sock = self._tls.wrap_socket(sock, server_hostname=self._host)
+        except ssl.SSLError as error:
+            sock.close()
+            raise requests.exceptions.SSLError(error) from error
+        except TimeoutError as error:
+            sock.close()
+            raise requests.exceptions.ConnectTimeout(error) from error
+        except OSError as error:
+            sock.close()
+            reason = NotConnectedError(f"cannot connect to {self.url}: {error}")
+            raise requests.exceptions.ConnectionError(reason) from reason
+        return _Connection(sock)
 
-    def _give_back(self, conn: http.client.HTTPConnection) -> None:
+    def _give_back(self, conn: _Connection) -> None:
         with self._lock:
             if len(self._idle) < self._maxsize:
                 self._idle.append(conn)
@@ -345,9 +535,9 @@ class _Origin:
         conn.close()
 
 
-def _dropped(conn: http.client.HTTPConnection) -> bool:
+def _dropped(conn: _Connection) -> bool:
     """Whether an idle kept-alive connection was closed by the server (or has stray bytes)."""
-    if conn.sock is None:
+    if conn.sock is None or conn.pending:
         return True
     try:
         if hasattr(select, "poll"):  # no limit on the descriptor's number, unlike select()

@@ -315,3 +315,161 @@ def test_both_clients_use_it(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     for session in (moco.session, contacts.session):
         assert session.proxies.get("https") == "http://proxy.internal:3128"
+
+
+class RawServer:
+    """Answers the requests of one connection after another with the raw bytes it is given.
+
+    ``answers`` are sent in order, one per request received (an answer of None closes the
+    connection instead; so does the last answer, after it is sent); the heads of the requests
+    are kept in ``heads``.
+    """
+
+    def __init__(self, answers: list[bytes | None]) -> None:
+        self.answers = list(answers)
+        self.heads: list[bytes] = []
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while self.answers:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                received = b""
+                while self.answers:
+                    while b"\r\n\r\n" not in received:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        received += chunk
+                    if b"\r\n\r\n" not in received:
+                        break
+                    head, _, received = received.partition(b"\r\n\r\n")
+                    self.heads.append(head)
+                    length = next(
+                        (
+                            int(line.split(b":", 1)[1])
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length:")
+                        ),
+                        0,
+                    )
+                    while len(received) < length:
+                        received += conn.recv(65536)
+                    received = received[length:]
+                    answer = self.answers.pop(0)
+                    if answer is None:
+                        break
+                    conn.sendall(answer)
+                if self.answers:
+                    continue
+                return
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Any]:
+    started: list[RawServer] = []
+
+    def start(answers: list[bytes | None]) -> RawServer:
+        started.append(RawServer(answers))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.close()
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+def test_answers_are_read_as_http_1_1_frames_them(raw_server: Any) -> None:
+    # Chunked with an extension and a trailer; folded and repeated fields; a "100 Continue"
+    # before the answer: each leaves the connection ready for the next request.
+    server = raw_server(
+        [
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Rate: 1\r\nx-rate: 2\r\n"
+                b"X-Folded: first\r\n  second\r\n\r\n"
+                b'5;ext=1\r\n{"a":\r\n3\r\n 1}\r\n0\r\nTrailer: t\r\n\r\n'
+            ),
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ]
+    )
+    session = pooled_session(server.url, pool_connections=1, pool_maxsize=1)
+
+    first = session.request("GET", server.url + "/contacts/1", timeout=5)
+    second = session.request("POST", server.url + "/contacts/", json={"b": 2}, timeout=5)
+    third = session.request("DELETE", server.url + "/contacts/1", timeout=5)
+
+    assert first.json() == {"a": 1}
+    assert first.headers["x-rate"] == "1, 2"
+    assert first.headers["X-Folded"] == "first second"
+    assert (second.status_code, second.reason, second.json()) == (201, "Created", {})
+    assert (third.status_code, third.content) == (204, b"")
+    assert server.connections == 1
+    host = server.url.removeprefix("http://").encode()
+    assert server.heads[1].split(b"\r\n")[:3] == [
+        b"POST /contacts/ HTTP/1.1",
+        b"Host: " + host,
+        b"Content-Length: 8",
+    ]
+    assert b"Content-Length" not in server.heads[2]  # a DELETE without a body says nothing
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+def test_an_answer_that_ends_with_its_connection_is_read_to_the_end(raw_server: Any) -> None:
+    server = raw_server([b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"x": 1}'])
+    session = pooled_session(server.url, pool_connections=1, pool_maxsize=1)
+
+    answer = session.request("GET", server.url + "/x", timeout=5)
+
+    assert answer.json() == {"x": 1}
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+@pytest.mark.parametrize(
+    "answer",
+    [
+        None,  # closed without a word
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",  # closed four-fifths short
+        b"SMTP ready\r\n\r\n",  # not HTTP
+        b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n",  # too many header fields
+    ],
+)
+def test_a_broken_answer_is_a_connection_error(raw_server: Any, answer: bytes | None) -> None:
+    server = raw_server([answer])
+    session = pooled_session(server.url, pool_connections=1, pool_maxsize=1)
+
+    with pytest.raises(requests.exceptions.ConnectionError) as caught:
+        session.request("GET", server.url + "/x", timeout=5)
+
+    assert not sent_nothing(caught.value)  # the request did leave
+
+
+@pytest.mark.usefixtures("no_proxy_variables")
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        ("/x HTTP/1.1\r\nX-Injected: 1", {}),
+        ("/x", {"X-Token": "a\r\nX-Injected: 1"}),
+        ("/x", {"Bad Name": "1"}),
+    ],
+)
+def test_a_request_that_would_smuggle_a_line_is_refused_before_it_leaves(
+    server: Recorder, url: str, headers: dict[str, str]
+) -> None:
+    session = pooled_session(server.url, pool_connections=1, pool_maxsize=1)
+
+    with pytest.raises((requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader)):
+        session.request("GET", server.url + url, headers=headers, timeout=5)
+
+    assert server.seen == []
