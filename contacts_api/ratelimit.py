@@ -2,8 +2,14 @@
 
 The API allows 100 requests per 10 seconds and 200,000 a day per app and location, and reports
 its counts in ``X-RateLimit-*`` headers (reference/contacts-api.md §4). :class:`ContactsRateLimiter`
-combines a pyrate-limiter sliding window (our own requests) with those headers (everyone's
-requests against the same location, e.g. a second run), so a healthy run sees no 429.
+combines a sliding window of our own requests, each held from its acquisition until a window
+after its answer (in this process, or across processes in the ledger's shared budget), with
+those headers (everyone's requests against the same location, e.g. a second run), so a healthy
+run sees no 429.
+
+The window is not pyrate-limiter's (MOCO's limiter uses it): a bucket of acquisition moments
+cannot hold a slot until its answer, and with the answer's hold a window of acquisitions is
+never the one that waits; it cost a writing target ~30 us of CPU per request.
 """
 
 from __future__ import annotations
@@ -13,8 +19,6 @@ import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
-
-from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate
 
 from contacts_api.errors import DailyQuotaExhausted
 
@@ -26,7 +30,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_BUCKET = "contacts-api"
 #: What :meth:`ContactsRateLimiter.acquire` returns without a shared budget: a slot of its own.
 _OWN_SLOT = object()
 #: How long a wait for an answer lasts before the limiter looks again.
@@ -81,26 +84,26 @@ class ContactsRateLimiter:
     What a caller may rely on:
 
     - No more than ``max_requests`` acquisitions in any sliding window of ``window_seconds`` plus a
-      safety margin (default ``max(0.1 s, 2 %)`` of the window), which absorbs the time between
-      acquiring and the server counting the request. Every attempt counts, also one answered 429.
+      safety margin (default ``max(0.1 s, 2 %)`` of the window). Every attempt counts, also one
+      answered 429.
     - When the server reports ``X-RateLimit-Remaining: 0`` and our own recent requests do not
       explain it (someone else uses the same location, or the server's limit is stricter),
       acquisitions pause for the server's whole window (``X-RateLimit-Interval-Milliseconds``).
     - :meth:`acquire` raises :class:`DailyQuotaExhausted` without waiting once the daily remaining
       count (``X-RateLimit-Daily-Remaining``, decremented locally between answers) is at or below
       ``daily_reserve``; the reserve keeps requests for an operator's own checks.
-    - A request's slot is held until a window after its answer, too: :meth:`acquire` also waits
-      while ``max_requests`` requests are in flight or were answered within the window plus the
-      margin. The API counts a request at some moment between sending and answering, so delays
+    - A request's slot is held until a window (plus the margin) after its answer: :meth:`acquire`
+      waits while ``max_requests`` requests are in flight or were answered within that hold.
+      The API counts a request at some moment between sending and answering, so delays
       on the way (a busy machine, a slow network) cannot crowd more than ``max_requests`` of
       its counts into one window, whatever the margin. Every :meth:`acquire` must be followed by
       :meth:`answered` with what it returned, also when the request failed or was never sent.
     - With a ``budget`` (a :class:`SharedBudget`, e.g. the ledger's
-      :class:`~sync_ledger.budget.RateBudget`), every acquisition also takes a slot of that
-      budget, so that processes sharing it (tap-contacts and target-contacts on one location)
-      stay within the limit together; their requests then count as our own when the headers
-      report the window used up. The budget then holds each slot for a window from its answer
-      (:meth:`answered`), for every process at once, instead of this process alone.
+      :class:`~sync_ledger.budget.RateBudget`), every acquisition takes a slot of that
+      budget instead, so that processes sharing it (tap-contacts and target-contacts on one
+      location) stay within the limit together; their requests then count as our own when the
+      headers report the window used up. The budget holds each slot until a window after its
+      answer (:meth:`answered`), for every process at once.
     """
 
     _shared: ClassVar[dict[tuple[str, str], ContactsRateLimiter]] = {}
@@ -125,8 +128,6 @@ class ContactsRateLimiter:
             if safety_margin_seconds is None
             else safety_margin_seconds
         )
-        window_ms = int((self.window_seconds + self.safety_margin_seconds) * Duration.SECOND.value)
-        self._limiter = Limiter(InMemoryBucket([Rate(max_requests, window_ms)]))
         self._lock = threading.Lock()
         # Our own acquisitions, kept longer than the window to compare with the server's count.
         self._sent: deque[float] = deque(maxlen=max(1000, 20 * max_requests))
@@ -182,12 +183,11 @@ class ContactsRateLimiter:
                 break
             time.sleep(wait)
         budget = self.budget
-        if budget is None:
+        if budget is not None:  # the window shared with the other processes on this location
+            slot = budget.take()
+        else:
             self._hold()
-        if not self._limiter.try_acquire(_BUCKET, blocking=True):
-            raise RuntimeError("rate limiter refused a single request; max_requests must be >= 1")
-        # The window shared with the other processes on this location.
-        slot = budget.take() if budget is not None else _OWN_SLOT
+            slot = _OWN_SLOT
         with self._lock:
             self._sent.append(time.monotonic())
             if self._daily_remaining is not None:
@@ -280,8 +280,7 @@ class ContactsRateLimiter:
                 )
 
     def close(self) -> None:
-        """Stop the limiter's background leak thread."""
-        self._limiter.close()
+        """Nothing to stop (no background thread): callers close any limiter they made."""
 
     def __repr__(self) -> str:
         return (

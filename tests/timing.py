@@ -47,8 +47,8 @@ class FakeClock:
 
 
 def install_fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Run both rate limiters (pyrate-limiter inside them, and the Contacts limiter's own pauses)
-    on a :class:`FakeClock`; sleeping advances it instead of waiting.
+    """Run both rate limiters (pyrate-limiter inside MOCO's, the Contacts limiter's own window
+    and pauses) on a :class:`FakeClock`; sleeping advances it instead of waiting.
 
     The patched names are pyrate-limiter's module-level imports of ``monotonic``, ``sleep`` and
     ``monotonic_ns``; if a pyrate-limiter release renames them, ``monkeypatch`` fails loudly here
