@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
@@ -146,8 +147,9 @@ def _tried_wal(cursor: DBAPICursor, *, last_try: bool) -> bool:
     return True
 
 
-#: A statement compiled for the driver: its SQL text, its parameters' order, their defaults.
-_Compiled = tuple[str, tuple[str, ...], dict[str, Any]]
+#: A statement compiled for the driver: its SQL text, the function that takes its parameters'
+#: values in order, and the values it has of its own.
+_Compiled = tuple[str, "Callable[[Mapping[str, Any]], tuple[Any, ...]]", dict[str, Any]]
 
 
 class DriverSQL:
@@ -171,19 +173,36 @@ class DriverSQL:
 
     def __call__(self, name: str, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
         """The SQL text of statement ``name`` and its parameters in order."""
-        columns = tuple(k for k in params if not k.startswith("p_"))
-        key = (name, columns)
+        key = (name, tuple(params))  # a caller passes the same names for the same statement
         found = self._compiled.get(key)
         if found is None:
-            compiled = cast(
-                "SQLCompiler",
-                self._statements[name].compile(dialect=self._dialect, column_keys=list(columns)),
-            )
-            found = (compiled.string, tuple(compiled.positiontup or ()), dict(compiled.params))
+            found = self._compile(name, params)
             self._compiled[key] = found  # the same value whichever thread builds it first
-        sql, order, defaults = found
-        values = (params[n] if n in params else defaults[n] for n in order)
-        return sql, tuple(self._time(v) if isinstance(v, datetime) else v for v in values)
+        sql, pick, defaults = found
+        values = pick({**defaults, **params} if defaults else params)
+        return sql, tuple([self._time(v) if isinstance(v, datetime) else v for v in values])
+
+    def _compile(self, name: str, params: Mapping[str, Any]) -> _Compiled:
+        """The statement's text for the columns ``params`` sets, and how to order its values."""
+        columns = [k for k in params if not k.startswith("p_")]
+        compiled = cast(
+            "SQLCompiler",
+            self._statements[name].compile(dialect=self._dialect, column_keys=columns),
+        )
+        order = tuple(compiled.positiontup or ())
+        # Values the statement has of its own (e.g. a column's default) where params has none.
+        defaults = {n: v for n, v in compiled.params.items() if n in order and n not in params}
+        return compiled.string, _picker(order), defaults
+
+
+def _picker(order: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function that takes the values named by ``order`` from a mapping, as a tuple."""
+    if len(order) > 1:
+        return itemgetter(*order)
+    if order:
+        only = order[0]
+        return lambda values: (values[only],)
+    return lambda _values: ()
 
 
 class Steps(Protocol):
