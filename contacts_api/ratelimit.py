@@ -326,7 +326,9 @@ def limiter_from_config(config: Mapping[str, Any], *, engine: Engine | None) -> 
             engine,
             budget_name("contacts-api", base_url, location_id),
             limiter.max_requests,
-            # The same margin as the in-process window: a request counts server-side later.
+            # The same margin as the in-process window: a request counts server-side later. An
+            # answer within the margin needs no move: the window from the taking covers it.
             limiter.window_seconds + limiter.safety_margin_seconds,
+            answer_grace=limiter.safety_margin_seconds,
         )
     return limiter

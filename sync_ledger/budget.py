@@ -15,6 +15,9 @@ What a caller may rely on:
   API counted the request at some moment between sending and answering, so a slot held for a
   window from the answer covers the API's count whatever the delays on the way (a busy machine,
   a slow network); a window from the taking alone would need a margin as large as those delays.
+  A budget whose window holds a margin (``answer_grace``: the Contacts limiter's 0.2 s on 10 s)
+  moves no slot whose answer came within that margin: its window from the taking already ends
+  a whole window after the answer, and most answers cost no write.
 - Slots are taken in small blocks (:attr:`RateBudget.block`, one twentieth of the window's
   requests, at most 10; 1 for a budget of fewer than 40): one write transaction takes up to a
   block of free slots, and the following takes in this process hand them out without touching
@@ -185,9 +188,12 @@ class RateBudget:
         window_seconds: float,
         *,
         block: int | None = None,
+        answer_grace: float = 0.0,
     ) -> None:
         if max_requests < 1 or window_seconds <= 0:
             raise ValueError("max_requests must be >= 1 and window_seconds > 0")
+        if not 0 <= answer_grace < window_seconds:
+            raise ValueError("answer_grace must be >= 0 and shorter than the window")
         if not name or len(name) > MAX_NAME_LENGTH:
             raise ValueError(f"a budget name is 1 to {MAX_NAME_LENGTH} characters (budget_name())")
         self.engine = engine
@@ -195,6 +201,7 @@ class RateBudget:
         self.max_requests = max_requests
         self.window_seconds = float(window_seconds)
         self.block = default_block(max_requests) if block is None else max(1, block)
+        self.answer_grace = float(answer_grace)
         self._reserved_max_age = min(RESERVED_MAX_AGE * self.window_seconds, RESERVED_MAX_SECONDS)
         self._sqlite = engine.dialect.name == "sqlite"
         # On a SQLite file, answers are written on a connection of each thread's own.
@@ -241,15 +248,20 @@ class RateBudget:
     def answered(self, slot: BudgetSlot) -> None:
         """Hold ``slot`` for a whole window from now: its request's answer (or failure) is here.
 
-        A slot that expired meanwhile (a request slower than the window) is taken again now.
-        The move is written with others (see the module's notes), at the latest when no request
-        of this process is in flight.
+        With an ``answer_grace`` (the part of the window that is a margin on the caller's own
+        window), an answer that came less than that after the slot was taken moves nothing: the
+        window from the taking already ends more than a caller's window after the answer. A slot
+        that expired meanwhile (a request slower than the window) is taken again now. The move
+        is written with others (see the module's notes), at the latest when no request of this
+        process is in flight.
         """
         local = time.time()
+        moment = local + self._clock_offset
         with self._local:
             self._in_flight = max(0, self._in_flight - 1)
-            self._moves.append((slot.id, local + self._clock_offset, local))
-            due = (
+            if moment - slot.taken_at >= self.answer_grace:
+                self._moves.append((slot.id, moment, local))
+            due = bool(self._moves) and (
                 self._in_flight == 0
                 or len(self._moves) >= self.block
                 or local - self._moves[0][2] >= MOVES_MAX_AGE * self.window_seconds

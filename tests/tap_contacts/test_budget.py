@@ -223,6 +223,32 @@ def test_a_slot_is_held_for_a_window_from_its_answer(tmp_path: Path, budget_cloc
     assert budget.acquire() == start + 3.0 + 10.0
 
 
+def test_an_answer_within_the_grace_moves_nothing_a_later_one_does(
+    tmp_path: Path, budget_clock: FakeClock
+):
+    # A window of 10.2 s whose last 0.2 s are a margin on the caller's 10 s window: an answer
+    # within 0.2 s of the taking is covered by the window from the taking (it ends more than
+    # 10 s after the answer), so no write is spent on it.
+    budget = RateBudget(
+        make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "b", 2, 10.2, answer_grace=0.2
+    )
+    start = budget_clock.now
+    quick, slow = budget.take(), budget.take()
+    budget_clock.advance(0.1)
+    budget.answered(quick)
+    budget_clock.advance(0.4)
+    budget.answered(slow)  # 0.5 s after its taking: held from its answer
+
+    assert moments(budget) == [pytest.approx(start), pytest.approx(start + 0.5)]
+    assert budget.acquire() == pytest.approx(start + 10.2)  # the quick one's window
+    assert budget.acquire() == pytest.approx(start + 0.5 + 10.2)
+
+
+def test_an_answer_grace_is_shorter_than_the_window(tmp_path: Path):
+    with pytest.raises(ValueError, match="answer_grace"):
+        RateBudget(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "b", 2, 1.0, answer_grace=1.0)
+
+
 def test_a_slot_answered_after_it_expired_is_held_again(tmp_path: Path, budget_clock: FakeClock):
     budget = RateBudget(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), "b", 1, 10.0)
     start = budget_clock.now
