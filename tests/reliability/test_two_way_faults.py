@@ -11,6 +11,7 @@ import pytest
 
 from tests.reliability.harness import times
 from tests.reliability.two_way import TwoWayBaseline, TwoWayWorld, comment_kind, compare_sides
+from tests.timing import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,6 +87,9 @@ def test_a_moco_create_committed_without_its_answer_is_adopted_not_sent_again(
     )
     cycle = world.cycle(reverse_target=settings)
     assert cycle.ok, cycle.describe()
+    # The sandbox logs a request when it answers: a stalled create lands in the log 2.5 s after
+    # it was sent, which can be after the cycle has ended.
+    wait_for(lambda: len(faulted(world, route)) >= 3, timeout=10)
     hit = faulted(world, route)
     assert len(hit) == 3, hit
     assert adopted(cycle.reverse.stderr) == 3, cycle.reverse.stderr[-3000:]
