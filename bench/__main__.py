@@ -28,7 +28,7 @@ import time
 from enum import IntEnum
 from pathlib import Path
 
-from bench import both_ways, harness, report, scenarios, target_cost
+from bench import harness, report, scenarios, target_cost
 from bench import many_locations as many_locations_bench
 from bench import realtime as realtime_bench
 from bench import reverse as reverse_bench
@@ -285,7 +285,7 @@ def _both_ways_results(
     ):
         if item not in items:
             continue
-        both_ways.ensure_plugins(base_env(workdir))
+        ensure_meltano_plugins(base_env(workdir))
         machine = machine_info()
         section = module.run(module.config_from(args), workdir)
         section["run"] = {
@@ -310,6 +310,7 @@ def merge_results(old: dict, new: dict) -> dict:
     label = f"**Items {', '.join(str(i) for i in new['items'])} measured**"
     note = (
         f"{label} on {m['date']} with `{new['command'].strip()}` at commit {m['git_head']} "
+        f"on {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']} "
         f"({new['duration_s'] / 60:.1f} minutes; load average {m['load_average_start'][0]:.2f} "
         f"at the start, {m['load_average_end'][0]:.2f} at the end); merged into this file. "
         "The other items' results come from the runs named above."

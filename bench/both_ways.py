@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -21,12 +20,9 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from bench.harness import (
-    MELTANO,
-    ROOT,
     MeltanoResult,
     Sandbox,
     base_env,
-    log,
     rate_stats,
     run_meltano,
 )
@@ -64,32 +60,6 @@ _CONTACTS_FIXED = {
     "locations",
 }
 _PLUGIN_PREFIXES = ("TAP_MOCO_", "TARGET_CONTACTS_", "TAP_CONTACTS_", "TARGET_MOCO_")
-
-
-def ensure_plugins(env: dict[str, str]) -> None:
-    """``meltano install`` when a plugin of items 8 and 9 is missing (never over a working one).
-
-    Installing again would replace the plugins under any other run using this checkout.
-    """
-    wanted = (
-        ("extractors", "tap-moco"),
-        ("extractors", "tap-contacts"),
-        ("loaders", "target-contacts"),
-        ("loaders", "target-moco"),
-        ("utilities", "sync-listener"),
-    )
-    if all(
-        (ROOT / ".meltano" / kind / name / "venv" / "bin" / name).exists() for kind, name in wanted
-    ):
-        return
-    log("meltano install (plugins missing)")
-    result = subprocess.run(  # noqa: S603  this venv's meltano
-        [str(MELTANO), "install"], cwd=ROOT, env=env, text=True, capture_output=True, check=False
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            "meltano install failed:\n" + result.stdout[-3000:] + result.stderr[-3000:]
-        )
 
 
 @dataclass(frozen=True)
