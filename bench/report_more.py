@@ -183,10 +183,12 @@ def _section_7(ml: dict[str, Any]) -> list[str]:
             "after the other, after the ledger's shared commits and the one-write requests "
             "(`bench/run --items 7` on this checkout, then with `sync_ledger` of d319994): "
             "68.6 / 71.9 s against 72.4 / 76.0 s. A run at 16:25 (78c7e72, Debian's CPython "
-            "3.11.2, which the scripts now make `.venv` with) took 65.6 s; the rows above "
-            "(20:19, 48e49f3) take 37.4 s after the evening's changes to the limiter, the "
-            "shared budget and the HTTP exchange (see item 4), and keep each location nearer "
-            "its ceiling (min 96.5 % where it was 94.5 %)."
+            "3.11.2, which the scripts now make `.venv` with) took 65.6 s, and one at 20:19 "
+            "(48e49f3) 37.4 s after the evening's changes to the limiter, the shared budget "
+            "and the HTTP exchange (see item 4), with each location nearer its ceiling (min "
+            "96.5 % where it was 94.5 %). The rows above ran on 2026-12-03 at 07:08 on "
+            "another machine (Intel Xeon), in an hour when it ran the same work up to twice "
+            "as slowly as at 06:30 (see item 4)."
         ),
         "",
     ]
