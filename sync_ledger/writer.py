@@ -27,7 +27,7 @@ from sync_ledger.progress import ProgressLog
 from sync_ledger.summary import RunSummary
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from sync_ledger.ledger import LedgerEntry
 
@@ -328,10 +328,34 @@ class BatchWriter:
                     )
                     return
 
-        futures = [self._pool.submit(run_group, g) for g in groups]
-        wait(futures)  # every worker has stopped before the run ends: none writes unobserved
+        self._run_groups(groups, run_group, stop)
         if errors:
             raise errors[0]
+
+    def _run_groups(
+        self,
+        groups: list[list[WorkItem]],
+        run_group: Callable[[list[WorkItem]], None],
+        stop: threading.Event,
+    ) -> None:
+        """``run_group`` on each group, on the pool's threads; returns when every worker stopped.
+
+        Each worker takes the next group in input order until none is left or ``stop`` is set: a
+        task per group cost the reading thread a future, a lock and a worker's wake-up per record.
+        """
+        queued = iter(groups)
+        queue_lock = threading.Lock()
+
+        def work() -> None:
+            while not stop.is_set():
+                with queue_lock:
+                    group = next(queued, None)
+                if group is None:
+                    return
+                run_group(group)
+
+        workers = min(self.concurrency, len(groups))
+        wait([self._pool.submit(work) for _ in range(workers)])  # none writes unobserved after
 
     def _groups(self, items: list[WorkItem]) -> list[list[WorkItem]]:
         """Records that must be written one after another, in input order.
