@@ -22,6 +22,7 @@ from singer_sdk.sinks import BatchSink
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
+from sync_ledger.compiled_maps import compile_stream_maps
 from sync_ledger.runlock import NO_RUN_LOCK, WAIT_SETTING, RunLockLike, run_lock_for
 from sync_ledger.summary import RunSummary
 from sync_ledger.writer import DELETED_AT, PARENT_STREAM, BatchWriter, FatalSyncError
@@ -162,6 +163,12 @@ class LedgerTarget(Target):
             if m.stream_alias == stream_name
         ]
         return bool(maps) and all(isinstance(m, RemoveRecordTransform) for m in maps)
+
+    @override
+    def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
+        super()._process_schema_message(message_dict)
+        # The stream's maps, new or rebuilt for a changed schema, evaluate compiled expressions.
+        compile_stream_maps(self.mapper.stream_maps.get(str(message_dict.get("stream")), ()))
 
     @override
     def _process_record_message(self, message_dict: dict[str, Any]) -> None:
