@@ -21,13 +21,14 @@ With another source than MOCO feeding target-contacts, ``moco_id`` holds that so
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache, cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Column,
@@ -59,7 +60,7 @@ from sync_ledger.db import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 
 class Direction(str, Enum):
@@ -302,11 +303,52 @@ def _statements(direction: Direction) -> _Statements:
     )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CarriedWriteError(RuntimeError):
+    """A written row carried to a later commit (:meth:`IdLedger.carrying`) could not be written."""
+
+
+@dataclass
+class _Carried:
+    """A written row waiting for its thread's next ledger write."""
+
+    stream: str
+    source_id: str
+    write: Callable[[Steps], None]
+
+
+class _Carrying(threading.local):
+    """Per thread: whether written rows are carried, and those waiting."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.rows: list[_Carried] = []
+
+
+def _sees_carried_rows(
+    method: Callable[Concatenate[IdLedger, P], R],
+) -> Callable[Concatenate[IdLedger, P], R]:
+    """Commit the calling thread's carried written rows before ``method`` reads or writes."""
+
+    @functools.wraps(method)
+    def wrapper(self: IdLedger, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._carrying.rows:
+            self.flush()
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class IdLedger:
     """The links of one Contacts API location, seen from one direction.
 
     Thread-safe: every write is committed when its call returns (the intents and written rows of
-    concurrent writer threads may share one commit: :class:`~sync_ledger.db.GroupCommit`). Source
+    concurrent writer threads may share one commit: :class:`~sync_ledger.db.GroupCommit`), except
+    the written rows of a thread inside :meth:`carrying`, which ride along with that thread's next
+    write. Source
     ids are the ids of the records a target receives (MOCO ids for target-contacts, CRM ids for
     target-moco); target ids are their counterparts.
     """
@@ -341,6 +383,7 @@ class IdLedger:
         )
         # Intents and written rows of the writer threads share commits (sync_ledger.db).
         self._group = GroupCommit(self._writing)
+        self._carrying = _Carrying()
 
     # --- reading -------------------------------------------------------------------------
     def _col(self, name: str) -> Any:  # noqa: ANN401  a SQLAlchemy column of links
@@ -375,6 +418,7 @@ class IdLedger:
             other_extra_json=mapping[side.other_extra],
         )
 
+    @_sees_carried_rows
     def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """Entries for the given source ids (absent ids are simply missing from the result)."""
         source_type, _target_type = self._kind(stream)
@@ -400,6 +444,7 @@ class IdLedger:
         """The entry of one source record, or None when the ledger does not know it."""
         return self.lookup(stream, [source_id]).get(source_id)
 
+    @_sees_carried_rows
     def target_ids_for_contact(
         self, stream: str, contact_source_id: str, *, other_than: str | None = None
     ) -> set[str]:
@@ -428,6 +473,7 @@ class IdLedger:
                 if other_than is None or str(source_id) != other_than
             }
 
+    @_sees_carried_rows
     def created_by_the_other_direction(self, stream: str, contact_target_id: str) -> set[str]:
         """Targets of ``stream`` on one contact whose counterpart the other direction is creating.
 
@@ -453,6 +499,7 @@ class IdLedger:
             )
             return {str(row[0]) for row in rows}
 
+    @_sees_carried_rows
     def claimant(self, stream: str, target_id: str, *, other_than: str | None = None) -> str | None:
         """A source record of ``stream`` linked to target ``target_id``, or None.
 
@@ -543,7 +590,7 @@ class IdLedger:
             side.extra: None,
             side.source_parent: contact_source_id,
         }
-        row_id = self._group.run(lambda steps: self._upsert(steps, stream, source_id, values))
+        row_id = self._commit(lambda steps: self._upsert(steps, stream, source_id, values))
         self._intent_rows[stream, source_id] = row_id
 
     def record_written(
@@ -589,9 +636,79 @@ class IdLedger:
             if rejected:  # in the same transaction as the written row
                 steps.run("clear_reject", self._reject_params(stream, source_id))
 
+        if self._carrying.on:
+            self._carrying.rows.append(_Carried(stream, source_id, write))
+            return
         self._group.run(write)
         self._forget_rejected(stream, source_id)
 
+    # --- written rows carried to the next commit ---------------------------------------------
+    @contextmanager
+    def carrying(self) -> Iterator[None]:
+        """Within the block, this thread's written rows wait for its next ledger write.
+
+        A writer thread's written row (after a create's answer) then shares the commit of its
+        next record's intent instead of taking a commit of its own: half the commits of a first
+        sync. Every other call of this ledger on the thread commits the waiting rows first (so
+        the thread reads what it wrote), and the block commits the rest when it ends, however
+        it ends. A crash before that leaves those creates as intents without their answer, as a
+        crash during their calls does: the next run looks for each before creating it.
+        """
+        state = self._carrying
+        state.on = True
+        try:
+            yield
+        finally:
+            state.on = False
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the calling thread's carried written rows (see :meth:`carrying`)."""
+        carried, self._carrying.rows = self._carrying.rows, []
+        if carried:
+            self._write_carried(carried)
+
+    def _commit(self, work: Callable[[Steps], R]) -> R:
+        """``work`` in a committed transaction, with the thread's carried written rows."""
+        carried, self._carrying.rows = self._carrying.rows, []
+        if not carried:
+            return self._group.run(work)
+
+        def with_carried(steps: Steps) -> R:
+            for row in carried:
+                row.write(steps)
+            return work(steps)
+
+        try:
+            result = self._group.run(with_carried)
+        except Exception:  # noqa: BLE001  each part again alone, so a failure is its own
+            self._write_carried(carried)
+            return self._group.run(work)
+        self._carried_done(carried)
+        return result
+
+    def _write_carried(self, carried: list[_Carried]) -> None:
+        def write_all(steps: Steps) -> None:
+            for row in carried:
+                row.write(steps)
+
+        try:
+            self._group.run(write_all)
+        except Exception as error:
+            names = ", ".join(f"{row.stream} {row.source_id}" for row in carried)
+            msg = (
+                f"recording {names} as written in the ledger failed ({type(error).__name__}); "
+                "their creates are kept as intents, and the next run looks for them before "
+                "creating them again"
+            )
+            raise CarriedWriteError(msg) from error
+        self._carried_done(carried)
+
+    def _carried_done(self, carried: list[_Carried]) -> None:
+        for row in carried:
+            self._forget_rejected(row.stream, row.source_id)
+
+    @_sees_carried_rows
     def forget(self, stream: str, source_id: str) -> None:
         """Drop the pair (its target was deleted and must be created anew)."""
         source_type, _target_type = self._kind(stream)
@@ -608,6 +725,7 @@ class IdLedger:
                 )
             )
 
+    @_sees_carried_rows
     def count(self, stream: str) -> int:
         """How many records of ``stream`` have a counterpart (links of its kind, any direction)."""
         source_type, target_type = self._kind(stream)
@@ -629,6 +747,7 @@ class IdLedger:
                 ).scalar_one()
             )
 
+    @_sees_carried_rows
     def link_count(self) -> int:
         """How many pairs this location has (both directions)."""
         with self.engine.connect() as conn:
@@ -671,6 +790,7 @@ class IdLedger:
             rejects.c.source_id == source_id,
         )
 
+    @_sees_carried_rows
     def reject(
         self,
         stream: str,
@@ -717,6 +837,7 @@ class IdLedger:
             if self._rejected is not None:
                 self._rejected.add((stream, source_id))
 
+    @_sees_carried_rows
     def clear_reject(self, stream: str, source_id: str) -> None:
         """Forget that a record was rejected (it went through, or needs no call any more)."""
         if not self._may_be_rejected(stream, source_id):
@@ -725,6 +846,7 @@ class IdLedger:
             conn.execute(self._sql.clear_reject, self._reject_params(stream, source_id))
         self._forget_rejected(stream, source_id)
 
+    @_sees_carried_rows
     def reject_reason(self, stream: str, source_id: str) -> str | None:
         """The kind and reason a record is rejected for (``"kind: reason"``), None if it is not."""
         with self.engine.connect() as conn:
@@ -733,6 +855,7 @@ class IdLedger:
             ).first()
         return None if row is None else f"{row.kind}: {row.reason}"
 
+    @_sees_carried_rows
     def rejects(self, stream: str | None = None, kind: str | None = None) -> list[Reject]:
         """This direction's rejected records, oldest first."""
         query = select(rejects).where(

@@ -7,6 +7,7 @@ before create, unchanged by hash, shared identities) and leaves the ledger as it
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
@@ -29,6 +30,10 @@ class OverlayLedger(LedgerLike):
         self._entries: dict[tuple[str, str], LedgerEntry | None] = {}
         self.rejected: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
+
+    @override
+    def carrying(self) -> AbstractContextManager[None]:
+        return nullcontext()  # this run's changes are in memory from the start
 
     @override
     def lookup(self, stream: str, source_ids: Iterable[str]) -> dict[str, LedgerEntry]:

@@ -28,6 +28,7 @@ from sync_ledger.summary import RunSummary
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
+    from contextlib import AbstractContextManager
 
     from sync_ledger.ledger import LedgerEntry
 
@@ -192,6 +193,10 @@ class LedgerLike(Protocol):
         """The kind and reason a record is rejected for (``"kind: reason"``), None if it is not."""
         ...
 
+    def carrying(self) -> AbstractContextManager[None]:
+        """A block in which the thread's written rows may wait for its next write."""
+        ...
+
 
 class BatchWriter:
     """The write pool of one target; see the module docstring.
@@ -342,20 +347,27 @@ class BatchWriter:
 
         Each worker takes the next group in input order until none is left or ``stop`` is set: a
         task per group cost the reading thread a future, a lock and a worker's wake-up per record.
+        A worker's written rows ride along with its next ledger write (:meth:`IdLedger.carrying`)
+        and are all committed before this returns.
         """
         queued = iter(groups)
         queue_lock = threading.Lock()
 
         def work() -> None:
-            while not stop.is_set():
-                with queue_lock:
-                    group = next(queued, None)
-                if group is None:
-                    return
-                run_group(group)
+            with self.ledger.carrying():
+                while not stop.is_set():
+                    with queue_lock:
+                        group = next(queued, None)
+                    if group is None:
+                        return
+                    run_group(group)
 
         workers = min(self.concurrency, len(groups))
-        wait([self._pool.submit(work) for _ in range(workers)])  # none writes unobserved after
+        done, _ = wait([self._pool.submit(work) for _ in range(workers)])  # none writes after
+        failed = [f.exception() for f in done if f.exception() is not None]
+        if failed:  # committing a worker's carried written rows (run_group keeps the rest)
+            stop.set()
+            raise FatalSyncError(f"{failed[0]}; the run stopped") from failed[0]
 
     def _groups(self, items: list[WorkItem]) -> list[list[WorkItem]]:
         """Records that must be written one after another, in input order.
