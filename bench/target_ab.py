@@ -24,6 +24,13 @@ per record (user + system of the target process, start-up included: it is one pr
 and records per second of wall time. CPU seconds of the
 same work move with the machine's load (±30 % between two runs here), so compare variants of
 one invocation, repeated, not numbers of different days.
+
+``--instructions`` counts what the machine's hour cannot move: each run goes under valgrind's
+callgrind, and the report gives the user-space instructions per record (a second run of each
+variant on the tap's output without its records gives the start-up's, which is taken off). The
+runs take ~40 times as long, so use ~1,000 contacts; without ``--concurrency`` they write with
+``max_concurrency`` 1, since the writer threads' interleaving moves the count by a few per cent
+(the kernel's work, such as system calls, is not counted).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import cpu_breakdown
 from bench.harness import NO_LIMIT, ROOT, Sandbox, base_env, say
@@ -98,6 +105,14 @@ def capture(contacts: int, streams: str, out: Path) -> int:
     return sum(1 for m in kept if m.get("type") == "RECORD")
 
 
+class RunOptions(NamedTuple):
+    """How a variant runs: the sandbox's latency, the interpreter, under callgrind or not."""
+
+    latency: tuple[float, float] = (0.0, 0.0)
+    python: str = sys.executable
+    instructions: bool = False
+
+
 def run_variant(
     name: str,
     root: Path,
@@ -105,11 +120,13 @@ def run_variant(
     tap_output: Path,
     workdir: Path,
     index: int,
-    *,
-    latency: tuple[float, float] = (0.0, 0.0),
-    python: str = sys.executable,
+    options: RunOptions | None = None,
 ) -> dict[str, Any]:
-    """One target run on ``tap_output`` into an empty ledger: CPU seconds and wall time."""
+    """One target run on ``tap_output`` into an empty ledger: CPU seconds and wall time.
+
+    With ``options.instructions``, under callgrind: the user-space instructions it ran, too.
+    """
+    latency, python, instructions = options or RunOptions()
     with Sandbox(
         "contacts",
         rate_limit=NO_LIMIT,
@@ -138,11 +155,17 @@ def run_variant(
             module="target_contacts.target",
             cls="TargetContacts",
         )
+        command = [python, "-c", code, "--config", str(config_path)]
+        counts = workdir / f"callgrind-{index}"
+        if instructions:
+            counts.mkdir()
+            out = f"--callgrind-out-file={counts}/%p"
+            command = ["valgrind", "--tool=callgrind", "--dump-instr=no", out, *command]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
         with tap_output.open() as stdin:
             subprocess.run(  # noqa: S603
-                [python, "-c", code, "--config", str(config_path)],
+                command,
                 stdin=stdin,
                 stdout=subprocess.DEVNULL,
                 stderr=(workdir / f"target-{index}.err").open("w"),
@@ -155,7 +178,26 @@ def run_variant(
     result: dict[str, Any] = {"variant": name, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2)}
     if breakdown.exists():
         result["breakdown"] = str(breakdown)
+    if instructions:
+        result["instructions"] = _callgrind_total(counts)
     return result
+
+
+def _callgrind_total(folder: Path) -> int:
+    """The instructions of every process callgrind followed (its ``summary:`` lines)."""
+    total = 0
+    for path in folder.iterdir():
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("summary:"):
+                total += int(line.split()[1])
+    return total
+
+
+def _without_records(tap_output: Path, out: Path) -> Path:
+    """The tap's output without its RECORD messages: what a run costs before the first record."""
+    with tap_output.open() as lines, out.open("w") as kept:
+        kept.writelines(line for line in lines if '"type": "RECORD"' not in line)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,13 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--latency", default="0,0", help="LOW,HIGH seconds per sandbox answer")
     parser.add_argument("--concurrency", type=int, help="max_concurrency (default: the project's)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions under callgrind (see above): slow, use ~1,000 contacts",
+    )
     args = parser.parse_args(argv)
     low, high = (float(x) for x in args.latency.split(","))
     with tempfile.TemporaryDirectory(prefix="target-ab-") as tmp:
         workdir = Path(tmp)
         base = sandbox_config(workdir)
-        if args.concurrency:
-            base["max_concurrency"] = args.concurrency
+        if args.concurrency or args.instructions:
+            base["max_concurrency"] = args.concurrency or 1
         tap_output = workdir / "tap.jsonl"
         records = capture(args.contacts, args.streams, tap_output)
         names = [v for v in args.variants.split(",") if v]
@@ -208,14 +255,33 @@ def main(argv: list[str] | None = None) -> int:
                     tap_output,
                     workdir,
                     index,
-                    latency=(low, high),
-                    python=args.other_python if name == "other-python" else sys.executable,
+                    RunOptions(
+                        (low, high),
+                        args.other_python if name == "other-python" else sys.executable,
+                        args.instructions,
+                    ),
                 )
                 say(
                     f"{name:>24}: {1000 * result['cpu_s'] / records:.2f} ms CPU per record, "
                     f"{records / result['wall_s']:.0f} records/s ({result['cpu_s']} s CPU, "
                     f"{result['wall_s']} s wall)"
                 )
+                if args.instructions:
+                    empty = _without_records(tap_output, workdir / f"start-{index}.jsonl")
+                    start = run_variant(
+                        name,
+                        root,
+                        base,
+                        empty,
+                        workdir,
+                        1000 + index,
+                        RunOptions(instructions=True),
+                    )["instructions"]
+                    per_record = (result["instructions"] - start) / records
+                    say(
+                        f"{'':>24}  {per_record / 1e6:.3f} M instructions per record "
+                        f"(start-up {start / 1e9:.2f} G of {result['instructions'] / 1e9:.2f} G)"
+                    )
                 if "breakdown" in result:
                     for line in cpu_breakdown.render(result["breakdown"], records):
                         say(line)

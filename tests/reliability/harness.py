@@ -282,8 +282,9 @@ class KillSwitch(SandboxHook):
     ``phase="before"``: the write is not applied (the request dies with the process);
     ``phase="after"``: the write is committed, then the process dies before the answer arrives;
     ``phase="next"``: the write is answered, and the process dies when its next request of any
-    kind arrives (unhandled): after the client took the answer in, e.g. recorded it in its
-    ledger, when one writer thread sends one request after the other.
+    kind arrives (unhandled): after the client took the answer in, when one writer thread sends
+    one request after the other (its written row committed, or carried to the thread's next
+    ledger write: ``IdLedger.carrying``).
 
     ``counts`` picks the requests counted (default: the Contacts API's writes, :func:`is_write`);
     ``hit`` is the counted request the kill came at, ``answer`` its answer (``after``/``next``).

@@ -70,7 +70,7 @@ CRASH_OUTCOMES = {
 PHASES = {
     "before": "just before a write is applied",
     "after": "just after it was committed",
-    "next": "after the answer was recorded in the ledger",
+    "next": "after the answer was taken in (its ledger row committed or carried)",
 }
 
 
