@@ -12,6 +12,7 @@ from tests.timing import install_fake_clock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
     from tests.timing import FakeClock
 
@@ -62,3 +63,16 @@ def contacts_sandbox(contacts_sandbox_factory: Callable[..., RunningSandbox]) ->
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """Both rate limiters run on a clock that moves only when they sleep (or the test says so)."""
     return install_fake_clock(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def meltano_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's meltano.yml in a scratch folder, its plugins installed from this checkout.
+
+    One ``meltano install`` per test process for the end-to-end and the reliability tests alike
+    (the two installed the same project apart before): each of their tests runs with a state id
+    or a system database of its own, and a test that edits meltano.yml puts it back.
+    """
+    from tests.reliability.meltano_runs import install_project
+
+    return install_project(tmp_path_factory.mktemp("meltano-project"))

@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a copy of the Meltano project, installed once, run against the sandboxes."""
+"""End-to-end fixtures: the Meltano project (``meltano_project``, installed once per test process
+in tests/conftest.py) run against the sandboxes."""
 
 from __future__ import annotations
 
@@ -22,25 +23,6 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="session")
-def meltano_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The repository's meltano.yml in a scratch folder, plugins installed from this checkout."""
-    project = tmp_path_factory.mktemp("meltano-project")
-    text = (ROOT / "meltano.yml").read_text()
-    text = text.replace("pip_url: -e .", f"pip_url: -e {ROOT}")  # keeps a [postgres] extra
-    text = text.replace("catalog: catalogs/", f"catalog: {ROOT}/catalogs/")
-    (project / "meltano.yml").write_text(text)
-    result = subprocess.run(
-        [str(BIN / "meltano"), "install"],
-        cwd=project,
-        text=True,
-        capture_output=True,
-        env=_base_env(),
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return project
 
 
 def _base_env() -> dict[str, str]:

@@ -211,11 +211,13 @@ def test_a_field_changed_on_both_sides_goes_to_the_most_recent_change(two_way: P
 
 def test_the_follow_up_recipe_makes_a_todo_comment_for_tagged_contacts(two_way: Pipeline):
     pipe = two_way
-    pipe.meltano("config", "set", "target-moco", "stream_map_config.followup_tag", "hot")
+    yml = pipe.project / "meltano.yml"
+    original = yml.read_text()  # the project is the session's: put its meltano.yml back after
     try:
+        pipe.meltano("config", "set", "target-moco", "stream_map_config.followup_tag", "hot")
         pipe.run_job("contacts-to-moco")
     finally:
-        pipe.meltano("config", "set", "target-moco", "stream_map_config.followup_tag", "")
+        yml.write_text(original)
     lena = _people(pipe)["lena@kunde.example"]
     texts = [c["text"] for c in pipe.moco_state()["comments"] if c["commentable_id"] == lena["id"]]
     assert any(t.startswith("To-do (from the CRM): Follow up with Lena Łukasz") for t in texts)

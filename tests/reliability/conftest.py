@@ -30,7 +30,6 @@ from tests.reliability.harness import (
     World,
     watch_oauth,
 )
-from tests.reliability.meltano_runs import install_project
 from tests.reliability.two_way import (
     MOCO_CONTACTS,
     MOCO_SEED,
@@ -249,13 +248,6 @@ def baseline(
         return cache[key]
 
     return get
-
-
-@pytest.fixture(scope="session")
-def meltano_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The repository's Meltano project in a scratch folder, its plugins installed from this
-    checkout (once per session: ``meltano install`` takes a minute or two)."""
-    return install_project(tmp_path_factory.mktemp("reliability-meltano"))
 
 
 # --- two-way -------------------------------------------------------------------------------------
