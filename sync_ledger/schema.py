@@ -4,7 +4,9 @@
 under a lock, so two runs that start together never migrate at once: SQLite takes an exclusive
 write transaction (``BEGIN IMMEDIATE``), PostgreSQL a transaction-scoped advisory lock. A ledger
 made before migrations existed (release 0.1.0: its tables but no ``alembic_version``) is stamped
-with the first revision and upgraded from there, so nothing in it is lost.
+with the first revision and upgraded from there, so nothing in it is lost. A database that holds
+no ledger yet gets the tables as the code defines them, stamped with the head revision, without
+loading Alembic (a test checks that this is what the migrations build).
 """
 
 from __future__ import annotations
@@ -12,7 +14,18 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy import column, inspect, select, table, text
+from sqlalchemy import (
+    Column,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    column,
+    inspect,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
@@ -111,14 +124,59 @@ def _lock(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
 
 
+def _holds_no_ledger(connection: Connection) -> bool:
+    """Whether the database holds none of the ledger's tables, of any release (a new ledger)."""
+    from sync_ledger.db import metadata  # noqa: PLC0415  db imports this module
+
+    ours = {*_ledger_tables(metadata), VERSION_TABLE, "id_map"}
+    return not ours & set(inspect(connection).get_table_names())
+
+
+def _ledger_tables(metadata: MetaData) -> list[str]:
+    """The names of every table of the ledger, as the code defines them."""
+    # Their modules add them to the metadata when they are imported.
+    from sync_ledger import budget, events, ledger, runlock, tokens  # noqa: F401, PLC0415
+
+    return list(metadata.tables)
+
+
+def _create_at_head(connection: Connection) -> None:
+    """Make a new ledger's tables as the code defines them, at :data:`HEAD`.
+
+    What the migrations from an empty database build (a test compares both, on SQLite and on
+    PostgreSQL), without loading Alembic and running them one by one: ~0.4 s of CPU less for
+    every run that opens a new ledger.
+    """
+    from sync_ledger.db import metadata  # noqa: PLC0415  db imports this module
+
+    _ledger_tables(metadata)
+    metadata.create_all(connection)
+    # Alembic's own version table, as it would make it.
+    version = Table(
+        VERSION_TABLE,
+        MetaData(),
+        Column("version_num", String(32), nullable=False),
+        PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+    )
+    version.create(connection)
+    connection.execute(version.insert().values(version_num=HEAD))
+
+
 def upgrade(engine: Engine) -> None:
-    """Migrate the ledger behind ``engine`` to :func:`head` (a no-op when it is there)."""
+    """Migrate the ledger behind ``engine`` to :func:`head` (a no-op when it is there).
+
+    A database that holds no ledger yet gets the tables at :data:`HEAD` directly.
+    """
     with engine.connect() as connection:
         if _at_head(connection):
             return
+        _lock(connection)
+        if _holds_no_ledger(connection):
+            _create_at_head(connection)
+            connection.commit()
+            return
         from alembic import command  # noqa: PLC0415  loaded only when a migration runs
 
-        _lock(connection)
         revision = current(connection)  # again, under the lock: another run may have migrated
         if revision != head():
             config = _config(connection)

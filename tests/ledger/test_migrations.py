@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import multiprocessing
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
@@ -179,3 +179,50 @@ def test_a_ledger_that_kept_its_revision_in_alembic_version_is_adopted(tmp_path:
     with ledger.connect() as conn:
         assert schema.current(conn) == schema.head()
     assert "rate_budgets" in inspect(ledger).get_table_names()
+
+
+def _schema_of(url: str) -> dict[str, Any]:
+    """Every table of the database: columns, primary key, indexes, unique constraints, keys."""
+    engine = create_engine(url)
+    found = inspect(engine)
+    described = {
+        name: {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                for c in found.get_columns(name)
+            ],
+            "primary_key": found.get_pk_constraint(name)["constrained_columns"],
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in found.get_indexes(name)
+            ),
+            "unique": sorted(
+                (u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(name)
+            ),
+            "foreign_keys": found.get_foreign_keys(name),
+        }
+        for name in sorted(found.get_table_names())
+    }
+    engine.dispose()
+    return described
+
+
+def test_a_new_ledger_is_made_as_the_migrations_make_it(ledger_url: str) -> None:
+    # A new ledger's tables come from the code's definitions at the head revision, without
+    # Alembic: they must be what running every migration from an empty database builds.
+    made = make_engine(ledger_url)
+    with made.connect() as conn:
+        assert schema.current(conn) == schema.head()
+    made.dispose()
+    direct = _schema_of(ledger_url)
+    engine = create_engine(ledger_url)
+    with engine.begin() as conn:
+        for name in direct:
+            conn.execute(text(f"DROP TABLE {name}"))
+        assert inspect(conn).get_table_names() == []
+        command.upgrade(schema._config(conn), "head")
+    engine.dispose()
+    migrated = _schema_of(ledger_url)
+    assert set(direct) == set(migrated)
+    for name, shape in migrated.items():
+        assert direct[name] == shape, name
