@@ -10,6 +10,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -279,18 +280,31 @@ class DriverSteps:
         return int(self.cursor.lastrowid or 0)
 
 
+#: Each engine's driver connections, one per thread (see :class:`ThreadConnections`).
+_THREAD_CONNECTIONS: weakref.WeakKeyDictionary[Engine, threading.local] = (
+    weakref.WeakKeyDictionary()
+)
+_THREAD_CONNECTIONS_LOCK = threading.Lock()
+
+
 class ThreadConnections:
     """A driver connection of each thread's own to a SQLite file, for :class:`DriverSteps`.
 
     Taken from the engine's pool once per thread, with its settings, and kept (closed when the
-    thread or this object goes): a checkout and return per transaction cost as much as a short
-    transaction's statements. Not for in-memory SQLite: its one connection is the database.
+    thread or the engine goes): a checkout and return per transaction cost as much as a short
+    transaction's statements. Every ``ThreadConnections`` of one engine (the ledger's, the rate
+    budget's) hands a thread the same connection: SQLite drops a connection's page cache when
+    another connection wrote the file since its last transaction, so two connections taking
+    turns on one thread read the pages they touch from the file again at every turn (~4 reads
+    per record written). The transactions of one thread never overlap, so one connection serves
+    them all. Not for in-memory SQLite: its one connection is the database.
     """
 
     def __init__(self, engine: Engine, sql: DriverSQL) -> None:
         self.engine = engine
         self.sql = sql
-        self._local = threading.local()
+        with _THREAD_CONNECTIONS_LOCK:
+            self._local = _THREAD_CONNECTIONS.setdefault(engine, threading.local())
 
     @contextmanager
     def transaction(self) -> Iterator[DriverSteps]:

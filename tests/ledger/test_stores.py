@@ -37,6 +37,7 @@ from sync_ledger.tokens import StoredToken, TokenStore, TokenStoreError, oauth_t
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
 SPAWN = multiprocessing.get_context("spawn")
@@ -553,3 +554,41 @@ def test_answers_move_their_slots_and_unused_ones_are_given_back_on_postgres(
     third = budget.take()
     budget.answered(third)
     assert set(slots()) == {first.id, second.id, third.id, *(s.id for s, _ in budget._reserved)}
+
+
+def test_on_a_sqlite_file_a_threads_ledger_and_budget_share_a_connection_and_commit_apart(
+    tmp_path: Path,
+) -> None:
+    # One driver connection per thread for the ledger and the budget (SQLite keeps its page
+    # cache while no other connection writes); their transactions stay their own.
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = make_engine(url)
+    ledger = IdLedger(engine, "loc")
+    budget = RateBudget(engine, "contacts-api https://example loc", 100, 10.0)
+    assert ledger._threads is not None
+    assert budget._threads is not None
+    mine = ledger._threads._connection()
+    assert budget._threads._connection() is mine
+    elsewhere: list[object] = []
+    worker = threading.Thread(target=lambda: elsewhere.append(ledger._threads._connection()))  # type: ignore[union-attr]
+    worker.start()
+    worker.join()
+    assert elsewhere
+    assert elsewhere[0] is not mine
+
+    ledger.mark_creating("contacts", "1")
+    slot = budget.take()
+    ledger.record_written("contacts", "1", "crm-1", "h1")
+    budget.answered(slot)
+
+    def expire_all_then_fail() -> None:
+        with budget._threads.transaction() as steps:  # type: ignore[union-attr]
+            steps.run("delete_expired", {"p_budget": budget.name, "p_expired": time.time() + 60})
+            raise RuntimeError  # rolled back: the budget's slots stay, the ledger's row too
+
+    with pytest.raises(RuntimeError):
+        expire_all_then_fail()
+    # Another process's view: both writes are committed.
+    seen = make_engine(url)
+    assert IdLedger(seen, "loc").get("contacts", "1").target_id == "crm-1"  # type: ignore[union-attr]
+    assert RateBudget(seen, budget.name, 100, 10.0).in_use() >= 1
