@@ -257,6 +257,7 @@ class _Statements:
     insert_row: Any
     lookup: Any
     clear_reject: Any
+    drop_unsent_intent: Any
 
 
 @cache
@@ -299,6 +300,12 @@ def _statements(direction: Direction) -> _Statements:
             rejects.c.direction == direction.value,
             rejects.c.stream == bindparam("p_stream"),
             rejects.c.source_id == bindparam("p_source_id"),
+        ),
+        # An intent recorded ahead whose call was never sent, as long as it is just that.
+        drop_unsent_intent=delete(links).where(
+            col.id == bindparam("p_row"),
+            col[side.state] == CREATING,
+            col[side.target_id].is_(None),
         ),
     )
 
@@ -371,6 +378,9 @@ class IdLedger:
         # The row of each intent this object marked and has not yet recorded as written: the
         # written row then updates it by its primary key instead of looking it up again.
         self._intent_rows: dict[tuple[str, str], int] = {}
+        # The creates whose intents mark_creating_ahead committed and mark_creating has not
+        # been called for yet: that call is then free.
+        self._marked_ahead: set[tuple[str, str]] = set()
         # A SQLite file: the intent and the written row of a create go to the driver itself, on
         # a connection of each writing thread's own (taken from the engine's pool once, with its
         # settings, and kept: a checkout and return per statement cost as much as the
@@ -581,17 +591,68 @@ class IdLedger:
     def mark_creating(
         self, stream: str, source_id: str, *, contact_source_id: str | None = None
     ) -> None:
-        """Record the intent to create, before the create call is sent."""
+        """Record the intent to create, before the create call is sent.
+
+        Free for a create whose intent :meth:`mark_creating_ahead` recorded: that row is
+        committed already, and this call is the one it stood for.
+        """
+        try:
+            self._marked_ahead.remove((stream, source_id))
+        except KeyError:
+            pass
+        else:
+            return
+        values = self._intent(contact_source_id)
+        row_id = self._commit(lambda steps: self._upsert(steps, stream, source_id, values))
+        self._intent_rows[stream, source_id] = row_id
+
+    def mark_creating_ahead(self, stream: str, source_ids: list[str]) -> None:
+        """Record the intents of several creates in one commit, before any of their calls.
+
+        A writer thread that takes a block of new records commits their intents together
+        (with its written rows carried so far): one commit for the block instead of one per
+        record. Each create's own :meth:`mark_creating` then costs nothing. An intent whose
+        call is never sent (the run stopped first) is what a crash during the call leaves: the
+        next run looks for the record before creating it.
+        """
+        values = self._intent(None)
+
+        def mark(steps: Steps) -> list[int]:
+            return [self._upsert(steps, stream, source_id, values) for source_id in source_ids]
+
+        rows = self._commit(mark)
+        for source_id, row_id in zip(source_ids, rows, strict=True):
+            self._intent_rows[stream, source_id] = row_id
+            self._marked_ahead.add((stream, source_id))
+
+    def drop_unsent(self, stream: str, source_ids: list[str]) -> None:
+        """Drop the intents :meth:`mark_creating_ahead` recorded for creates never started.
+
+        A writer that stops before it reaches some records of its block hands them back: their
+        rows were made by the intent alone, and no call was sent for them. Those whose
+        :meth:`mark_creating` came (their call may be under way or lost) are kept.
+        """
+        rows = []
+        for source_id in source_ids:
+            key = (stream, source_id)
+            if key in self._marked_ahead:
+                self._marked_ahead.discard(key)
+                row_id = self._intent_rows.pop(key, None)
+                if row_id is not None:
+                    rows.append({"p_row": row_id})
+        if rows:
+            self._commit(lambda steps: steps.many("drop_unsent_intent", rows))
+
+    def _intent(self, contact_source_id: str | None) -> dict[str, Any]:
+        """The columns of this direction's intent to create."""
         side = self._side
-        values = {
+        return {
             side.state: CREATING,
             side.target_id: None,
             side.hash: None,
             side.extra: None,
             side.source_parent: contact_source_id,
         }
-        row_id = self._commit(lambda steps: self._upsert(steps, stream, source_id, values))
-        self._intent_rows[stream, source_id] = row_id
 
     def record_written(
         self,
@@ -714,6 +775,7 @@ class IdLedger:
         source_type, _target_type = self._kind(stream)
         side = self._side
         self._intent_rows.pop((stream, source_id), None)
+        self._marked_ahead.discard((stream, source_id))
         with self.engine.begin() as conn:
             conn.execute(
                 delete(links).where(

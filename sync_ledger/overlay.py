@@ -103,6 +103,15 @@ class OverlayLedger(LedgerLike):
                 )
 
     @override
+    def mark_creating_ahead(self, stream: str, source_ids: list[str]) -> None:
+        # Nothing to make durable ahead: each create's own mark_creating records it here.
+        del stream, source_ids
+
+    @override
+    def drop_unsent(self, stream: str, source_ids: list[str]) -> None:
+        del stream, source_ids
+
+    @override
     def record_written(
         self,
         stream: str,

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sync_ledger.progress import ProgressLog
@@ -121,6 +121,8 @@ class WorkItem:
     stream: str
     record: dict[str, Any]
     source_id: str | None
+    #: What the writer built ahead of the write (:meth:`BatchWriter._prepare_create`).
+    prepared: Any = field(default=None, repr=False, compare=False)
 
 
 class LedgerLike(Protocol):
@@ -154,6 +156,14 @@ class LedgerLike(Protocol):
         self, stream: str, source_id: str, *, contact_source_id: str | None = None
     ) -> None:
         """Record the intent to create, before the create call is sent."""
+        ...
+
+    def mark_creating_ahead(self, stream: str, source_ids: list[str]) -> None:
+        """Record the intents of several creates at once; their ``mark_creating`` is then free."""
+        ...
+
+    def drop_unsent(self, stream: str, source_ids: list[str]) -> None:
+        """Drop intents recorded ahead whose ``mark_creating`` never came (never sent)."""
         ...
 
     def record_written(
@@ -216,6 +226,9 @@ class BatchWriter:
     source_id_fields: ClassVar[Mapping[str, str]] = {}
     #: The streams whose records belong to a contact (written after the contacts).
     child_streams: ClassVar[tuple[str, ...]] = ()
+    #: How many groups a writer thread takes at once from a batch of a stream whose creates it
+    #: prepares (:meth:`_prepare_create`): their intents share one ledger commit.
+    take_ahead: ClassVar[int] = 8
 
     def __init__(
         self,
@@ -260,6 +273,23 @@ class BatchWriter:
         """
         del exc
         return None
+
+    def _creates_ahead(self, stream: str) -> bool:
+        """Whether :meth:`_prepare_create` may prepare records of ``stream`` (none by default)."""
+        del stream
+        return False
+
+    def _prepare_create(self, item: WorkItem) -> bool:
+        """Prepare ``item``, which the ledger does not know, if its write starts with a create.
+
+        Called by the writer thread that took the item, before it writes any item of its block:
+        True says that the write's first ledger step is ``mark_creating(item.stream,
+        item.source_id)`` (the intents of the block's prepared items are then recorded in one
+        commit, before any of their calls), with what it built kept in ``item.prepared``. False
+        (the default; also for a record to be rejected) leaves the item as it was.
+        """
+        del item
+        return False
 
     def _batch_starts(
         self, stream: str, items: list[WorkItem], known: Mapping[str, LedgerEntry]
@@ -339,36 +369,111 @@ class BatchWriter:
                     )
                     return
 
-        self._run_groups(groups, run_group, stop)
+        if self._creates_ahead(stream):
+            self._run_groups(
+                groups,
+                run_group,
+                stop,
+                take=self.take_ahead,
+                prepare=lambda block: self._intents_ahead(stream, block, prefetched),
+            )
+        else:
+            self._run_groups(groups, run_group, stop)
         if errors:
             raise errors[0]
+
+    def _intents_ahead(
+        self, stream: str, block: list[list[WorkItem]], known: Mapping[str, LedgerEntry]
+    ) -> list[str]:
+        """Prepare the block's new records that start with a create; commit their intents.
+
+        ``known`` holds the batch's ledger entries by source id. A record alone in its group
+        (no other record of the batch shares its id or identity) that the ledger does not know
+        goes to :meth:`_prepare_create`. Returns the source ids whose intents were recorded.
+        """
+        ahead = [
+            group[0].source_id
+            for group in block
+            if len(group) == 1
+            and group[0].source_id is not None
+            and group[0].source_id not in known
+            and not group[0].record.get(DELETED_AT)
+            and self._prepare_create(group[0])
+        ]
+        if not ahead:
+            return ahead
+        try:
+            self.ledger.mark_creating_ahead(stream, ahead)
+        except Exception as exc:
+            logger.exception("recording the intents of %d %s records failed", len(ahead), stream)
+            raise FatalSyncError(
+                f"recording the intents to create {stream} records {', '.join(ahead)} failed "
+                f"({type(exc).__name__}: {exc}), so none of them was sent"
+            ) from exc
+        return ahead
+
+    def _drop_unsent(self, stream: str, source_ids: list[str]) -> None:
+        """Drop the intents recorded ahead for records the worker did not reach."""
+        try:
+            self.ledger.drop_unsent(stream, source_ids)
+        except Exception:  # an intent left behind only costs the next run a look
+            logger.warning(
+                "could not drop the intents of %s records that were not sent; the next run "
+                "looks each of them up before creating it",
+                stream,
+                exc_info=True,
+            )
 
     def _run_groups(
         self,
         groups: list[list[WorkItem]],
         run_group: Callable[[list[WorkItem]], None],
         stop: threading.Event,
+        *,
+        take: int = 1,
+        prepare: Callable[[list[list[WorkItem]]], list[str]] | None = None,
     ) -> None:
         """``run_group`` on each group, on the pool's threads; returns when every worker stopped.
 
-        Each worker takes the next group in input order until none is left or ``stop`` is set: a
-        task per group cost the reading thread a future, a lock and a worker's wake-up per record.
-        A worker's written rows ride along with its next ledger write (:meth:`IdLedger.carrying`)
-        and are all committed before this returns.
+        Each worker takes the next groups in input order, up to ``take`` at once (fewer as the
+        batch's end nears, so that no worker is left with a tail while the others idle), calls
+        ``prepare`` on them (the source ids whose intents it recorded ahead; those the worker
+        does not reach are dropped again), then writes them, until none is left or ``stop`` is
+        set: a task per group cost the reading thread a future, a lock and a worker's wake-up
+        per record.
+        A worker's written rows ride along with its next ledger write
+        (:meth:`IdLedger.carrying`) and are all committed before this returns. A worker that
+        fails (``prepare`` raising, a carried row's commit) stops the others.
         """
-        queued = iter(groups)
+        workers = min(self.concurrency, len(groups))
+        position = 0
         queue_lock = threading.Lock()
 
         def work() -> None:
-            with self.ledger.carrying():
-                while not stop.is_set():
-                    with queue_lock:
-                        group = next(queued, None)
-                    if group is None:
-                        return
-                    run_group(group)
+            nonlocal position
+            try:
+                with self.ledger.carrying():
+                    while not stop.is_set():
+                        with queue_lock:
+                            start = position
+                            size = max(1, min(take, (len(groups) - start) // workers))
+                            position = start + size
+                        block = groups[start : start + size]
+                        if not block:
+                            return
+                        ahead = prepare(block) if prepare is not None else []
+                        try:
+                            for group in block:
+                                if stop.is_set():
+                                    return
+                                run_group(group)
+                        finally:
+                            if ahead:
+                                self._drop_unsent(block[0][0].stream, ahead)
+            except BaseException:
+                stop.set()
+                raise
 
-        workers = min(self.concurrency, len(groups))
         done, _ = wait([self._pool.submit(work) for _ in range(workers)])  # none writes after
         failed = [f.exception() for f in done if f.exception() is not None]
         if failed:  # committing a worker's carried written rows (run_group keeps the rest)

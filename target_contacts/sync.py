@@ -247,16 +247,35 @@ class ContactsSync(BatchWriter):
             pass  # gone already
 
     @override
+    def _creates_ahead(self, stream: str) -> bool:
+        return stream == "contacts"
+
+    @override
+    def _prepare_create(self, item: WorkItem) -> bool:
+        # A contact the ledger does not know is created (write_contact), its intent first.
+        if item.stream != "contacts":
+            return False
+        try:
+            item.prepared = self._contact_payload(item)
+        except RecordRejected:
+            return False  # rejected when its turn comes, with no intent
+        return True
+
+    def _contact_payload(self, item: WorkItem) -> ContactPayload:
+        if isinstance(item.prepared, ContactPayload):
+            return item.prepared
+        return contact_payload(
+            item.record,
+            default_phone_region=self.default_phone_region,
+            custom_field_map=self.custom_field_map,
+        )
+
+    @override
     def _dispatch(
         self, item: WorkItem, entry: LedgerEntry | None, parents: dict[str, LedgerEntry]
     ) -> str:
         if item.stream == "contacts":
-            payload = contact_payload(
-                item.record,
-                default_phone_region=self.default_phone_region,
-                custom_field_map=self.custom_field_map,
-            )
-            return self.write_contact(payload, entry)
+            return self.write_contact(self._contact_payload(item), entry)
         if item.stream == "tasks":
             task = task_payload(item.record)
             contact_id = self.parent_target_id(task.contact_source_id, parents)

@@ -94,3 +94,64 @@ def test_an_unexpected_worker_error_stops_the_pool_and_is_fatal(tmp_path: Path, 
     assert sum(1 for e in written if e.written) == creates_at_return - 1
     assert sum(1 for e in written if e.state == "creating") == 1
     sync.close()
+
+
+class WatchingClient:
+    """Creates contacts and notes, at each create, what another process sees in the ledger."""
+
+    def __init__(self, url: str, fail_on: int | None = None) -> None:
+        self.other = IdLedger(make_engine(url), "loc")
+        self.fail_on = fail_on
+        self.seen: list[tuple[str, set[str]]] = []
+
+    def create_contact(self, body: dict[str, Any]) -> dict[str, Any]:
+        source_id = body["email"][1:].split("@")[0]
+        entries = self.other.lookup("contacts", [str(i) for i in range(1, 21)])
+        self.seen.append((source_id, {s for s, e in entries.items() if e.state == "creating"}))
+        if len(self.seen) == self.fail_on:
+            raise KeyError("id")
+        return {"id": f"crm-{source_id}", **body}
+
+
+def test_a_writer_commits_the_intents_of_its_next_new_contacts_together_before_their_calls(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = IdLedger(make_engine(url), "loc")
+    client = WatchingClient(url)
+    sync = ContactsSync(client, ledger, location_id="loc", concurrency=1)
+    sync.write_batch("contacts", records(20))
+    sync.close()
+    # Each call's intent was durable before it was sent, with those of the writer's next new
+    # contacts: one commit for a block of (at most) eight.
+    assert [source_id for source_id, _ in client.seen] == [str(i) for i in range(1, 21)]
+    for source_id, creating in client.seen:
+        assert source_id in creating
+    assert client.seen[0][1] == {str(i) for i in range(1, 9)}
+    assert client.seen[8][1] == {str(i) for i in range(9, 17)}
+    entries = ledger.lookup("contacts", [str(i) for i in range(1, 21)])
+    assert {e.target_id for e in entries.values()} == {f"crm-{i}" for i in range(1, 21)}
+    assert all(e.written for e in entries.values())
+
+
+def test_a_writer_that_stops_drops_the_intents_of_the_contacts_it_did_not_send(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = IdLedger(make_engine(url), "loc")
+    client = WatchingClient(url, fail_on=3)
+    sync = ContactsSync(client, ledger, location_id="loc", concurrency=1)
+    with pytest.raises(FatalSyncError, match="failed unexpectedly"):
+        sync.write_batch("contacts", records(20))
+    sync.close()
+    # At the third call: the block's eight intents (1 and 2 written, their rows carried to the
+    # writer's next commit).
+    assert client.seen[2][1] == {str(i) for i in range(1, 9)}
+    entries = ledger.lookup("contacts", [str(i) for i in range(1, 21)])
+    # Two written; the third's call failed after it left, so its intent stays (the next run
+    # looks for it first); the block's other five were never sent and left no row.
+    assert {s: e.state for s, e in entries.items()} == {
+        "1": "written",
+        "2": "written",
+        "3": "creating",
+    }
