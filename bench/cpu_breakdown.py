@@ -24,6 +24,7 @@ from typing import Any
 STEPS = (
     ("singer_sdk.target_base", "Target", "_process_record_message", "read a record (reader)"),
     ("singer_sdk.mapper", "CustomStreamMap", "transform", "  stream maps"),
+    ("sync_ledger.writer", "BatchWriter", "_intents_ahead", "intents ahead (payloads, commit)"),
     ("sync_ledger.writer", "BatchWriter", "_write_one", "write a record (writer threads)"),
     ("sync_ledger.ledger", "IdLedger", "mark_creating", "  ledger: intent"),
     ("sync_ledger.ledger", "IdLedger", "record_written", "  ledger: written row"),

@@ -161,6 +161,19 @@ class PeopleDirectory:
                 self._refresh_if_due()
             return self._in_use
 
+    def indexed(self, field: str, value: str) -> bool:
+        """Whether a person read so far has a ``field`` kind of value matching ``value``.
+
+        No call and no refresh: a quick "may match" before :meth:`candidates` confirms.
+        """
+        names, key_of = (
+            (EMAIL_FIELDS, email_key) if field in EMAIL_FIELDS else (PHONE_FIELDS, phone_key)
+        )
+        key = key_of(value)
+        index = self._by_email if names is EMAIL_FIELDS else self._by_phone
+        with self._lock:
+            return bool(key) and bool(index.get(key))
+
     def candidates(self, field: str, value: str) -> list[dict[str, Any]]:
         """The people (as MOCO answers them now) whose ``field`` kind of value matches ``value``.
 

@@ -170,3 +170,54 @@ def test_the_person_a_match_read_is_handed_over_once():
     directory.candidates("work_email", "a@x.example")
     directory.candidates("work_email", "nobody@x.example")
     assert directory.just_read("1") is None  # only what the last call read
+
+
+class CreatingMoco(FakeMoco):
+    """FakeMoco that creates people and notes what another process sees in the ledger then."""
+
+    def __init__(self, people: list[dict[str, Any]], url: str) -> None:
+        super().__init__(people)
+        from sync_ledger.db import make_engine
+        from sync_ledger.ledger import Direction, IdLedger
+
+        self.other = IdLedger(make_engine(url), "loc", Direction.REVERSE)
+        self.seen: list[tuple[str, set[str]]] = []
+
+    def create_person(self, body: dict[str, Any]) -> dict[str, Any]:
+        source = body["lastname"]
+        entries = self.other.lookup("contacts", [f"c{i}" for i in range(1, 41)])
+        self.seen.append((source, {s for s, e in entries.items() if e.state == "creating"}))
+        made = person(1000 + len(self.people), **body)
+        self.people[str(made["id"])] = made
+        return dict(made)
+
+    def update_person(self, person_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.people[person_id] = {**self.people[person_id], **body}
+        return dict(self.people[person_id])
+
+
+def test_target_moco_commits_the_intents_of_new_people_together_before_their_creates(tmp_path):
+    from sync_ledger.db import make_engine
+    from sync_ledger.ledger import Direction, IdLedger
+    from target_moco.sync import MocoSync
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = IdLedger(make_engine(url), "loc", Direction.REVERSE)
+    # One contact matches a MOCO person by e-mail: it is linked, not created, and no intent.
+    moco = CreatingMoco([person(1, lastname="Old", work_email="c3@x.example")], url)
+    sync = MocoSync(moco, ledger, concurrency=1)  # type: ignore[arg-type]
+    records = [
+        {"id": f"c{i}", "lastname": f"c{i}", "work_email": f"c{i}@x.example"} for i in range(1, 41)
+    ]
+    sync.write_batch("contacts", records)
+    sync.close()
+    assert sync.people.in_use
+    created = [source for source, _ in moco.seen]
+    assert created == [f"c{i}" for i in range(1, 41) if i != 3]
+    for source, creating in moco.seen:
+        assert source in creating  # durable before its create
+    # The first block's intents, together: its other new contacts are there before their turn.
+    assert moco.seen[0][1] == {f"c{i}" for i in range(1, 9) if i != 3}
+    entries = ledger.lookup("contacts", [f"c{i}" for i in range(1, 41)])
+    assert all(e.written for e in entries.values())
+    assert entries["c3"].target_id == "1"
