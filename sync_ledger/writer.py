@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from sync_ledger.heap import release_free_memory
 from sync_ledger.progress import ProgressLog
 from sync_ledger.summary import RunSummary
 
@@ -379,6 +380,8 @@ class BatchWriter:
             )
         else:
             self._run_groups(groups, run_group, stop)
+        # The batch's payloads, answers and rows are freed: give their pages back (heap.py).
+        release_free_memory()
         if errors:
             raise errors[0]
 
