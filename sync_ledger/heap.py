@@ -27,8 +27,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
-    function: Callable[[int], int] = trim
-    return function
+    return trim
 
 
 _TRIM = _malloc_trim()
